@@ -1,0 +1,324 @@
+"""Audio loading: a file or its bytes → mono float32 samples at the rate you ask for.
+
+Everything libsndfile reads is accepted (WAV, FLAC, OGG/Vorbis, MP3, uncompressed NIST SPHERE,
+AIFF...). Integer PCM of any width is scaled to [-1, 1) by libsndfile (int16 by 1/32768, 24-bit by
+1/2**23, unsigned 8-bit as (x - 128) / 128); float files are returned as stored, not clipped.
+Channels are averaged; a file at another rate is resampled with
+``torchaudio.functional.resample`` (windowed-sinc, anti-aliased). ``offset_s``/``duration_s`` seek
+to the segment and decode only it (Ogg files are decoded from the start: libsndfile's Ogg seek is
+not sample-exact).
+
+Every problem with a file raises :class:`AudioError`, whose one-line message starts with the path
+(or ``<bytes>``) and names the cause. Truncation is caught where the format allows it: WAV and NIST
+headers declare their length (libsndfile silently shortens both to what is present, so the header is
+read here), and FLAC/MP3 return fewer frames than declared or fail to decode. A truncated Ogg file
+reports its shortened length consistently and cannot be told apart from a short one.
+
+Example:
+    >>> import io, numpy as np, soundfile as sf
+    >>> buf = io.BytesIO()
+    >>> sf.write(buf, np.full(8000, 8192, dtype=np.int16), 8000, format="WAV")
+    >>> wave = load_audio(buf.getvalue(), sample_rate=None)
+    >>> wave.shape, wave.dtype, float(wave[0])
+    ((8000,), dtype('float32'), 0.25)
+    >>> audio_info(buf.getvalue())
+    AudioInfo(sample_rate=8000, num_frames=8000, num_channels=1, duration_s=1.0)
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as taf
+
+logger = logging.getLogger(__name__)
+
+AudioSource = str | os.PathLike | bytes
+MIN_SAMPLE_RATE = 8000  # Hz; narrower-band audio is rejected
+_MP3_SLACK_FRAMES = 2 * 1152  # MP3 lengths without a Xing/LAME header are estimates (2 MPEG frames)
+_MP3_PREROLL_FRAMES = 2 * 1152  # decoded and dropped before an MP3 segment (see _seek)
+_SOUNDFILE_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError)
+
+
+class AudioError(Exception):
+    """An audio file cannot be used; the message is ``"<path or <bytes>>: cause"`` on one line."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says."""
+
+    sample_rate: int  # Hz, the file's native rate
+    num_frames: int  # samples per channel
+    num_channels: int
+    duration_s: float  # num_frames / sample_rate
+
+
+def audio_info(source: AudioSource) -> AudioInfo:
+    """Read the header of ``source`` (a path or the file's bytes) without decoding the samples.
+
+    Raises ``AudioError`` for everything the header reveals: missing or empty file, unknown format,
+    a WAV/NIST header declaring more data than the file holds, zero frames, rate below 8000 Hz.
+    Damage inside FLAC/MP3 data shows only when decoding (:func:`load_audio`).
+
+    Raises:
+        AudioError: as above.
+    """
+    label = _label(source)
+    with _open(source, label) as f:
+        _check_header(f, source, label)
+        return AudioInfo(f.samplerate, f.frames, f.channels, f.frames / f.samplerate)
+
+
+def load_audio(
+    source: AudioSource,
+    sample_rate: int | None = 16000,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+) -> np.ndarray:
+    """Load ``source`` as mono float32 samples ``(S,)``; see :func:`load_audio_with_rate`.
+
+    With ``sample_rate=None`` the file's own rate is kept; call :func:`load_audio_with_rate`
+    (or :func:`audio_info`) when you need to know what it was.
+    """
+    return load_audio_with_rate(source, sample_rate, offset_s, duration_s)[0]
+
+
+def load_audio_with_rate(
+    source: AudioSource,
+    sample_rate: int | None = 16000,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Load a segment of ``source`` as mono float32 and return it with its sample rate.
+
+    Args:
+        source: path, or the encoded file's bytes.
+        sample_rate: output rate in Hz; ``None`` keeps the file's rate.
+        offset_s: start of the segment, seconds (rounded to the nearest frame at the file's rate).
+        duration_s: length of the segment, seconds; ``None`` reads to the end. A segment running
+            past the end of the file stops at the end.
+
+    Returns:
+        ``(wave, rate)``: ``wave`` float32 ``(S,)``, channels averaged; ``rate`` is ``sample_rate``
+        or, if that is ``None``, the file's rate. After resampling,
+        ``S = ceil(frames * sample_rate / file_rate)``.
+
+    Raises:
+        AudioError: missing, empty, truncated or corrupt file; unknown or unsupported format;
+            zero samples; NaN/inf samples; file rate below 8000 Hz; offset beyond the end.
+        ValueError: a negative ``offset_s``, a non-positive ``duration_s`` or ``sample_rate``.
+    """
+    if sample_rate is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
+        raise ValueError(f"sample_rate must be a positive integer or None, got {sample_rate!r}")
+    if not offset_s >= 0.0:
+        raise ValueError(f"offset_s must be >= 0, got {offset_s!r}")
+    if duration_s is not None and not duration_s > 0.0:
+        raise ValueError(f"duration_s must be > 0 or None, got {duration_s!r}")
+    label = _label(source)
+    with _open(source, label) as f:
+        _check_header(f, source, label)
+        file_rate, total = f.samplerate, f.frames
+        start = round(offset_s * file_rate)
+        if start >= total:
+            raise AudioError(f"{label}: offset {offset_s:.3f} s is beyond the end of the audio "
+                             f"({total / file_rate:.3f} s)")
+        wanted = total - start
+        if duration_s is not None:
+            wanted = min(wanted, round(duration_s * file_rate))
+        if wanted <= 0:
+            raise AudioError(f"{label}: zero samples: duration {duration_s} s rounds to 0 frames "
+                             f"at {file_rate} Hz")
+        try:
+            _seek(f, start)
+            data = f.read(wanted, dtype="float32", always_2d=True)  # (S, C)
+        except _SOUNDFILE_ERRORS as e:
+            raise AudioError(f"{label}: truncated or corrupt data ({_detail(e)})") from None
+        slack = _MP3_SLACK_FRAMES if f.format == "MP3" else 0
+        if len(data) < wanted - slack:
+            raise AudioError(f"{label}: truncated or corrupt data: decoded {len(data)} of {wanted} "
+                             f"frames from frame {start} (header declares {total})")
+        if len(data) < wanted:
+            logger.debug("path=%s frames_short=%d (MP3 length estimate)", label, wanted - len(data))
+    if len(data) == 0:
+        raise AudioError(f"{label}: zero samples decoded")
+    wave = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # (S,)
+    if not np.isfinite(wave).all():
+        bad = int(np.count_nonzero(~np.isfinite(wave)))
+        raise AudioError(f"{label}: {bad} NaN or infinite samples")
+    wave = np.ascontiguousarray(wave, dtype=np.float32)
+    if sample_rate is None or sample_rate == file_rate:
+        return wave, file_rate
+    return resample(wave, file_rate, int(sample_rate)), int(sample_rate)
+
+
+def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """Anti-aliased resampling of float32 ``wave`` (S,) → (ceil(S * new_rate / orig_rate),).
+
+    A thin wrapper over ``torchaudio.functional.resample`` (Hann-windowed sinc, 6 zero crossings,
+    cutoff at 0.99 of the lower Nyquist frequency).
+    """
+    if orig_rate == new_rate:
+        return wave
+    wave_t = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))  # (S,)
+    return taf.resample(wave_t, orig_rate, new_rate).numpy()  # (S',)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _seek(f: sf.SoundFile, start: int) -> None:
+    """Position ``f`` at frame ``start`` so that the next read is sample-exact.
+
+    libsndfile 1.2.2 seeks Ogg/Vorbis wrongly inside the last pages of a file (thousands of
+    frames off; cf. libsndfile issue #885), so Ogg is decoded from the start and the head discarded. An MP3 seek
+    lands without the bit reservoir of the previous frame (first ~300 samples off by up to 1e-3),
+    so MP3 seeks two MPEG frames early and discards them.
+    """
+    if start == 0:
+        return
+    skip = 0
+    if f.format == "OGG":
+        skip = start
+    elif f.format == "MP3":
+        skip = min(start, _MP3_PREROLL_FRAMES)
+    if start > skip:
+        f.seek(start - skip)
+    while skip > 0:
+        got = len(f.read(min(skip, 1 << 16), dtype="float32", always_2d=True))
+        if got == 0:
+            return  # truncated: the caller sees the short read
+        skip -= got
+
+
+def _label(source: AudioSource) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    return str(os.fspath(source))
+
+
+def _raw(source: AudioSource) -> BinaryIO:
+    """A fresh binary handle on the encoded file (for our own header parsing and for soundfile)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source))
+    return open(source, "rb")  # noqa: SIM115 - closed by the caller
+
+
+def _open(source: AudioSource, label: str) -> sf.SoundFile:
+    """Open ``source`` with soundfile, turning every failure into an ``AudioError``."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioError(f"{label}: empty input (0 bytes)")
+        target: str | BinaryIO = io.BytesIO(bytes(source))
+    else:
+        target = label
+        try:
+            size = os.stat(target).st_size
+        except FileNotFoundError:
+            raise AudioError(f"{label}: no such file") from None
+        except OSError as e:
+            raise AudioError(f"{label}: cannot access file ({e.strerror or e})") from None
+        if os.path.isdir(target):
+            raise AudioError(f"{label}: is a directory, not an audio file")
+        if size == 0:
+            raise AudioError(f"{label}: empty file (0 bytes)")
+    try:
+        return sf.SoundFile(target)
+    except _SOUNDFILE_ERRORS as e:
+        detail = _detail(e)
+        coding = _nist_header(source).get("sample_coding", "")
+        if "shorten" in coding or "wavpack" in coding:
+            raise AudioError(f"{label}: unsupported compressed NIST SPHERE (sample_coding "
+                             f"{coding}); decompress it with sph2pipe first") from None
+        if "not recognised" in detail:
+            cause = "unknown or unsupported audio format"
+        elif "unimplemented" in detail:
+            cause = "unsupported encoding"
+        else:
+            cause = "corrupt or truncated header"
+        raise AudioError(f"{label}: {cause} ({detail})") from None
+
+
+def _check_header(f: sf.SoundFile, source: AudioSource, label: str) -> None:
+    if f.samplerate < MIN_SAMPLE_RATE:
+        raise AudioError(f"{label}: sample rate {f.samplerate} Hz is below {MIN_SAMPLE_RATE} Hz")
+    declared = _declared_frames(source, f.format)
+    if declared is not None and declared > f.frames:
+        raise AudioError(f"{label}: truncated data: header declares {declared} frames, "
+                         f"file holds {f.frames}")
+    if f.frames <= 0:
+        raise AudioError(f"{label}: zero samples ({f.format} file with no audio frames)")
+
+
+def _detail(e: BaseException) -> str:
+    """libsndfile's own words, without soundfile's 'Error opening <object>:' prefix."""
+    detail = str(getattr(e, "error_string", None) or e).strip().rstrip(".")
+    if detail.startswith("Error : "):
+        detail = detail[len("Error : "):]
+    if "not a regular file" in detail:  # libsndfile's MP3 reader says this of undecodable data
+        detail = "libsndfile found no decodable stream"
+    return detail
+
+
+def _declared_frames(source: AudioSource, fmt: str) -> int | None:
+    """Frames per channel the WAV/NIST header declares (libsndfile reports only what is present)."""
+    if fmt in ("WAV", "WAVEX"):
+        try:
+            with _raw(source) as fh:
+                return _riff_declared_frames(fh)
+        except (OSError, struct.error):
+            return None
+    if fmt == "NIST":
+        count = _nist_header(source).get("sample_count", "")
+        return int(count) if count.isdigit() else None
+    return None
+
+
+def _riff_declared_frames(fh: BinaryIO) -> int | None:
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    block_align = 0
+    for _ in range(64):  # chunks before 'data': fmt, fact, LIST, bext...
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return None
+        chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if chunk_id == b"data":
+            if block_align == 0 or size in (0, 0xFFFFFFFF):  # unset by a streaming writer
+                return None
+            return size // block_align
+        body_start = fh.tell()
+        if chunk_id == b"fmt ":
+            body = fh.read(min(size, 16))
+            if len(body) >= 14:
+                block_align = struct.unpack("<H", body[12:14])[0]
+        fh.seek(body_start + size + (size & 1))
+    return None
+
+
+def _nist_header(source: AudioSource) -> dict[str, str]:
+    """Fields of a NIST SPHERE header (``{}`` when ``source`` is not one or cannot be read)."""
+    try:
+        with _raw(source) as fh:
+            head = fh.read(1024)
+    except OSError:
+        return {}
+    if not head.startswith(b"NIST_1A"):
+        return {}
+    fields: dict[str, str] = {}
+    for line in head.decode("ascii", errors="replace").splitlines()[2:]:
+        parts = line.split(None, 2)
+        if parts and parts[0] == "end_head":
+            break
+        if len(parts) == 3 and parts[1].startswith("-"):
+            fields[parts[0]] = parts[2].strip()
+    return fields

@@ -1,0 +1,130 @@
+"""Self-contained checkpoints: configs, feature normalization, tokenizer and weights in one file.
+
+A checkpoint is a plain dictionary of tensors, strings, numbers, lists and dicts, so it loads with
+``torch.load(path, weights_only=True)``. Writes are atomic: a temporary file in the same folder is
+renamed over the target, so an interrupted save never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asr.config import config_from_dict, config_to_dict
+from asr.decode import Hypothesis, greedy_decode
+from asr.features import FeatureConfig, FeatureExtractor
+from asr.model import DeepSpeech2, ModelConfig
+from asr.text import Tokenizer, tokenizer_from_dict
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, unreadable or not an ``asr`` checkpoint."""
+
+
+@dataclass
+class Recognizer:
+    """The three pieces needed to turn audio into text, rebuilt from a checkpoint."""
+
+    features: FeatureExtractor
+    model: DeepSpeech2
+    tokenizer: Tokenizer
+
+    def to(self, device: torch.device | str) -> "Recognizer":
+        self.features.to(device)
+        self.model.to(device)
+        return self
+
+    def eval(self) -> "Recognizer":
+        self.features.eval()
+        self.model.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def log_probs(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CTC log-probabilities of a padded batch: (B, S), (B,) -> (B, T', V), (B,)."""
+        feats, feat_lens = self.features(waves.to(self.device), wave_lens.to(self.device))  # (B, T, F)
+        logits, out_lens = self.model(feats, feat_lens)  # (B, T', V)
+        return logits.float().log_softmax(dim=-1), out_lens
+
+    def recognize(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> list[Hypothesis]:
+        """Greedy transcripts of a padded batch of waveforms at the feature sample rate."""
+        log_probs, out_lens = self.log_probs(waves, wave_lens)
+        return greedy_decode(log_probs, out_lens, self.tokenizer)
+
+
+def checkpoint_payload(
+    recognizer: Recognizer, config: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The dictionary that ``save_checkpoint`` writes; ``extra`` adds e.g. ``train_state``, ``metrics``."""
+    payload = {
+        "format": FORMAT_VERSION,
+        "features_config": config_to_dict(recognizer.features.cfg),
+        "model_config": config_to_dict(recognizer.model.cfg),
+        "tokenizer": recognizer.tokenizer.to_dict(),
+        "features_state": {k: v.detach().cpu() for k, v in recognizer.features.state_dict().items()},
+        "model_state": {k: v.detach().cpu() for k, v in recognizer.model.state_dict().items()},
+        "config": config or {},
+    }
+    payload.update(extra)
+    return payload
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; raises ``CheckpointError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for foreign or corrupt files
+        cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({cause})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not an asr checkpoint (format {FORMAT_VERSION} expected)")
+    return payload
+
+
+def recognizer_from_payload(payload: dict[str, Any]) -> Recognizer:
+    """Rebuild feature extractor, model and tokenizer from a loaded checkpoint (eval mode, CPU)."""
+    tokenizer = tokenizer_from_dict(payload["tokenizer"])
+    features = FeatureExtractor(config_from_dict(FeatureConfig, payload["features_config"]))
+    features.load_state_dict(payload["features_state"])
+    model = DeepSpeech2(
+        config_from_dict(ModelConfig, payload["model_config"]),
+        num_features=features.num_features,
+        vocab_size=tokenizer.vocab_size,
+    )
+    model.load_state_dict(payload["model_state"])
+    return Recognizer(features=features, model=model, tokenizer=tokenizer).eval()
+
+
+def load_recognizer(path: str | Path, device: str | torch.device = "cpu") -> Recognizer:
+    """``recognizer_from_payload(load_checkpoint(path))`` moved to ``device``."""
+    return recognizer_from_payload(load_checkpoint(path)).to(device)

@@ -1,0 +1,114 @@
+"""Free Spoken Digit Dataset (FSDD): find or download it, resample to 16 kHz, write manifests.
+
+FSDD v1.0.10 holds 3,000 8 kHz wavs named ``{digit}_{speaker}_{index}.wav`` (6 speakers x 10 digits
+x 50 takes). Splits:
+
+- ``official``: takes 0-4 of every speaker and digit are the test set, 5-49 the training set
+  (the split FSDD's README prescribes);
+- ``speaker``: every take of ``test_speaker`` is the test set, the other speakers train
+  (speaker-independent, much harder with six speakers).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from asr.audio import AudioError, load_audio
+from asr.data import Utterance, write_manifest
+from asr.datasets.download import download, extract_tar
+
+logger = logging.getLogger(__name__)
+
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+NAME_RE = re.compile(r"^(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<index>\d+)\.wav$")
+
+
+@dataclass(frozen=True)
+class DigitsSplit:
+    train: Path
+    test: Path
+    num_train: int
+    num_test: int
+    skipped: int
+
+
+def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "data/fsdd") -> Path:
+    """The ``recordings/`` folder of an FSDD copy: ``data_dir`` if given, else a download.
+
+    ``data_dir`` may be the folder holding ``recordings/`` or ``recordings/`` itself.
+
+    Raises:
+        FileNotFoundError: ``data_dir`` holds no FSDD recordings.
+        DownloadError: the download failed.
+    """
+    if data_dir is not None:
+        data_dir = Path(data_dir)
+        for candidate in (data_dir / "recordings", data_dir):
+            if candidate.is_dir() and any(NAME_RE.match(p.name) for p in candidate.glob("*.wav")):
+                return candidate
+        raise FileNotFoundError(f"{data_dir}: no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) found")
+    download_dir = Path(download_dir)
+    existing = sorted(download_dir.glob("*/recordings"))
+    if existing:
+        return existing[0]
+    archive = download(FSDD_URL, download_dir / "fsdd-v1.0.10.tar.gz")
+    extract_tar(archive, download_dir)
+    found = sorted(download_dir.glob("*/recordings"))
+    if not found:
+        raise FileNotFoundError(f"{archive}: the archive holds no recordings/ folder")
+    return found[0]
+
+
+def prepare_digits(
+    recordings: str | Path, out_dir: str | Path, split: str = "official", test_speaker: str = "theo",
+    sample_rate: int = 16000,
+) -> DigitsSplit:
+    """Resample every recording to ``sample_rate`` under ``out_dir/wav`` and write the manifests.
+
+    Work already done is skipped: a resampled file that exists is not written again. Unreadable
+    recordings are logged with their path and skipped (counted in ``DigitsSplit.skipped``).
+
+    Returns:
+        The paths of ``train.jsonl`` and ``test.jsonl`` in ``out_dir`` and their sizes.
+    Raises:
+        ValueError: unknown split, or the test speaker is not in the data.
+    """
+    if split not in ("official", "speaker"):
+        raise ValueError(f"split {split!r} is not 'official' or 'speaker'")
+    recordings, out_dir = Path(recordings), Path(out_dir)
+    wav_dir = out_dir / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    train, test, skipped = [], [], 0
+    files = sorted(p for p in recordings.glob("*.wav") if NAME_RE.match(p.name))
+    speakers = {NAME_RE.match(p.name)["speaker"] for p in files}
+    if split == "speaker" and test_speaker not in speakers:
+        raise ValueError(f"test speaker {test_speaker!r} not in {recordings} (speakers: {', '.join(sorted(speakers))})")
+    for path in files:
+        m = NAME_RE.match(path.name)
+        target = wav_dir / path.name
+        try:
+            if not target.is_file():
+                wave = load_audio(path, sample_rate=sample_rate)
+                tmp = target.with_suffix(".tmp.wav")
+                sf.write(tmp, wave, sample_rate, subtype="PCM_16")
+                tmp.replace(target)
+            duration = sf.info(target).duration
+        except (AudioError, RuntimeError) as e:
+            logger.warning("%s", e)
+            skipped += 1
+            continue
+        utt = Utterance(audio_filepath=str(target.resolve()), duration=duration,
+                        text=DIGIT_WORDS[int(m["digit"])], speaker=m["speaker"])
+        is_test = int(m["index"]) < 5 if split == "official" else m["speaker"] == test_speaker
+        (test if is_test else train).append(utt)
+    if skipped:
+        logger.warning("skipped %d unreadable recordings of %d", skipped, len(files))
+    write_manifest(out_dir / "train.jsonl", train)
+    write_manifest(out_dir / "test.jsonl", test)
+    return DigitsSplit(out_dir / "train.jsonl", out_dir / "test.jsonl", len(train), len(test), skipped)

@@ -1,0 +1,13 @@
+"""The exception types that mean "the user's input is wrong", which the CLI reports in one line."""
+
+from asr.audio import AudioError
+from asr.checkpoint import CheckpointError
+from asr.config import ConfigError
+from asr.data import ManifestError
+from asr.datasets.download import DownloadError
+from asr.train import TrainError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    AudioError, CheckpointError, ConfigError, ManifestError, DownloadError, TrainError,
+    FileNotFoundError, NotADirectoryError, PermissionError,
+)

@@ -1,0 +1,84 @@
+"""Score a recognizer on a manifest: WER/CER, aligned per-utterance report, real-time factor."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from asr.checkpoint import Recognizer
+from asr.data import DurationBatchSampler, SpeechDataset, Utterance, collate
+from asr.decode import Hypothesis
+from asr.metrics import ErrorReport, error_report
+from asr.text import normalize_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """Hypotheses in manifest order, the error report, and timing (RTF = decode time / audio time)."""
+
+    utts: list[Utterance]
+    refs: list[str]
+    hyps: list[Hypothesis]
+    report: ErrorReport
+    audio_s: float
+    decode_s: float
+
+    @property
+    def rtf(self) -> float:
+        return self.decode_s / self.audio_s if self.audio_s else float("nan")
+
+    def write(self, out_dir: str | Path) -> None:
+        """Write ``hyps.txt`` (id TAB text), ``errs.txt`` (aligned REF/HYP) and ``wer.txt`` (summary)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        names = [utterance_id(u) for u in self.utts]
+        (out / "hyps.txt").write_text("".join(f"{n}\t{h.text}\n" for n, h in zip(names, self.hyps)), encoding="utf-8")
+        (out / "errs.txt").write_text("\n\n".join(self.report.alignments) + "\n", encoding="utf-8")
+        (out / "wer.txt").write_text(self.summary() + "\n", encoding="utf-8")
+
+    def summary(self) -> str:
+        return "\n".join([
+            self.report.words.summary("WER"),
+            self.report.chars.summary("CER"),
+            f"utterances {len(self.utts)}  audio {self.audio_s:.1f} s  decode {self.decode_s:.1f} s  RTF {self.rtf:.4f}",
+        ])
+
+
+def utterance_id(utt: Utterance) -> str:
+    """A readable utterance name: the audio file's stem (plus the offset for segments)."""
+    stem = Path(utt.audio_filepath).stem
+    return f"{stem}@{utt.offset:.2f}" if utt.offset else stem
+
+
+def evaluate_utterances(
+    recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0
+) -> EvalResult:
+    """Greedy-decode ``utts`` in duration-sorted batches and score them against their transcripts.
+
+    Restores the recognizer's train/eval mode afterwards, so it can run inside a training loop.
+    """
+    was_training = recognizer.model.training
+    recognizer.eval()
+    dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate)
+    sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
+    hyps: list[Hypothesis | None] = [None] * len(utts)
+    start = time.perf_counter()
+    audio_s = 0.0
+    for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
+        for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens)):
+            hyps[index] = hyp
+        audio_s += float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
+    decode_s = time.perf_counter() - start
+    if was_training:
+        recognizer.model.train()
+        recognizer.features.train()
+    refs = [normalize_text(u.text) for u in utts]
+    report = error_report(refs, [h.text for h in hyps], ids=[utterance_id(u) for u in utts])
+    return EvalResult(utts=list(utts), refs=refs, hyps=hyps, report=report, audio_s=audio_s, decode_s=decode_s)

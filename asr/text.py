@@ -1,0 +1,423 @@
+"""Transcript normalization and tokenizers (characters or SentencePiece) with a CTC blank at id 0.
+
+Normalization policy (:func:`normalize_text`), for English ASR targets:
+
+* Unicode is NFKC-folded, then lower-cased (``casefold``: "ß" → "ss"); diacritics are removed
+  ("café" → "cafe") and "æ", "œ", "ø", "ł", "đ" become "ae", "oe", "o", "l", "d". Letters of
+  other scripts are kept, so a tokenizer reports them as out of vocabulary instead of losing them.
+* Apostrophes: typographic variants (’ ‘ ʼ ` ´ ′) become ``'``; an apostrophe between two letters is
+  kept ("don't", "o'clock"), any other one is a quote and is dropped ("'tis", "the boys' toys").
+* Hyphens, dashes, quotes and all other punctuation and symbols become a space, except
+  "%" → "percent" and "&" → "and". Whitespace is collapsed; no leading or trailing space.
+* Digits are spelled out in English words (American style, no "and"; hyphens become spaces):
+
+  - cardinals: "42" → "forty two", "1,000,000" → "one million" (commas as thousands separators);
+    supported up to 10^36 - 1, longer numbers are read digit by digit;
+  - numbers with a leading zero are read digit by digit: "007" → "zero zero seven";
+  - decimals: "3.14" → "three point one four" (fraction digit by digit), ".5" → "point five";
+  - a "-" or "−" directly before a number, not after a letter, digit, "." or "-", is a minus:
+    "-5" → "minus five" (but "1990-1995" is a range: "... ninety ... ninety five");
+  - ordinals with suffix: "1st" → "first", "23rd" → "twenty third", "100th" → "one hundredth";
+  - plurals: "1990s" and "90's" → "one thousand nine hundred nineties" and "nineties";
+  - years, times, currencies and fractions get no special reading: "1990" → "one thousand nine
+    hundred ninety", "$5" → "five", "1/2" → "one two".
+
+The result is idempotent: ``normalize_text(normalize_text(s)) == normalize_text(s)``.
+
+Tokenizers map normalized text to label ids for CTC; id 0 is always the blank. Characters outside a
+tokenizer's vocabulary are skipped by ``encode`` and counted in its ``oov_counts`` (see
+:func:`oov_report`), never raised on.
+
+Example:
+    >>> normalize_text("“Don't” — he said; it's 3.5% of the 21st-century budget!")
+    "don't he said it's three point five percent of the twenty first century budget"
+    >>> tok = CharTokenizer()
+    >>> tok.encode("it's")
+    [11, 22, 2, 21]
+    >>> tok.decode(tok.encode("it's"))
+    "it's"
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import sentencepiece as spm
+
+logger = logging.getLogger(__name__)
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = (
+    "_ thousand million billion trillion quadrillion quintillion sextillion septillion octillion "
+    "nonillion decillion"
+).split()
+_IRREGULAR_ORDINALS = {
+    "one": "first", "two": "second", "three": "third", "five": "fifth",
+    "eight": "eighth", "nine": "ninth", "twelve": "twelfth",
+}  # fmt: skip
+
+
+def _below_thousand(n: int) -> list[str]:
+    """Words for 1 <= n <= 999."""
+    words = []
+    if n >= 100:
+        words += [_ONES[n // 100], "hundred"]
+        n %= 100
+    if n >= 20:
+        words.append(_TENS[n // 10])
+        n %= 10
+    if n:
+        words.append(_ONES[n])
+    return words
+
+
+def number_to_words(n: int, ordinal: bool = False) -> str:
+    """Spell out an integer in English words (American style: no "and", no hyphens).
+
+    Args:
+        n: the integer; negative numbers are read with "minus".
+        ordinal: read it as an ordinal ("twenty third" instead of "twenty three").
+
+    Returns:
+        The words separated by single spaces.
+
+    Raises:
+        ValueError: if ``abs(n)`` is 10^36 or more (no scale word beyond "decillion").
+
+    Example:
+        >>> number_to_words(0), number_to_words(1_000_000_000_001)
+        ('zero', 'one trillion one')
+        >>> number_to_words(-1205)
+        'minus one thousand two hundred five'
+        >>> [number_to_words(n, ordinal=True) for n in (12, 40, 101)]
+        ['twelfth', 'fortieth', 'one hundred first']
+    """
+    if n < 0:
+        return "minus " + number_to_words(-n, ordinal)
+    if n >= 1000 ** len(_SCALES):
+        raise ValueError(f"number_to_words: {n} is too large (at most 10^36 - 1)")
+    words: list[str] = []
+    scale = 0
+    rest = n
+    while rest:
+        rest, group = divmod(rest, 1000)
+        if group:
+            words = _below_thousand(group) + ([_SCALES[scale]] if scale else []) + words
+        scale += 1
+    words = words or ["zero"]
+    if ordinal:
+        last = words[-1]
+        if last in _IRREGULAR_ORDINALS:
+            words[-1] = _IRREGULAR_ORDINALS[last]
+        elif last.endswith("y"):
+            words[-1] = last[:-1] + "ieth"
+        else:
+            words[-1] = last + "th"
+    return " ".join(words)
+
+
+def _digits_to_words(digits: str) -> str:
+    """Read a digit string digit by digit: "07" → "zero seven"."""
+    return " ".join(_ONES[int(d)] for d in digits)
+
+
+_APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u02bb`\u00b4\u2032\u201b"})
+_LETTER_FOLD = str.maketrans({"æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "\u2212": "-"})
+_NUMBER_RE = re.compile(
+    r"(?P<sign>(?<![\w.\-])-)?"  # a minus sign, not a hyphen after a word or number
+    r"(?:(?P<int>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.(?P<frac>\d+))?"  # 1,000 / 42 / 3.14
+    r"|(?<!\w)\.(?P<bare>\d+))"  # .5
+    r"(?:(?P<suffix>st|nd|rd|th|'?s)(?![^\W\d_]))?"  # 1st 2nd 23rd 100th / 1990s 90's
+)
+_QUOTE_APOSTROPHE_RE = re.compile(r"(?<![^\W\d_])'|'(?![^\W\d_])")  # not between two letters
+_OTHER_RE = re.compile(r"[^\w']|_")
+_SPACES_RE = re.compile(r"\s+")
+
+
+def _plural(words: str) -> str:
+    """ "ninety" → "nineties", "six" → "sixes", "one thousand" → "one thousands"."""
+    if words.endswith("y"):
+        return words[:-1] + "ies"
+    return words + ("es" if words.endswith("x") else "s")
+
+
+def _spell_number(m: re.Match[str]) -> str:
+    digits = (m["int"] or "").replace(",", "")
+    frac = m["frac"] if m["frac"] is not None else m["bare"]
+    suffix = m["suffix"]
+    cardinal = 0 < len(digits) <= 36 and not (len(digits) > 1 and digits[0] == "0")
+    if cardinal and frac is None and suffix in ("st", "nd", "rd", "th"):
+        words, suffix = number_to_words(int(digits), ordinal=True), None
+    else:
+        words = number_to_words(int(digits)) if cardinal else _digits_to_words(digits)
+    if frac is not None:
+        words += " point " + _digits_to_words(frac)
+    if cardinal and frac is None and suffix in ("s", "'s"):
+        words, suffix = _plural(words), None
+    if m["sign"]:
+        words = "minus " + words
+    return f" {words} {suffix or ''} "  # an unread suffix stays: "007th" → "zero zero seven th"
+
+
+def normalize_text(text: str) -> str:
+    """Normalize a transcript for English ASR (policy in the module docstring).
+
+    Args:
+        text: raw transcript, any case, any Unicode.
+
+    Returns:
+        Lower-case words (letters and in-word apostrophes) separated by single spaces.
+
+    Example:
+        >>> normalize_text("The boys' 'toys' aren't O’Clock-ish, naïve & co.")
+        "the boys toys aren't o'clock ish naive and co"
+        >>> normalize_text("Chapter 23rd: -4.05 degrees, 1,000,000 people, 50%")
+        'chapter twenty third minus four point zero five degrees one million people fifty percent'
+        >>> normalize_text("  \\t ")
+        ''
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = text.translate(_APOSTROPHES).translate(_LETTER_FOLD)
+    text = _NUMBER_RE.sub(_spell_number, text)
+    text = text.replace("%", " percent ").replace("&", " and ")
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = _QUOTE_APOSTROPHE_RE.sub(" ", text)
+    text = _OTHER_RE.sub(" ", text)
+    return _SPACES_RE.sub(" ", text).strip()
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Maps normalized text to CTC label ids and back; id ``blank_id`` (0) is the CTC blank."""
+
+    blank_id: int
+    vocab_size: int  # number of labels including the blank
+    oov_counts: Counter[str]  # characters skipped by encode, over this object's lifetime
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def _check_ids(ids: Sequence[int], vocab_size: int) -> list[int]:
+    """Ids as plain ints without blanks; raises ValueError on an id outside [0, vocab_size)."""
+    out = []
+    for i in ids:
+        i = int(i)
+        if not 0 <= i < vocab_size:
+            raise ValueError(f"decode: label id {i} is outside [0, {vocab_size})")
+        if i != 0:
+            out.append(i)
+    return out
+
+
+class CharTokenizer:
+    """Characters of normalized English text: ``["<blank>", " ", "'", "a", ..., "z"]`` (29 labels).
+
+    Example:
+        >>> tok = CharTokenizer()
+        >>> tok.vocab_size, tok.blank_id
+        (29, 0)
+        >>> tok.encode("a b1é")
+        [3, 1, 4]
+        >>> oov_report(tok)
+        "skipped 2 characters outside the vocabulary: '1'×1, 'é'×1"
+    """
+
+    VOCAB: tuple[str, ...] = ("<blank>", " ", "'", *"abcdefghijklmnopqrstuvwxyz")
+
+    def __init__(self) -> None:
+        self.blank_id = 0
+        self.vocab_size = len(self.VOCAB)
+        self.oov_counts: Counter[str] = Counter()
+        self._ids = {c: i for i, c in enumerate(self.VOCAB) if i != self.blank_id}
+
+    def encode(self, text: str) -> list[int]:
+        """Label ids of ``text`` (normalized); unknown characters are skipped and counted."""
+        ids = [self._ids.get(c, 0) for c in text]
+        self.oov_counts.update(c for c, i in zip(text, ids) if i == 0)
+        return [i for i in ids if i != 0]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of label ids (blanks dropped, no CTC collapsing); raises ValueError on a bad id."""
+        return "".join(self.VOCAB[i] for i in _check_ids(ids, self.vocab_size))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "char", "vocab": list(self.VOCAB)}
+
+
+class SentencePieceTokenizer:
+    """SentencePiece pieces (BPE or unigram) as CTC labels.
+
+    Id mapping: the model is trained with ``<unk>`` at id 0 and no bos/eos/pad pieces, so the
+    sentencepiece ids are the label ids unchanged and id 0 (``<unk>``) serves as the CTC blank.
+    ``encode`` never emits 0: characters that no piece covers are removed before segmentation and
+    counted in ``oov_counts``. A model trained elsewhere is accepted if its ``<unk>`` is id 0.
+
+    Args:
+        model_proto: the serialized sentencepiece model.
+        source: where the bytes came from (a file name), for error messages.
+
+    Raises:
+        ValueError: the bytes are not a sentencepiece model, or its ``<unk>`` is not id 0.
+    """
+
+    def __init__(self, model_proto: bytes, source: str = "sentencepiece model") -> None:
+        try:
+            sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        except RuntimeError as e:
+            raise ValueError(f"{source}: not a valid sentencepiece model ({e})") from None
+        if sp.unk_id() != 0:
+            raise ValueError(f"{source}: <unk> has id {sp.unk_id()}, expected 0 (the CTC blank)")
+        self._proto = bytes(model_proto)
+        self._sp = sp
+        self.blank_id = 0
+        self.vocab_size = sp.get_piece_size()
+        self.oov_counts: Counter[str] = Counter()
+        self._chars = set()  # characters some piece covers; "▁" stands for the space
+        for i in range(self.vocab_size):
+            if not (sp.is_unknown(i) or sp.is_control(i)):
+                self._chars.update(sp.id_to_piece(i).replace("\u2581", " "))
+
+    @classmethod
+    def train(
+        cls, texts: Iterable[str], vocab_size: int, model_type: Literal["bpe", "unigram"] = "bpe"
+    ) -> SentencePieceTokenizer:
+        """Train a model in memory on ``texts`` (normalized here with :func:`normalize_text`).
+
+        All characters of the texts plus ``'`` and a-z are in the vocabulary (coverage 1.0);
+        training is deterministic for a given input.
+
+        Args:
+            texts: transcripts; empty ones after normalization are ignored.
+            vocab_size: number of labels including the blank (sentencepiece's ``<unk>``).
+            model_type: ``"bpe"`` or ``"unigram"``.
+
+        Returns:
+            The trained tokenizer.
+
+        Raises:
+            ValueError: bad model_type, no text, or sentencepiece refuses the vocabulary size.
+        """
+        if model_type not in ("bpe", "unigram"):
+            raise ValueError(f"model_type={model_type!r}: expected 'bpe' or 'unigram'")
+        sentences = [s for s in (normalize_text(t) for t in texts) if s]
+        if not sentences:
+            raise ValueError("SentencePieceTokenizer.train: no non-empty text to train on")
+        model = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size,
+                model_type=model_type, character_coverage=1.0,
+                required_chars="'abcdefghijklmnopqrstuvwxyz",
+                normalization_rule_name="identity",  # the text is already normalized
+                unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,  # <unk> = CTC blank, no other specials
+                max_sentence_length=1 << 20,  # bytes; longer sentences would be dropped silently
+                num_threads=1, minloglevel=2,
+            )  # fmt: skip
+        except RuntimeError as e:
+            raise ValueError(
+                f"sentencepiece {model_type} training with vocab_size={vocab_size} "
+                f"on {len(sentences)} sentences failed: {e}"
+            ) from None
+        tok = cls(model.getvalue())
+        logger.info("sentencepiece trained model_type=%s vocab_size=%d sentences=%d",
+                    model_type, tok.vocab_size, len(sentences))  # fmt: skip
+        return tok
+
+    def save(self, path: str | Path) -> None:
+        """Write the sentencepiece model file (readable by any sentencepiece tool)."""
+        Path(path).write_bytes(self._proto)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SentencePieceTokenizer:
+        """Read a model file written by :meth:`save`; raises ValueError naming an invalid file."""
+        return cls(Path(path).read_bytes(), source=str(path))
+
+    def encode(self, text: str) -> list[int]:
+        """Label ids of ``text`` (normalized); uncovered characters are skipped and counted."""
+        self.oov_counts.update(c for c in text if c not in self._chars)
+        ids = self._sp.encode("".join(c for c in text if c in self._chars), out_type=int)
+        if 0 in ids:  # cannot happen with models trained here; never pass the blank through
+            self.oov_counts["<unk>"] += ids.count(0)
+            ids = [i for i in ids if i != 0]
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of label ids (blanks dropped, no CTC collapsing); raises ValueError on a bad id."""
+        return self._sp.decode(_check_ids(ids, self.vocab_size))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "sentencepiece", "model": base64.b64encode(self._proto).decode("ascii")}
+
+    def __getstate__(self) -> dict[str, Any]:  # for DataLoader workers
+        return {"proto": self._proto, "oov_counts": dict(self.oov_counts)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["proto"], source="pickled sentencepiece model")
+        self.oov_counts.update(state["oov_counts"])
+
+
+def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer from its ``to_dict()`` (e.g. from a checkpoint).
+
+    Raises:
+        ValueError: unknown ``type``, a char vocabulary that differs from ``CharTokenizer.VOCAB``,
+            or a sentencepiece model that is not valid base64 / not a model.
+
+    Example:
+        >>> tokenizer_from_dict(CharTokenizer().to_dict()).vocab_size
+        29
+    """
+    kind = d.get("type")
+    if kind == "char":
+        vocab = d.get("vocab", list(CharTokenizer.VOCAB))
+        if list(vocab) != list(CharTokenizer.VOCAB):
+            raise ValueError(f"tokenizer dict: char vocabulary {vocab!r} != CharTokenizer.VOCAB")
+        return CharTokenizer()
+    if kind == "sentencepiece":
+        try:
+            proto = base64.b64decode(d["model"], validate=True)
+        except (KeyError, TypeError, binascii.Error) as e:
+            raise ValueError(f"tokenizer dict: bad sentencepiece 'model' entry ({e})") from None
+        return SentencePieceTokenizer(proto, source="tokenizer dict")
+    raise ValueError(f"tokenizer dict: unknown type {kind!r} (expected 'char' or 'sentencepiece')")
+
+
+def oov_report(tokenizer: Tokenizer, max_items: int = 20) -> str:
+    """One line summarising what ``tokenizer.encode`` skipped so far, most frequent first.
+
+    Example:
+        >>> tok = CharTokenizer()
+        >>> oov_report(tok)
+        'no characters outside the vocabulary'
+        >>> _ = tok.encode("éa1é")
+        >>> oov_report(tok)
+        "skipped 3 characters outside the vocabulary: 'é'×2, '1'×1"
+    """
+    counts = tokenizer.oov_counts
+    total = sum(counts.values())
+    if not total:
+        return "no characters outside the vocabulary"
+    common = counts.most_common(max_items)
+    items = ", ".join(f"{c!r}×{n}" for c, n in common)
+    if len(counts) > len(common):
+        items += f", ... ({len(counts) - len(common)} more)"
+    noun = "character" if total == 1 else "characters"
+    return f"skipped {total} {noun} outside the vocabulary: {items}"

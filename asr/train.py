@@ -1,0 +1,405 @@
+"""CTC training of Deep Speech 2 models: ``asr train CONFIG.yaml [key=value ...]``.
+
+One run lives in ``exp/<name>/`` (or ``out_dir``):
+
+- ``config.yaml``: the resolved configuration (preset merged, overrides applied);
+- ``train_log.jsonl``: one JSON object per logged step and per epoch;
+- ``last.pt``: the newest checkpoint with the full training state (for ``--resume``);
+- ``best.pt``: the checkpoint with the lowest dev WER (or the newest, without a dev set);
+- ``model.pt``: the final inference checkpoint (a copy of the best weights, no optimizer state).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
+from asr.config import ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml, merge, save_yaml
+from asr.data import DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
+from asr.evaluate import evaluate_utterances
+from asr.features import FeatureConfig, FeatureExtractor, compute_cmvn
+from asr.model import PRESET_DIR, DeepSpeech2, ModelConfig, list_presets
+from asr.optim import OptimConfig, build_optimizer, build_scheduler
+from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, normalize_text, oov_report, tokenizer_from_dict
+
+logger = logging.getLogger(__name__)
+
+
+class TrainError(Exception):
+    """A training run cannot start or go on (bad config, existing run directory, no data)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_manifest: str = ""  # JSON-lines manifest of the training utterances
+    dev_manifest: str | None = None  # dev set scored (greedy WER) after every epoch; picks best.pt
+    max_batch_s: float = 120.0  # cap on padded audio seconds per batch (B x longest duration)
+    max_batch_size: int | None = None  # optional cap on utterances per batch
+    sortagrad: bool = True  # first epoch shortest-first (DS2's SortaGrad)
+    skip_bad: bool = True  # skip bad manifest lines (logged with file:line and counted)
+    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    cmvn_max_utts: int = 1000  # utterances (seeded sample) used for global CMVN statistics
+    eval_batch_s: float = 300.0  # padded audio seconds per batch when scoring the dev set
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    kind: Literal["char", "bpe", "unigram"] = "char"  # characters, or SentencePiece units
+    vocab_size: int = 256  # SentencePiece vocabulary size (ignored for characters)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "run"  # run name; outputs go to exp/<name> unless out_dir is given
+    out_dir: str = ""  # output folder (default: exp/<name>)
+    preset: str = "small"  # model preset the `model` section overrides (asr/presets/<preset>.yaml)
+    seed: int = 0  # seeds parameters, shuffling, dither and dropout
+    epochs: int = 10  # passes over the training set
+    max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
+    max_minutes: float = 0.0  # stop after this much training wall time (0: no limit)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast precision (CUDA only)
+    threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
+    log_every_steps: int = 10  # steps between log lines / progress events
+    checkpoint_every_steps: int = 0  # save last.pt every N steps (0: at epoch ends only)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir or Path("exp") / self.name)
+
+
+def resolve_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Load a YAML config, apply ``key=value`` overrides and merge the model preset under ``model``.
+
+    Paths in the file (manifests, out_dir) are taken as given, relative to the working directory.
+    """
+    raw = load_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, list(overrides))
+    preset = raw.get("preset", TrainConfig.preset)
+    if preset not in list_presets():
+        raise ConfigError(f"unknown model preset {preset!r} (available: {', '.join(list_presets())})")
+    base = load_yaml(PRESET_DIR / f"{preset}.yaml")
+    raw["model"] = merge(base, raw.get("model") or {})
+    return config_from_dict(TrainConfig, raw)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    epochs_done: int
+    best_dev_wer: float | None
+    stopped_early: bool
+    skipped_batches: int
+    zeroed_utterances: int
+
+
+class Trainer:
+    """Owns the objects of one run; ``run()`` trains until the epochs, step or time limit end."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], None] | None = None):
+        self.cfg = cfg
+        self.on_event = on_event or (lambda event: None)
+        self.run_dir = cfg.run_dir
+        self.device = _pick_device(cfg.device)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        last = self.run_dir / "last.pt"
+        if resume and not last.is_file():
+            raise TrainError(f"{last}: nothing to resume (no checkpoint)")
+        if not resume and (last.exists() or (self.run_dir / "model.pt").exists()):
+            raise TrainError(f"{self.run_dir}: a run already exists there; pass --resume or choose another name/out_dir")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(config_to_dict(cfg), self.run_dir / "config.yaml")
+        _seed_everything(cfg.seed)
+
+        if not cfg.data.train_manifest:
+            raise TrainError("data.train_manifest is not set")
+        self.train_utts = read_manifest(cfg.data.train_manifest, skip_bad=cfg.data.skip_bad)
+        self.dev_utts = (
+            read_manifest(cfg.data.dev_manifest, skip_bad=cfg.data.skip_bad) if cfg.data.dev_manifest else []
+        )
+        if not self.train_utts:
+            raise TrainError(f"{cfg.data.train_manifest}: no usable training utterances")
+        state = load_checkpoint(last) if resume else None
+        self.tokenizer = tokenizer_from_dict(state["tokenizer"]) if state else self._build_tokenizer()
+        self.features = FeatureExtractor(cfg.features)
+        self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)
+        if state:
+            self.features.load_state_dict(state["features_state"])
+            self.model.load_state_dict(state["model_state"])
+        elif cfg.features.normalize == "global":
+            self._compute_cmvn()
+        self.features.to(self.device)
+        self.model.to(self.device)
+        logger.info("model=%s params=%d device=%s", cfg.preset, self.model.num_params(), self.device)
+
+        self.dataset = SpeechDataset(self.train_utts, self.tokenizer, sample_rate=cfg.features.sample_rate)
+        self.sampler = DurationBatchSampler(
+            [u.duration for u in self.train_utts], max_batch_s=cfg.data.max_batch_s,
+            max_batch_size=cfg.data.max_batch_size, shuffle=True, seed=cfg.seed, sortagrad=cfg.data.sortagrad,
+        )
+        self.steps_per_epoch = len(self.sampler)
+        total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, total_steps=total_steps)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.precision == "fp16")
+        self.step = 0
+        self.epoch = 0
+        self.batches_done = 0  # batches consumed in the current epoch
+        self.best_dev_wer: float | None = None
+        self.skipped_batches = 0
+        self.zeroed_utterances = 0
+        if state:
+            self._load_train_state(state["train_state"])
+
+    # ----------------------------------------------------------------------------------- setup
+    def _build_tokenizer(self) -> Tokenizer:
+        kind = self.cfg.tokenizer.kind
+        if kind == "char":
+            return CharTokenizer()
+        texts = [normalize_text(u.text) for u in self.train_utts]
+        return SentencePieceTokenizer.train(texts, vocab_size=self.cfg.tokenizer.vocab_size, model_type=kind)
+
+    def _compute_cmvn(self) -> None:
+        utts = list(self.train_utts)
+        random.Random(self.cfg.seed).shuffle(utts)
+        utts = utts[: self.cfg.data.cmvn_max_utts]
+        mean, std = compute_cmvn(self.features, iter_waves(utts, self.cfg.features.sample_rate))
+        self.features.set_cmvn(mean, std)
+        logger.info("global CMVN from %d utterances", len(utts))
+
+    def _load_train_state(self, st: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        if st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        self.step, self.epoch, self.batches_done = st["step"], st["epoch"], st["batches_done"]
+        self.best_dev_wer = st["best_dev_wer"]
+        self.skipped_batches, self.zeroed_utterances = st["skipped_batches"], st["zeroed_utterances"]
+        _set_rng_state(st["rng"])
+        logger.info("resumed step=%d epoch=%d batch=%d", self.step, self.epoch, self.batches_done)
+
+    def recognizer(self) -> Recognizer:
+        return Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
+
+    # -------------------------------------------------------------------------------- training
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        start = time.monotonic()
+        stopped_early = False
+        log_path = self.run_dir / "train_log.jsonl"
+        with log_path.open("a", encoding="utf-8") as log:
+            while self.epoch < cfg.epochs and not stopped_early:
+                self.sampler.set_epoch(self.epoch)
+                self.sampler.load_state_dict({"epoch": self.epoch, "batches_done": self.batches_done})
+                loader = torch.utils.data.DataLoader(
+                    self.dataset, batch_sampler=self.sampler, collate_fn=collate,
+                    num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                    generator=torch.Generator(),  # keeps the global RNG (dither, dropout) untouched
+                )
+                self.model.train()
+                self.features.train()
+                window = _Window()
+                for batch in loader:
+                    loss, audio_s, grad_norm = self.train_step(batch)
+                    self.batches_done += 1
+                    self.step += 1
+                    window.add(loss, audio_s)
+                    if self.step % cfg.log_every_steps == 0 or self.batches_done == self.steps_per_epoch:
+                        event = {
+                            "event": "step", "step": self.step, "epoch": self.epoch,
+                            "batch": self.batches_done, "batches": self.steps_per_epoch,
+                            "loss": window.mean_loss(), "lr": self.scheduler.get_last_lr()[0],
+                            "grad_norm": grad_norm, "audio_h_per_s": window.audio_h_per_s(),
+                            "elapsed_s": time.monotonic() - start,
+                            "skipped_batches": self.skipped_batches, "zeroed_utterances": self.zeroed_utterances,
+                        }
+                        _emit(log, event, self.on_event)
+                        window = _Window()
+                    if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
+                        self.save("last.pt", with_train_state=True)
+                    over_steps = cfg.max_steps and self.step >= cfg.max_steps
+                    over_time = cfg.max_minutes and time.monotonic() - start >= 60 * cfg.max_minutes
+                    if over_steps or over_time:
+                        stopped_early = self.batches_done < self.steps_per_epoch or self.epoch + 1 < cfg.epochs
+                        break
+                if self.batches_done >= self.steps_per_epoch:
+                    self.end_epoch(log, start)
+                else:
+                    self.save("last.pt", with_train_state=True)
+        if self.tokenizer.oov_counts:
+            logger.warning("%s", oov_report(self.tokenizer))
+        self.write_final_model()
+        return TrainResult(
+            run_dir=self.run_dir, steps=self.step, epochs_done=self.epoch, best_dev_wer=self.best_dev_wer,
+            stopped_early=bool(stopped_early), skipped_batches=self.skipped_batches,
+            zeroed_utterances=self.zeroed_utterances,
+        )
+
+    def train_step(self, batch) -> tuple[float, float, float]:
+        """Forward, CTC loss, backward, clip, step. Returns (mean loss, audio seconds, grad norm)."""
+        batch = batch.to(self.device)
+        with torch.no_grad():
+            feats, feat_lens = self.features(batch.waves, batch.wave_lens)  # (B, T, F), (B,)
+        with torch.autocast(self.device.type, dtype=_amp_dtype(self.cfg.precision), enabled=self._autocast()):
+            logits, out_lens = self.model(feats, feat_lens)  # (B, T', V), (B,)
+        log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
+        losses = F.ctc_loss(
+            log_probs, batch.tokens, out_lens, batch.token_lens,
+            blank=self.tokenizer.blank_id, reduction="none", zero_infinity=False,
+        )  # (B,)
+        finite = torch.isfinite(losses)
+        num_bad = int((~finite).sum())
+        audio_s = float(batch.wave_lens.sum()) / self.cfg.features.sample_rate
+        self.optimizer.zero_grad(set_to_none=True)
+        if num_bad == len(losses):
+            self.skipped_batches += 1
+            self.zeroed_utterances += num_bad
+            logger.warning("step=%d all %d losses non-finite; batch skipped", self.step, num_bad)
+            self.scheduler.step()
+            return float("nan"), audio_s, float("nan")
+        if num_bad:
+            self.zeroed_utterances += num_bad
+            logger.warning("step=%d zeroed %d non-finite utterance losses", self.step, num_bad)
+        loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / len(losses)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        if math.isfinite(grad_norm):
+            self.scaler.step(self.optimizer)
+        else:
+            self.skipped_batches += 1
+            logger.warning("step=%d non-finite gradient norm; update skipped", self.step)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.detach()) * len(losses) / max(1, len(losses) - num_bad), audio_s, grad_norm
+
+    def end_epoch(self, log, start: float) -> None:
+        event = {"event": "epoch", "epoch": self.epoch, "step": self.step, "elapsed_s": time.monotonic() - start}
+        improved = True
+        if self.dev_utts:
+            result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s)
+            event.update(dev_wer=result.report.wer, dev_cer=result.report.cer)
+            improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
+            if improved:
+                self.best_dev_wer = result.report.wer
+        self.epoch += 1
+        self.batches_done = 0
+        self.save("last.pt", with_train_state=True)
+        if improved:
+            self.save("best.pt")
+        event["best_dev_wer"] = self.best_dev_wer
+        _emit(log, event, self.on_event)
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def save(self, name: str, with_train_state: bool = False) -> None:
+        extra: dict[str, Any] = {"metrics": {"step": self.step, "epoch": self.epoch, "best_dev_wer": self.best_dev_wer}}
+        if with_train_state:
+            extra["train_state"] = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
+                "best_dev_wer": self.best_dev_wer, "skipped_batches": self.skipped_batches,
+                "zeroed_utterances": self.zeroed_utterances, "rng": _get_rng_state(),
+            }
+        save_checkpoint(checkpoint_payload(self.recognizer(), config_to_dict(self.cfg), **extra), self.run_dir / name)
+
+    def write_final_model(self) -> None:
+        """model.pt: the best checkpoint's weights when a dev set picked one, else the current ones."""
+        best = self.run_dir / "best.pt"
+        if self.dev_utts and best.is_file():
+            shutil.copyfile(best, self.run_dir / "model.pt.tmp")
+            (self.run_dir / "model.pt.tmp").replace(self.run_dir / "model.pt")
+        else:
+            self.save("model.pt")
+
+    def _autocast(self) -> bool:
+        return self.device.type == "cuda" and self.cfg.precision != "fp32"
+
+
+def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train ``cfg`` (see ``Trainer``); ``resume`` continues from ``<run_dir>/last.pt``."""
+    return Trainer(cfg, resume=resume, on_event=on_event).run()
+
+
+class _Window:
+    """Running loss and throughput between two log events."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.audio_s = 0.0
+        self.start = time.monotonic()
+
+    def add(self, loss: float, audio_s: float) -> None:
+        if math.isfinite(loss):
+            self.losses.append(loss)
+        self.audio_s += audio_s
+
+    def mean_loss(self) -> float:
+        return sum(self.losses) / len(self.losses) if self.losses else float("nan")
+
+    def audio_h_per_s(self) -> float:
+        return self.audio_s / 3600 / max(1e-9, time.monotonic() - self.start)
+
+
+def _emit(log, event: dict, on_event: Callable[[dict], None]) -> None:
+    log.write(json.dumps(event) + "\n")
+    log.flush()
+    if event["event"] == "step":
+        logger.debug(" ".join(f"{k}={v}" for k, v in event.items()))
+    on_event(event)
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("device=cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def _amp_dtype(precision: str) -> torch.dtype:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _get_rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+

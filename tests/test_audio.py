@@ -1,0 +1,290 @@
+"""asr.audio on real speech: formats, scaling, channels, resampling, segments, bytes, errors."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.audio import AudioError, AudioInfo, audio_info, load_audio, load_audio_with_rate, resample
+
+UTT = "LibriSpeech/dev-4spk/8226/274371/8226-274371-0020.flac"  # 2.37 s, 16 kHz
+UTT2 = "LibriSpeech/dev-4spk/5652/19215/5652-19215-0032.flac"  # 2.48 s, 16 kHz
+DIGIT = "fsdd/recordings/0_george_0.wav"  # 8 kHz, 2384 samples
+SPHERE_ALAW = "sphere/123_2alaw.sph"  # stereo A-law NIST, 20 kHz, 37120 frames
+SPHERE_SHORTEN = "sphere/123_1pcle_shn.sph"  # shorten-compressed NIST
+
+# (format, subtype, suffix, minimum correlation with the original)
+FORMATS = [
+    ("WAV", "PCM_16", "wav", 0.9999),
+    ("FLAC", "PCM_16", "flac", 0.9999),
+    ("NIST", "PCM_16", "sph", 0.9999),
+    ("OGG", "VORBIS", "ogg", 0.97),
+    ("MP3", "MPEG_LAYER_III", "mp3", 0.97),
+]
+
+
+@pytest.fixture(scope="module")
+def utt(shared_data: Path) -> np.ndarray:
+    wave, rate = sf.read(shared_data / UTT, dtype="float32")
+    assert rate == 16000
+    return wave
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _wav_bytes(payload: bytes, rate: int, channels: int, bits: int, fmt_tag: int = 1) -> bytes:
+    """A canonical 44-byte-header RIFF/WAVE file built by hand (format tag 1 = PCM, 3 = float)."""
+    block_align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, rate * block_align, block_align, bits)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+# ---------------------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize(("fmt", "subtype", "suffix", "min_corr"), FORMATS)
+def test_format_round_trip(tmp_path, utt, fmt, subtype, suffix, min_corr):
+    path = tmp_path / f"utt.{suffix}"
+    sf.write(path, utt, 16000, format=fmt, subtype=subtype)
+    wave = load_audio(path)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert len(wave) == len(utt)
+    assert _corr(wave, utt) > min_corr
+    assert audio_info(path) == AudioInfo(16000, len(utt), 1, len(utt) / 16000)
+    from_bytes = load_audio(path.read_bytes())
+    np.testing.assert_array_equal(from_bytes, wave)
+
+
+def test_flac_is_exact(shared_data, utt):
+    pcm, _ = sf.read(shared_data / UTT, dtype="int16")
+    np.testing.assert_array_equal(load_audio(shared_data / UTT), pcm.astype(np.float32) / 32768)
+    assert load_audio(str(shared_data / UTT)).shape == utt.shape
+
+
+def test_real_stereo_nist_alaw(shared_data):
+    info = audio_info(shared_data / SPHERE_ALAW)
+    assert info == AudioInfo(20000, 37120, 2, 37120 / 20000)
+    native, rate = load_audio_with_rate(shared_data / SPHERE_ALAW, sample_rate=None)
+    stereo, _ = sf.read(shared_data / SPHERE_ALAW, dtype="float32")
+    assert rate == 20000
+    np.testing.assert_allclose(native, stereo.mean(axis=1), atol=1e-7)
+    wave = load_audio(shared_data / SPHERE_ALAW)  # 20 kHz -> 16 kHz
+    assert len(wave) == math.ceil(37120 * 16000 / 20000)
+
+
+# ---------------------------------------------------------------------------- channels, scaling
+
+
+def test_stereo_is_averaged(tmp_path, shared_data):
+    left, _ = sf.read(shared_data / UTT, dtype="int16")
+    right, _ = sf.read(shared_data / UTT2, dtype="int16")
+    n = min(len(left), len(right))
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left[:n], right[:n]], axis=1), 16000, subtype="PCM_16")
+    assert audio_info(path).num_channels == 2
+    expected = (left[:n].astype(np.float64) + right[:n]) / 2 / 32768
+    np.testing.assert_allclose(load_audio(path), expected, atol=1e-7)
+
+
+def _ints(values: list[int], width: int) -> bytes:
+    return b"".join(v.to_bytes(width, "little", signed=True) for v in values)
+
+
+SCALING = {
+    "uint8": (_wav_bytes(bytes([0, 64, 128, 192, 255]), 16000, 1, 8),
+              [-1.0, -0.5, 0.0, 0.5, 127 / 128]),
+    "int16": (_wav_bytes(_ints([-32768, -16384, 0, 16384, 32767], 2), 16000, 1, 16),
+              [-1.0, -0.5, 0.0, 0.5, 32767 / 32768]),
+    "int24": (_wav_bytes(_ints([-(2**23), -(2**22), 0, 2**22, 2**23 - 1], 3), 16000, 1, 24),
+              [-1.0, -0.5, 0.0, 0.5, (2**23 - 1) / 2**23]),
+    "int32": (_wav_bytes(_ints([-(2**31), -(2**30), 0, 2**30, 2**31 - 1], 4), 16000, 1, 32),
+              [-1.0, -0.5, 0.0, 0.5, (2**31 - 1) / 2**31]),
+    "float32": (_wav_bytes(np.array([-1, -0.5, 0, 0.5, 0.25], "<f4").tobytes(), 16000, 1, 32, 3),
+                [-1.0, -0.5, 0.0, 0.5, 0.25]),
+    "float64": (_wav_bytes(np.array([-1, -0.5, 0, 0.5, 0.25], "<f8").tobytes(), 16000, 1, 64, 3),
+                [-1.0, -0.5, 0.0, 0.5, 0.25]),
+}
+
+
+@pytest.mark.parametrize("kind", list(SCALING))
+def test_sample_scaling(tmp_path, kind):
+    content, expected = SCALING[kind]
+    path = _write(tmp_path / f"{kind}.wav", content)
+    wave, rate = load_audio_with_rate(path, sample_rate=None)
+    assert rate == 16000 and wave.dtype == np.float32
+    np.testing.assert_allclose(wave, np.array(expected, dtype=np.float32), rtol=0, atol=1e-7)
+
+
+def test_float_file_values_are_not_clipped(tmp_path):
+    path = tmp_path / "loud.wav"
+    sf.write(path, np.array([1.5, -2.0, 0.25], dtype=np.float32), 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(path), [1.5, -2.0, 0.25])
+
+
+# ---------------------------------------------------------------------------- resampling
+
+
+def test_resample_8k_digit_to_16k(shared_data):
+    native, rate = load_audio_with_rate(shared_data / DIGIT, sample_rate=None)
+    assert rate == 8000 and len(native) == 2384
+    up, up_rate = load_audio_with_rate(shared_data / DIGIT)
+    assert up_rate == 16000 and len(up) == 2 * 2384
+    assert _corr(up[::2], native) > 0.9999  # the original samples are (nearly) kept
+    assert _corr(up, librosa.resample(native, orig_sr=8000, target_sr=16000)) > 0.999
+    assert _corr(resample(up, 16000, 8000), native) > 0.995  # twice low-passed at 0.99 * 4 kHz
+
+
+@pytest.mark.parametrize(("freq_hz", "low", "high"), [(1000, 0.98, 1.02), (7000, 0.0, 1e-3)])
+def test_resampling_is_anti_aliased(tmp_path, freq_hz, low, high):
+    t = np.arange(16000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+    path = tmp_path / f"tone{freq_hz}.wav"
+    sf.write(path, tone, 16000, subtype="FLOAT")
+    down = load_audio(path, sample_rate=8000)
+    assert len(down) == 8000
+    rms_ratio = np.sqrt(np.mean(down[200:-200] ** 2)) / np.sqrt(np.mean(tone**2))
+    assert low <= rms_ratio <= high  # 7 kHz would alias to 1 kHz without the low-pass
+
+
+# ---------------------------------------------------------------------------- segments
+
+
+@pytest.mark.parametrize(("fmt", "subtype", "suffix", "min_corr"), FORMATS)
+def test_offset_duration_are_exact_sample_ranges(tmp_path, utt, fmt, subtype, suffix, min_corr):
+    path = tmp_path / f"utt.{suffix}"
+    sf.write(path, utt, 16000, format=fmt, subtype=subtype)
+    full = load_audio(path)
+    segment = load_audio(path, offset_s=0.5, duration_s=1.25)
+    np.testing.assert_allclose(segment, full[8000:28000], atol=1e-6)
+    tail = load_audio(path.read_bytes(), offset_s=2.0)
+    np.testing.assert_allclose(tail, full[32000:], atol=1e-6)
+
+
+def test_segment_past_end_stops_at_end_and_resamples(shared_data):
+    native = load_audio(shared_data / DIGIT, sample_rate=None)
+    past_end = load_audio(shared_data / DIGIT, sample_rate=None, offset_s=0.25, duration_s=10.0)
+    np.testing.assert_array_equal(past_end, native[2000:])
+    up = load_audio(shared_data / DIGIT, offset_s=0.1, duration_s=0.1)  # 800 frames at 8 kHz
+    assert len(up) == 1600
+
+
+def test_truncated_flac_head_is_still_readable(tmp_path, shared_data, utt):
+    content = (shared_data / UTT).read_bytes()
+    path = _write(tmp_path / "half.flac", content[: len(content) // 2])
+    np.testing.assert_array_equal(load_audio(path, duration_s=0.5), utt[:8000])
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _cut(src: Path, dst: Path, fraction: float) -> Path:
+    content = src.read_bytes()
+    return _write(dst, content[: int(len(content) * fraction)])
+
+
+def _encoded(tmp_path: Path, utt: np.ndarray, fmt: str, subtype: str, suffix: str) -> Path:
+    path = tmp_path / f"full.{suffix}"
+    sf.write(path, utt, 16000, format=fmt, subtype=subtype)
+    return path
+
+
+def _float_wav(tmp_path: Path, value: float) -> Path:
+    wave = np.zeros(1600, dtype=np.float32)
+    wave[100] = value
+    path = tmp_path / "bad_values.wav"
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    return path
+
+
+def _low_rate(tmp_path: Path) -> Path:
+    path = tmp_path / "4k.wav"
+    sf.write(path, np.zeros(400, dtype=np.int16), 4000)
+    return path
+
+
+def _no_frames(tmp_path: Path) -> Path:
+    path = tmp_path / "no_frames.wav"
+    sf.write(path, np.zeros(0, dtype=np.int16), 16000)
+    return path
+
+
+ERROR_CASES: dict[str, tuple[Callable[[Path, np.ndarray, Path], Path], str]] = {
+    "missing": (lambda tmp, utt, data: tmp / "nope.wav", "no such file"),
+    "zero_length": (lambda tmp, utt, data: _write(tmp / "empty.wav", b""), "empty file (0 bytes)"),
+    "directory": (lambda tmp, utt, data: tmp, "is a directory"),
+    "unknown_format": (lambda tmp, utt, data: _write(tmp / "notes.wav", b"hello\n" * 200),
+                       "unknown or unsupported audio format"),
+    "truncated_wav": (lambda tmp, utt, data: _cut(_encoded(tmp, utt, "WAV", "PCM_16", "wav"),
+                                                  tmp / "cut.wav", 0.5),
+                      f"truncated data: header declares {37920} frames"),
+    "truncated_nist": (lambda tmp, utt, data: _cut(_encoded(tmp, utt, "NIST", "PCM_16", "sph"),
+                                                   tmp / "cut.sph", 0.5),
+                       "truncated data: header declares 37920 frames"),
+    "truncated_flac": (lambda tmp, utt, data: _cut(data / UTT, tmp / "cut.flac", 0.5),
+                       "truncated or corrupt data"),
+    "truncated_mp3": (lambda tmp, utt, data: _cut(
+        _encoded(tmp, utt, "MP3", "MPEG_LAYER_III", "mp3"), tmp / "cut.mp3", 0.5),
+                      "truncated or corrupt data: decoded"),
+    "header_only_ogg": (lambda tmp, utt, data: _cut(_encoded(tmp, utt, "OGG", "VORBIS", "ogg"),
+                                                    tmp / "cut.ogg", 0.005),
+                        "corrupt or truncated header"),
+    "zero_samples": (lambda tmp, utt, data: _no_frames(tmp), "zero samples"),
+    "nan": (lambda tmp, utt, data: _float_wav(tmp, float("nan")), "1 NaN or infinite samples"),
+    "inf": (lambda tmp, utt, data: _float_wav(tmp, float("inf")), "1 NaN or infinite samples"),
+    "low_rate": (lambda tmp, utt, data: _low_rate(tmp), "sample rate 4000 Hz is below 8000 Hz"),
+    "shorten_sphere": (lambda tmp, utt, data: data / SPHERE_SHORTEN,
+                       "unsupported compressed NIST SPHERE"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_errors_name_path_and_cause(tmp_path, shared_data, utt, case):
+    build, cause = ERROR_CASES[case]
+    path = build(tmp_path, utt, shared_data)
+    with pytest.raises(AudioError) as info:
+        load_audio(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and cause in message and "\n" not in message
+    if path.is_file() and path.stat().st_size > 0:  # the same cause when given the bytes
+        with pytest.raises(AudioError, match=r"^<bytes>: "):
+            load_audio(path.read_bytes())
+
+
+def test_audio_info_rejects_truncated_wav_header(tmp_path, utt):
+    path = _cut(_encoded(tmp_path, utt, "WAV", "PCM_16", "wav"), tmp_path / "cut.wav", 0.5)
+    with pytest.raises(AudioError, match="truncated data"):
+        audio_info(path)
+
+
+def test_offset_beyond_end(shared_data):
+    with pytest.raises(AudioError, match=r"offset 0\.400 s is beyond the end .*0\.298 s") as info:
+        load_audio(shared_data / DIGIT, offset_s=0.4)
+    assert str(info.value).startswith(str(shared_data / DIGIT))
+
+
+def test_empty_bytes():
+    with pytest.raises(AudioError, match=r"^<bytes>: empty input"):
+        load_audio(b"")
+
+
+@pytest.mark.parametrize("kwargs", [{"offset_s": -1.0}, {"duration_s": 0.0}, {"sample_rate": 0},
+                                    {"offset_s": float("nan")}])
+def test_bad_arguments(shared_data, kwargs):
+    with pytest.raises(ValueError):
+        load_audio(shared_data / DIGIT, **kwargs)
