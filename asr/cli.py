@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import sys
-import time
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
@@ -92,6 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = _Progress(cfg.epochs)
     result = train(cfg, resume=args.resume, on_event=progress)
     progress.close()
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return 0
     print(f"steps {result.steps}  epochs {result.epochs_done}  best dev WER "
           f"{'n/a' if result.best_dev_wer is None else f'{100 * result.best_dev_wer:.2f} %'}")
     if result.skipped_batches or result.zeroed_utterances:
@@ -161,19 +163,15 @@ class _Progress:
     def __init__(self, epochs: int):
         self.epochs = epochs
         self.tty = sys.stderr.isatty()
-        self.start = time.monotonic()
-        self.first_step: int | None = None
 
     def __call__(self, event: dict) -> None:
         if event["event"] == "epoch":
             extra = f"  dev WER {100 * event['dev_wer']:.2f} %" if "dev_wer" in event else ""
             self._line(f"epoch {event['epoch'] + 1}/{self.epochs} done  step {event['step']}{extra}", final=True)
             return
-        if self.first_step is None:
-            self.first_step, self.start = event["step"] - 1, time.monotonic() - 1e-9
         total = self.epochs * event["batches"]
         done = event["epoch"] * event["batches"] + event["batch"]
-        rate = (event["step"] - self.first_step) / (time.monotonic() - self.start)
+        rate = event["run_steps"] / event["elapsed_s"]  # steps per second in this run
         eta = (total - done) / rate if rate > 0 else float("nan")
         width = 20
         filled = int(width * event["batch"] / event["batches"])

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -32,6 +33,17 @@ class ConfigError(ValueError):
     """A configuration file or override is malformed: unknown key, wrong type, bad syntax."""
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``3e-4`` / ``1E5`` as floats (YAML 1.2), not as strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path``; raises ``ConfigError`` naming the file on any problem."""
     path = Path(path)
@@ -40,7 +52,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -72,7 +84,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict[str, 
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: value is not valid YAML") from None
         node = out
@@ -110,7 +122,7 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = 
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
-            f"unknown key {prefix}{unknown[0]!r} in {cls.__name__} (allowed: {', '.join(fields)})"
+            f"unknown key '{prefix}{unknown[0]}' in {cls.__name__} (allowed: {', '.join(fields)})"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {}

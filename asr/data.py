@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from asr.audio import load_audio
+from asr.audio import AudioError, load_audio
 from asr.text import normalize_text
 
 if TYPE_CHECKING:
@@ -242,14 +242,21 @@ class SpeechDataset(Dataset):
         utts: the utterances (e.g. from ``read_manifest``).
         tokenizer: encodes ``normalize_text(utt.text)``.
         sample_rate: rate the audio is resampled to, in Hz.
+        wave_transform: applied to each loaded waveform (S,) -> (S',), e.g. training augmentation.
+        skip_unreadable: an unreadable file is logged (file and cause) and its item is ``None``,
+            which ``collate`` drops, instead of raising ``AudioError``.
     """
 
-    def __init__(self, utts: Sequence[Utterance], tokenizer: Tokenizer, sample_rate: int = 16000):
+    def __init__(self, utts: Sequence[Utterance], tokenizer: Tokenizer, sample_rate: int = 16000,
+                 wave_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 skip_unreadable: bool = False):
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         self.utts = list(utts)
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
+        self.wave_transform = wave_transform
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -259,10 +266,19 @@ class SpeechDataset(Dataset):
         """Manifest durations in seconds, for ``DurationBatchSampler``."""
         return [u.duration for u in self.utts]
 
-    def __getitem__(self, index: int) -> Example:
-        """Load utterance ``index``; raises ``asr.audio.AudioError`` naming the file."""
+    def __getitem__(self, index: int) -> Example | None:
+        """Load utterance ``index``; raises ``asr.audio.AudioError`` naming the file (or, with
+        ``skip_unreadable``, logs it and returns ``None``)."""
         utt = self.utts[index]
-        wave = torch.from_numpy(np.ascontiguousarray(_load(utt, self.sample_rate), np.float32))
+        try:
+            wave = torch.from_numpy(np.ascontiguousarray(_load(utt, self.sample_rate), np.float32))
+        except AudioError as e:
+            if not self.skip_unreadable:
+                raise
+            logger.warning("skipped unreadable audio: %s", e)
+            return None
+        if self.wave_transform is not None:
+            wave = self.wave_transform(wave)
         ids = self.tokenizer.encode(normalize_text(utt.text))
         return Example(wave, torch.tensor(ids, dtype=torch.int64), index)  # (S,), (L,)
 
@@ -289,6 +305,9 @@ class DurationBatchSampler(Sampler[list[int]]):
         seed: non-negative seed; the order is a function of (seed, epoch) only.
         sortagrad: epoch 0 goes shortest first even when ``shuffle``.
         jitter_s: half-width of the uniform noise added to durations before sorting, in seconds.
+        rank, world_size: for data-parallel training, this process yields every ``world_size``-th
+            batch starting at ``rank`` (the epoch's batch list is cut to a multiple of
+            ``world_size`` so every process runs the same number of steps).
     """
 
     def __init__(
@@ -300,6 +319,8 @@ class DurationBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         sortagrad: bool = True,
         jitter_s: float = 0.0,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.durations = np.asarray(durations, dtype=np.float64)  # (N,)
         if self.durations.ndim != 1 or not np.all(np.isfinite(self.durations)) \
@@ -313,6 +334,9 @@ class DurationBatchSampler(Sampler[list[int]]):
             raise ValueError(f"seed and jitter_s must be >= 0, got seed={seed} jitter_s={jitter_s}")
         self.max_batch_s, self.max_batch_size = float(max_batch_s), max_batch_size
         self.shuffle, self.seed, self.sortagrad, self.jitter_s = shuffle, seed, sortagrad, jitter_s
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self._yielded = 0  # batches yielded so far in this epoch
         self._resume_from = 0  # where the next iteration starts (set by load_state_dict)
@@ -353,6 +377,9 @@ class DurationBatchSampler(Sampler[list[int]]):
             batches.append(batch)
         if not sorted_order:
             batches = [batches[j] for j in rng.permutation(len(batches)).tolist()]
+        if self.world_size > 1:
+            usable = len(batches) // self.world_size * self.world_size
+            batches = batches[self.rank:usable:self.world_size]
         self._cache = (self.epoch, batches)
         return batches
 
@@ -421,14 +448,19 @@ class Batch:
         return self._map(lambda t: t.pin_memory())
 
 
-def collate(examples: Sequence[Example]) -> Batch:
-    """Pad examples into a ``Batch``.
+def collate(examples: Sequence[Example | None]) -> Batch | None:
+    """Pad examples into a ``Batch``; ``None`` items (unreadable audio) are dropped.
 
+    Returns:
+        The batch, or ``None`` when every item was ``None``.
     Raises:
         ValueError: ``examples`` is empty.
     """
     if not examples:
         raise ValueError("collate: no examples")
+    examples = [e for e in examples if e is not None]
+    if not examples:
+        return None
     wave_lens = torch.tensor([e.wave.shape[0] for e in examples], dtype=torch.int64)  # (B,)
     token_lens = torch.tensor([e.tokens.shape[0] for e in examples], dtype=torch.int64)  # (B,)
     waves = torch.zeros(len(examples), int(wave_lens.max()), dtype=torch.float32)  # (B, S)

@@ -66,12 +66,15 @@ def evaluate_utterances(
     """
     was_training = recognizer.model.training
     recognizer.eval()
-    dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate)
+    dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate,
+                            skip_unreadable=True)
     sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
     hyps: list[Hypothesis | None] = [None] * len(utts)
     start = time.perf_counter()
     audio_s = 0.0
     for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
+        if batch is None:
+            continue
         for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens)):
             hyps[index] = hyp
         audio_s += float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
@@ -79,6 +82,14 @@ def evaluate_utterances(
     if was_training:
         recognizer.model.train()
         recognizer.features.train()
+    unreadable = sum(h is None for h in hyps)
+    if unreadable:
+        logger.warning("skipped %d of %d utterances with unreadable audio (not scored)", unreadable, len(utts))
+    kept = [(u, h) for u, h in zip(utts, hyps) if h is not None]
+    if not kept:
+        raise ValueError("no utterance could be read: nothing to score")
+    utts = [u for u, _ in kept]
     refs = [normalize_text(u.text) for u in utts]
-    report = error_report(refs, [h.text for h in hyps], ids=[utterance_id(u) for u in utts])
-    return EvalResult(utts=list(utts), refs=refs, hyps=hyps, report=report, audio_s=audio_s, decode_s=decode_s)
+    report = error_report(refs, [h.text for _, h in kept], ids=[utterance_id(u) for u in utts])
+    return EvalResult(utts=utts, refs=refs, hyps=[h for _, h in kept], report=report, audio_s=audio_s,
+                      decode_s=decode_s)

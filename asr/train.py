@@ -14,90 +14,31 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from asr.augment import SpecAugment, WaveAugment
 from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
-from asr.config import ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml, merge, save_yaml
+from asr.config import config_to_dict, save_yaml
 from asr.data import DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
+from asr.distributed import any_rank, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
-from asr.features import FeatureConfig, FeatureExtractor, compute_cmvn
-from asr.model import PRESET_DIR, DeepSpeech2, ModelConfig, list_presets
-from asr.optim import OptimConfig, build_optimizer, build_scheduler
+from asr.features import FeatureExtractor, compute_cmvn
+from asr.model import DeepSpeech2
+from asr.optim import build_optimizer, build_scheduler
+from asr.train_config import TrainConfig, TrainError, resolve_config
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, normalize_text, oov_report, tokenizer_from_dict
 
 logger = logging.getLogger(__name__)
-
-
-class TrainError(Exception):
-    """A training run cannot start or go on (bad config, existing run directory, no data)."""
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    train_manifest: str = ""  # JSON-lines manifest of the training utterances
-    dev_manifest: str | None = None  # dev set scored (greedy WER) after every epoch; picks best.pt
-    max_batch_s: float = 120.0  # cap on padded audio seconds per batch (B x longest duration)
-    max_batch_size: int | None = None  # optional cap on utterances per batch
-    sortagrad: bool = True  # first epoch shortest-first (DS2's SortaGrad)
-    skip_bad: bool = True  # skip bad manifest lines (logged with file:line and counted)
-    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
-    cmvn_max_utts: int = 1000  # utterances (seeded sample) used for global CMVN statistics
-    eval_batch_s: float = 300.0  # padded audio seconds per batch when scoring the dev set
-
-
-@dataclass(frozen=True)
-class TokenizerConfig:
-    kind: Literal["char", "bpe", "unigram"] = "char"  # characters, or SentencePiece units
-    vocab_size: int = 256  # SentencePiece vocabulary size (ignored for characters)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    name: str = "run"  # run name; outputs go to exp/<name> unless out_dir is given
-    out_dir: str = ""  # output folder (default: exp/<name>)
-    preset: str = "small"  # model preset the `model` section overrides (asr/presets/<preset>.yaml)
-    seed: int = 0  # seeds parameters, shuffling, dither and dropout
-    epochs: int = 10  # passes over the training set
-    max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
-    max_minutes: float = 0.0  # stop after this much training wall time (0: no limit)
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast precision (CUDA only)
-    threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
-    log_every_steps: int = 10  # steps between log lines / progress events
-    checkpoint_every_steps: int = 0  # save last.pt every N steps (0: at epoch ends only)
-    data: DataConfig = field(default_factory=DataConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir or Path("exp") / self.name)
-
-
-def resolve_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Load a YAML config, apply ``key=value`` overrides and merge the model preset under ``model``.
-
-    Paths in the file (manifests, out_dir) are taken as given, relative to the working directory.
-    """
-    raw = load_yaml(path) if path is not None else {}
-    raw = apply_overrides(raw, list(overrides))
-    preset = raw.get("preset", TrainConfig.preset)
-    if preset not in list_presets():
-        raise ConfigError(f"unknown model preset {preset!r} (available: {', '.join(list_presets())})")
-    base = load_yaml(PRESET_DIR / f"{preset}.yaml")
-    raw["model"] = merge(base, raw.get("model") or {})
-    return config_from_dict(TrainConfig, raw)
 
 
 @dataclass
@@ -118,7 +59,13 @@ class Trainer:
         self.cfg = cfg
         self.on_event = on_event or (lambda event: None)
         self.run_dir = cfg.run_dir
-        self.device = _pick_device(cfg.device)
+        try:
+            self.dist = init_distributed(cfg.device)
+        except RuntimeError as e:
+            raise TrainError(str(e)) from None
+        self.device = self.dist.device
+        if not self.dist.is_main:
+            self.on_event = lambda event: None  # progress is shown by rank 0 only
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         last = self.run_dir / "last.pt"
@@ -126,8 +73,10 @@ class Trainer:
             raise TrainError(f"{last}: nothing to resume (no checkpoint)")
         if not resume and (last.exists() or (self.run_dir / "model.pt").exists()):
             raise TrainError(f"{self.run_dir}: a run already exists there; pass --resume or choose another name/out_dir")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(config_to_dict(cfg), self.run_dir / "config.yaml")
+        barrier(self.dist)  # every rank has checked before rank 0 creates the run
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_yaml(config_to_dict(cfg), self.run_dir / "config.yaml")
         _seed_everything(cfg.seed)
 
         if not cfg.data.train_manifest:
@@ -149,12 +98,21 @@ class Trainer:
             self._compute_cmvn()
         self.features.to(self.device)
         self.model.to(self.device)
+        self.forward_model = self.model  # what train_step calls: the DDP wrapper when distributed
+        if self.dist.enabled:
+            self.forward_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None)
+            _seed_everything(cfg.seed + 1000 * self.dist.rank)  # own dither/dropout/masks per rank
         logger.info("model=%s params=%d device=%s", cfg.preset, self.model.num_params(), self.device)
 
-        self.dataset = SpeechDataset(self.train_utts, self.tokenizer, sample_rate=cfg.features.sample_rate)
+        self.spec_augment = SpecAugment(cfg.augment)
+        wave_augment = WaveAugment(cfg.augment, cfg.features.sample_rate) if cfg.augment.wave_augment else None
+        self.dataset = SpeechDataset(self.train_utts, self.tokenizer, sample_rate=cfg.features.sample_rate,
+                                     wave_transform=wave_augment, skip_unreadable=True)
         self.sampler = DurationBatchSampler(
             [u.duration for u in self.train_utts], max_batch_s=cfg.data.max_batch_s,
             max_batch_size=cfg.data.max_batch_size, shuffle=True, seed=cfg.seed, sortagrad=cfg.data.sortagrad,
+            rank=self.dist.rank, world_size=self.dist.world_size,
         )
         self.steps_per_epoch = len(self.sampler)
         total_steps = cfg.epochs * self.steps_per_epoch
@@ -206,9 +164,12 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.cfg
         start = time.monotonic()
+        start_step = self.step
         stopped_early = False
         log_path = self.run_dir / "train_log.jsonl"
-        with log_path.open("a", encoding="utf-8") as log:
+        if self.dist.is_main:
+            _trim_log(log_path, self.step)  # drop events after the checkpoint we start from
+        with (log_path.open("a", encoding="utf-8") if self.dist.is_main else open(os.devnull, "w")) as log:
             while self.epoch < cfg.epochs and not stopped_early:
                 self.sampler.set_epoch(self.epoch)
                 self.sampler.load_state_dict({"epoch": self.epoch, "batches_done": self.batches_done})
@@ -219,8 +180,13 @@ class Trainer:
                 )
                 self.model.train()
                 self.features.train()
+                self.spec_augment.train()
                 window = _Window()
                 for batch in loader:
+                    if batch is None:  # every file of the batch was unreadable (logged by the dataset)
+                        self.batches_done += 1
+                        self.skipped_batches += 1
+                        continue
                     loss, audio_s, grad_norm = self.train_step(batch)
                     self.batches_done += 1
                     self.step += 1
@@ -231,7 +197,7 @@ class Trainer:
                             "batch": self.batches_done, "batches": self.steps_per_epoch,
                             "loss": window.mean_loss(), "lr": self.scheduler.get_last_lr()[0],
                             "grad_norm": grad_norm, "audio_h_per_s": window.audio_h_per_s(),
-                            "elapsed_s": time.monotonic() - start,
+                            "elapsed_s": time.monotonic() - start, "run_steps": self.step - start_step,
                             "skipped_batches": self.skipped_batches, "zeroed_utterances": self.zeroed_utterances,
                         }
                         _emit(log, event, self.on_event)
@@ -239,7 +205,8 @@ class Trainer:
                     if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
                         self.save("last.pt", with_train_state=True)
                     over_steps = cfg.max_steps and self.step >= cfg.max_steps
-                    over_time = cfg.max_minutes and time.monotonic() - start >= 60 * cfg.max_minutes
+                    over_time = any_rank(bool(cfg.max_minutes) and time.monotonic() - start >= 60 * cfg.max_minutes,
+                                         self.dist)  # all ranks stop at the same step
                     if over_steps or over_time:
                         stopped_early = self.batches_done < self.steps_per_epoch or self.epoch + 1 < cfg.epochs
                         break
@@ -249,7 +216,10 @@ class Trainer:
                     self.save("last.pt", with_train_state=True)
         if self.tokenizer.oov_counts:
             logger.warning("%s", oov_report(self.tokenizer))
-        self.write_final_model()
+        if self.dist.is_main:
+            self.write_final_model()
+        barrier(self.dist)
+        shutdown(self.dist)
         return TrainResult(
             run_dir=self.run_dir, steps=self.step, epochs_done=self.epoch, best_dev_wer=self.best_dev_wer,
             stopped_early=bool(stopped_early), skipped_batches=self.skipped_batches,
@@ -261,28 +231,30 @@ class Trainer:
         batch = batch.to(self.device)
         with torch.no_grad():
             feats, feat_lens = self.features(batch.waves, batch.wave_lens)  # (B, T, F), (B,)
+            feats = self.spec_augment(feats, feat_lens)  # (B, T, F)
         with torch.autocast(self.device.type, dtype=_amp_dtype(self.cfg.precision), enabled=self._autocast()):
-            logits, out_lens = self.model(feats, feat_lens)  # (B, T', V), (B,)
+            logits, out_lens = self.forward_model(feats, feat_lens)  # (B, T', V), (B,)
         log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
-        losses = F.ctc_loss(
-            log_probs, batch.tokens, out_lens, batch.token_lens,
-            blank=self.tokenizer.blank_id, reduction="none", zero_infinity=False,
-        )  # (B,)
-        finite = torch.isfinite(losses)
+        ctc_args = (log_probs, batch.tokens, out_lens, batch.token_lens)
+        # zero_infinity=True: an impossible alignment (inf loss) gets loss 0 AND gradient 0; with
+        # False, its gradient is NaN even when the loss is masked, which poisons the whole batch.
+        losses = F.ctc_loss(*ctc_args, blank=self.tokenizer.blank_id, reduction="none", zero_infinity=True)  # (B,)
+        with torch.no_grad():  # which losses were non-finite, to count them
+            finite = torch.isfinite(F.ctc_loss(*ctc_args, blank=self.tokenizer.blank_id, reduction="none"))  # (B,)
         num_bad = int((~finite).sum())
         audio_s = float(batch.wave_lens.sum()) / self.cfg.features.sample_rate
         self.optimizer.zero_grad(set_to_none=True)
-        if num_bad == len(losses):
-            self.skipped_batches += 1
-            self.zeroed_utterances += num_bad
-            logger.warning("step=%d all %d losses non-finite; batch skipped", self.step, num_bad)
-            self.scheduler.step()
-            return float("nan"), audio_s, float("nan")
         if num_bad:
             self.zeroed_utterances += num_bad
             logger.warning("step=%d zeroed %d non-finite utterance losses", self.step, num_bad)
         loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / len(losses)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss).backward()  # always, so data-parallel ranks stay in step
+        if any_rank(num_bad == len(losses), self.dist):
+            self.skipped_batches += 1
+            logger.warning("step=%d all %d losses non-finite; update skipped", self.step, num_bad)
+            self.scaler.update()
+            self.scheduler.step()
+            return float("nan"), audio_s, float("nan")
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.optim.grad_clip if self.cfg.optim.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
@@ -298,7 +270,7 @@ class Trainer:
     def end_epoch(self, log, start: float) -> None:
         event = {"event": "epoch", "epoch": self.epoch, "step": self.step, "elapsed_s": time.monotonic() - start}
         improved = True
-        if self.dev_utts:
+        if self.dev_utts and self.dist.is_main:
             result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s)
             event.update(dev_wer=result.report.wer, dev_cer=result.report.cer)
             improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
@@ -311,9 +283,13 @@ class Trainer:
             self.save("best.pt")
         event["best_dev_wer"] = self.best_dev_wer
         _emit(log, event, self.on_event)
+        barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, name: str, with_train_state: bool = False) -> None:
+        """Write ``run_dir/name`` atomically (rank 0 only; the ranks hold identical weights)."""
+        if not self.dist.is_main:
+            return
         extra: dict[str, Any] = {"metrics": {"step": self.step, "epoch": self.epoch, "best_dev_wer": self.best_dev_wer}}
         if with_train_state:
             extra["train_state"] = {
@@ -364,20 +340,27 @@ class _Window:
         return self.audio_s / 3600 / max(1e-9, time.monotonic() - self.start)
 
 
+def _trim_log(path: Path, step: int) -> None:
+    """Keep the log events up to ``step``: none for a new run; for a resumed one, none of the steps
+    logged after its checkpoint (they are trained again, and would otherwise appear twice)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):  # a line cut short by a crash
+            pass
+    path.write_text("".join(kept), encoding="utf-8")
+
+
 def _emit(log, event: dict, on_event: Callable[[dict], None]) -> None:
     log.write(json.dumps(event) + "\n")
     log.flush()
     if event["event"] == "step":
         logger.debug(" ".join(f"{k}={v}" for k, v in event.items()))
     on_event(event)
-
-
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device=cuda requested but no CUDA device is available")
-    return torch.device(name)
 
 
 def _amp_dtype(precision: str) -> torch.dtype:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import tarfile
 import urllib.error
@@ -40,15 +41,21 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
             resumed = have and response.status == 206
             if have and not resumed:
                 logger.info("%s: server ignored the range request; downloading from the start", url)
+            expected = response.headers.get("Content-Length", "")
+            received = 0
             with part.open("ab" if resumed else "wb") as out:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
+                    received += len(chunk)
+            if expected.isdigit() and received < int(expected):  # http.client does not raise for this
+                raise DownloadError(f"{url}: connection closed after {received} of {expected} bytes; "
+                                    f"run again to resume")
     except urllib.error.HTTPError as e:
         if e.code == 416 and have and size == have:  # the part file is already complete
             pass
         else:
             raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise DownloadError(f"{url}: download failed ({reason}); run again to resume") from None
     _verified(part, size, sha256, md5, raise_error=True)
@@ -60,7 +67,8 @@ def _verified(path: Path, size: int | None, sha256: str | None, md5: str | None,
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         if raise_error:
-            raise DownloadError(f"{path}: size {actual_size} bytes, expected {size}; delete it and download again")
+            path.unlink()
+            raise DownloadError(f"{path}: size {actual_size} bytes, expected {size}; the file was removed")
         return False
     for name, expected in (("sha256", sha256), ("md5", md5)):
         if expected:

@@ -1,0 +1,81 @@
+"""Configuration of a training run: the dataclasses behind ``asr train CONFIG.yaml [key=value ...]``.
+
+A recipe's YAML holds overrides only; ``resolve_config`` merges them over the chosen model preset
+(``asr/presets/<preset>.yaml``) and the defaults below, and rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from asr.augment import AugmentConfig
+from asr.config import ConfigError, apply_overrides, config_from_dict, load_yaml, merge
+from asr.features import FeatureConfig
+from asr.model import PRESET_DIR, ModelConfig, list_presets
+from asr.optim import OptimConfig
+
+
+class TrainError(Exception):
+    """A training run cannot start or go on (bad config, existing run directory, no data)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_manifest: str = ""  # JSON-lines manifest of the training utterances
+    dev_manifest: str | None = None  # dev set scored (greedy WER) after every epoch; picks best.pt
+    max_batch_s: float = 120.0  # cap on padded audio seconds per batch (B x longest duration)
+    max_batch_size: int | None = None  # optional cap on utterances per batch
+    sortagrad: bool = True  # first epoch shortest-first (DS2's SortaGrad)
+    skip_bad: bool = True  # skip bad manifest lines (logged with file:line and counted)
+    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    cmvn_max_utts: int = 1000  # utterances (seeded sample) used for global CMVN statistics
+    eval_batch_s: float = 300.0  # padded audio seconds per batch when scoring the dev set
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    kind: Literal["char", "bpe", "unigram"] = "char"  # characters, or SentencePiece units
+    vocab_size: int = 256  # SentencePiece vocabulary size (ignored for characters)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "run"  # run name; outputs go to exp/<name> unless out_dir is given
+    out_dir: str = ""  # output folder (default: exp/<name>)
+    preset: str = "small"  # model preset the `model` section overrides (asr/presets/<preset>.yaml)
+    seed: int = 0  # seeds parameters, shuffling, dither and dropout
+    epochs: int = 10  # passes over the training set
+    max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
+    max_minutes: float = 0.0  # stop after this much training wall time (0: no limit)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast precision (CUDA only)
+    threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
+    log_every_steps: int = 10  # steps between log lines / progress events
+    checkpoint_every_steps: int = 0  # save last.pt every N steps (0: at epoch ends only)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir or Path("exp") / self.name)
+
+
+def resolve_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Load a YAML config, apply ``key=value`` overrides and merge the model preset under ``model``.
+
+    Paths in the file (manifests, out_dir) are taken as given, relative to the working directory.
+    """
+    raw = load_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, list(overrides))
+    preset = raw.get("preset", TrainConfig.preset)
+    if preset not in list_presets():
+        raise ConfigError(f"unknown model preset {preset!r} (available: {', '.join(list_presets())})")
+    base = load_yaml(PRESET_DIR / f"{preset}.yaml")
+    raw["model"] = merge(base, raw.get("model") or {})
+    return config_from_dict(TrainConfig, raw)

@@ -1,0 +1,222 @@
+"""The ``asr`` command line end to end, on a tiny model trained once for this module."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr.audio import load_audio
+from asr.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]
+
+
+def _asr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real console entry in a fresh interpreter (one CPU thread)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "asr.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd or REPO, timeout=120)
+
+
+def _flac(shared_data: Path, uid: str) -> Path:
+    speaker, chapter, _ = uid.split("-")
+    return shared_data / "LibriSpeech" / "dev-4spk" / speaker / chapter / f"{uid}.flac"
+
+
+@pytest.fixture(scope="module")
+def work(shared_data: Path, tmp_path_factory) -> dict[str, Path]:
+    """A manifest of 4 real utterances, a tiny model trained on them with ``asr train``, test audio."""
+    tmp = tmp_path_factory.mktemp("cli")
+    entries = []
+    for uid in UTTS:
+        path = _flac(shared_data, uid)
+        speaker, chapter, _ = uid.split("-")
+        trans = path.parent / f"{speaker}-{chapter}.trans.txt"
+        text = dict(line.split(" ", 1) for line in trans.read_text().splitlines())[uid]
+        entries.append({"audio_filepath": str(path), "duration": sf.info(path).duration, "text": text})
+    manifest = tmp / "dev.jsonl"
+    manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    conf = tmp / "conf.yaml"
+    conf.write_text(f"preset: tiny\ndata:\n  train_manifest: {manifest}\n  max_batch_size: 4\n"
+                    "epochs: 2\noptim:\n  lr: 3e-3\n  warmup_steps: 1\n")
+    run_dir = tmp / "run"
+    rc = main(["train", str(conf), f"out_dir={run_dir}", "device=cpu", "threads=1", "features.kind=fbank"])
+    assert rc == 0 and (run_dir / "model.pt").is_file()
+
+    audio = tmp / "audio"
+    audio.mkdir()
+    wave = load_audio(entries[0]["audio_filepath"])  # (S,) at 16 kHz
+    sf.write(audio / "a.ogg", wave, 16000, format="OGG", subtype="VORBIS")
+    sf.write(audio / "a.mp3", wave, 16000, format="MP3", subtype="MPEG_LAYER_III")
+    shutil.copy(shared_data / "fsdd" / "recordings" / "3_theo_5.wav", audio / "b.wav")  # 8 kHz
+    (audio / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense" * 4)
+    return {"manifest": manifest, "conf": conf, "run": run_dir, "model": run_dir / "model.pt",
+            "flac": Path(entries[0]["audio_filepath"]), "audio": audio, "tmp": tmp}
+
+
+def _one_line_error(err: str, *needles: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("asr: error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------ help, presets
+def test_help_lists_exactly_the_commands():
+    result = _asr("--help")
+    assert result.returncode == 0
+    listed = re.findall(r"^    (\w+)\s", result.stdout, flags=re.M)
+    assert listed == ["prepare", "train", "transcribe", "evaluate", "presets"]
+
+
+def test_presets_with_parameter_counts(capsys):
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:2] == ["preset", "parameters"]
+    counts = {name: int(count.replace(",", "")) for name, count in (line.split() for line in lines[1:])}
+    assert sorted(counts) == ["ds1", "ds2", "medium", "small", "tiny"]
+    assert counts["tiny"] == 145_769  # as documented in asr/presets/tiny.yaml
+    assert counts["tiny"] < counts["small"] < counts["medium"] < counts["ds2"]
+
+
+# ---------------------------------------------------------------------------------- transcribe
+def test_transcribe_good_and_bad_files(work):
+    missing = work["audio"] / "missing.wav"
+    corrupt = work["audio"] / "corrupt.wav"
+    good = [str(work["flac"]), str(work["audio"] / "b.wav")]
+    result = _asr("transcribe", str(work["model"]), good[0], good[1], str(missing), str(corrupt))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    out = result.stdout.splitlines()
+    assert [line.split("\t")[0] for line in out] == good
+    assert all(line.count("\t") == 1 for line in out)
+    err = result.stderr.strip().splitlines()
+    missing_lines = [line for line in err if "missing.wav" in line]
+    corrupt_lines = [line for line in err if "corrupt.wav" in line]
+    assert len(missing_lines) == 1 and len(corrupt_lines) == 1, err
+    assert "2 of 4 files could not be read" in result.stderr
+
+
+def test_transcribe_json_8khz_mp3_ogg(work, capsys):
+    files = [work["audio"] / name for name in ("b.wav", "a.ogg", "a.mp3")] + [work["flac"]]
+    assert main(["transcribe", "--json", str(work["model"]), *map(str, files)]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["path"] for r in records] == list(map(str, files))
+    for r in records:
+        assert set(r) == {"path", "text", "duration_s", "decode_s"}
+        assert isinstance(r["text"], str) and r["decode_s"] >= 0
+    info = sf.info(work["audio"] / "b.wav")
+    assert info.samplerate == 8000
+    assert records[0]["duration_s"] == pytest.approx(info.frames / 8000, abs=1e-3)
+    flac_s = sf.info(work["flac"]).duration
+    for r in records[1:]:  # ogg and mp3 hold the same audio as the flac (mp3: +- one frame of padding)
+        assert r["duration_s"] == pytest.approx(flac_s, abs=0.06)
+    assert captured.err == ""
+
+
+def test_missing_checkpoint_is_one_line_error(work, capsys):
+    assert main(["transcribe", str(work["tmp"] / "nope.pt"), str(work["flac"])]) == 2
+    _one_line_error(capsys.readouterr().err, "nope.pt", "no such checkpoint")
+    assert main(["evaluate", str(work["tmp"] / "nope.pt"), str(work["manifest"])]) == 2
+    _one_line_error(capsys.readouterr().err, "nope.pt")
+    result = _asr("transcribe", str(work["tmp"] / "nope.pt"), str(work["flac"]))  # the real process
+    assert result.returncode == 2 and result.stdout == ""
+    _one_line_error(result.stderr, "nope.pt", "no such checkpoint")
+
+
+def test_not_a_checkpoint_is_one_line_error(work, capsys):
+    assert main(["transcribe", str(work["manifest"]), str(work["flac"])]) == 2
+    _one_line_error(capsys.readouterr().err, "dev.jsonl", "not a readable checkpoint")
+
+
+# ------------------------------------------------------------------------------------ evaluate
+def _columns(row: str) -> list[int]:
+    return [m.start() for m in re.finditer(r"\S+", row[5:])]
+
+
+def test_evaluate_writes_reports(work, capsys, tmp_path):
+    out = tmp_path / "decode"
+    assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert re.search(r"^WER \d+\.\d\d % \[ \d+ / 28, \d+ ins, \d+ del, \d+ sub \]$", stdout, flags=re.M), stdout
+    assert re.search(r"^CER \d+\.\d\d % \[ \d+ / \d+, \d+ ins, \d+ del, \d+ sub \]$", stdout, flags=re.M)
+    assert re.search(r"^utterances 4  audio 9\.9 s  decode \d+\.\d s  RTF \d+\.\d{4}$", stdout, flags=re.M)
+    assert f"report: {out / 'errs.txt'}" in stdout
+
+    hyps = [line.split("\t") for line in (out / "hyps.txt").read_text().splitlines()]
+    assert [h[0] for h in hyps] == UTTS
+    refs = [json.loads(line)["text"].lower() for line in work["manifest"].read_text().splitlines()]
+    wer = (out / "wer.txt").read_text()
+    assert wer.startswith("WER ") and "\nCER " in wer
+    blocks = (out / "errs.txt").read_text().strip().split("\n\n")
+    assert len(blocks) == 4
+    for uid, ref, (_, hyp), block in zip(UTTS, refs, hyps, blocks):
+        lines = block.split("\n")
+        assert lines[0] == uid and lines[1].startswith("REF: ") and lines[2].startswith("HYP: ")
+        assert _columns(lines[1]) == _columns(lines[2])  # REF and HYP words line up
+        words = lambda row: [w for w in row[5:].split() if set(w) != {"*"}]  # noqa: E731
+        assert words(lines[1]) == ref.split() and words(lines[2]) == hyp.split()
+
+
+def test_evaluate_default_out_dir(work, capsys):
+    assert main(["evaluate", str(work["model"]), str(work["manifest"])]) == 0
+    assert (work["run"] / "decode" / "dev" / "wer.txt").is_file()
+    capsys.readouterr()
+
+
+def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
+    lines = work["manifest"].read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([lines[0], '{"audio_filepath": "x.flac", "duration": 1.0', *lines[1:]]) + "\n")
+    result = _asr("evaluate", str(work["model"]), str(bad), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"{re.escape(str(bad))}:2: invalid JSON", result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "utterances 4 " in result.stdout
+    # every line bad: nothing to score is an error
+    (tmp_path / "empty.jsonl").write_text("not json\n")
+    assert main(["evaluate", str(work["model"]), str(tmp_path / "empty.jsonl")]) == 2
+    _one_line_error(capsys.readouterr().err, "empty.jsonl: no usable utterances")
+    assert any("empty.jsonl:1: invalid JSON" in r.getMessage() for r in caplog.records)
+
+
+# --------------------------------------------------------------------------------------- train
+def test_train_bad_config_key(work, capsys, tmp_path):
+    assert main(["train", str(work["conf"]), f"out_dir={tmp_path / 'r'}", "optim.lrr=1"]) == 2
+    _one_line_error(capsys.readouterr().err, "'optim.lrr'")
+    conf = tmp_path / "typo.yaml"
+    conf.write_text(work["conf"].read_text() + "model:\n  rnn_hiden: 8\n")
+    assert main(["train", str(conf), f"out_dir={tmp_path / 'r'}"]) == 2
+    _one_line_error(capsys.readouterr().err, "'model.rnn_hiden'")
+    conf.write_text("epochs: [1\n")
+    assert main(["train", str(conf), f"out_dir={tmp_path / 'r'}"]) == 2
+    _one_line_error(capsys.readouterr().err, f"{conf}:", "invalid YAML")
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_into_existing_run(work, capsys):
+    args = ["train", str(work["conf"]), f"out_dir={work['run']}", "device=cpu", "threads=1", "features.kind=fbank"]
+    assert main(args) == 2
+    _one_line_error(capsys.readouterr().err, str(work["run"]), "already exists", "--resume")
+
+
+def test_train_resume_continues(work, capsys, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(work["run"], run)
+    args = ["train", str(work["conf"]), f"out_dir={run}", "device=cpu", "threads=1", "features.kind=fbank",
+            "epochs=3"]
+    assert main([*args, "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "steps 3  epochs 3" in out and f"model: {run / 'model.pt'}" in out

@@ -1,0 +1,197 @@
+"""YAML configs -> frozen dataclasses: errors name file:line or the dotted key; overrides; types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from asr.config import ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml, merge, save_yaml
+from asr.model import ModelConfig
+from asr.optim import OptimConfig
+from asr.train import TrainConfig, resolve_config
+
+
+@dataclass(frozen=True)
+class Inner:
+    size: int = 3
+    rate: float = 0.5
+    kind: Literal["a", "b"] = "a"
+    pairs: tuple[tuple[int, int], ...] = ((1, 2),)
+    maybe: int | None = None
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str = "x"
+    flag: bool = False
+    tags: list[str] = field(default_factory=list)
+    inner: Inner = field(default_factory=Inner)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "conf.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------ load_yaml
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = _write(tmp_path, "name: ok\ninner:\n  size: 3\n  rate: [1, 2\nflag: true\n")
+    with pytest.raises(ConfigError) as e:
+        load_yaml(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}:")
+    line = int(msg[len(str(path)) + 1:].split(":")[0])
+    assert 4 <= line <= 5  # the unclosed list starts on line 4; the parser notices on line 5
+    assert "\n" not in msg
+
+
+def test_yaml_tab_indent_error_names_line(tmp_path):
+    path = _write(tmp_path, "a: 1\nb:\n\t- 2\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:3: invalid YAML"):
+        load_yaml(path)
+
+
+def test_yaml_missing_file_and_non_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: cannot read config"):
+        load_yaml(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=r"conf.yaml: expected a mapping at the top level, got list"):
+        load_yaml(_write(tmp_path, "- 1\n- 2\n"))
+    assert load_yaml(_write(tmp_path, "# only a comment\n")) == {}
+
+
+def test_yaml_scientific_floats_are_numbers(tmp_path):
+    # PyYAML's YAML 1.1 resolver reads "3e-4" as a string; configs must read it as a float.
+    data = load_yaml(_write(tmp_path, "lr: 3e-4\nweight_decay: 1E-2\nbig: 2e3\nname: e5\n"))
+    assert data == {"lr": 3e-4, "weight_decay": 1e-2, "big": 2000.0, "name": "e5"}
+    assert config_from_dict(OptimConfig, {"lr": data["lr"]}).lr == pytest.approx(3e-4)
+
+
+def test_save_yaml_round_trip(tmp_path):
+    cfg = Outer(name="r", flag=True, tags=["t"], inner=Inner(size=7, rate=1e-5, kind="b", pairs=((3, 4), (5, 6))))
+    save_yaml(config_to_dict(cfg), tmp_path / "out.yaml")
+    assert config_from_dict(Outer, load_yaml(tmp_path / "out.yaml")) == cfg
+
+
+# ---------------------------------------------------------------------------- config_from_dict
+def test_unknown_key_top_level_and_nested():
+    with pytest.raises(ConfigError, match=r"unknown key 'nmae' in Outer \(allowed: name, flag, tags, inner\)"):
+        config_from_dict(Outer, {"nmae": "x"})
+    with pytest.raises(ConfigError, match=r"unknown key 'inner\.sise' in Inner"):
+        config_from_dict(Outer, {"inner": {"sise": 3}})
+
+
+def test_unknown_key_in_train_config_names_dotted_key():
+    with pytest.raises(ConfigError, match=r"unknown key 'optim\.lrr' in OptimConfig"):
+        config_from_dict(TrainConfig, {"optim": {"lrr": 0.1}})
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.train_manfest'"):
+        resolve_config(None, ["preset=tiny", "data.train_manfest=x.jsonl"])
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ({"inner": {"size": "3"}}, r"inner\.size: expected an integer, got '3'"),
+        ({"inner": {"size": 2.5}}, r"inner\.size: expected an integer, got 2\.5"),
+        ({"inner": {"size": True}}, r"inner\.size: expected an integer, got True"),
+        ({"inner": {"rate": "fast"}}, r"inner\.rate: expected a number, got 'fast'"),
+        ({"inner": {"rate": False}}, r"inner\.rate: expected a number"),
+        ({"flag": "yes please"}, r"flag: expected true or false, got 'yes please'"),
+        ({"flag": 1}, r"flag: expected true or false, got 1"),
+        ({"name": 5}, r"name: expected a string, got 5"),
+        ({"tags": "t"}, r"tags: expected a list, got 't'"),
+        ({"inner": 3}, r"inner: expected a mapping, got 3"),
+        ({"inner": {"pairs": [[1, 2, 3]]}}, r"inner\.pairs: expected 2 items, got 3"),
+        ({"inner": {"pairs": [["a", 2]]}}, r"inner\.pairs: expected an integer, got 'a'"),
+        ({"inner": {"maybe": "x"}}, r"inner\.maybe: expected an integer, got 'x'"),
+        ({"inner": {"kind": "c"}}, r"inner\.kind: 'c' is not one of 'a', 'b'"),
+    ],
+)
+def test_type_errors_name_the_dotted_key(data, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        config_from_dict(Outer, data)
+
+
+def test_nested_dataclasses_tuples_optional_literal():
+    cfg = config_from_dict(
+        Outer, {"name": "n", "tags": ["a", "b"], "inner": {"size": 4, "rate": 2, "kind": "b", "pairs": [[5, 6]]}}
+    )
+    assert cfg == Outer(name="n", tags=["a", "b"], inner=Inner(size=4, rate=2.0, kind="b", pairs=((5, 6),)))
+    assert isinstance(cfg.inner.rate, float)  # ints are accepted for floats and converted
+    assert cfg.inner.pairs == ((5, 6),) and isinstance(cfg.inner.pairs, tuple)
+    assert config_from_dict(Outer, {"inner": {"maybe": None}}).inner.maybe is None
+    assert config_from_dict(Outer, {"inner": {"maybe": 4}}).inner.maybe == 4
+    assert config_from_dict(Outer, None) == Outer()
+    with pytest.raises(AttributeError):  # frozen
+        cfg.name = "other"  # type: ignore[misc]
+
+
+def test_model_config_literals_and_pairs():
+    cfg = config_from_dict(ModelConfig, {"rnn_type": "lstm", "conv_kernels": [[5, 5], [3, 3]]}, where="model")
+    assert cfg.rnn_type == "lstm" and cfg.conv_kernels == ((5, 5), (3, 3))
+    with pytest.raises(ConfigError, match=r"model\.rnn_type: 'transformer' is not one of 'gru', 'lstm', 'rnn'"):
+        config_from_dict(ModelConfig, {"rnn_type": "transformer"}, where="model")
+
+
+def test_post_init_value_errors_become_config_errors():
+    with pytest.raises(ConfigError, match=r"^optim: optim\.lr must be positive, got -1\.0$"):
+        config_from_dict(TrainConfig, {"optim": {"lr": -1}})
+    with pytest.raises(ConfigError, match=r"model: conv_channels: expected 1-3 layers"):
+        config_from_dict(TrainConfig, {"model": {"conv_channels": [1, 1, 1, 1]}})
+
+
+# ------------------------------------------------------------------------------------ overrides
+def test_overrides_scalars_lists_booleans_sections():
+    base = {"name": "a", "inner": {"size": 1, "pairs": [[1, 2]]}}
+    out = apply_overrides(
+        base,
+        ["inner.size=3", "inner.rate=3e-4", "flag=true", "tags=[x, y]", "inner.pairs=[[7, 8], [9, 10]]",
+         "name=a=b", "inner.maybe=null", "new.section.value=1"],
+    )
+    assert out == {
+        "name": "a=b", "flag": True, "tags": ["x", "y"],
+        "inner": {"size": 3, "rate": 3e-4, "pairs": [[7, 8], [9, 10]], "maybe": None},
+        "new": {"section": {"value": 1}},
+    }
+    assert base == {"name": "a", "inner": {"size": 1, "pairs": [[1, 2]]}}  # the input is not modified
+    out.pop("new")
+    cfg = config_from_dict(Outer, out)
+    assert cfg.inner == Inner(size=3, rate=3e-4, pairs=((7, 8), (9, 10)), maybe=None)
+    assert cfg.flag is True and cfg.tags == ["x", "y"]
+    assert apply_overrides({}, ["flag=false"]) == {"flag": False}
+    assert apply_overrides({}, ["name="]) == {"name": ""}
+
+
+@pytest.mark.parametrize(
+    ("override", "pattern"),
+    [
+        ("novalue", r"override 'novalue': expected key=value"),
+        ("=3", r"override '=3': expected key=value"),
+        ("name.x=1", r"override 'name\.x=1': 'name' is not a section"),
+        ("tags=[1, 2", r"override 'tags=\[1, 2': value is not valid YAML"),
+    ],
+)
+def test_bad_overrides(override, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        apply_overrides({"name": "a"}, [override])
+
+
+def test_merge_is_recursive_and_copies():
+    base = {"a": {"b": 1, "c": [1]}, "d": 2}
+    out = merge(base, {"a": {"b": 5}, "e": 3})
+    assert out == {"a": {"b": 5, "c": [1]}, "d": 2, "e": 3}
+    out["a"]["c"].append(2)
+    assert base["a"]["c"] == [1]
+
+
+def test_resolve_config_from_yaml_file(tmp_path):
+    path = _write(tmp_path, "preset: tiny\nepochs: 2\noptim:\n  lr: 3e-3\nmodel:\n  rnn_hidden: 32\n")
+    cfg = resolve_config(path, ["optim.warmup_steps=5", "model.bidirectional=false"])
+    assert cfg.epochs == 2 and cfg.optim.lr == pytest.approx(3e-3) and cfg.optim.warmup_steps == 5
+    assert cfg.model.rnn_hidden == 32 and cfg.model.bidirectional is False
+    assert cfg.model.conv_channels == (4, 4)  # from the tiny preset
+    with pytest.raises(ConfigError, match=r"unknown model preset 'huge'"):
+        resolve_config(path, ["preset=huge"])

@@ -1,0 +1,140 @@
+"""FSDD preparation on a 60-file copy of the real recordings: splits, 16 kHz output, skipping work."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr.data import read_manifest
+from asr.datasets.digits import DIGIT_WORDS, find_recordings, prepare_digits
+
+SPEAKERS = ("jackson", "theo")
+TAKES = (4, 5, 10)  # take 4 is the last test take of the official split; 10 checks numeric order
+
+
+@pytest.fixture(scope="module")
+def recordings(shared_data: Path, tmp_path_factory) -> Path:
+    """2 speakers x 10 digits x 3 takes = 60 real 8 kHz recordings, copied into a temporary folder."""
+    src = shared_data / "fsdd" / "recordings"
+    dst = tmp_path_factory.mktemp("fsdd") / "recordings"
+    dst.mkdir()
+    for speaker in SPEAKERS:
+        for digit in range(10):
+            for take in TAKES:
+                name = f"{digit}_{speaker}_{take}.wav"
+                shutil.copy2(src / name, dst / name)
+    (dst / "README.txt").write_text("not a recording")
+    (dst / "notes.wav").write_bytes(b"")  # does not match {digit}_{speaker}_{index}.wav: ignored
+    return dst
+
+
+@pytest.fixture(scope="module")
+def official(recordings: Path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    return out, prepare_digits(recordings, out, split="official")
+
+
+def test_official_split_counts(official):
+    out, split = official
+    assert (split.num_train, split.num_test, split.skipped) == (40, 20, 0)
+    assert split.train == out / "train.jsonl" and split.test == out / "test.jsonl"
+    test = read_manifest(split.test)
+    train = read_manifest(split.train)
+    assert len(test) == 20 and len(train) == 40
+    assert {Path(u.audio_filepath).stem.split("_")[2] for u in test} == {"4"}
+    assert {Path(u.audio_filepath).stem.split("_")[2] for u in train} == {"5", "10"}
+    assert {u.speaker for u in train} == set(SPEAKERS)
+
+
+def test_texts_are_digit_words(official):
+    _, split = official
+    for utt in read_manifest(split.train) + read_manifest(split.test):
+        digit, speaker, _ = Path(utt.audio_filepath).stem.split("_")
+        assert utt.text == DIGIT_WORDS[int(digit)]
+        assert utt.speaker == speaker
+    assert DIGIT_WORDS[7] == "seven"
+
+
+def test_output_is_16k_with_twice_the_samples(official, recordings):
+    out, split = official
+    utts = read_manifest(split.train) + read_manifest(split.test)
+    assert len(list((out / "wav").glob("*.wav"))) == 60
+    assert not list((out / "wav").glob("*.tmp*"))
+    for utt in utts:
+        info = sf.info(utt.audio_filepath)
+        original = sf.info(recordings / Path(utt.audio_filepath).name)
+        assert original.samplerate == 8000
+        assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+        assert info.frames == 2 * original.frames
+        assert utt.duration == pytest.approx(original.frames / 8000, abs=1e-9)
+        assert Path(utt.audio_filepath).parent == (out / "wav").resolve()
+
+
+def test_rerun_skips_work_already_done(official, recordings, tmp_path):
+    shutil.copytree(official[0], tmp_path, dirs_exist_ok=True)  # a finished run, moved
+    first = prepare_digits(recordings, tmp_path)
+    wavs = sorted((tmp_path / "wav").glob("*.wav"))
+    mtimes = {p.name: p.stat().st_mtime_ns for p in wavs}
+    removed = wavs[0]
+    removed.unlink()
+    second = prepare_digits(recordings, tmp_path)
+    assert second == first
+    for p in sorted((tmp_path / "wav").glob("*.wav")):
+        if p.name != removed.name:
+            assert p.stat().st_mtime_ns == mtimes[p.name], p  # not written again
+    assert removed.is_file()  # a missing output is made again
+    assert read_manifest(second.train) == read_manifest(first.train)
+
+
+def test_speaker_split(official, recordings, tmp_path):
+    shutil.copytree(official[0] / "wav", tmp_path / "wav")  # the resampled audio is reused
+    split = prepare_digits(recordings, tmp_path, split="speaker", test_speaker="theo")
+    assert (split.num_train, split.num_test) == (30, 30)
+    assert {u.speaker for u in read_manifest(split.test)} == {"theo"}
+    assert {u.speaker for u in read_manifest(split.train)} == {"jackson"}
+
+
+def test_unknown_test_speaker_and_split(recordings, tmp_path):
+    with pytest.raises(ValueError, match=r"test speaker 'alice' not in .*recordings \(speakers: jackson, theo\)"):
+        prepare_digits(recordings, tmp_path, split="speaker", test_speaker="alice")
+    with pytest.raises(ValueError, match=r"split 'random' is not 'official' or 'speaker'"):
+        prepare_digits(recordings, tmp_path, split="random")
+
+
+def test_unreadable_recordings_skipped_and_counted(recordings, tmp_path, caplog):
+    src = tmp_path / "recordings"
+    src.mkdir()
+    for name in ("1_theo_5.wav", "2_theo_4.wav"):
+        shutil.copy2(recordings / name, src / name)
+    (src / "3_theo_5.wav").write_bytes(b"")  # zero bytes
+    (src / "4_theo_5.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEgarbage-garbage-garbage")  # corrupt header
+    good = (recordings / "5_theo_5.wav").read_bytes()
+    (src / "5_theo_5.wav").write_bytes(good[: len(good) // 2])  # truncated data
+    with caplog.at_level(logging.WARNING, logger="asr.datasets.digits"):
+        split = prepare_digits(src, tmp_path / "out")
+    assert (split.num_train, split.num_test, split.skipped) == (1, 1, 3)
+    messages = [r.getMessage() for r in caplog.records]
+    for name in ("3_theo_5.wav", "4_theo_5.wav", "5_theo_5.wav"):
+        assert any(name in m for m in messages), (name, messages)
+    assert any("skipped 3 unreadable recordings of 5" in m for m in messages)
+    assert sorted(p.name for p in (tmp_path / "out" / "wav").iterdir()) == ["1_theo_5.wav", "2_theo_4.wav"]
+
+
+def test_find_recordings(recordings, tmp_path):
+    assert find_recordings(recordings.parent) == recordings
+    assert find_recordings(recordings) == recordings
+    empty = tmp_path / "empty"
+    (empty / "recordings").mkdir(parents=True)
+    (empty / "recordings" / "hello.wav").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=rf"{empty}: no FSDD recordings"):
+        find_recordings(empty)
+    with pytest.raises(FileNotFoundError, match="does-not-exist: no FSDD recordings"):
+        find_recordings(tmp_path / "does-not-exist")
+    # without data_dir, an earlier download under download_dir is used (no network)
+    downloaded = tmp_path / "dl" / "free-spoken-digit-dataset-1.0.10" / "recordings"
+    downloaded.mkdir(parents=True)
+    assert find_recordings(None, download_dir=tmp_path / "dl") == downloaded

@@ -1,0 +1,251 @@
+"""Resumable downloads against a local HTTP server (127.0.0.1) and safe tar extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from asr.datasets.download import DownloadError, download, extract_tar
+
+PAYLOAD = random.Random(0).randbytes(300_000)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves ``server.files``; honours ``Range: bytes=N-``; ``server.cut_after`` cuts the next body."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        server = self.server
+        data = server.files.get(self.path)
+        rng = self.headers.get("Range")
+        if data is None:
+            server.log.append((self.path, rng, 404))
+            self.send_error(404)
+            return
+        start = 0
+        if rng and server.honour_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                server.log.append((self.path, rng, 416))
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        body = data[start:]
+        status = 206 if start else 200
+        server.log.append((self.path, rng, status))
+        self.send_response(status)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        cut, server.cut_after = server.cut_after, None
+        self.wfile.write(body if cut is None else body[:cut])
+        self.wfile.flush()
+        self.close_connection = True  # HTTP/1.0: the socket closes now, mid-body when cut
+
+    def log_message(self, format, *args) -> None:  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files = {"/data.bin": PAYLOAD}
+    httpd.cut_after = None
+    httpd.honour_range = True
+    httpd.log = []
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------- download
+def test_download_verified(server, tmp_path):
+    dest = tmp_path / "sub" / "data.bin"
+    got = download(f"{server.url}/data.bin", dest, size=len(PAYLOAD), sha256=_sha256(PAYLOAD),
+                   md5=hashlib.md5(PAYLOAD).hexdigest(), timeout_s=10)
+    assert got == dest and dest.read_bytes() == PAYLOAD
+    assert not (tmp_path / "sub" / "data.bin.part").exists()
+    assert server.log == [("/data.bin", None, 200)]
+
+
+def test_resume_after_interrupted_transfer(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    part = tmp_path / "data.bin.part"
+    server.cut_after = 100_000
+    with pytest.raises(DownloadError, match=r"data\.bin.*run again to resume"):
+        download(f"{server.url}/data.bin", dest, timeout_s=10)  # no size/checksum: the header must catch it
+    assert not dest.exists()
+    assert part.read_bytes() == PAYLOAD[:100_000]
+
+    got = download(f"{server.url}/data.bin", dest, size=len(PAYLOAD), sha256=_sha256(PAYLOAD), timeout_s=10)
+    assert got.read_bytes() == PAYLOAD
+    assert not part.exists()
+    assert server.log == [("/data.bin", None, 200), ("/data.bin", "bytes=100000-", 206)]
+
+
+def test_resume_twice_interrupted(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    for cut in (50_000, 70_000):
+        server.cut_after = cut
+        with pytest.raises(DownloadError, match="run again to resume"):
+            download(f"{server.url}/data.bin", dest, timeout_s=10)
+    assert (tmp_path / "data.bin.part").stat().st_size == 120_000
+    download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), timeout_s=10)
+    assert dest.read_bytes() == PAYLOAD
+    assert [entry[1] for entry in server.log] == [None, "bytes=50000-", "bytes=120000-"]
+
+
+def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    (tmp_path / "data.bin.part").write_bytes(b"garbage that is not the start of the payload")
+    server.honour_range = False
+    download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), timeout_s=10)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.log == [("/data.bin", "bytes=44-", 200)]
+
+
+def test_size_mismatch_rejected_and_removed(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    with pytest.raises(DownloadError) as e:
+        download(f"{server.url}/data.bin", dest, size=len(PAYLOAD) - 10, timeout_s=10)
+    msg = str(e.value)
+    assert "data.bin.part" in msg and f"size {len(PAYLOAD)} bytes, expected {len(PAYLOAD) - 10}" in msg
+    assert "\n" not in msg
+    assert not dest.exists() and not (tmp_path / "data.bin.part").exists()
+
+
+@pytest.mark.parametrize("algo", ["sha256", "md5"])
+def test_checksum_mismatch_rejected_user_file_untouched(server, tmp_path, algo):
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(b"the user's own older copy")
+    wrong = hashlib.new(algo, b"something else").hexdigest()
+    with pytest.raises(DownloadError, match=rf"data\.bin\.part: {algo} mismatch \(got {hashlib.new(algo, PAYLOAD).hexdigest()}, "
+                                            rf"expected {wrong}\); the file was removed"):
+        download(f"{server.url}/data.bin", dest, **{algo: wrong}, timeout_s=10)
+    assert dest.read_bytes() == b"the user's own older copy"  # never overwritten by a bad download
+    assert not (tmp_path / "data.bin.part").exists()
+    assert len(server.log) == 1
+
+
+def test_finished_verified_file_not_fetched_again(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), timeout_s=10)
+    mtime = dest.stat().st_mtime_ns
+    assert download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), size=len(PAYLOAD), timeout_s=10) == dest
+    assert len(server.log) == 1 and dest.stat().st_mtime_ns == mtime
+    # a stale file that fails its checksum is fetched again and replaced
+    dest.write_bytes(b"stale")
+    download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), timeout_s=10)
+    assert dest.read_bytes() == PAYLOAD and len(server.log) == 2
+
+
+def test_http_errors_are_download_errors(server, tmp_path):
+    with pytest.raises(DownloadError, match=r"/missing\.bin: HTTP 404"):
+        download(f"{server.url}/missing.bin", tmp_path / "m.bin", timeout_s=10)
+    assert not (tmp_path / "m.bin").exists()
+    # nothing listens on the port after the server closed
+    port = server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    with pytest.raises(DownloadError, match=rf"127\.0\.0\.1:{port}/data\.bin: download failed .*run again to resume"):
+        download(f"http://127.0.0.1:{port}/data.bin", tmp_path / "d.bin", timeout_s=5)
+
+
+# ------------------------------------------------------------------------------------ extract_tar
+def _tar(path: Path, members: list[tuple[str, str, bytes | str]], mode: str = "w") -> Path:
+    """Build an archive from (kind, name, data-or-linkname) with kind 'file', 'dir', 'sym' or 'hard'."""
+    with tarfile.open(path, mode) as tar:
+        for kind, name, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+                continue
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+            else:
+                info.type = tarfile.SYMTYPE if kind == "sym" else tarfile.LNKTYPE
+                info.linkname = payload
+            tar.addfile(info)
+    return path
+
+
+GOOD_FIRST = ("file", "ok/first.txt", b"harmless")
+
+
+@pytest.mark.parametrize(
+    ("bad", "pattern"),
+    [
+        (("file", "../evil.txt", b"x"), r"member '\.\./evil\.txt' leaves the target folder"),
+        (("file", "ok/../../evil.txt", b"x"), r"member 'ok/\.\./\.\./evil\.txt' leaves the target folder"),
+        (("file", "/tmp/asr-test-evil.txt", b"x"), r"member '/tmp/asr-test-evil\.txt' has an absolute path"),
+        (("sym", "ok/link", "../../outside.txt"), r"link 'ok/link' -> '\.\./\.\./outside\.txt' points outside"),
+        (("sym", "abslink", "/etc/passwd"), r"link 'abslink' -> '/etc/passwd' points outside"),
+        (("hard", "hardlink", "../outside.txt"), r"link 'hardlink' -> '\.\./outside\.txt' points outside"),
+        (("hard", "abshard", "/etc/passwd"), r"link 'abshard' -> '/etc/passwd' points outside"),
+    ],
+)
+def test_unsafe_members_rejected_nothing_written(tmp_path, bad, pattern):
+    archive = _tar(tmp_path / "bad.tar", [GOOD_FIRST, bad, ("file", "ok/last.txt", b"y")])
+    target = tmp_path / "target" / "inner"
+    with pytest.raises(DownloadError, match=rf"bad\.tar: {pattern}"):
+        extract_tar(archive, target)
+    assert not (tmp_path / "target").exists()  # all members checked before anything is written
+    assert not Path("/tmp/asr-test-evil.txt").exists()
+    # an existing target folder is left exactly as it was
+    target.mkdir(parents=True)
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(DownloadError):
+        extract_tar(archive, target)
+    assert [p.name for p in target.rglob("*")] == ["keep.txt"]
+    assert (target / "keep.txt").read_text() == "mine"
+
+
+def test_device_file_rejected(tmp_path):
+    with tarfile.open(tmp_path / "fifo.tar", "w") as tar:
+        info = tarfile.TarInfo("pipe")
+        info.type = tarfile.FIFOTYPE
+        tar.addfile(info)
+    with pytest.raises(DownloadError, match=r"member 'pipe' is not a regular file or folder"):
+        extract_tar(tmp_path / "fifo.tar", tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+
+
+def test_good_archive_extracts(tmp_path):
+    archive = _tar(
+        tmp_path / "good.tar.gz",
+        [("dir", "pkg", b""), ("file", "pkg/a.txt", b"alpha"), ("file", "pkg/sub/b.bin", bytes(range(256))),
+         ("sym", "pkg/sub/link", "../a.txt"), ("hard", "pkg/hard", "pkg/a.txt")],
+        mode="w:gz",
+    )
+    target = tmp_path / "out"
+    files = extract_tar(archive, target)
+    assert sorted(files) == sorted([target / "pkg/a.txt", target / "pkg/sub/b.bin"])
+    assert (target / "pkg/a.txt").read_bytes() == b"alpha"
+    assert (target / "pkg/sub/b.bin").read_bytes() == bytes(range(256))
+    assert (target / "pkg/sub/link").is_symlink() and (target / "pkg/sub/link").read_bytes() == b"alpha"
+    assert (target / "pkg/hard").read_bytes() == b"alpha"
+
+
+def test_not_a_tar_archive(tmp_path):
+    (tmp_path / "x.tar").write_bytes(b"this is not an archive at all" * 20)
+    with pytest.raises(DownloadError, match=r"x\.tar: not a readable tar archive"):
+        extract_tar(tmp_path / "x.tar", tmp_path / "t")

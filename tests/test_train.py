@@ -1,0 +1,253 @@
+"""CTC training with the tiny preset on real LibriSpeech utterances (one CPU thread, few steps)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from asr.checkpoint import load_checkpoint, recognizer_from_payload
+from asr.config import config_from_dict, load_yaml
+from asr.data import SpeechDataset, collate, iter_waves, read_manifest
+from asr.features import FeatureExtractor, compute_cmvn
+from asr.text import normalize_text, tokenizer_from_dict
+from asr.train import Trainer, TrainConfig, TrainError, resolve_config, train
+from asr.transcribe import Transcriber
+
+# The eight shortest utterances of dev-4spk (2.4-3.2 s), shortest first.
+SHORT = [
+    "8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033",
+    "4406-16883-0023", "5652-19215-0059", "4406-16882-0027", "8226-274369-0000",
+]
+
+
+@pytest.fixture(scope="module")
+def libri(shared_data: Path) -> dict[str, dict]:
+    """Manifest entries (absolute path, duration from the header, upper-case text) by utterance id."""
+    root = shared_data / "LibriSpeech" / "dev-4spk"
+    entries = {}
+    for uid in SHORT:
+        speaker, chapter, _ = uid.split("-")
+        folder = root / speaker / chapter
+        texts = dict(line.split(" ", 1) for line in (folder / f"{speaker}-{chapter}.trans.txt").read_text().splitlines())
+        path = folder / f"{uid}.flac"
+        entries[uid] = {"audio_filepath": str(path), "duration": sf.info(path).duration, "text": texts[uid]}
+    assert all(e["duration"] <= 6.0 for e in entries.values())
+    return entries
+
+
+def _manifest(path: Path, entries: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+    return path
+
+
+def _config(out_dir: Path, manifest: Path, *overrides: str) -> TrainConfig:
+    base = [
+        "preset=tiny", f"out_dir={out_dir}", f"data.train_manifest={manifest}", "device=cpu", "threads=1",
+        "log_every_steps=1", "features.kind=fbank",  # 80 mel bins: half the conv work of 161 bins
+    ]
+    return resolve_config(None, base + list(overrides))
+
+
+def _steps(run_dir: Path) -> list[dict]:
+    events = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    return [e for e in events if e["event"] == "step"]
+
+
+@pytest.fixture(scope="module")
+def trained(libri, tmp_path_factory):
+    """A 3-step run on 4 utterances, kept as its Trainer."""
+    tmp = tmp_path_factory.mktemp("trained")
+    manifest = _manifest(tmp / "train.jsonl", [libri[u] for u in SHORT[:4]])
+    cfg = _config(tmp / "run", manifest, "epochs=3", "data.max_batch_size=4")
+    trainer = Trainer(cfg)
+    result = trainer.run()
+    return trainer, result, manifest
+
+
+# --------------------------------------------------------------------------------------- overfit
+@pytest.mark.slow
+def test_overfits_two_utterances_and_transcribes_them(libri, tmp_path):
+    entries = [libri[u] for u in SHORT[:2]]
+    manifest = _manifest(tmp_path / "train.jsonl", entries)
+    cfg = _config(
+        tmp_path / "run", manifest, "model.rnn_hidden=128", "optim.lr=3e-3", "optim.warmup_steps=10",
+        "optim.schedule=constant", "epochs=45", "data.max_batch_size=1",
+    )
+    result = train(cfg)
+    assert (result.steps, result.epochs_done, result.stopped_early) == (90, 45, False)
+    losses = [e["loss"] for e in _steps(cfg.run_dir)]
+    assert losses[0] > 100 and max(losses[-4:]) < 0.5, losses[::10]
+    transcriber = Transcriber.from_checkpoint(cfg.run_dir / "model.pt")
+    texts = [t.text for t in transcriber.transcribe([e["audio_filepath"] for e in entries])]
+    assert texts == [normalize_text(e["text"]) for e in entries]
+
+
+# -------------------------------------------------------------------------------- exact resume
+RESUME_OVERRIDES = (
+    "epochs=3", "data.max_batch_size=2",  # 6 utterances -> 3 batches per epoch, 9 steps
+    "features.dither=30.0", "model.dropout=0.3", "seed=7",
+)
+
+
+def _fingerprint(run_dir: Path) -> list[tuple]:
+    return [(e["step"], e["epoch"], e["batch"], e["loss"], e["lr"], e["grad_norm"]) for e in _steps(run_dir)]
+
+
+def test_resume_after_max_steps_is_exact(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
+    # max_steps also sets the schedule's horizon, so the learning rate must not depend on it here:
+    # a constant schedule whose warm-up spans every step (the rate still changes each step).
+    schedule = ("optim.schedule=constant", "optim.warmup_steps=20")
+    a = _config(tmp_path / "a", manifest, *RESUME_OVERRIDES, *schedule)
+    result_a = train(a)
+    assert result_a.steps == 9
+    b_first = _config(tmp_path / "b", manifest, *RESUME_OVERRIDES, *schedule, "max_steps=4")
+    first = train(b_first)
+    assert (first.steps, first.epochs_done, first.stopped_early) == (4, 1, True)
+    b = _config(tmp_path / "b", manifest, *RESUME_OVERRIDES, *schedule)
+    second = train(b, resume=True)
+    assert (second.steps, second.epochs_done, second.stopped_early) == (9, 3, False)
+    fa, fb = _fingerprint(tmp_path / "a"), _fingerprint(tmp_path / "b")
+    assert [f[0] for f in fb] == list(range(1, 10))
+    assert fa == fb
+    assert len({f[3] for f in fa}) == 9  # dither/dropout/updates: every loss differs
+    wa = load_checkpoint(tmp_path / "a" / "model.pt")["model_state"]
+    wb = load_checkpoint(tmp_path / "b" / "model.pt")["model_state"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_crash_is_exact_with_cosine_schedule(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
+    overrides = (*RESUME_OVERRIDES, "optim.schedule=cosine", "optim.warmup_steps=2", "checkpoint_every_steps=2")
+    a = _config(tmp_path / "a", manifest, *overrides)
+    train(a)
+    b = _config(tmp_path / "b", manifest, *overrides)
+
+    def crash_at_step_5(event: dict) -> None:
+        if event["event"] == "step" and event["step"] == 5:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train(b, on_event=crash_at_step_5)  # last.pt holds step 4; step 5 was logged, then lost
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["train_state"]["step"] == 4
+    result = train(b, resume=True)
+    assert result.steps == 9 and result.epochs_done == 3
+    fb = _fingerprint(tmp_path / "b")
+    assert [f[0] for f in fb] == list(range(1, 10))  # the lost step is not logged twice
+    assert _fingerprint(tmp_path / "a") == fb
+
+
+# ------------------------------------------------------------------------------- checkpoints
+def test_checkpoint_loads_weights_only_and_round_trips(trained, libri):
+    trainer, result, manifest = trained
+    run_dir = result.run_dir
+    assert (result.steps, result.epochs_done) == (3, 3)
+    for name in ("model.pt", "last.pt", "best.pt"):
+        payload = torch.load(run_dir / name, map_location="cpu", weights_only=True)
+        assert payload["format"] == 1 and payload["tokenizer"]["type"] == "char"
+    payload = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    assert "train_state" not in payload and "train_state" in torch.load(run_dir / "last.pt", weights_only=True)
+    assert config_from_dict(TrainConfig, payload["config"]) == trainer.cfg
+    assert config_from_dict(TrainConfig, load_yaml(run_dir / "config.yaml")) == trainer.cfg
+
+    loaded = recognizer_from_payload(payload)
+    original = trainer.recognizer().eval()
+    utts = read_manifest(manifest)
+    batch = collate([SpeechDataset(utts, original.tokenizer)[i] for i in (0, 3)])  # two lengths, padded
+    lp_a, lens_a = original.log_probs(batch.waves, batch.wave_lens)
+    lp_b, lens_b = loaded.log_probs(batch.waves, batch.wave_lens)
+    assert torch.equal(lens_a, lens_b) and lens_a[0] != lens_a[1]
+    assert torch.equal(lp_a, lp_b)
+    assert [h.text for h in original.recognize(batch.waves, batch.wave_lens)] == \
+        [h.text for h in loaded.recognize(batch.waves, batch.wave_lens)]
+    assert not loaded.model.training and not loaded.features.training
+
+
+def test_refuses_to_overwrite_a_run(trained):
+    trainer, result, _ = trained
+    config_mtime = (result.run_dir / "config.yaml").stat().st_mtime_ns
+    with pytest.raises(TrainError, match=rf"{result.run_dir}: a run already exists there; pass --resume"):
+        Trainer(trainer.cfg)
+    assert (result.run_dir / "config.yaml").stat().st_mtime_ns == config_mtime
+
+
+def test_resume_without_checkpoint(trained, tmp_path):
+    trainer, _, manifest = trained
+    cfg = _config(tmp_path / "fresh", manifest)
+    with pytest.raises(TrainError, match=r"fresh/last\.pt: nothing to resume \(no checkpoint\)"):
+        train(cfg, resume=True)
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_no_manifest_is_a_train_error(tmp_path):
+    with pytest.raises(TrainError, match="data.train_manifest is not set"):
+        train(resolve_config(None, ["preset=tiny", f"out_dir={tmp_path / 'r'}", "device=cpu"]))
+
+
+# --------------------------------------------------------------------------- non-finite losses
+def test_impossible_transcripts_are_zeroed_and_training_goes_on(libri, tmp_path):
+    good, bad1, bad2 = (dict(libri[u]) for u in SHORT[:3])
+    bad1["text"] = bad2["text"] = "a b c d e f g h " * 40  # 640 characters for ~120 output frames
+    manifest = _manifest(tmp_path / "train.jsonl", [good, bad1, bad2])
+    cfg = _config(tmp_path / "run", manifest, "epochs=2", "data.max_batch_size=2", "optim.warmup_steps=1")
+    result = train(cfg)  # batches: [good, bad1] (mixed) and [bad2] (nothing to learn from)
+    assert result.steps == 4
+    assert result.zeroed_utterances == 4  # bad1 and bad2, in both epochs
+    assert result.skipped_batches == 2  # the [bad2] batch, in both epochs
+    steps = _steps(cfg.run_dir)
+    mixed = [e for e in steps if math.isfinite(e["loss"])]
+    assert len(mixed) == 2  # the mixed batch trained: finite loss and gradient norm
+    assert all(math.isfinite(e["grad_norm"]) and e["grad_norm"] > 0 for e in mixed)
+    assert mixed[1]["loss"] < mixed[0]["loss"]
+    state = load_checkpoint(cfg.run_dir / "model.pt")["model_state"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+# --------------------------------------------------------------------- tokenizer, normalization
+def test_sentencepiece_tokenizer_trains_end_to_end(libri, tmp_path):
+    entries = [libri[u] for u in SHORT]
+    manifest = _manifest(tmp_path / "train.jsonl", entries)
+    cfg = _config(tmp_path / "run", manifest, "tokenizer.kind=bpe", "tokenizer.vocab_size=48", "epochs=1",
+                  "data.max_batch_size=4")
+    result = train(cfg)
+    assert result.steps == 2 and result.zeroed_utterances == 0
+    payload = load_checkpoint(cfg.run_dir / "model.pt")
+    assert payload["tokenizer"]["type"] == "sentencepiece"
+    tokenizer = tokenizer_from_dict(payload["tokenizer"])
+    assert tokenizer.vocab_size == 48
+    assert payload["model_state"]["output.weight"].shape[0] == 48
+    text = normalize_text(entries[0]["text"])
+    ids = tokenizer.encode(text)
+    assert 0 not in ids and len(ids) < len(text) and tokenizer.decode(ids) == text  # merges happened
+    transcripts = Transcriber.from_checkpoint(cfg.run_dir / "model.pt").transcribe([entries[0]["audio_filepath"]])
+    assert len(transcripts) == 1 and isinstance(transcripts[0].text, str)
+    # resuming reuses the checkpoint's tokenizer instead of training a new one
+    more = _config(tmp_path / "run", manifest, "tokenizer.kind=bpe", "tokenizer.vocab_size=48", "epochs=2",
+                   "data.max_batch_size=4")
+    assert train(more, resume=True).steps == 4
+    assert load_checkpoint(cfg.run_dir / "model.pt")["tokenizer"] == payload["tokenizer"]
+
+
+def test_global_cmvn_statistics_stored_in_checkpoint(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:4]])
+    cfg = _config(tmp_path / "run", manifest, "features.normalize=global", "epochs=1", "data.max_batch_size=4")
+    train(cfg)
+    payload = load_checkpoint(cfg.run_dir / "model.pt")
+    mean, std = payload["features_state"]["cmvn_mean"], payload["features_state"]["cmvn_std"]
+    assert mean.shape == std.shape == (80,)
+    assert mean.abs().min() > 0.1 and not torch.allclose(std, torch.ones(80))  # log-mel means are far from 0
+    assert (std > 0).all() and torch.isfinite(mean).all()
+    expected_mean, expected_std = compute_cmvn(FeatureExtractor(cfg.features), iter_waves(read_manifest(manifest)))
+    torch.testing.assert_close(mean, expected_mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(std, expected_std, rtol=1e-5, atol=1e-5)
+    loaded = recognizer_from_payload(payload)
+    assert torch.equal(loaded.features.cmvn_mean, mean) and torch.equal(loaded.features.cmvn_std, std)
