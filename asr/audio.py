@@ -1,8 +1,11 @@
 """Audio loading: a file or its bytes → mono float32 samples at the rate you ask for.
 
 Everything libsndfile reads is accepted (WAV, FLAC, OGG/Vorbis, MP3, uncompressed NIST SPHERE,
-AIFF...). Integer PCM of any width is scaled to [-1, 1) by libsndfile (int16 by 1/32768, 24-bit by
-1/2**23, unsigned 8-bit as (x - 128) / 128); float files are returned as stored, not clipped.
+AIFF...), and NIST SPHERE with embedded shorten compression (the LDC's WSJ, TIMIT... discs).
+SPHERE files in 16-bit PCM, µ-law or A-law, compressed or not, are read by :mod:`asr.sphere`, which
+checks a file read whole against its header's ``sample_count`` and ``sample_checksum``.
+Integer PCM of any width is scaled to [-1, 1) (int16 by 1/32768, 24-bit by 1/2**23, unsigned
+8-bit as (x - 128) / 128); float files are returned as stored, not clipped.
 Channels are averaged; a file at another rate is resampled with
 ``torchaudio.functional.resample`` (windowed-sinc, anti-aliased). ``offset_s``/``duration_s`` seek
 to the segment and decode only it (Ogg files are decoded from the start: libsndfile's Ogg seek is
@@ -38,6 +41,8 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as taf
+
+from asr.sphere import SphereError, SphereReader, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +145,8 @@ def load_audio_with_rate(
         try:
             _seek(f, start)
             data = f.read(wanted, dtype="float32", always_2d=True)  # (S, C)
+        except SphereError as e:
+            raise AudioError(f"{label}: {e}") from None
         except _SOUNDFILE_ERRORS as e:
             raise AudioError(f"{label}: truncated or corrupt data ({_detail(e)})") from None
         slack = _MP3_SLACK_FRAMES if f.format == "MP3" else 0
@@ -212,8 +219,9 @@ def _raw(source: AudioSource) -> BinaryIO:
     return open(source, "rb")  # noqa: SIM115 - closed by the caller
 
 
-def _open(source: AudioSource, label: str) -> sf.SoundFile:
-    """Open ``source`` with soundfile, turning every failure into an ``AudioError``."""
+def _open(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
+    """Open ``source`` with soundfile (compressed SPHERE: a :class:`SphereReader`), turning every
+    failure into an ``AudioError``."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise AudioError(f"{label}: empty input (0 bytes)")
@@ -231,13 +239,15 @@ def _open(source: AudioSource, label: str) -> sf.SoundFile:
         if size == 0:
             raise AudioError(f"{label}: empty file (0 bytes)")
     try:
+        header = read_header(source)
+        if header is not None and (header.compression or SphereReader.supports(header)):
+            return SphereReader(target if isinstance(target, str) else bytes(source), header)
+    except SphereError as e:
+        raise AudioError(f"{label}: {e}") from None
+    try:
         return sf.SoundFile(target)
     except _SOUNDFILE_ERRORS as e:
         detail = _detail(e)
-        coding = _nist_header(source).get("sample_coding", "")
-        if "shorten" in coding or "wavpack" in coding:
-            raise AudioError(f"{label}: unsupported compressed NIST SPHERE (sample_coding "
-                             f"{coding}); decompress it with sph2pipe first") from None
         if "not recognised" in detail:
             cause = "unknown or unsupported audio format"
         elif "unimplemented" in detail:
@@ -277,9 +287,13 @@ def _declared_frames(source: AudioSource, fmt: str) -> int | None:
         except (OSError, struct.error):
             return None
     if fmt == "NIST":
-        count = _nist_header(source).get("sample_count", "")
-        return int(count) if count.isdigit() else None
+        try:
+            header = read_header(source)
+        except SphereError:
+            return None
+        return None if header is None else header.sample_count
     return None
+
 
 
 def _riff_declared_frames(fh: BinaryIO) -> int | None:
@@ -303,22 +317,3 @@ def _riff_declared_frames(fh: BinaryIO) -> int | None:
                 block_align = struct.unpack("<H", body[12:14])[0]
         fh.seek(body_start + size + (size & 1))
     return None
-
-
-def _nist_header(source: AudioSource) -> dict[str, str]:
-    """Fields of a NIST SPHERE header (``{}`` when ``source`` is not one or cannot be read)."""
-    try:
-        with _raw(source) as fh:
-            head = fh.read(1024)
-    except OSError:
-        return {}
-    if not head.startswith(b"NIST_1A"):
-        return {}
-    fields: dict[str, str] = {}
-    for line in head.decode("ascii", errors="replace").splitlines()[2:]:
-        parts = line.split(None, 2)
-        if parts and parts[0] == "end_head":
-            break
-        if len(parts) == 3 and parts[1].startswith("-"):
-            fields[parts[0]] = parts[2].strip()
-    return fields

@@ -11,6 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,6 +23,8 @@ from asr.model import DeepSpeech2, ModelConfig
 from asr.text import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 1
+
+Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]  # (log-probs, lengths) -> hyps
 
 
 class CheckpointError(Exception):
@@ -57,10 +60,25 @@ class Recognizer:
         logits, out_lens = self.model(feats, feat_lens)  # (B, T', V)
         return logits.float().log_softmax(dim=-1), out_lens
 
-    def recognize(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> list[Hypothesis]:
-        """Greedy transcripts of a padded batch of waveforms at the feature sample rate."""
+    @property
+    def frame_shift_s(self) -> float:
+        """Seconds between output frames: the feature hop times the model's time stride."""
+        num_frames = 100_000
+        out_frames = int(self.model.output_lengths(torch.tensor([num_frames]))[0])
+        return self.features.cfg.hop_ms / 1000 * round(num_frames / out_frames)
+
+    def recognize(
+        self, waves: torch.Tensor, wave_lens: torch.Tensor, decoder: Decoder | None = None
+    ) -> list[Hypothesis]:
+        """Transcripts of a padded batch of waveforms at the feature sample rate.
+
+        ``decoder`` maps (log-probs (B, T', V), lengths (B,)) to hypotheses, e.g. a
+        ``BeamSearchDecoder``; default: greedy decoding.
+        """
         log_probs, out_lens = self.log_probs(waves, wave_lens)
-        return greedy_decode(log_probs, out_lens, self.tokenizer)
+        if decoder is None:
+            return greedy_decode(log_probs, out_lens, self.tokenizer)
+        return decoder(log_probs, out_lens)
 
 
 def checkpoint_payload(

@@ -29,6 +29,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--split", choices=["official", "speaker"], default="official",
                    help="official: takes 0-4 are the test set; speaker: one speaker is the test set")
     d.add_argument("--test-speaker", default="theo", help="held-out speaker for --split speaker")
+    d = corpora.add_parser("librispeech", help="any LibriSpeech-layout tree (LibriSpeech, mini-LibriSpeech): manifests")
+    d.add_argument("--data-dir", required=True,
+                   help="a split (<speaker>/<chapter>/*.flac), a folder of splits, or a download folder holding LibriSpeech/")
+    d.add_argument("--out", required=True, help="output folder for <split>.jsonl, .summary.json, .problems.txt")
+    d.add_argument("--splits", help="comma-separated split names to prepare (default: every split found)")
+    d.add_argument("--force", action="store_true", help="prepare again splits already prepared")
+    d = corpora.add_parser("wsj", help="WSJ0/WSJ1 LDC discs: train_si284, train_si84, test_dev93, test_eval92/93 manifests")
+    d.add_argument("--wsj0", nargs="+", default=[], metavar="DIR", help="folder(s) holding the WSJ0 discs (11-1.1/wsj0/...)")
+    d.add_argument("--wsj1", nargs="+", default=[], metavar="DIR", help="folder(s) holding the WSJ1 discs (13-34.1/wsj1/...)")
+    d.add_argument("--out", required=True, help="output folder for <set>.jsonl, .summary.json, .problems.txt")
+    d.add_argument("--sets", help="comma-separated sets (default: train_si284,train_si84,test_dev93,test_eval92,"
+                   "test_eval93; also test_eval92_5k, test_dev93_5k, test_eval93_5k)")
+    d.add_argument("--mic", type=int, choices=[1, 2], default=1, help="1: Sennheiser close-talking (.wv1), 2: secondary (.wv2)")
+    d.add_argument("--verify", action="store_true", help="decode all audio (SPHERE checksums) instead of reading headers")
+    d.add_argument("--force", action="store_true", help="prepare again sets already prepared")
+
+    p = sub.add_parser("download", help="download OpenSLR parts: LibriSpeech, mini-LibriSpeech, LM files")
+    p.add_argument("parts", nargs="*", metavar="PART",
+                   help="part names (train-clean-100, 4-gram.arpa.gz...) or groups (librispeech, mini_librispeech, lm)")
+    p.add_argument("--dest", help="download folder (archives extract to DEST/LibriSpeech/<part>/, LM files to DEST/lm/)")
+    p.add_argument("--base-url", default=None, help="server holding <resource>/<file> (default: https://www.openslr.org/resources)")
+    p.add_argument("--remove-archive", action="store_true", help="delete each archive once extracted")
+    p.add_argument("--list", action="store_true", help="print the known parts with URL, size and MD5, and exit")
 
     p = sub.add_parser("train", help="train a model: asr train CONFIG.yaml [key=value ...]")
     p.add_argument("config", help="YAML config (overrides of the preset and the training defaults)")
@@ -38,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="transcribe audio files: one 'path<TAB>text' line each")
     p.add_argument("checkpoint")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, sph; any sample rate)")
-    p.add_argument("--json", action="store_true", help="one JSON object per file, with duration and decode time")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per file: text, duration, decode time, word timestamps and confidences")
+    p.add_argument("--srt", metavar="DIR", help="also write DIR/<audio name>.srt subtitles from word timestamps")
     p.add_argument("--device", default="cpu")
+    _add_decoding_args(p)
+    p.add_argument("--nbest", type=int, default=1, help="with beam search and --json: list the N best hypotheses")
 
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a manifest, with a per-utterance report")
     p.add_argument("checkpoint")
@@ -47,6 +74,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default: <checkpoint folder>/decode/<manifest name>)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-s", type=float, default=300.0, help="padded audio seconds per batch")
+    p.add_argument("--results-json", help="also write the result for `asr compare` (WER, training data, model, ...)")
+    p.add_argument("--test-set", help="test-set name in the results file, e.g. librispeech-test-clean (default: manifest name)")
+    p.add_argument("--train-data", help="training data in the results file (default: from the checkpoint)")
+    p.add_argument("--hardware", help="hardware in the results file (default: the evaluation device)")
+    _add_decoding_args(p)
+
+    p = sub.add_parser("tune-lm", help="search the LM weight (alpha) and word score (beta) on a dev set")
+    p.add_argument("checkpoint")
+    p.add_argument("manifest", help="dev-set manifest")
+    _add_decoding_args(p, tuning=True)
+    p.add_argument("--lm-weights", default="0:3:0.5", help="alpha grid: 'a,b,c' or 'start:stop:step' (default 0:3:0.5)")
+    p.add_argument("--word-scores", default="-1:3:1", help="beta grid (default -1:3:1)")
+    p.add_argument("--refine", type=int, default=0, help="rounds of finer 3x3 search around the best pair")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-s", type=float, default=300.0, help="padded audio seconds per batch")
+
+    p = sub.add_parser("build-lm", help="build an n-gram LM (ARPA or KenLM binary) from text files")
+    p.add_argument("texts", nargs="+", help="text files, one sentence per line (normalized like transcripts)")
+    p.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
+    p.add_argument("--out", required=True, help="output: *.arpa, or *.bin / *.binary / *.klm (needs KenLM)")
+    p.add_argument("--prune", type=int, nargs="+", default=[], metavar="COUNT",
+                   help="drop n-grams seen at most COUNT times, per order (lmplz style: 0 0 1 drops singleton 3-grams and up)")
+    p.add_argument("--units", choices=["words", "chars"], default="words",
+                   help="chars: a character LM ('|' = space) for --lexicon-free decoding")
+    p.add_argument("--backend", choices=["auto", "kenlm", "python"], default="auto",
+                   help="kenlm: lmplz (tools/build_kenlm.sh); python: the built-in Kneser-Ney; auto: kenlm if found")
+
+    p = sub.add_parser("compare", help="WER table against the DS2 paper's DS1 / DS2 / human numbers")
+    p.add_argument("results", nargs="*", help="results files of `asr evaluate --results-json`, or folders holding result.json files")
 
     p = sub.add_parser("presets", help="list the model presets with their parameter counts")
     p.add_argument("--features", type=int, default=161, help="input feature size (161: DS2 spectrogram)")
@@ -76,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from asr.datasets.digits import find_recordings, prepare_digits
 
+    if args.corpus == "librispeech":
+        return _prepare_librispeech(args)
+    if args.corpus == "wsj":
+        return _prepare_wsj(args)
     recordings = find_recordings(args.data_dir)
     split = prepare_digits(recordings, args.out, split=args.split, test_speaker=args.test_speaker)
     print(f"train {split.num_train} utterances -> {split.train}")
@@ -106,15 +166,32 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.audio import AudioError
     from asr.transcribe import Transcriber
 
-    transcriber = Transcriber.from_checkpoint(args.checkpoint, device=args.device)
+    from asr.align import to_srt
+    from asr.checkpoint import load_recognizer
+
+    recognizer = load_recognizer(args.checkpoint, device=args.device)
+    decoder = _beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
+    transcriber = Transcriber(recognizer, decoder=decoder, word_timestamps=bool(args.json or args.srt))
+    srt_names: set[str] = set()
     failed = 0
     for path, result in zip(args.audio, transcriber.transcribe_iter(args.audio)):
         if isinstance(result, AudioError):
             failed += 1
             print(f"asr: skipped {result}", file=sys.stderr)
-        elif args.json:
-            print(json.dumps({"path": path, "text": result.text, "duration_s": round(result.duration_s, 3),
-                              "decode_s": round(result.decode_s, 4)}))
+            continue
+        if args.srt:
+            name = Path(path).stem
+            name = name if name not in srt_names else f"{name}_{len(srt_names)}"
+            srt_names.add(name)
+            Path(args.srt).mkdir(parents=True, exist_ok=True)
+            (Path(args.srt) / f"{name}.srt").write_text(to_srt(result.words or []), encoding="utf-8")
+        if args.json:
+            record = {"path": path, "text": result.text, "duration_s": round(result.duration_s, 3),
+                      "decode_s": round(result.decode_s, 4),
+                      "words": None if result.words is None else [w.to_dict() for w in result.words]}
+            if result.nbest is not None and args.nbest > 1:
+                record["nbest"] = [{"text": h.text, "score": round(h.score, 4)} for h in result.nbest]
+            print(json.dumps(record))
         else:
             print(f"{path}\t{result.text}")
         sys.stdout.flush()
@@ -133,11 +210,151 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not utts:
         print(f"asr: error: {args.manifest}: no usable utterances", file=sys.stderr)
         return EXIT_USER_ERROR
-    result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s)
+    result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s,
+                                 decoder=_beam_decoder(args, recognizer.tokenizer))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decode" / Path(args.manifest).stem
     result.write(out)
     print(result.summary())
     print(f"report: {out / 'errs.txt'}")
+    if args.results_json:
+        from asr.results import result_from_evaluation, write_result
+
+        record = result_from_evaluation(result, args.checkpoint, args.manifest, test_set=args.test_set,
+                                        train_data=args.train_data, decoding=_decoding_label(args),
+                                        hardware=args.hardware, device=args.device)
+        print(f"results: {write_result(record, args.results_json)}")
+    return 0
+
+
+def _decoding_label(args: argparse.Namespace) -> str:
+    """How ``asr evaluate`` decoded, for the results file."""
+    if not _wants_beam(args):
+        return "greedy"
+    label = f"beam {50 if args.beam_size is None else args.beam_size}"
+    if args.lm:
+        label += f" + {Path(args.lm).name} (alpha {args.lm_weight:g}, beta {args.word_score:g})"
+    return label + (" lexicon-free" if args.lexicon_free else "")
+
+
+def _add_decoding_args(p: argparse.ArgumentParser, tuning: bool = False) -> None:
+    """Beam-search options; without --lm, --lexicon, --lexicon-free or --beam-size decoding is greedy."""
+    g = p.add_argument_group("beam search (greedy decoding unless one of --lm, --lexicon, --lexicon-free, --beam-size)")
+    g.add_argument("--lm", required=tuning, help="KenLM n-gram model, ARPA or binary (see asr build-lm)")
+    g.add_argument("--lexicon", help="lexicon file: 'word [units...]' per line (default: the LM's words)")
+    g.add_argument("--lexicon-free", action="store_true",
+                   help="decode any unit sequence (the LM must be token-level: build-lm --units chars)")
+    g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 50)")
+    g.add_argument("--beam-threshold", type=float, default=25.0, help="score margin of kept hypotheses (default 25)")
+    if not tuning:
+        g.add_argument("--lm-weight", type=float, default=2.0, help="alpha, the LM's weight (default 2.0)")
+        g.add_argument("--word-score", type=float, default=0.0, help="beta, added per word (default 0.0)")
+
+
+def _wants_beam(args: argparse.Namespace) -> bool:
+    return bool(args.lm or args.lexicon or args.lexicon_free or args.beam_size is not None)
+
+
+def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bool = False):
+    """A BeamSearchDecoder from the command-line options, or None for greedy decoding."""
+    if not (force or _wants_beam(args)):
+        return None
+    from asr.decode import BeamSearchConfig, BeamSearchDecoder, DecodeError
+
+    try:
+        config = BeamSearchConfig(beam_size=50 if args.beam_size is None else args.beam_size, beam_threshold=args.beam_threshold,
+                                  lm_weight=getattr(args, "lm_weight", 2.0),
+                                  word_score=getattr(args, "word_score", 0.0), nbest=nbest)
+    except ValueError as e:
+        raise DecodeError(f"beam search: {e}") from None
+    return BeamSearchDecoder(tokenizer, lm=args.lm, lexicon=args.lexicon, lexicon_free=args.lexicon_free,
+                             config=config)
+
+
+def cmd_tune_lm(args: argparse.Namespace) -> int:
+    from asr.checkpoint import load_recognizer
+    from asr.data import read_manifest
+    from asr.decode import DecodeError
+    from asr.tune import dev_log_probs, parse_grid, tune_weights
+
+    try:
+        lm_weights, word_scores = parse_grid(args.lm_weights), parse_grid(args.word_scores)
+    except ValueError as e:
+        raise DecodeError(str(e)) from None
+    if not lm_weights or not word_scores or args.refine < 0:
+        raise DecodeError("tune-lm: the grids must not be empty and --refine must be >= 0")
+    recognizer = load_recognizer(args.checkpoint, device=args.device)
+    decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
+    utts = read_manifest(args.manifest, skip_bad=True)
+    if not utts:
+        print(f"asr: error: {args.manifest}: no usable utterances", file=sys.stderr)
+        return EXIT_USER_ERROR
+    utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
+    result = tune_weights(decoder, log_probs, [u.text for u in utts], lm_weights, word_scores,
+                          refine_rounds=args.refine)
+    print(result.table())
+    print(f"best lm_weight {result.lm_weight:g} word_score {result.word_score:g} WER {100 * result.wer:.2f} % "
+          f"({len(utts)} utterances; use --lm-weight {result.lm_weight:g} --word-score {result.word_score:g})")
+    return 0
+
+
+def cmd_build_lm(args: argparse.Namespace) -> int:
+    from asr.lm import LMError, build_lm
+
+    if args.order < 1:
+        raise LMError(f"--order {args.order}: must be >= 1")
+    report = build_lm(args.texts, args.order, args.out, prune=args.prune, units=args.units, backend=args.backend)
+    counts = " ".join(f"{n}-grams={c}" for n, c in enumerate(report.ngram_counts, start=1))
+    print(f"{report.path}: {report.sentences} sentences, {counts} ({report.backend})")
+    return 0
+
+
+def _prepare_wsj(args: argparse.Namespace) -> int:
+    from asr.datasets.wsj import prepare_wsj
+
+    sets = [s for s in args.sets.split(",") if s] if args.sets else None
+    for report in prepare_wsj(args.wsj0, args.wsj1, args.out, sets=sets, mic=args.mic, verify=args.verify,
+                              force=args.force):
+        print(report.summary())
+        if report.problems:
+            print(f"  {len(report.problems)} problems, listed in {Path(args.out) / (report.name + '.problems.txt')}")
+    return 0
+
+
+def _prepare_librispeech(args: argparse.Namespace) -> int:
+    from asr.datasets.librispeech import prepare_librispeech
+
+    splits = [s for s in args.splits.split(",") if s] if args.splits else None
+    for report in prepare_librispeech(args.data_dir, args.out, splits=splits, force=args.force):
+        print(report.summary())
+        if report.problems:
+            print(f"  {len(report.problems)} problems, listed in {Path(args.out) / (report.name + '.problems.txt')}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from asr.datasets.openslr import OPENSLR_URL, describe_parts, fetch_parts
+
+    if args.list:
+        print(describe_parts())
+        return 0
+    if not args.parts or not args.dest:
+        print("asr: error: download needs PART... and --dest DIR (asr download --list shows the parts)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        paths = fetch_parts(args.parts, args.dest, base_url=args.base_url or OPENSLR_URL,
+                            remove_archive=args.remove_archive)
+    except ValueError as e:  # an unknown part name
+        print(f"asr: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from asr.results import comparison_table, read_results
+
+    print(comparison_table(read_results(args.results)))
     return 0
 
 
@@ -154,6 +371,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 COMMANDS = {
     "prepare": cmd_prepare, "train": cmd_train, "transcribe": cmd_transcribe,
     "evaluate": cmd_evaluate, "presets": cmd_presets,
+    "download": cmd_download, "compare": cmd_compare, "tune-lm": cmd_tune_lm, "build-lm": cmd_build_lm,
 }
 
 

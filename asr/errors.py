@@ -5,9 +5,13 @@ from asr.checkpoint import CheckpointError
 from asr.config import ConfigError
 from asr.data import ManifestError
 from asr.datasets.download import DownloadError
+from asr.datasets.wsj import WsjError
+from asr.decode import DecodeError
+from asr.lm import LMError
+from asr.results import ResultsError
 from asr.train import TrainError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    AudioError, CheckpointError, ConfigError, ManifestError, DownloadError, TrainError,
-    FileNotFoundError, NotADirectoryError, PermissionError,
+    AudioError, CheckpointError, DecodeError, LMError, ConfigError, ManifestError, DownloadError, TrainError,
+    ResultsError, WsjError, FileNotFoundError, NotADirectoryError, PermissionError,
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from asr.checkpoint import Recognizer
+from asr.checkpoint import Decoder, Recognizer
 from asr.data import DurationBatchSampler, SpeechDataset, Utterance, collate
 from asr.decode import Hypothesis
 from asr.metrics import ErrorReport, error_report
@@ -58,9 +58,11 @@ def utterance_id(utt: Utterance) -> str:
 
 
 def evaluate_utterances(
-    recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0
+    recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, decoder: Decoder | None = None
 ) -> EvalResult:
-    """Greedy-decode ``utts`` in duration-sorted batches and score them against their transcripts.
+    """Decode ``utts`` in duration-sorted batches and score them against their transcripts.
+
+    ``decoder`` (e.g. a ``BeamSearchDecoder``) maps log-probs and lengths to hypotheses; default: greedy.
 
     Restores the recognizer's train/eval mode afterwards, so it can run inside a training loop.
     """
@@ -75,7 +77,7 @@ def evaluate_utterances(
     for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
         if batch is None:
             continue
-        for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens)):
+        for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens, decoder)):
             hyps[index] = hyp
         audio_s += float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
     decode_s = time.perf_counter() - start

@@ -363,6 +363,10 @@ class SentencePieceTokenizer:
         """Text of label ids (blanks dropped, no CTC collapsing); raises ValueError on a bad id."""
         return self._sp.decode(_check_ids(ids, self.vocab_size))
 
+    def id_to_piece(self, i: int) -> str:
+        """The piece of label id ``i`` as sentencepiece writes it ("▁" marks a word start)."""
+        return self._sp.id_to_piece(int(i))
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": "sentencepiece", "model": base64.b64encode(self._proto).decode("ascii")}
 

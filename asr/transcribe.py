@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -11,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr.align import AlignmentError, WordTiming, align_words
 from asr.audio import AudioError, load_audio
-from asr.checkpoint import Recognizer, load_recognizer
-from asr.decode import Hypothesis
+from asr.checkpoint import Decoder, Recognizer, load_recognizer
+from asr.decode import BeamSearchDecoder, Hypothesis, greedy_decode
+
+logger = logging.getLogger(__name__)
 
 AudioInput = str | os.PathLike | bytes | np.ndarray | torch.Tensor
 
@@ -27,10 +31,19 @@ class Transcript:
     duration_s: float
     decode_s: float
     hypothesis: Hypothesis
+    words: list[WordTiming] | None = None  # with word_timestamps=True (None: alignment failed)
+    nbest: list[Hypothesis] | None = None  # with a BeamSearchDecoder: its N-best, best first
 
 
 class Transcriber:
-    """Greedy transcription of files or arrays with a trained checkpoint.
+    """Transcription of files or arrays with a trained checkpoint.
+
+    Args:
+        recognizer: features, model and tokenizer.
+        max_batch_s: padded audio seconds per batch.
+        decoder: maps (log-probs (B, T, V), lengths (B,)) to hypotheses, e.g. a
+            ``BeamSearchDecoder`` (whose N-best then lands in ``Transcript.nbest``); default: greedy.
+        word_timestamps: time each word by forced alignment (``Transcript.words``).
 
     Example:
         >>> t = Transcriber.from_checkpoint("exp/digits/model.pt")  # doctest: +SKIP
@@ -38,14 +51,19 @@ class Transcriber:
         'zero'
     """
 
-    def __init__(self, recognizer: Recognizer, max_batch_s: float = 120.0):
+    def __init__(self, recognizer: Recognizer, max_batch_s: float = 120.0, decoder: Decoder | None = None,
+                 word_timestamps: bool = False):
         self.recognizer = recognizer.eval()
         self.sample_rate = recognizer.features.cfg.sample_rate
         self.max_batch_s = max_batch_s
+        self.decoder = decoder
+        self.word_timestamps = word_timestamps
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", max_batch_s: float = 120.0) -> "Transcriber":
-        return cls(load_recognizer(path, device=device), max_batch_s=max_batch_s)
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", max_batch_s: float = 120.0,
+                        decoder: Decoder | None = None, word_timestamps: bool = False) -> "Transcriber":
+        return cls(load_recognizer(path, device=device), max_batch_s=max_batch_s, decoder=decoder,
+                   word_timestamps=word_timestamps)
 
     def transcribe(self, items: Sequence[AudioInput], sample_rate: int | None = None) -> list[Transcript]:
         """Transcribe files (any format the audio module reads) or mono arrays.
@@ -101,12 +119,30 @@ class Transcriber:
         for b, (_, _, w) in enumerate(batch):
             waves[b, : len(w)] = torch.from_numpy(w)
         start = time.perf_counter()
-        hyps = self.recognizer.recognize(waves, lens)
+        log_probs, out_lens = self.recognizer.log_probs(waves, lens)  # (B, T', V), (B,)
+        if isinstance(self.decoder, BeamSearchDecoder):
+            nbests: list[list[Hypothesis] | None] = list(self.decoder.decode_nbest(log_probs, out_lens))
+            hyps = [n[0] if n else Hypothesis(text="") for n in nbests]
+        else:
+            decoder = self.decoder or (lambda lp, ln: greedy_decode(lp, ln, self.recognizer.tokenizer))
+            hyps, nbests = decoder(log_probs, out_lens), [None] * len(batch)
         decode_s = time.perf_counter() - start
-        return {
-            i: Transcript(source=name, text=h.text, duration_s=len(w) / self.sample_rate, decode_s=decode_s, hypothesis=h)
-            for (i, name, w), h in zip(batch, hyps)
-        }
+        results = {}
+        for b, ((i, name, w), h) in enumerate(zip(batch, hyps)):
+            duration_s = len(w) / self.sample_rate
+            words = self._align(log_probs[b, : int(out_lens[b])], h.text, name, duration_s)
+            results[i] = Transcript(source=name, text=h.text, duration_s=duration_s, decode_s=decode_s,
+                                    hypothesis=h, words=words, nbest=nbests[b])
+        return results
+
+    def _align(self, log_probs: torch.Tensor, text: str, name: str, duration_s: float) -> list[WordTiming] | None:
+        if not self.word_timestamps:
+            return None
+        try:
+            return align_words(log_probs, text, self.recognizer.tokenizer, self.recognizer.frame_shift_s, duration_s)
+        except AlignmentError as e:
+            logger.warning("%s: no word timestamps (%s)", name, e)
+            return None
 
 
 def _name(item: AudioInput, index: int) -> str:

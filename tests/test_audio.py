@@ -18,7 +18,7 @@ UTT = "LibriSpeech/dev-4spk/8226/274371/8226-274371-0020.flac"  # 2.37 s, 16 kHz
 UTT2 = "LibriSpeech/dev-4spk/5652/19215/5652-19215-0032.flac"  # 2.48 s, 16 kHz
 DIGIT = "fsdd/recordings/0_george_0.wav"  # 8 kHz, 2384 samples
 SPHERE_ALAW = "sphere/123_2alaw.sph"  # stereo A-law NIST, 20 kHz, 37120 frames
-SPHERE_SHORTEN = "sphere/123_1pcle_shn.sph"  # shorten-compressed NIST
+SPHERE_SHORTEN = "sphere/123_1pcle_shn.sph"  # shorten-compressed NIST, mono, 37120 frames
 
 # (format, subtype, suffix, minimum correlation with the original)
 FORMATS = [
@@ -86,6 +86,19 @@ def test_real_stereo_nist_alaw(shared_data):
     np.testing.assert_allclose(native, stereo.mean(axis=1), atol=1e-7)
     wave = load_audio(shared_data / SPHERE_ALAW)  # 20 kHz -> 16 kHz
     assert len(wave) == math.ceil(37120 * 16000 / 20000)
+
+
+def test_real_shorten_nist(shared_data):
+    """Shorten-compressed SPHERE (decoded by asr.sphere; exactness is in test_sphere.py)."""
+    path = shared_data / SPHERE_SHORTEN
+    assert audio_info(path) == AudioInfo(20000, 37120, 1, 37120 / 20000)
+    native, rate = load_audio_with_rate(path, sample_rate=None)
+    assert rate == 20000 and native.shape == (37120,) and native.dtype == np.float32
+    assert np.array_equal(native * 32768, np.round(native * 32768))  # 16-bit PCM, scaled
+    np.testing.assert_array_equal(load_audio(path.read_bytes(), sample_rate=None), native)
+    np.testing.assert_array_equal(load_audio(path, sample_rate=None, offset_s=0.9, duration_s=0.3),
+                                  native[18000:24000])
+    assert len(load_audio(path)) == math.ceil(37120 * 16000 / 20000)
 
 
 # ---------------------------------------------------------------------------- channels, scaling
@@ -198,6 +211,12 @@ def _cut(src: Path, dst: Path, fraction: float) -> Path:
     return _write(dst, content[: int(len(content) * fraction)])
 
 
+def _flip(src: Path, dst: Path, byte: int) -> Path:
+    content = bytearray(src.read_bytes())
+    content[byte] ^= 0x10
+    return _write(dst, bytes(content))
+
+
 def _encoded(tmp_path: Path, utt: np.ndarray, fmt: str, subtype: str, suffix: str) -> Path:
     path = tmp_path / f"full.{suffix}"
     sf.write(path, utt, 16000, format=fmt, subtype=subtype)
@@ -248,8 +267,13 @@ ERROR_CASES: dict[str, tuple[Callable[[Path, np.ndarray, Path], Path], str]] = {
     "nan": (lambda tmp, utt, data: _float_wav(tmp, float("nan")), "1 NaN or infinite samples"),
     "inf": (lambda tmp, utt, data: _float_wav(tmp, float("inf")), "1 NaN or infinite samples"),
     "low_rate": (lambda tmp, utt, data: _low_rate(tmp), "sample rate 4000 Hz is below 8000 Hz"),
-    "shorten_sphere": (lambda tmp, utt, data: data / SPHERE_SHORTEN,
-                       "unsupported compressed NIST SPHERE"),
+    "corrupt_shorten": (lambda tmp, utt, data: _flip(data / SPHERE_SHORTEN, tmp / "flip.sph", 5000),
+                        "sample_checksum mismatch: header declares 55857, the samples sum to"),
+    "truncated_shorten": (lambda tmp, utt, data: _cut(data / SPHERE_SHORTEN, tmp / "cut.sph", 0.5),
+                          "truncated or corrupt data: decoded 17664 of the 37120 frames"),
+    "wavpack_sphere": (lambda tmp, utt, data: _write(tmp / "wavpack.sph", (data / SPHERE_SHORTEN).read_bytes()
+                       .replace(b"-s26 pcm,embedded-shorten-v2.00", b"-s19 pcm,embedded-wavpack       ")),
+                       "unsupported compressed NIST SPHERE (sample_coding pcm,embedded-wavpack)"),
 }
 
 

@@ -76,8 +76,9 @@ def _one_line_error(err: str, *needles: str) -> str:
 def test_help_lists_exactly_the_commands():
     result = _asr("--help")
     assert result.returncode == 0
-    listed = re.findall(r"^    (\w+)\s", result.stdout, flags=re.M)
-    assert listed == ["prepare", "train", "transcribe", "evaluate", "presets"]
+    listed = re.findall(r"^    ([\w-]+)\s", result.stdout, flags=re.M)
+    assert listed == ["prepare", "download", "train", "transcribe", "evaluate", "tune-lm", "build-lm", "compare",
+                      "presets"]
 
 
 def test_presets_with_parameter_counts(capsys):
@@ -115,8 +116,9 @@ def test_transcribe_json_8khz_mp3_ogg(work, capsys):
     records = [json.loads(line) for line in captured.out.splitlines()]
     assert [r["path"] for r in records] == list(map(str, files))
     for r in records:
-        assert set(r) == {"path", "text", "duration_s", "decode_s"}
+        assert set(r) == {"path", "text", "duration_s", "decode_s", "words"}
         assert isinstance(r["text"], str) and r["decode_s"] >= 0
+        assert [w["word"] for w in r["words"]] == r["text"].split()  # timestamps: tests/test_cli_lm.py
     info = sf.info(work["audio"] / "b.wav")
     assert info.samplerate == 8000
     assert records[0]["duration_s"] == pytest.approx(info.frames / 8000, abs=1e-3)

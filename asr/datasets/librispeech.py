@@ -1,0 +1,271 @@
+"""LibriSpeech-layout corpora (LibriSpeech, mini-LibriSpeech, any subset): JSON-lines manifests.
+
+The layout (what the OpenSLR archives extract to)::
+
+    <split>/<speaker>/<chapter>/<speaker>-<chapter>-<n>.flac
+    <split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt    # "<utterance id> <TEXT>" per line
+
+A usable utterance has exactly one audio file and exactly one well-formed transcript line, and an
+audio header that reads (durations come from :func:`asr.audio.audio_info`, the header only: the
+samples are not decoded). Every other case is a problem, listed as ``location: cause`` in
+``SplitReport.problems`` and in ``<split>.problems.txt``; the utterance is skipped and counted.
+Damage inside FLAC frames that leaves the header intact shows only when the audio is decoded
+(training with ``data.skip_bad`` and evaluation skip such files then).
+
+A split already prepared (its manifest and ``<split>.summary.json`` exist) is not prepared again
+unless ``force`` is set.
+
+Example:
+    >>> sorted(["84-121-10", "84-121-9", "1272-128-0"], key=utterance_sort_key)
+    ['84-121-9', '84-121-10', '1272-128-0']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from asr.audio import AudioError, audio_info
+from asr.data import Utterance, write_manifest
+from asr.text import normalize_text
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".flac", ".wav")
+TRANS_SUFFIX = ".trans.txt"
+
+
+@dataclass
+class SplitReport:
+    """What preparing one split found.
+
+    Attributes:
+        name: the split's folder name (``train-clean-100``, ``dev-4spk``).
+        manifest: the JSON-lines manifest written.
+        num_utterances: utterances in the manifest.
+        num_words: words in their transcripts (split on whitespace).
+        duration_s: total audio duration, seconds.
+        num_skipped: utterances (audio files or transcript lines) left out.
+        problems: one ``location: cause`` line per problem found, in walk order.
+        reused: the split was prepared before and not prepared again.
+    """
+
+    name: str
+    manifest: Path
+    num_utterances: int
+    num_words: int
+    duration_s: float
+    num_skipped: int
+    problems: list[str] = field(default_factory=list)
+    reused: bool = False
+
+    def summary(self) -> str:
+        """One line, e.g. ``dev-clean: 2703 utterances, 54402 words, 5.39 h, 0 skipped -> ...``."""
+        return (f"{self.name}: {self.num_utterances} utterances, {self.num_words} words, "
+                f"{self.duration_s / 3600:.2f} h, {self.num_skipped} skipped -> {self.manifest}"
+                + (" (already prepared)" if self.reused else ""))
+
+
+def utterance_sort_key(uid: str) -> tuple:
+    """Sort ids by their numeric fields (``84-121-9`` before ``84-121-10``), text after numbers."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in uid.split("-"))
+
+
+def is_split_dir(path: Path) -> bool:
+    """True when ``path`` holds ``<speaker>/<chapter>/`` folders with audio or transcripts."""
+    if not path.is_dir():
+        return False
+    return any(p.is_file() and (p.name.endswith(TRANS_SUFFIX) or p.suffix in AUDIO_SUFFIXES)
+               for p in path.glob("*/*/*"))
+
+
+def find_splits(data_dir: str | Path, names: list[str] | None = None) -> dict[str, Path]:
+    """The LibriSpeech-layout splits in ``data_dir``, by folder name.
+
+    ``data_dir`` is a split itself (``.../LibriSpeech/dev-clean``, ``dev-4spk``), a folder of
+    splits (``.../LibriSpeech``), or a download folder holding ``LibriSpeech/``.
+
+    Args:
+        data_dir: where to look.
+        names: keep only these splits (all of them must be found).
+
+    Raises:
+        FileNotFoundError: no split there, or a named split is missing (the message lists those
+            found).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no such folder")
+    if is_split_dir(data_dir):
+        found = {data_dir.name: data_dir}
+    else:
+        root = data_dir / "LibriSpeech" if (data_dir / "LibriSpeech").is_dir() else data_dir
+        found = {p.name: p for p in sorted(root.iterdir()) if is_split_dir(p)}
+    if not found:
+        raise FileNotFoundError(f"{data_dir}: no LibriSpeech-layout split "
+                                "(<split>/<speaker>/<chapter>/*.flac and *.trans.txt) found")
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise FileNotFoundError(f"{data_dir}: split(s) {', '.join(missing)} not found "
+                                    f"(found: {', '.join(found)})")
+        found = {n: found[n] for n in names}
+    return found
+
+
+def _read_transcripts(path: Path, prefix: str, problems: list[str]) -> tuple[dict[str, tuple[int, str]], set[str]]:
+    """Good lines of one ``.trans.txt`` as ``{uid: (line, text)}``, and the ids of bad lines.
+
+    A line is bad when it has no text, its text normalizes to nothing, it is not UTF-8, its id is
+    not ``<prefix><digits>`` (``prefix`` is ``<speaker>-<chapter>-``), or the id repeats (every
+    line with that id is then bad: which one is right cannot be told).
+    """
+    good: dict[str, tuple[int, str]] = {}
+    bad: set[str] = set()
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        where = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            problems.append(f"{where}: not valid UTF-8 (byte {e.start + 1}); line skipped")
+            continue
+        if not line:
+            continue
+        uid, _, text = line.partition(" ")
+        text = text.strip()
+        if not (uid.startswith(prefix) and uid[len(prefix):].isdigit()):
+            problems.append(f"{where}: utterance id {uid!r} is not {prefix}<number>; line skipped")
+            continue
+        if uid in good or uid in bad:
+            problems.append(f"{where}: utterance {uid} has more than one transcript line; skipped")
+            good.pop(uid, None)
+            bad.add(uid)
+            continue
+        if not text or not normalize_text(text):
+            problems.append(f"{where}: utterance {uid} has no transcript text; skipped")
+            bad.add(uid)
+            continue
+        good[uid] = (lineno, text)
+    return good, bad
+
+
+def _chapter(chapter_dir: Path, speaker: str, utts: list[Utterance], problems: list[str]) -> int:
+    """Append the chapter's good utterances to ``utts``; return how many were skipped."""
+    chapter = chapter_dir.name
+    prefix = f"{speaker}-{chapter}-"
+    trans_path = chapter_dir / f"{speaker}-{chapter}{TRANS_SUFFIX}"
+    audio: dict[str, Path] = {}
+    skipped = 0
+    for p in sorted(chapter_dir.iterdir()):
+        if p.is_file() and p.name.endswith(TRANS_SUFFIX) and p != trans_path:
+            problems.append(f"{p}: unexpected transcript file (expected {trans_path.name}); ignored")
+        elif p.is_file() and p.suffix in AUDIO_SUFFIXES:
+            if p.stem in audio:
+                problems.append(f"{p}: second audio file for utterance {p.stem}; skipped")
+                skipped += 1
+            else:
+                audio[p.stem] = p
+    if trans_path.is_file():
+        lines, bad = _read_transcripts(trans_path, prefix, problems)
+    else:
+        lines, bad = {}, set()
+        if audio:
+            problems.append(f"{trans_path}: missing; the chapter's {len(audio)} audio files are skipped")
+    for uid in sorted(set(audio) | set(lines) | bad, key=utterance_sort_key):
+        path = audio.get(uid)
+        if uid in bad:
+            skipped += 1  # already reported with its line
+            continue
+        if path is None:
+            problems.append(f"{trans_path}:{lines[uid][0]}: utterance {uid} has no audio file; skipped")
+            skipped += 1
+            continue
+        if uid not in lines:
+            if trans_path.is_file():
+                problems.append(f"{path}: no transcript line in {trans_path.name}; skipped")
+            skipped += 1
+            continue
+        try:
+            info = audio_info(path)
+        except AudioError as e:
+            problems.append(f"{e}; skipped")
+            skipped += 1
+            continue
+        utts.append(Utterance(str(path.resolve()), info.duration_s, lines[uid][1], speaker=speaker))
+    return skipped
+
+
+def read_split(split_dir: str | Path) -> tuple[list[Utterance], list[str], int]:
+    """Walk one split: ``(utterances sorted by id, problems, number skipped)``.
+
+    Raises:
+        FileNotFoundError: ``split_dir`` is not a folder.
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir}: no such folder")
+    utts: list[Utterance] = []
+    problems: list[str] = []
+    skipped = 0
+    for speaker_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        for chapter_dir in sorted(p for p in speaker_dir.iterdir() if p.is_dir()):
+            skipped += _chapter(chapter_dir, speaker_dir.name, utts, problems)
+        stray = [p.name for p in speaker_dir.iterdir() if p.is_file() and p.suffix in AUDIO_SUFFIXES]
+        if stray:
+            problems.append(f"{speaker_dir}: {len(stray)} audio files outside a chapter folder; skipped")
+            skipped += len(stray)
+    utts.sort(key=lambda u: utterance_sort_key(Path(u.audio_filepath).stem))
+    return utts, problems, skipped
+
+
+def prepare_split(split_dir: str | Path, out_dir: str | Path, name: str | None = None,
+                  force: bool = False) -> SplitReport:
+    """Write ``out_dir/<name>.jsonl`` (and ``.summary.json``, ``.problems.txt``) for one split.
+
+    Args:
+        split_dir: a ``<speaker>/<chapter>/`` tree.
+        out_dir: where the manifest goes.
+        name: manifest name (default: the split folder's name).
+        force: prepare again even if a finished manifest exists.
+
+    Returns:
+        The report; problems are also logged (the first 20, then a count).
+    """
+    split_dir, out_dir = Path(split_dir), Path(out_dir)
+    name = name or split_dir.name
+    manifest = out_dir / f"{name}.jsonl"
+    summary_path = out_dir / f"{name}.summary.json"
+    if not force and manifest.is_file() and summary_path.is_file():
+        saved = json.loads(summary_path.read_text(encoding="utf-8"))
+        saved.update(manifest=manifest, reused=True)
+        return SplitReport(**saved)
+    utts, problems, skipped = read_split(split_dir)
+    for line in problems[:20]:
+        logger.warning("%s", line)
+    if len(problems) > 20:
+        logger.warning("... %d more problems in %s", len(problems) - 20, out_dir / f"{name}.problems.txt")
+    write_manifest(manifest, utts)
+    report = SplitReport(name, manifest, len(utts), sum(len(u.text.split()) for u in utts),
+                         sum(u.duration for u in utts), skipped, problems)
+    (out_dir / f"{name}.problems.txt").write_text("".join(p + "\n" for p in problems), encoding="utf-8")
+    fields = {k: v for k, v in asdict(report).items() if k not in ("manifest", "reused")}
+    tmp = summary_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(fields, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(summary_path)  # written last: its presence means the split is done
+    logger.info("split=%s utterances=%d words=%d hours=%.3f skipped=%d", name, report.num_utterances,
+                report.num_words, report.duration_s / 3600, skipped)
+    return report
+
+
+def prepare_librispeech(data_dir: str | Path, out_dir: str | Path, splits: list[str] | None = None,
+                        force: bool = False) -> list[SplitReport]:
+    """Prepare every split found in ``data_dir`` (see :func:`find_splits`), or those named.
+
+    Raises:
+        FileNotFoundError: no split found, or a named split is missing.
+    """
+    return [prepare_split(path, out_dir, name, force=force)
+            for name, path in find_splits(data_dir, splits).items()]

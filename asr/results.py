@@ -1,0 +1,259 @@
+"""Measured results and the comparison with the Deep Speech 2 paper's table (``asr compare``).
+
+A measured result is one JSON object, written by ``asr evaluate --results-json PATH``::
+
+    {"test_set": "librispeech-test-clean", "wer": 12.34, "cer": 4.1, "num_utterances": 2620,
+     "num_words": 52576, "train_data": "LibriSpeech train-clean-100 (100.6 h)",
+     "model": "medium, 30.9 M parameters", "decoding": "greedy", "hardware": "1x NVIDIA H100",
+     "commit": "1a2b3c4", "date": "2025-01-31", "checkpoint": "exp/x/model.pt",
+     "manifest": "data/test-clean.jsonl"}
+
+``wer`` and ``cer`` are percentages. ``test_set`` names a row of :data:`PAPER_ROWS` (its ``key``)
+when the result is comparable with the paper, or anything else (``mini-dev-clean-2``): such
+results are listed below the paper's rows. A results file holds one object, a list of objects,
+or one object per line.
+
+Example:
+    >>> r = MeasuredResult("librispeech-test-clean", 9.5, "LibriSpeech 960 h", "ds2", "greedy", "1x H100")
+    >>> table = comparison_table([r])
+    >>> [line for line in table.splitlines() if "test-clean" in line][0].split(" | ")[1:6]
+    ['LibriSpeech test-clean', '7.89', '5.33', '5.83', '9.50']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, fields
+from datetime import date
+from pathlib import Path
+
+PAPER = ("Amodei et al. 2016, *Deep Speech 2: End-to-End Speech Recognition in English and "
+         "Mandarin*, Table 13")
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of the DS2 paper's comparison: WER (%) of DS1, DS2 and human transcribers."""
+
+    key: str  # the ``test_set`` a measured result uses to land on this row
+    category: str
+    test_set: str
+    ds1: float
+    ds2: float
+    human: float
+
+
+PAPER_ROWS: tuple[PaperRow, ...] = (
+    PaperRow("wsj-eval92", "read", "WSJ eval'92", 4.94, 3.60, 5.03),
+    PaperRow("wsj-eval93", "read", "WSJ eval'93", 6.94, 4.98, 8.08),
+    PaperRow("librispeech-test-clean", "read", "LibriSpeech test-clean", 7.89, 5.33, 5.83),
+    PaperRow("librispeech-test-other", "read", "LibriSpeech test-other", 21.74, 13.25, 12.69),
+    PaperRow("voxforge-american-canadian", "accented", "VoxForge American-Canadian", 15.01, 7.55, 4.85),
+    PaperRow("voxforge-commonwealth", "accented", "VoxForge Commonwealth", 28.46, 13.56, 8.15),
+    PaperRow("voxforge-european", "accented", "VoxForge European", 31.20, 17.55, 12.76),
+    PaperRow("voxforge-indian", "accented", "VoxForge Indian", 45.35, 22.44, 22.15),
+    PaperRow("chime-eval-clean", "noisy", "CHiME eval clean", 6.30, 3.34, 3.46),
+    PaperRow("chime-eval-real", "noisy", "CHiME eval real", 67.94, 21.79, 11.84),
+    PaperRow("chime-eval-sim", "noisy", "CHiME eval sim", 80.27, 45.05, 31.33),
+)
+
+
+class ResultsError(ValueError):
+    """A results file is unreadable or a record in it is malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class MeasuredResult:
+    """One measured WER of this toolkit, with what it takes to reproduce it."""
+
+    test_set: str  # a PAPER_ROWS key, or another test set's name
+    wer: float  # word error rate, percent
+    train_data: str  # e.g. "LibriSpeech train-clean-100 (100.6 h)"
+    model: str  # e.g. "medium, 30.9 M parameters"
+    decoding: str  # e.g. "greedy", "beam 64 + 4-gram LM"
+    hardware: str  # e.g. "1x NVIDIA H100", "2-core CPU"
+    cer: float | None = None  # character error rate, percent
+    num_utterances: int | None = None
+    num_words: int | None = None  # reference words scored
+    commit: str = ""  # git commit of the code that produced it
+    date: str = ""  # ISO date of the measurement
+    checkpoint: str = ""
+    manifest: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> MeasuredResult:
+        """Build from a decoded JSON object; raises ``ResultsError`` naming ``where``."""
+        if not isinstance(d, dict):
+            raise ResultsError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ResultsError(f"{where}: unknown keys {', '.join(unknown)}")
+        missing = [k for k in ("test_set", "wer", "train_data", "model", "decoding", "hardware") if k not in d]
+        if missing:
+            raise ResultsError(f"{where}: missing keys {', '.join(missing)}")
+        for k in ("wer", "cer"):
+            v = d.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+                raise ResultsError(f"{where}: '{k}' must be a percentage >= 0, got {v!r}")
+        return cls(**d)
+
+
+def write_result(result: MeasuredResult, path: str | Path) -> Path:
+    """Write one result as a JSON object (atomically: temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
+    """Read results files; a folder is searched for ``result.json`` files (recursively).
+
+    Raises:
+        ResultsError: unreadable file, invalid JSON, or a malformed record (file and line named).
+        FileNotFoundError: a path that does not exist.
+    """
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.rglob("result.json")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such results file or folder")
+    out: list[MeasuredResult] = []
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ResultsError(f"{f}: cannot read ({e})") from None
+        try:
+            value = json.loads(text)
+            records = [(f"{f}", v) for v in (value if isinstance(value, list) else [value])]
+        except json.JSONDecodeError:  # one object per line
+            records = []
+            for i, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        records.append((f"{f}:{i}", json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        raise ResultsError(f"{f}:{i}: invalid JSON ({e.msg})") from None
+        out.extend(MeasuredResult.from_dict(v, where) for where, v in records)
+    return out
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def comparison_table(results: list[MeasuredResult]) -> str:
+    """A Markdown table: every row of the paper's Table 13 with DS1 / DS2 / human WER beside this
+    toolkit's measured WER (one line per measurement, "not run" where there is none), followed by
+    measured results on other test sets. WERs are percentages."""
+    head = ("| speech | test set | DS1 | DS2 | human | asr (this toolkit) | training data | model "
+            "| decoding | hardware | commit, date |")
+    lines = [head, "|---|---|--:|--:|--:|--:|---|---|---|---|---|"]
+    known = {row.key for row in PAPER_ROWS}
+
+    def measured(r: MeasuredResult) -> str:
+        return (f"{r.wer:.2f} | {_cell(r.train_data)} | {_cell(r.model)} | {_cell(r.decoding)} | "
+                f"{_cell(r.hardware)} | {_cell(' '.join(x for x in (r.commit, r.date) if x)) or '-'}")
+
+    for row in PAPER_ROWS:
+        paper = f"| {row.category} | {row.test_set} | {row.ds1:.2f} | {row.ds2:.2f} | {row.human:.2f} |"
+        mine = [r for r in results if r.test_set == row.key]
+        if not mine:
+            lines.append(f"{paper} not run | - | - | - | - | - |")
+        lines.extend(f"{paper} {measured(r)} |" for r in mine)
+    for r in results:
+        if r.test_set not in known:
+            lines.append(f"| other | {_cell(r.test_set)} | - | - | - | {measured(r)} |")
+    lines.append("")
+    lines.append(f"DS1, DS2 and human: {PAPER}. The paper's DS2 was trained on 11,940 h of English "
+                 "speech and decoded with beam search and an n-gram language model; "
+                 "its numbers are not re-measured here. WER in %.")
+    return "\n".join(lines)
+
+
+def result_from_evaluation(
+    evaluation, checkpoint: str | Path, manifest: str | Path, test_set: str | None = None,
+    train_data: str | None = None, model: str | None = None, decoding: str = "greedy",
+    hardware: str | None = None, device: str = "cpu",
+) -> MeasuredResult:
+    """A ``MeasuredResult`` from an ``asr.evaluate.EvalResult`` and the checkpoint it scored.
+
+    What is not given is read from the checkpoint (preset, parameter count, training manifest
+    and, from the ``<name>.summary.json`` that ``asr prepare`` writes beside it, its hours), the
+    manifest's name, the device (``describe_hardware``) and git.
+    """
+    from asr.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(checkpoint)
+    config = payload.get("config") or {}
+    if model is None:
+        params = sum(t.numel() for t in payload["model_state"].values() if hasattr(t, "numel"))
+        model = f"{config.get('preset', 'custom')}, {params / 1e6:.1f} M parameters"
+    if train_data is None:
+        train_data = describe_manifest((config.get("data") or {}).get("train_manifest", "")) or "unknown"
+    words = evaluation.report.words
+    return MeasuredResult(
+        test_set=test_set or Path(manifest).stem, wer=round(100 * evaluation.report.wer, 2),
+        cer=round(100 * evaluation.report.cer, 2), num_utterances=len(evaluation.utts),
+        num_words=words.ref_units, train_data=train_data, model=model, decoding=decoding,
+        hardware=hardware or describe_hardware(device), commit=git_commit(), date=today(),
+        checkpoint=str(checkpoint), manifest=str(manifest),
+    )
+
+
+def describe_manifest(manifest: str | Path) -> str:
+    """``train-clean-100 (100.59 h)`` when ``asr prepare``'s summary lies beside the manifest,
+    else the manifest's path (``""`` for none)."""
+    if not manifest:
+        return ""
+    manifest = Path(manifest)
+    summary = manifest.with_name(manifest.stem + ".summary.json")
+    try:
+        hours = json.loads(summary.read_text(encoding="utf-8"))["duration_s"] / 3600
+        return f"{manifest.stem} ({hours:.2f} h)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(manifest)
+
+
+def git_commit(repo: str | Path | None = None) -> str:
+    """The short commit hash of ``repo`` (default: the folder holding this package), with
+    ``-dirty`` when the work tree has changes; ``""`` outside a git checkout."""
+    repo = Path(repo) if repo else Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def describe_hardware(device: str = "cpu") -> str:
+    """``1x NVIDIA H100 80GB HBM3`` for CUDA devices, ``2-core CPU (x86_64)`` otherwise."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cores}-core CPU ({platform.machine()})"
+
+
+def today() -> str:
+    return date.today().isoformat()

@@ -1,0 +1,154 @@
+"""Tune beam search's LM weight (alpha) and word score (beta) on a dev set.
+
+The acoustic model runs once: :func:`dev_log_probs` keeps each utterance's log-probabilities on the
+CPU (``T x V x 4`` bytes each, about 11 MB per audio hour for 29 characters at 50 frames/s), and
+:func:`tune_weights` decodes them again for every (alpha, beta) of a grid, then optionally refines
+around the best pair on finer grids (halving the steps each round).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from asr.checkpoint import Recognizer
+from asr.data import DurationBatchSampler, SpeechDataset, Utterance, collate
+from asr.decode import BeamSearchDecoder
+from asr.metrics import error_report
+from asr.text import normalize_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneResult:
+    """The best (alpha, beta) with its WER, and every point tried as (alpha, beta, WER), in order."""
+
+    lm_weight: float
+    word_score: float
+    wer: float
+    tried: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def table(self) -> str:
+        """One line per point tried: ``alpha beta WER%``, the best one marked with ``*``."""
+        rows = [f"{'alpha':>7} {'beta':>7} {'WER %':>7}"]
+        for a, b, wer in self.tried:
+            mark = " *" if (a, b) == (self.lm_weight, self.word_score) else ""
+            rows.append(f"{a:7.3f} {b:7.3f} {100 * wer:7.2f}{mark}")
+        return "\n".join(rows)
+
+
+def dev_log_probs(
+    recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0
+) -> tuple[list[Utterance], list[torch.Tensor]]:
+    """Run the model once over ``utts``; returns the readable utterances and their (T, V) log-probs.
+
+    Raises:
+        ValueError: no utterance could be read.
+    """
+    recognizer.eval()
+    dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate,
+                            skip_unreadable=True)
+    sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
+    outputs: list[torch.Tensor | None] = [None] * len(utts)
+    for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
+        if batch is None:
+            continue
+        log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)  # (B, T, V), (B,)
+        for b, index in enumerate(batch.indices.tolist()):
+            outputs[index] = log_probs[b, : int(out_lens[b])].cpu().clone()  # (T_b, V)
+    kept = [(u, lp) for u, lp in zip(utts, outputs) if lp is not None]
+    if len(kept) < len(utts):
+        logger.warning("skipped %d of %d utterances with unreadable audio", len(utts) - len(kept), len(utts))
+    if not kept:
+        raise ValueError("no utterance could be read: nothing to tune on")
+    return [u for u, _ in kept], [lp for _, lp in kept]
+
+
+def decode_wer(decoder: BeamSearchDecoder, log_probs: Sequence[torch.Tensor], refs: Sequence[str]) -> float:
+    """Word error rate of ``decoder`` on per-utterance (T, V) log-probs against normalized refs."""
+    hyps = [decoder(lp[None], torch.tensor([lp.size(0)]))[0].text for lp in log_probs]  # lp[None]: (1, T, V)
+    return error_report(list(refs), hyps).wer
+
+
+def tune_weights(
+    decoder: BeamSearchDecoder, log_probs: Sequence[torch.Tensor], refs: Sequence[str],
+    lm_weights: Sequence[float], word_scores: Sequence[float], refine_rounds: int = 0,
+) -> TuneResult:
+    """Search (alpha, beta) for the lowest WER.
+
+    Every pair of ``lm_weights`` x ``word_scores`` is decoded; then each of ``refine_rounds`` rounds
+    tries the 3 x 3 pairs around the best one at half the previous step (of each grid's smallest
+    spacing). Ties keep the pair found first.
+
+    Args:
+        decoder: a beam-search decoder with an LM (its weights are replaced, its LM reused).
+        log_probs: per-utterance (T, V) log-probabilities (see :func:`dev_log_probs`).
+        refs: the utterances' transcripts (normalized here).
+        lm_weights, word_scores: the grid.
+        refine_rounds: rounds of local refinement after the grid (0: grid only).
+
+    Returns:
+        The best pair, its WER and every pair tried.
+
+    Raises:
+        ValueError: an empty grid, or log-probs and refs of different lengths.
+    """
+    if not lm_weights or not word_scores:
+        raise ValueError("tune_weights: empty grid")
+    if len(log_probs) != len(refs):
+        raise ValueError(f"{len(log_probs)} utterances but {len(refs)} references")
+    refs = [normalize_text(r) for r in refs]
+    tried: dict[tuple[float, float], float] = {}
+
+    def score(a: float, b: float) -> float:
+        a, b = round(a, 6), round(b, 6)
+        if (a, b) not in tried:
+            start = time.perf_counter()
+            tried[(a, b)] = decode_wer(decoder.with_weights(a, b), log_probs, refs)
+            logger.info("lm_weight=%g word_score=%g wer=%.4f decode_s=%.1f", a, b, tried[(a, b)],
+                        time.perf_counter() - start)
+        return tried[(a, b)]
+
+    for a, b in itertools.product(lm_weights, word_scores):
+        score(a, b)
+    steps = [_spacing(lm_weights), _spacing(word_scores)]
+    for _ in range(refine_rounds):
+        steps = [s / 2 for s in steps]
+        best_a, best_b = min(tried, key=tried.get)
+        for da, db in itertools.product((-1, 0, 1), repeat=2):
+            score(best_a + da * steps[0], best_b + db * steps[1])
+    (a, b), wer = min(tried.items(), key=lambda item: item[1])
+    return TuneResult(lm_weight=a, word_score=b, wer=wer, tried=[(x, y, w) for (x, y), w in tried.items()])
+
+
+def _spacing(values: Sequence[float]) -> float:
+    """The smallest gap between distinct grid values (1.0 for a one-value grid)."""
+    distinct = sorted(set(values))
+    return min((b - a for a, b in zip(distinct, distinct[1:])), default=1.0)
+
+
+def parse_grid(spec: str) -> list[float]:
+    """A grid from ``"0,0.5,1"`` (values) or ``"0:2:0.5"`` (start:stop:step, stop included).
+
+    >>> parse_grid("0:1:0.25"), parse_grid("-1, 2")
+    ([0.0, 0.25, 0.5, 0.75, 1.0], [-1.0, 2.0])
+
+    Raises:
+        ValueError: malformed text, or a range with a non-positive step.
+    """
+    try:
+        if ":" in spec:
+            start, stop, step = (float(x) for x in spec.split(":"))
+            if step <= 0:
+                raise ValueError("the step must be positive")
+            count = int(round((stop - start) / step)) + 1
+            return [round(start + i * step, 6) for i in range(max(count, 0))]
+        return [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError as e:
+        raise ValueError(f"grid {spec!r}: expected 'a,b,c' or 'start:stop:step' ({e})") from None

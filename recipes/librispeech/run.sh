@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# LibriSpeech (OpenSLR SLR12): download, manifests, train a DS2-style model, evaluate, results table.
+#
+#   bash recipes/librispeech/run.sh [--conf medium|ds2] [--ngpu N] [--data-dir DIR] [--skip-lm]
+#                                   [--manifest-dir DIR] [--exp DIR]
+#                                   [--stage N] [--stop-stage M] [key=value ...]
+#
+# Stages (each skips work already done, so a run can be stopped and started again):
+#   1 download the parts the config needs (medium: train-clean-100; ds2: all 960 h) plus
+#     dev/test clean/other and the SLR11 LM files (--skip-lm: not those) into data/librispeech;
+#     resumable, size- and MD5-checked (asr download --list shows the table)
+#   2 manifests: data/librispeech/manifests/<split>.jsonl (+ .summary.json, .problems.txt;
+#     --manifest-dir DIR puts them elsewhere); train-960.jsonl for ds2
+#   3 check the manifests; global CMVN statistics and the tokenizer are computed by `asr train`
+#     from the config (features.normalize=global, tokenizer.kind) and stored in the checkpoint
+#   4 train exp/librispeech-<conf>/ (resumes from last.pt; --ngpu N > 1 runs torchrun)
+#   5 evaluate dev/test clean/other, greedy: exp/.../decode/<set>/{hyps,errs,wer}.txt, result.json
+#   6 exp/.../RESULTS.md: the `asr compare` table (DS1 / DS2 / human beside these results)
+#
+# --data-dir DIR: an existing LibriSpeech tree (a folder of splits, or one holding LibriSpeech/);
+# stage 1 is then skipped. key=value arguments go to `asr train` (e.g. epochs=1).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+conf=medium
+ngpu=1
+data_dir=""
+exp=""
+manifests=data/librispeech/manifests
+skip_lm=false
+stage=1
+stop_stage=6
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --conf) conf="$2"; shift 2 ;;
+    --ngpu) ngpu="$2"; shift 2 ;;
+    --data-dir) data_dir="$2"; shift 2 ;;
+    --skip-lm) skip_lm=true; shift ;;
+    --manifest-dir) manifests="$2"; shift 2 ;;
+    --exp) exp="$2"; shift 2 ;;
+    --stage) stage="$2"; shift 2 ;;
+    --stop-stage) stop_stage="$2"; shift 2 ;;
+    *=*) extra+=("$1"); shift ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+case "$conf" in
+  medium) train_parts="train-clean-100"; train=train-clean-100
+          train_label="LibriSpeech train-clean-100 (100.6 h)" ;;
+  ds2) train_parts="train-clean-100 train-clean-360 train-other-500"; train=train-960
+       train_label="LibriSpeech 960 h (train-clean-100 + train-clean-360 + train-other-500)" ;;
+  *) echo "run.sh: --conf must be medium or ds2, got $conf" >&2; exit 2 ;;
+esac
+eval_sets="dev-clean dev-other test-clean test-other"
+download_dir=data/librispeech
+exp=${exp:-exp/librispeech-$conf}
+mkdir -p "$exp/log"
+
+if [ "$ngpu" -gt 0 ]; then
+  device=cuda
+  hardware="${ngpu}x $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo GPU)"
+else
+  device=cpu
+  hardware="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)-core CPU"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  if [ -n "$data_dir" ]; then
+    echo "stage 1: using $data_dir; nothing to download"
+  else
+    echo "stage 1: download $train_parts $eval_sets$($skip_lm || echo ' lm') to $download_dir"
+    parts="$train_parts $eval_sets"
+    $skip_lm || parts="$parts lm"
+    # shellcheck disable=SC2086
+    asr download $parts --dest "$download_dir" 2>&1 | tee -a "$exp/log/download.log"
+  fi
+fi
+data_dir=${data_dir:-$download_dir}
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  echo "stage 2: manifests in $manifests"
+  splits=$(echo $train_parts $eval_sets | tr ' ' ',')
+  asr prepare librispeech --data-dir "$data_dir" --out "$manifests" --splits "$splits" 2>&1 | tee -a "$exp/log/prepare.log"
+  if [ "$train" = train-960 ] && [ ! -f "$manifests/train-960.jsonl" ]; then
+    cat "$manifests"/train-clean-100.jsonl "$manifests"/train-clean-360.jsonl \
+        "$manifests"/train-other-500.jsonl > "$manifests/.train-960.jsonl.tmp"
+    mv "$manifests/.train-960.jsonl.tmp" "$manifests/train-960.jsonl"
+  fi
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "stage 3: check manifests (CMVN statistics and tokenizer are computed by asr train)"
+  for f in "$train" $eval_sets; do
+    if [ ! -s "$manifests/$f.jsonl" ]; then echo "run.sh: $manifests/$f.jsonl missing or empty" >&2; exit 1; fi
+    echo "  $f: $(wc -l < "$manifests/$f.jsonl") utterances"
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  if [ -f "$exp/model.pt" ]; then
+    echo "stage 4: $exp/model.pt exists; delete it (or $exp) to train again"
+  else
+    resume=(); [ -f "$exp/last.pt" ] && resume=(--resume)
+    args=(recipes/librispeech/conf/$conf.yaml name="librispeech-$conf" out_dir="$exp" device="$device"
+          data.train_manifest="$manifests/$train.jsonl" data.dev_manifest="$manifests/dev-clean.jsonl"
+          "${extra[@]}" "${resume[@]}")
+    echo "stage 4: train $conf on $train ($ngpu GPU)${resume:+, resuming}"
+    start=$(date +%s)
+    if [ "$ngpu" -gt 1 ]; then
+      torchrun --standalone --nproc_per_node "$ngpu" -m asr.cli train "${args[@]}" 2>&1 | tee -a "$exp/log/train.log"
+    else
+      asr train "${args[@]}" 2>&1 | tee -a "$exp/log/train.log"
+    fi
+    echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$exp/log/train.log"
+  fi
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  for set in $eval_sets; do
+    out=$exp/decode/$set
+    if [ -f "$out/result.json" ]; then echo "stage 5: $set already scored ($out/wer.txt)"; continue; fi
+    echo "stage 5: evaluate $set (greedy)"
+    asr evaluate "$exp/model.pt" "$manifests/$set.jsonl" --out "$out" --device "$device" \
+      --results-json "$out/result.json" --test-set "librispeech-$set" \
+      --train-data "$train_label" --hardware "$hardware" 2>&1 | tee "$exp/log/decode-$set.log"
+  done
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  echo "stage 6: $exp/RESULTS.md"
+  {
+    echo "# LibriSpeech, conf $conf ($(date +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+    echo
+    echo "    bash recipes/librispeech/run.sh --conf $conf --ngpu $ngpu ${extra[*]}"
+    echo
+    asr compare "$exp/decode"
+  } > "$exp/RESULTS.md"
+  cat "$exp/RESULTS.md"
+fi

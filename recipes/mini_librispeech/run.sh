@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# mini-LibriSpeech (OpenSLR SLR31): train on train-clean-5, dev set ../shared/data/LibriSpeech/dev-4spk.
+#
+#   bash recipes/mini_librispeech/run.sh [--data-dir DIR] [--dev-dir DIR] [--train-split NAME]
+#                                        [--conf medium] [--ngpu N] [--name NAME] [--exp DIR]
+#                                        [--stage N] [--stop-stage M] [key=value ...]
+#
+# Stages (each skips work already done):
+#   1 download train-clean-5 and dev-clean-2 into data/mini_librispeech (skipped with --data-dir);
+#     resumable, size- and MD5-checked
+#   2 manifests for every split in the data folder and for the dev folder:
+#     exp/<name>/data/<split>.jsonl (+ .summary.json, .problems.txt)
+#   3 check the manifests; global CMVN statistics and the tokenizer are computed by `asr train`
+#   4 train exp/<name>/ (resumes from last.pt; --ngpu N > 1 runs torchrun; --ngpu 0: CPU)
+#   5 evaluate, greedy, on the dev set and on dev-clean-2 when present: decode/<set>/result.json
+#   6 exp/<name>/RESULTS.md: the `asr compare` table
+#
+# Offline, --data-dir takes any LibriSpeech-layout folder (a split, or a folder of splits);
+# --train-split names the split to train on (default train-clean-5, or the folder itself when it
+# is a split). key=value arguments go to `asr train` (e.g. preset=tiny epochs=1).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+conf=medium
+ngpu=1
+data_dir=""
+dev_dir=../shared/data/LibriSpeech/dev-4spk
+train_split=""
+name=""
+exp=""
+stage=1
+stop_stage=6
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --conf) conf="$2"; shift 2 ;;
+    --ngpu) ngpu="$2"; shift 2 ;;
+    --data-dir) data_dir="$2"; shift 2 ;;
+    --dev-dir) dev_dir="$2"; shift 2 ;;
+    --train-split) train_split="$2"; shift 2 ;;
+    --name) name="$2"; shift 2 ;;
+    --exp) exp="$2"; shift 2 ;;
+    --stage) stage="$2"; shift 2 ;;
+    --stop-stage) stop_stage="$2"; shift 2 ;;
+    *=*) extra+=("$1"); shift ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+name=${name:-mini_librispeech-$conf}
+exp=${exp:-exp/$name}
+data=$exp/data
+download_dir=data/mini_librispeech
+dev=$(basename "$dev_dir")
+mkdir -p "$exp/log"
+if [ -z "$train_split" ]; then
+  if [ -n "$data_dir" ] && [ -z "$(find "$data_dir" -mindepth 1 -maxdepth 1 -type d -name LibriSpeech)" ] \
+     && [ -n "$(find "$data_dir" -mindepth 3 -maxdepth 3 -name '*.trans.txt' -print -quit)" ]; then
+    train_split=$(basename "$data_dir")  # --data-dir is a split itself
+  else
+    train_split=train-clean-5
+  fi
+fi
+
+if [ "$ngpu" -gt 0 ]; then
+  device=cuda
+  hardware="${ngpu}x $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo GPU)"
+else
+  device=cpu
+  hardware="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)-core CPU"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  if [ -n "$data_dir" ]; then
+    echo "stage 1: using $data_dir; nothing to download"
+  else
+    echo "stage 1: download mini_librispeech (train-clean-5, dev-clean-2) to $download_dir"
+    asr download mini_librispeech --dest "$download_dir" 2>&1 | tee -a "$exp/log/download.log"
+  fi
+fi
+data_dir=${data_dir:-$download_dir}
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  echo "stage 2: manifests in $data"
+  asr prepare librispeech --data-dir "$data_dir" --out "$data" 2>&1 | tee -a "$exp/log/prepare.log"
+  asr prepare librispeech --data-dir "$dev_dir" --out "$data" 2>&1 | tee -a "$exp/log/prepare.log"
+fi
+
+eval_sets=$dev
+[ -f "$data/dev-clean-2.jsonl" ] && [ "$dev" != dev-clean-2 ] && eval_sets="$eval_sets dev-clean-2"
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  echo "stage 3: check manifests (CMVN statistics and tokenizer are computed by asr train)"
+  for f in "$train_split" $eval_sets; do
+    if [ ! -s "$data/$f.jsonl" ]; then echo "run.sh: $data/$f.jsonl missing or empty" >&2; exit 1; fi
+    echo "  $f: $(wc -l < "$data/$f.jsonl") utterances"
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  if [ -f "$exp/model.pt" ]; then
+    echo "stage 4: $exp/model.pt exists; delete it (or $exp) to train again"
+  else
+    resume=(); [ -f "$exp/last.pt" ] && resume=(--resume)
+    args=(recipes/mini_librispeech/conf/$conf.yaml name="$name" out_dir="$exp" device="$device"
+          data.train_manifest="$data/$train_split.jsonl" data.dev_manifest="$data/$dev.jsonl"
+          "${extra[@]}" "${resume[@]}")
+    echo "stage 4: train $conf on $train_split${resume:+, resuming}"
+    start=$(date +%s)
+    if [ "$ngpu" -gt 1 ]; then
+      torchrun --standalone --nproc_per_node "$ngpu" -m asr.cli train "${args[@]}" 2>&1 | tee -a "$exp/log/train.log"
+    else
+      asr train "${args[@]}" 2>&1 | tee -a "$exp/log/train.log"
+    fi
+    echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$exp/log/train.log"
+  fi
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  for set in $eval_sets; do
+    out=$exp/decode/$set
+    if [ -f "$out/result.json" ]; then echo "stage 5: $set already scored ($out/wer.txt)"; continue; fi
+    echo "stage 5: evaluate $set (greedy)"
+    asr evaluate "$exp/model.pt" "$data/$set.jsonl" --out "$out" --device "$device" \
+      --results-json "$out/result.json" --test-set "mini_librispeech-$set" \
+      --hardware "$hardware" 2>&1 | tee "$exp/log/decode-$set.log"
+  done
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  echo "stage 6: $exp/RESULTS.md"
+  {
+    echo "# mini-LibriSpeech, conf $conf ($(date +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+    echo
+    echo "    bash recipes/mini_librispeech/run.sh --conf $conf --ngpu $ngpu ${extra[*]}"
+    echo
+    asr compare "$exp/decode"
+  } > "$exp/RESULTS.md"
+  cat "$exp/RESULTS.md"
+fi

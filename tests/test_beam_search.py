@@ -1,0 +1,201 @@
+"""Beam search with n-gram LMs (flashlight-text) and alpha/beta tuning, on synthetic CTC posteriors.
+
+Posteriors are built from a transcript: each character holds 1-2 frames, then a blank frame; at chosen
+characters a wrong label outscores the right one, so greedy decoding makes a known error that an LM
+trained on the domain's text should repair.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from asr.decode import BeamSearchConfig, BeamSearchDecoder, DecodeError, greedy_decode
+from asr.lm import build_lm, estimate_kneser_ney, find_kenlm
+from asr.text import CharTokenizer, SentencePieceTokenizer
+from asr.tune import decode_wer, tune_weights
+
+TOK = CharTokenizer()
+CORPUS = [
+    "the cat sat on the mat", "the dog sat on the log", "a cat ran to the house", "the dog ran away",
+    "my cat likes the mat", "the big dog likes the log", "a small cat sat down", "the cat and the dog",
+    "we saw the cat on the mat", "the dog saw a big log", "she said the cat ran away",
+]
+# (sentence, {character position: wrong label that wins that frame})
+ERRORS = [("the cat sat on the mat", {4: "k", 13: "u"}), ("the dog ran away", {5: "a"}),
+          ("a small cat sat down", {9: "i", 15: "e"}), ("the big dog likes the log", {5: "e", 19: "i"})]
+
+
+def posteriors(text: str, swaps: dict[int, str], tokenizer=TOK, ids: list[int] | None = None,
+               seed: int = 0) -> torch.Tensor:
+    """(T, V) log-probabilities of ``text`` (or of label ``ids``), with wrong labels winning at ``swaps``."""
+    rng = random.Random(seed)
+    labels = ids if ids is not None else tokenizer.encode(text)
+    frames = []
+    for i, label in enumerate(labels):
+        for _ in range(rng.choice((1, 2))):
+            p = torch.full((tokenizer.vocab_size,), 0.02 / tokenizer.vocab_size)
+            if i in swaps:
+                p[tokenizer.encode(swaps[i])[0]] += 0.55
+                p[label] += 0.43
+            else:
+                p[label] += 0.9
+                p[rng.randrange(1, tokenizer.vocab_size)] += 0.08
+            frames.append(p)
+        blank = torch.full((tokenizer.vocab_size,), 0.05 / tokenizer.vocab_size)
+        blank[0] += 0.95
+        frames.append(blank)
+    return (torch.stack(frames) / torch.stack(frames).sum(-1, keepdim=True)).log()  # (T, V)
+
+
+def batch(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([x.size(0) for x in items])
+    out = torch.zeros(len(items), int(lengths.max()), items[0].size(1))  # (B, T, V), zero padding
+    for b, x in enumerate(items):
+        out[b, : x.size(0)] = x
+    return out, lengths
+
+
+@pytest.fixture(scope="module")
+def lms(tmp_path_factory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("lm")
+    text = tmp / "corpus.txt"
+    text.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    words = build_lm([text], order=3, out=tmp / "words.arpa", backend="python").path
+    chars = build_lm([text], order=6, out=tmp / "chars.arpa", units="chars", backend="python").path
+    return {"words": str(words), "chars": str(chars), "text": str(text), "tmp": str(tmp)}
+
+
+@pytest.fixture(scope="module")
+def error_set() -> tuple[list[torch.Tensor], list[str]]:
+    return [posteriors(s, swaps, seed=i) for i, (s, swaps) in enumerate(ERRORS)], [s for s, _ in ERRORS]
+
+
+def test_greedy_makes_the_planted_errors(error_set):
+    log_probs, refs = error_set
+    hyps = greedy_decode(*batch(log_probs), TOK)
+    assert all(h.text != r for h, r in zip(hyps, refs))
+    assert hyps[0].text == "the kat sat ou the mat"
+
+
+@pytest.mark.parametrize("mode", ["lexicon", "lexicon-free"])
+def test_lm_decoding_fixes_greedy_errors(lms, error_set, mode):
+    log_probs, refs = error_set
+    lm = lms["words"] if mode == "lexicon" else lms["chars"]
+    decoder = BeamSearchDecoder(TOK, lm=lm, config=BeamSearchConfig(lm_weight=1.0, word_score=0.0))
+    assert decoder.mode == mode  # chosen from the LM's vocabulary
+    hyps = decoder(*batch(log_probs))
+    assert [h.text for h in hyps] == refs
+    greedy = greedy_decode(*batch(log_probs), TOK)
+    assert sum(h.am_score for h in hyps) < sum(h.score for h in greedy)  # the LM overrode the acoustics
+    assert all(h.lm_score is not None and h.lm_score < 0 for h in hyps)
+
+
+def test_lexicon_decoding_never_leaves_the_lexicon(lms):
+    lexicon = {"the", "cat", "dog", "sat", "mat", "on", "a"}
+    generator = torch.Generator().manual_seed(0)
+    noise = [(3 * torch.randn(int(t), TOK.vocab_size, generator=generator)).log_softmax(-1)
+             for t in torch.randint(10, 60, (12,), generator=generator)]
+    for lm in (None, lms["words"]):
+        decoder = BeamSearchDecoder(TOK, lm=lm, lexicon=sorted(lexicon), config=BeamSearchConfig(nbest=5))
+        for nbest in decoder.decode_nbest(*batch(noise)):
+            assert nbest
+            for hyp in nbest:
+                assert set(hyp.text.split()) <= lexicon and hyp.words == hyp.text.split()
+
+
+def test_lexicon_file_with_spellings(lms, tmp_path, error_set):
+    path = tmp_path / "lexicon.txt"
+    path.write_text("the t h e\ncat c a t\nkat c a t |\nsat\non\nmat\ncafé\n", encoding="utf-8")
+    decoder = BeamSearchDecoder(TOK, lm=lms["words"], lexicon=path)
+    assert decoder.words == ["<unk>", "the", "cat", "kat", "sat", "on", "mat"]  # café cannot be spelled
+    assert decoder(*batch(error_set[0][:1]))[0].text in ("the cat sat on the mat", "the kat sat on the mat")
+
+
+def test_nbest_is_sorted_and_its_head_is_the_best(lms, error_set):
+    decoder = BeamSearchDecoder(TOK, lm=lms["words"], config=BeamSearchConfig(lm_weight=1.0, nbest=4))
+    for nbest, best in zip(decoder.decode_nbest(*batch(error_set[0])), decoder(*batch(error_set[0]))):
+        assert 1 < len(nbest) <= 4
+        scores = [h.score for h in nbest]
+        assert scores == sorted(scores, reverse=True) and nbest[0].text == best.text
+
+
+def test_beam_without_lm_equals_greedy_and_batched_equals_single():
+    generator = torch.Generator().manual_seed(1)
+    items = [(2 * torch.randn(int(t), TOK.vocab_size, generator=generator)).log_softmax(-1)
+             for t in (40, 7, 25)]
+    decoder = BeamSearchDecoder(TOK, config=BeamSearchConfig(beam_size=20))
+    assert decoder.mode == "lexicon-free"
+    batched = decoder(*batch(items))
+    single = [decoder(*batch([x]))[0] for x in items]
+    greedy = greedy_decode(*batch(items), TOK)
+    assert [h.text for h in batched] == [h.text for h in single] == [" ".join(g.text.split()) for g in greedy]
+    assert [h.tokens for h in batched] == [g.tokens for g in greedy]
+    assert [h.frames for h in batched] == [g.frames for g in greedy]
+
+
+def test_word_score_controls_word_insertions(lms, error_set):
+    decoder = BeamSearchDecoder(TOK, lm=lms["words"], config=BeamSearchConfig(lm_weight=1.0))
+    log_probs = batch(error_set[0][:1])
+    many = decoder.with_weights(1.0, 30.0)(*log_probs)[0].text.split()
+    few = decoder.with_weights(1.0, -30.0)(*log_probs)[0].text.split()
+    assert len(many) > len(few)
+    assert decoder.config.word_score == 0.0  # with_weights leaves the original alone
+
+
+def test_sentencepiece_lexicon_decoding(lms):
+    sp = SentencePieceTokenizer.train(CORPUS * 3, vocab_size=40)
+    decoder = BeamSearchDecoder(sp, lm=lms["words"], config=BeamSearchConfig(lm_weight=1.0))
+    assert decoder.mode == "lexicon"
+    clean = [posteriors(s, {}, tokenizer=sp, seed=i) for i, s in enumerate(CORPUS[:4])]
+    assert [h.text for h in decoder(*batch(clean))] == CORPUS[:4]
+
+
+def test_decoder_errors(lms, tmp_path):
+    with pytest.raises(DecodeError, match="no such language model"):
+        BeamSearchDecoder(TOK, lm=tmp_path / "missing.arpa")
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(b"mmap lm http://kheafield.com/code format version 5\n\0")
+    with pytest.raises(DecodeError, match="--lexicon"):
+        BeamSearchDecoder(TOK, lm=binary)
+    with pytest.raises(DecodeError, match="KenLM cannot load"):
+        BeamSearchDecoder(TOK, lm=binary, lexicon=["cat"])
+    with pytest.raises(DecodeError, match="none of its 2 words"):
+        BeamSearchDecoder(TOK, lexicon=["café", "日本"])
+    with pytest.raises(DecodeError, match="not both"):
+        BeamSearchDecoder(TOK, lm=lms["chars"], lexicon=["cat"], lexicon_free=True)
+    with pytest.raises(ValueError, match="beam_size"):
+        BeamSearchConfig(beam_size=0)
+
+
+# --------------------------------------------------------------------------------------- tuning
+def test_tuning_returns_the_best_pair_of_its_grid(lms, error_set):
+    log_probs, refs = error_set
+    decoder = BeamSearchDecoder(TOK, lm=lms["chars"])  # lexicon-free: alpha 0 keeps greedy's errors
+    alphas, betas = [0.0, 0.5, 2.0], [-3.0, 0.0, 3.0]
+    result = tune_weights(decoder, log_probs, refs, alphas, betas)
+    grid = {(a, b): decode_wer(decoder.with_weights(a, b), log_probs, refs) for a in alphas for b in betas}
+    assert {(a, b): w for a, b, w in result.tried} == grid
+    assert result.wer == min(grid.values()) == grid[(result.lm_weight, result.word_score)]
+    assert result.wer == 0.0 and grid[(0.0, 0.0)] > 0  # the LM is what fixes the errors
+    refined = tune_weights(decoder, log_probs, refs, alphas, betas, refine_rounds=1)
+    assert len(refined.tried) > len(grid) and refined.wer <= result.wer
+    assert "*" in refined.table()
+
+
+def test_lm_estimate_is_usable_directly(tmp_path):
+    """An in-memory estimate written as ARPA decodes like one built by build_lm."""
+    path = tmp_path / "lm.arpa"
+    estimate_kneser_ney([s.split() for s in CORPUS], order=2).write_arpa(path)
+    decoder = BeamSearchDecoder(TOK, lm=path, config=BeamSearchConfig(lm_weight=1.0))
+    assert decoder(*batch([posteriors("the cat sat on the mat", {4: "k"})]))[0].text == "the cat sat on the mat"
+
+
+@pytest.mark.skipif(find_kenlm() is None or find_kenlm()[1] is None, reason="KenLM not built (tools/build_kenlm.sh)")
+def test_binary_lm_decodes_like_its_arpa(lms, error_set):
+    binary = build_lm([lms["text"]], order=3, out=f"{lms['tmp']}/words.bin").path
+    decoder = BeamSearchDecoder(TOK, lm=binary, config=BeamSearchConfig(lm_weight=1.0))
+    assert decoder.mode == "lexicon"  # its words come from the binary's stored vocabulary
+    assert [h.text for h in decoder(*batch(error_set[0]))] == error_set[1]

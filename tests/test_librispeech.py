@@ -1,0 +1,268 @@
+"""LibriSpeech-layout manifests: exact counts and durations on real audio, broken trees reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr.cli import main
+from asr.data import read_manifest
+from asr.datasets.librispeech import find_splits, prepare_librispeech, prepare_split, read_split
+
+REPO = Path(__file__).resolve().parents[1]
+# (speaker, chapter, utterances kept): 3 + 4 real utterances of two speakers
+PICKS = (("4088", "158079", 3), ("5652", "39938", 4))
+
+
+def _dev4(shared_data: Path) -> Path:
+    return shared_data / "LibriSpeech" / "dev-4spk"
+
+
+def _lines(shared_data: Path, speaker: str, chapter: str) -> list[str]:
+    path = _dev4(shared_data) / speaker / chapter / f"{speaker}-{chapter}.trans.txt"
+    return path.read_text().splitlines()
+
+
+def build_tree(shared_data: Path, split_dir: Path, picks=PICKS) -> dict[str, tuple[str, float]]:
+    """Copy the first utterances of each chapter into ``split_dir`` in LibriSpeech layout;
+    returns ``{uid: (text, duration_s)}`` computed here from the transcript and sf.info."""
+    expected = {}
+    for speaker, chapter, n in picks:
+        folder = split_dir / speaker / chapter
+        folder.mkdir(parents=True)
+        keep = _lines(shared_data, speaker, chapter)[:n]
+        for line in keep:
+            uid, text = line.split(" ", 1)
+            src = _dev4(shared_data) / speaker / chapter / f"{uid}.flac"
+            shutil.copy(src, folder / f"{uid}.flac")
+            info = sf.info(src)
+            expected[uid] = (text, info.frames / info.samplerate)
+        (folder / f"{speaker}-{chapter}.trans.txt").write_text("\n".join(keep) + "\n")
+    return expected
+
+
+@pytest.fixture
+def tree(shared_data, tmp_path) -> tuple[Path, dict[str, tuple[str, float]]]:
+    split = tmp_path / "LibriSpeech" / "tiny"
+    return split, build_tree(shared_data, split)
+
+
+# ------------------------------------------------------------------------------- exact manifests
+def test_whole_dev_4spk_in_place(shared_data, tmp_path):
+    """The real 496-utterance tree: every utterance, every word, header durations to the sample."""
+    src = _dev4(shared_data)
+    reports = prepare_librispeech(src, tmp_path)
+    assert [r.name for r in reports] == ["dev-4spk"]
+    r = reports[0]
+    trans = sorted(src.glob("*/*/*.trans.txt"))
+    lines = [line for t in trans for line in t.read_text().splitlines() if line.strip()]
+    assert r.num_utterances == len(lines) == 496
+    assert r.num_words == sum(len(line.split()) - 1 for line in lines) == 16600
+    assert r.num_skipped == 0 and r.problems == []
+    durations = {p.stem: sf.info(p).frames / sf.info(p).samplerate for p in src.glob("*/*/*.flac")}
+    assert r.duration_s == pytest.approx(sum(durations.values()), abs=1e-6)
+    assert r.duration_s / 3600 == pytest.approx(1.675, abs=5e-4)  # as data/README.md says
+    utts = read_manifest(r.manifest)
+    assert [Path(u.audio_filepath).stem for u in utts] == sorted(
+        durations, key=lambda uid: tuple(int(x) for x in uid.split("-")))
+    texts = dict(line.split(" ", 1) for line in lines)
+    for u in utts:
+        uid = Path(u.audio_filepath).stem
+        assert u.text == texts[uid] and u.speaker == uid.split("-")[0]
+        assert u.duration == pytest.approx(durations[uid], abs=1e-9)
+    assert (tmp_path / "dev-4spk.problems.txt").read_text() == ""
+
+
+def test_small_tree_exact_manifest(tree, tmp_path):
+    split, expected = tree
+    report = prepare_split(split, tmp_path / "out")
+    assert (report.name, report.num_utterances, report.num_skipped) == ("tiny", 7, 0)
+    assert report.num_words == sum(len(text.split()) for text, _ in expected.values())
+    assert report.duration_s == pytest.approx(sum(d for _, d in expected.values()), abs=1e-9)
+    lines = (tmp_path / "out" / "tiny.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [Path(e["audio_filepath"]).stem for e in entries] == [
+        "4088-158079-0000", "4088-158079-0001", "4088-158079-0002",
+        "5652-39938-0000", "5652-39938-0001", "5652-39938-0002", "5652-39938-0003"]
+    for e in entries:
+        uid = Path(e["audio_filepath"]).stem
+        assert set(e) == {"audio_filepath", "duration", "text", "speaker"}
+        assert Path(e["audio_filepath"]) == (split / uid.split("-")[0] / uid.split("-")[1] / f"{uid}.flac").resolve()
+        assert (e["text"], e["duration"]) == (expected[uid][0], pytest.approx(expected[uid][1], abs=1e-9))
+    summary = json.loads((tmp_path / "out" / "tiny.summary.json").read_text())
+    assert summary["num_utterances"] == 7 and summary["num_words"] == report.num_words
+
+
+def test_prepared_split_is_not_prepared_again(tree, tmp_path):
+    split, _ = tree
+    first = prepare_split(split, tmp_path / "out")
+    manifest = tmp_path / "out" / "tiny.jsonl"
+    mtime = manifest.stat().st_mtime_ns
+    shutil.rmtree(split / "5652")  # would change the result if the split were read again
+    again = prepare_split(split, tmp_path / "out")
+    assert again.reused and manifest.stat().st_mtime_ns == mtime
+    assert (again.num_utterances, again.num_words, again.duration_s) == (
+        first.num_utterances, first.num_words, first.duration_s)
+    forced = prepare_split(split, tmp_path / "out", force=True)
+    assert not forced.reused and forced.num_utterances == 3
+
+
+def test_durations_come_from_headers_not_decoding(tree, tmp_path, monkeypatch):
+    import asr.audio
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("audio was decoded")
+
+    monkeypatch.setattr(asr.audio, "load_audio_with_rate", no_decoding)
+    monkeypatch.setattr(asr.audio, "load_audio", no_decoding)
+    monkeypatch.setattr(sf, "read", no_decoding)
+    assert prepare_split(tree[0], tmp_path / "out").num_utterances == 7
+
+
+# ----------------------------------------------------------------------------------- broken trees
+def _chapter(split: Path, speaker="4088", chapter="158079") -> tuple[Path, Path]:
+    folder = split / speaker / chapter
+    return folder, folder / f"{speaker}-{chapter}.trans.txt"
+
+
+def test_missing_transcript_file(tree):
+    split, _ = tree
+    folder, trans = _chapter(split)
+    trans.unlink()
+    utts, problems, skipped = read_split(split)
+    assert len(utts) == 4 and skipped == 3
+    assert problems == [f"{trans}: missing; the chapter's 3 audio files are skipped"]
+
+
+def test_transcript_without_audio_and_audio_without_transcript(tree):
+    split, _ = tree
+    folder, trans = _chapter(split)
+    (folder / "4088-158079-0001.flac").unlink()
+    lines = trans.read_text().splitlines()
+    trans.write_text("\n".join(lines[:2]) + "\n")  # drops the line of 4088-158079-0002
+    utts, problems, skipped = read_split(split)
+    assert [Path(u.audio_filepath).stem for u in utts][:1] == ["4088-158079-0000"]
+    assert len(utts) == 5 and skipped == 2
+    assert problems == [
+        f"{trans}:2: utterance 4088-158079-0001 has no audio file; skipped",
+        f"{folder / '4088-158079-0002.flac'}: no transcript line in {trans.name}; skipped",
+    ]
+
+
+def test_corrupt_and_empty_flac(tree):
+    split, _ = tree
+    folder, _ = _chapter(split)
+    bad = folder / "4088-158079-0001.flac"
+    bad.write_bytes(b"fLaC" + b"\x00garbage" * 10)
+    empty = folder / "4088-158079-0002.flac"
+    empty.write_bytes(b"")
+    utts, problems, skipped = read_split(split)
+    assert len(utts) == 5 and skipped == 2
+    assert len(problems) == 2
+    assert problems[0].startswith(f"{bad}: ") and problems[0].endswith("; skipped")
+    assert problems[1].startswith(f"{empty}: ") and "\n" not in problems[1]
+
+
+def test_bad_lines(tree):
+    split, _ = tree
+    folder, trans = _chapter(split, "5652", "39938")
+    lines = trans.read_text().splitlines()
+    trans.write_bytes("\n".join([
+        lines[0],
+        "5652-39938-0001",  # no text
+        "garbage line without an id",  # not an id of this chapter
+        lines[2], lines[2],  # the same utterance twice
+        "",  # blank lines are fine
+        "5652-39938-0003 ...",  # text that normalizes to nothing
+        "5652-39938-0009 SOME TEXT",  # no audio
+    ]).encode() + b"\n5652-39938-0010 CAF\xe9\n")  # Latin-1, not UTF-8
+    utts, problems, skipped = read_split(split)
+    assert [Path(u.audio_filepath).stem for u in utts] == [
+        "4088-158079-0000", "4088-158079-0001", "4088-158079-0002", "5652-39938-0000"]
+    assert problems == [
+        f"{trans}:2: utterance 5652-39938-0001 has no transcript text; skipped",
+        f"{trans}:3: utterance id 'garbage' is not 5652-39938-<number>; line skipped",
+        f"{trans}:5: utterance 5652-39938-0002 has more than one transcript line; skipped",
+        f"{trans}:7: utterance 5652-39938-0003 has no transcript text; skipped",
+        f"{trans}:9: not valid UTF-8 (byte 20); line skipped",
+        f"{trans}:8: utterance 5652-39938-0009 has no audio file; skipped",
+    ]
+    assert skipped == 4  # 0001, 0002, 0003 (bad lines) and 0009 (no audio)
+
+
+def test_stray_files_reported(tree):
+    split, _ = tree
+    folder, _ = _chapter(split)
+    (folder / "notes.trans.txt").write_text("4088-158079-0000 X\n")
+    shutil.copy(folder / "4088-158079-0000.flac", split / "4088" / "lost.flac")
+    utts, problems, skipped = read_split(split)
+    assert len(utts) == 7 and skipped == 1
+    assert problems == [f"{folder / 'notes.trans.txt'}: unexpected transcript file "
+                        "(expected 4088-158079.trans.txt); ignored",
+                        f"{split / '4088'}: 1 audio files outside a chapter folder; skipped"]
+
+
+def test_problems_file_and_cli_report(tree, tmp_path, capsys):
+    split, _ = tree
+    _, trans = _chapter(split)
+    trans.write_text(trans.read_text() + "4088-158079-0099 NO AUDIO\n")
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: 7 utterances" in out and "1 skipped" in out and "1 problems" in out
+    assert "0099 has no audio file" in (tmp_path / "o" / "tiny.problems.txt").read_text()
+
+
+# ----------------------------------------------------------------------------------- find_splits
+def test_find_splits_layouts(tree, tmp_path):
+    split, _ = tree
+    root = split.parent  # .../LibriSpeech
+    shutil.copytree(split, root / "other")
+    (root / "not-a-split").mkdir()
+    assert find_splits(split) == {"tiny": split}
+    assert find_splits(root) == {"other": root / "other", "tiny": split}
+    assert find_splits(root.parent) == {"other": root / "other", "tiny": split}  # download folder
+    assert find_splits(root, ["tiny"]) == {"tiny": split}
+    with pytest.raises(FileNotFoundError, match=r"split\(s\) nope not found \(found: other, tiny\)"):
+        find_splits(root, ["tiny", "nope"])
+    with pytest.raises(FileNotFoundError, match="no LibriSpeech-layout split"):
+        find_splits(root / "not-a-split")
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["prepare", "librispeech", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("asr: error: ") and "nope" in err[0]
+
+
+# ------------------------------------------------------------------------------ recipe smoke test
+@pytest.mark.slow
+def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
+    """All six stages of recipes/mini_librispeech/run.sh on CPU, on 7 + 3 real utterances."""
+    if shutil.which("asr") is None:
+        pytest.fail("the `asr` console script is not on PATH (pip install -e .)")
+    train = tmp_path / "tiny-train"
+    build_tree(shared_data, train)
+    dev = tmp_path / "tiny-dev"
+    build_tree(shared_data, dev, picks=(("8226", "274371", 3),))
+    exp = tmp_path / "exp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", str(train),
+           "--dev-dir", str(dev), "--ngpu", "0", "--exp", str(exp), "preset=tiny", "epochs=1",
+           "max_steps=2", "threads=1", "data.num_workers=0", "features.kind=fbank", "data.max_batch_s=60"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (exp / "model.pt").is_file()
+    result = json.loads((exp / "decode" / "tiny-dev" / "result.json").read_text())
+    assert result["test_set"] == "mini_librispeech-tiny-dev" and result["num_utterances"] == 3
+    assert result["train_data"].startswith("tiny-train (") and result["decoding"] == "greedy"
+    assert result["hardware"].endswith("-core CPU")
+    table = (exp / "RESULTS.md").read_text()
+    assert "| other | mini_librispeech-tiny-dev |" in table and table.count("not run") == 11
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # all done: skips
+    assert again.returncode == 0 and "model.pt exists" in again.stdout and "already scored" in again.stdout

@@ -1,0 +1,213 @@
+"""The LibriSpeech download stage (asr.datasets.openslr) against a local HTTP server on 127.0.0.1,
+serving small tar.gz files built here in LibriSpeech layout."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import re
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from asr.cli import main
+from asr.datasets import openslr
+from asr.datasets.download import DownloadError
+from asr.datasets.openslr import FILES, GROUPS, fetch_parts, resolve_parts
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves ``server.files``; honours ``Range: bytes=N-``; ``server.cut_after`` cuts the next body."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        data = self.server.files.get(self.path)
+        rng = self.headers.get("Range")
+        self.server.log.append((self.path, rng))
+        if data is None:
+            self.send_error(404)
+            return
+        start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
+        body = data[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cut, self.server.cut_after = self.server.cut_after, None
+        self.wfile.write(body if cut is None else body[:cut])
+        self.close_connection = True
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files, httpd.log, httpd.cut_after = {}, [], None
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+def _targz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _part_archive(part: str) -> bytes:
+    """A small archive laid out like the real one: LibriSpeech/<part>/<spk>/<chapter>/..."""
+    folder = f"LibriSpeech/{part}/19/198"
+    return _targz({
+        "LibriSpeech/README.TXT": b"readme",
+        f"{folder}/19-198.trans.txt": b"19-198-0000 HELLO\n",
+        f"{folder}/19-198-0000.flac": bytes(range(256)) * 40,  # large enough to cut mid-transfer
+    })
+
+
+@pytest.fixture
+def serve(server, monkeypatch):
+    """Serve the named parts' test files at ``/<resource>/<file>`` and point FILES at their sizes
+    and MD5s (the real values describe the real multi-GB archives)."""
+
+    def _serve(*names: str, payloads: dict[str, bytes] | None = None, **overrides) -> dict[str, bytes]:
+        payloads = payloads or {}
+        served = {}
+        for name in names:
+            f = FILES[name]
+            data = payloads.get(name) or (_part_archive(name) if f.archive else f"{name} data\n".encode())
+            server.files[f"/{f.resource}/{f.filename}"] = data
+            changes = {"size": len(data), "md5": hashlib.md5(data).hexdigest(), **overrides}
+            monkeypatch.setitem(FILES, name, dataclasses.replace(f, **changes))
+            served[name] = data
+        return served
+
+    return _serve
+
+
+# ------------------------------------------------------------------------------------ the table
+def test_part_list_urls_and_checksum_table():
+    slr12 = ["train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other",
+             "test-clean", "test-other"]
+    assert list(GROUPS["librispeech"]) == slr12
+    assert resolve_parts(["librispeech"]) == slr12
+    assert resolve_parts(["mini_librispeech"]) == ["train-clean-5", "dev-clean-2"]
+    assert resolve_parts(["dev-clean", "librispeech-eval"]) == ["dev-clean", "dev-other", "test-clean", "test-other"]
+    for part in slr12:
+        assert FILES[part].url() == f"https://www.openslr.org/resources/12/{part}.tar.gz"
+    for part in ("train-clean-5", "dev-clean-2"):
+        assert FILES[part].url() == f"https://www.openslr.org/resources/31/{part}.tar.gz"
+    for name in GROUPS["lm"]:
+        assert FILES[name].url() == f"https://www.openslr.org/resources/11/{name}" and not FILES[name].archive
+    assert {"3-gram.arpa.gz", "4-gram.arpa.gz", "librispeech-lexicon.txt", "librispeech-lm-norm.txt.gz"} <= set(GROUPS["lm"])
+    for f in FILES.values():
+        assert f.md5 is None or re.fullmatch(r"[0-9a-f]{32}", f.md5), f
+        assert f.size is None or f.size > 0
+    # values quoted from public sources (see the module docstring)
+    assert (FILES["train-clean-100"].size, FILES["train-clean-100"].md5) == (6387309499, "2a93770f6d5c6c964bc36631d331a522")
+    assert (FILES["dev-clean-2"].size, FILES["dev-clean-2"].md5) == (126046265, "6d7ab67ac6a1d2c993d050e16d61080d")
+    assert FILES["librispeech-lm-norm.txt.gz"].size is None  # no public source found: not checked
+    with pytest.raises(ValueError, match="unknown OpenSLR part 'train-clean-99'"):
+        resolve_parts(["train-clean-99"])
+
+
+# ------------------------------------------------------------------------------- download stage
+def test_fetch_extract_and_skip_when_done(server, serve, tmp_path):
+    serve("dev-clean", "test-clean", "librispeech-lexicon.txt")
+    got = fetch_parts(["dev-clean", "test-clean", "librispeech-lexicon.txt"], tmp_path, base_url=server.url)
+    assert got == [tmp_path / "LibriSpeech/dev-clean", tmp_path / "LibriSpeech/test-clean",
+                   tmp_path / "lm/librispeech-lexicon.txt"]
+    assert [path for path, _ in server.log] == ["/12/dev-clean.tar.gz", "/12/test-clean.tar.gz",
+                                               "/11/librispeech-lexicon.txt"]
+    for part in ("dev-clean", "test-clean"):
+        assert (tmp_path / f"LibriSpeech/{part}/19/198/19-198.trans.txt").read_bytes() == b"19-198-0000 HELLO\n"
+        assert (tmp_path / f"LibriSpeech/{part}/.complete").is_file()
+        assert (tmp_path / f"{part}.tar.gz").is_file()  # kept unless remove_archive
+    assert (tmp_path / "lm/librispeech-lexicon.txt").read_text() == "librispeech-lexicon.txt data\n"
+    # a second run touches neither the network nor the files
+    server.log.clear()
+    server.files.clear()  # the server would answer 404 now
+    assert fetch_parts(["dev-clean", "test-clean", "librispeech-lexicon.txt"], tmp_path, base_url=server.url) == got
+    assert server.log == []
+
+
+def test_resume_after_interrupted_transfer(server, serve, tmp_path):
+    data = serve("dev-clean")["dev-clean"]
+    server.cut_after = len(data) // 2
+    with pytest.raises(DownloadError, match="run again to resume"):
+        fetch_parts(["dev-clean"], tmp_path, base_url=server.url)
+    assert (tmp_path / "dev-clean.tar.gz.part").stat().st_size == len(data) // 2
+    assert not (tmp_path / "LibriSpeech/dev-clean/.complete").exists()
+    fetch_parts(["dev-clean"], tmp_path, base_url=server.url)
+    assert server.log == [("/12/dev-clean.tar.gz", None), ("/12/dev-clean.tar.gz", f"bytes={len(data) // 2}-")]
+    assert (tmp_path / "LibriSpeech/dev-clean/.complete").is_file()
+
+
+def test_checksum_mismatch_rejected(server, serve, tmp_path):
+    serve("dev-other", md5="0" * 32)
+    with pytest.raises(DownloadError, match=r"dev-other\.tar\.gz\.part: md5 mismatch .*the file was removed"):
+        fetch_parts(["dev-other"], tmp_path, base_url=server.url)
+    assert not (tmp_path / "LibriSpeech").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_size_mismatch_rejected(server, serve, tmp_path):
+    data = serve("test-other")["test-other"]
+    serve("test-other", size=len(data) + 1)
+    with pytest.raises(DownloadError, match=rf"size {len(data)} bytes, expected {len(data) + 1}"):
+        fetch_parts(["test-other"], tmp_path, base_url=server.url)
+    assert not (tmp_path / "LibriSpeech").exists()
+
+
+@pytest.mark.parametrize("bad_member", ["../evil.txt", "LibriSpeech/dev-clean/../../evil.txt", "/tmp/asr-openslr-evil.txt"])
+def test_unsafe_archive_rejected(server, serve, tmp_path, bad_member):
+    archive = _targz({"LibriSpeech/dev-clean/19/198/a.txt": b"ok", bad_member: b"evil"})
+    serve("dev-clean", payloads={"dev-clean": archive})
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError, match=re.escape(repr(bad_member))):
+        fetch_parts(["dev-clean"], dest, base_url=server.url)
+    assert not (dest / "LibriSpeech").exists() and not (tmp_path / "evil.txt").exists()
+    assert not Path("/tmp/asr-openslr-evil.txt").exists()
+
+
+def test_archive_without_its_part_folder(server, serve, tmp_path):
+    serve("train-clean-5", payloads={"train-clean-5": _targz({"LibriSpeech/other-part/x.txt": b"x"})})
+    with pytest.raises(DownloadError, match=r"train-clean-5\.tar\.gz: the archive holds no LibriSpeech/train-clean-5/"):
+        fetch_parts(["mini_librispeech"], tmp_path, base_url=server.url)
+
+
+def test_cli_download_list_and_fetch(server, serve, tmp_path, capsys):
+    assert main(["download", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "https://www.openslr.org/resources/12/train-other-500.tar.gz" in listing
+    assert "d1a0fd59409feb2c614ce4d30c387708" in listing
+    serve("train-clean-5", "dev-clean-2")
+    assert main(["download", "mini_librispeech", "--dest", str(tmp_path), "--base-url", server.url,
+                 "--remove-archive"]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "LibriSpeech/train-clean-5"),
+                                               str(tmp_path / "LibriSpeech/dev-clean-2")]
+    assert not list(tmp_path.glob("*.tar.gz"))
+    assert main(["download", "nope", "--dest", str(tmp_path)]) == 2
+    assert "unknown OpenSLR part 'nope'" in capsys.readouterr().err
+    # the prepared split reads straight from the download folder
+    assert main(["prepare", "librispeech", "--data-dir", str(tmp_path), "--out", str(tmp_path / "m"),
+                 "--splits", "train-clean-5"]) == 0
+    out = capsys.readouterr().out
+    assert "train-clean-5: 0 utterances" in out and "1 skipped" in out  # the test 'flac' is not audio
+
+
+def test_default_base_url_is_openslr():
+    assert openslr.OPENSLR_URL == "https://www.openslr.org/resources"

@@ -1,0 +1,149 @@
+"""Measured-results files, ``asr evaluate --results-json`` and the ``asr compare`` table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from asr.checkpoint import Recognizer, checkpoint_payload, save_checkpoint
+from asr.cli import main
+from asr.datasets.librispeech import prepare_split
+from asr.features import FeatureConfig, FeatureExtractor
+from asr.model import DeepSpeech2, load_preset
+from asr.results import (PAPER_ROWS, MeasuredResult, ResultsError, comparison_table, read_results,
+                         write_result)
+from asr.text import CharTokenizer
+
+# The DS2 paper's Table 13, as the issue quotes it: (DS1, DS2, human) WER in %.
+PAPER = {
+    "WSJ eval'92": (4.94, 3.60, 5.03), "WSJ eval'93": (6.94, 4.98, 8.08),
+    "LibriSpeech test-clean": (7.89, 5.33, 5.83), "LibriSpeech test-other": (21.74, 13.25, 12.69),
+    "VoxForge American-Canadian": (15.01, 7.55, 4.85), "VoxForge Commonwealth": (28.46, 13.56, 8.15),
+    "VoxForge European": (31.20, 17.55, 12.76), "VoxForge Indian": (45.35, 22.44, 22.15),
+    "CHiME eval clean": (6.30, 3.34, 3.46), "CHiME eval real": (67.94, 21.79, 11.84),
+    "CHiME eval sim": (80.27, 45.05, 31.33),
+}
+
+
+def _result(test_set="librispeech-test-clean", wer=12.5, **kw) -> MeasuredResult:
+    fields = dict(train_data="LibriSpeech train-clean-100 (100.6 h)", model="medium, 30.9 M parameters",
+                  decoding="greedy", hardware="1x NVIDIA H100", commit="abc1234", date="2025-01-31")
+    fields.update(kw)
+    return MeasuredResult(test_set, wer, **fields)
+
+
+def _rows(table: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| speech")]
+
+
+def test_paper_rows_are_the_papers_table():
+    assert {r.test_set: (r.ds1, r.ds2, r.human) for r in PAPER_ROWS} == PAPER
+    assert [r.category for r in PAPER_ROWS] == ["read"] * 4 + ["accented"] * 4 + ["noisy"] * 3
+    assert len({r.key for r in PAPER_ROWS}) == 11
+
+
+def test_table_without_results_says_not_run():
+    rows = _rows(comparison_table([]))
+    assert [r[1] for r in rows] == list(PAPER)
+    for r in rows:
+        assert tuple(float(x) for x in r[2:5]) == PAPER[r[1]]
+        assert r[5:] == ["not run", "-", "-", "-", "-", "-"]
+
+
+def test_table_marks_each_measurement():
+    results = [_result(), _result(wer=10.0, model="ds2, 96.3 M parameters", hardware="8x NVIDIA H100"),
+               _result("wsj-eval92", 9.876, train_data="WSJ si284 (81 h)"),
+               _result("mini_librispeech-dev-4spk", 55.5, decoding="beam 32 | 4-gram")]
+    rows = _rows(comparison_table(results))
+    clean = [r for r in rows if r[1] == "LibriSpeech test-clean"]
+    assert [r[5:] for r in clean] == [
+        ["12.50", "LibriSpeech train-clean-100 (100.6 h)", "medium, 30.9 M parameters", "greedy",
+         "1x NVIDIA H100", "abc1234 2025-01-31"],
+        ["10.00", "LibriSpeech train-clean-100 (100.6 h)", "ds2, 96.3 M parameters", "greedy",
+         "8x NVIDIA H100", "abc1234 2025-01-31"]]
+    assert [r for r in rows if r[1] == "WSJ eval'92"][0][5:7] == ["9.88", "WSJ si284 (81 h)"]
+    other = rows[-1]
+    assert other[:6] == ["other", "mini_librispeech-dev-4spk", "-", "-", "-", "55.50"]
+    assert "beam 32 \\| 4-gram" in comparison_table(results)  # a '|' cannot break the table
+    assert sum(r[5] == "not run" for r in rows) == 9
+
+
+def test_results_files_roundtrip_and_formats(tmp_path):
+    a, b = _result(), _result("librispeech-test-other", 30.0, cer=12.0, num_utterances=2939)
+    write_result(a, tmp_path / "exp" / "decode" / "test-clean" / "result.json")
+    write_result(b, tmp_path / "exp" / "decode" / "test-other" / "result.json")
+    assert read_results([tmp_path / "exp"]) == [a, b]  # folders are searched for result.json
+    (tmp_path / "list.json").write_text(json.dumps([a.to_dict(), b.to_dict()]))
+    (tmp_path / "lines.jsonl").write_text(json.dumps(a.to_dict()) + "\n\n" + json.dumps(b.to_dict()) + "\n")
+    assert read_results([tmp_path / "list.json", tmp_path / "lines.jsonl"]) == [a, b, a, b]
+
+
+@pytest.mark.parametrize(("content", "pattern"), [
+    ('{"test_set": "x", "wer": 1.0}', r"bad\.json: missing keys train_data, model, decoding, hardware"),
+    (json.dumps({**_result().to_dict(), "werr": 1}), r"bad\.json: unknown keys werr"),
+    (json.dumps({**_result().to_dict(), "wer": "12"}), r"bad\.json: 'wer' must be a percentage"),
+    (json.dumps(_result().to_dict()) + "\n{oops\n", r"bad\.json:2: invalid JSON"),
+    ("[1]", r"bad\.json: expected a JSON object, got int"),
+])
+def test_malformed_results_rejected(tmp_path, content, pattern):
+    (tmp_path / "bad.json").write_text(content)
+    with pytest.raises(ResultsError, match=pattern):
+        read_results([tmp_path / "bad.json"])
+
+
+def test_cli_compare(tmp_path, capsys):
+    write_result(_result(), tmp_path / "r.json")
+    assert main(["compare", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| read | LibriSpeech test-clean | 7.89 | 5.33 | 5.83 | 12.50 |" in out
+    assert out.count("not run") == 10 and "Table 13" in out
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["compare", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.json" in err[0]
+    assert main(["compare", str(tmp_path / "missing.json")]) == 2
+
+
+def test_evaluate_writes_results_json(shared_data, checkpoint, tmp_path, capsys):
+    """``asr evaluate --results-json`` on 2 real utterances with an untrained tiny model."""
+    src = shared_data / "LibriSpeech" / "dev-4spk" / "8226" / "274371"
+    folder = tmp_path / "tiny" / "8226" / "274371"
+    folder.mkdir(parents=True)
+    lines = (src / "8226-274371.trans.txt").read_text().splitlines()[:2]
+    for line in lines:
+        uid = line.split()[0]
+        (folder / f"{uid}.flac").write_bytes((src / f"{uid}.flac").read_bytes())
+    (folder / "8226-274371.trans.txt").write_text("\n".join(lines) + "\n")
+    report = prepare_split(tmp_path / "tiny", tmp_path / "data")  # the checkpoint's training manifest
+    out = tmp_path / "decode"
+    assert main(["evaluate", str(checkpoint), str(report.manifest), "--out", str(out), "--results-json",
+                 str(out / "result.json"), "--test-set", "librispeech-test-clean", "--hardware", "2-core CPU"]) == 0
+    assert f"results: {out / 'result.json'}" in capsys.readouterr().out
+    result = json.loads((out / "result.json").read_text())
+    wer_line = (out / "wer.txt").read_text().splitlines()[0]  # "WER 98.00 % [ ... ]"
+    assert result["wer"] == pytest.approx(float(wer_line.split()[1]), abs=0.005)
+    words = sum(len(line.split()) - 1 for line in lines)
+    assert (result["test_set"], result["num_utterances"], result["num_words"]) == ("librispeech-test-clean", 2, words)
+    assert result["train_data"] == f"tiny ({report.duration_s / 3600:.2f} h)"
+    assert result["model"] == "tiny, 0.1 M parameters" and result["decoding"] == "greedy"
+    assert result["hardware"] == "2-core CPU" and result["checkpoint"] == str(checkpoint)
+    assert isinstance(result["commit"], str) and len(result["date"]) == 10  # commit: "" outside git
+    row = [r for r in _rows(comparison_table(read_results([out]))) if r[1] == "LibriSpeech test-clean"][0]
+    assert row[5:10] == [f"{result['wer']:.2f}", result["train_data"], result["model"], "greedy", "2-core CPU"]
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    torch.manual_seed(0)
+    features = FeatureExtractor(FeatureConfig(kind="fbank"))
+    tokenizer = CharTokenizer()
+    model = DeepSpeech2(load_preset("tiny"), num_features=features.num_features, vocab_size=tokenizer.vocab_size)
+    recognizer = Recognizer(features=features, model=model, tokenizer=tokenizer).eval()
+    path = tmp_path / "run" / "model.pt"
+    config = {"preset": "tiny", "data": {"train_manifest": str(tmp_path / "data" / "tiny.jsonl")}}
+    save_checkpoint(checkpoint_payload(recognizer, config=config), path)
+    return path
