@@ -1,17 +1,28 @@
-"""Training-time augmentation: SpecAugment masks on features, speed perturbation and gain on waveforms.
+"""Training-time augmentation: SpecAugment (time warp, frequency and time masks) on features; speed
+perturbation, additive noise at a sampled SNR and gain on waveforms.
 
 All randomness comes from torch's global generator, which the trainer seeds and stores in its
 checkpoints, so augmented runs are deterministic under a seed and resume exactly. Every transform
-is off in eval mode (``SpecAugment``) or only ever applied by the training dataset (waveforms).
+is the identity in eval mode, and the trainer gives the waveform transforms to the training
+dataset only: dev scoring and evaluation never see them.
+
+A noise manifest is an ordinary JSON-lines manifest (``asr.data``) of noise recordings;
+``text`` may be empty.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as nnf
 import torchaudio.functional as AF
 from torch import Tensor, nn
+
+from asr.audio import load_audio
+from asr.data import ManifestError, Utterance, read_manifest
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,10 @@ class AugmentConfig:
     time_mask_ratio: float = 0.2  # a time mask covers at most this fraction of the utterance
     speed_factors: tuple[float, ...] = ()  # e.g. [0.9, 1.0, 1.1]: one drawn per utterance (resampling)
     gain_db: float = 0.0  # random gain drawn from [-gain_db, +gain_db] dB
+    time_warp: int = 0  # SpecAugment time warp: max frames the warp point moves (0: off)
+    noise_manifest: str = ""  # JSON-lines manifest of noise recordings ("": no additive noise)
+    noise_prob: float = 1.0  # fraction of utterances that get noise (when noise_manifest is set)
+    noise_snr_db: tuple[float, float] = (10.0, 30.0)  # SNR drawn uniformly from [low, high] dB
 
     def __post_init__(self) -> None:
         for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
@@ -34,21 +49,35 @@ class AugmentConfig:
             raise ValueError(f"augment.speed_factors must lie in [0.5, 2], got {list(self.speed_factors)}")
         if self.gain_db < 0:
             raise ValueError(f"augment.gain_db must be >= 0, got {self.gain_db}")
+        if self.time_warp < 0:
+            raise ValueError(f"augment.time_warp must be >= 0, got {self.time_warp}")
+        if not 0 <= self.noise_prob <= 1:
+            raise ValueError(f"augment.noise_prob must be in [0, 1], got {self.noise_prob}")
+        if len(self.noise_snr_db) != 2 or not self.noise_snr_db[0] <= self.noise_snr_db[1]:
+            raise ValueError(f"augment.noise_snr_db must be [low, high] with low <= high, got {list(self.noise_snr_db)}")
 
     @property
     def spec_augment(self) -> bool:
-        return (self.freq_masks > 0 and self.freq_mask_width > 0) or (self.time_masks > 0 and self.time_mask_width > 0)
+        return ((self.freq_masks > 0 and self.freq_mask_width > 0) or (self.time_masks > 0 and self.time_mask_width > 0)
+                or self.time_warp > 0)
+
+    @property
+    def add_noise(self) -> bool:
+        return bool(self.noise_manifest) and self.noise_prob > 0
 
     @property
     def wave_augment(self) -> bool:
-        return any(f != 1.0 for f in self.speed_factors) or self.gain_db > 0
+        return any(f != 1.0 for f in self.speed_factors) or self.gain_db > 0 or self.add_noise
 
 
 class SpecAugment(nn.Module):
-    """Frequency and time masks (Park et al. 2019) on a padded feature batch, training mode only.
+    """Time warp, frequency and time masks (Park et al. 2019) on a padded feature batch, training mode only.
 
-    Masked cells are set to 0, the mean of normalized features. Time masks stay inside each
-    utterance's valid frames, so padding never changes where a mask falls.
+    The time warp (``time_warp`` > 0) moves a random point of each utterance's valid frames by up
+    to ``time_warp`` frames, stretching the frames before it and squeezing those after it (or the
+    reverse) by linear interpolation; the length is unchanged. Masked cells are set to 0, the mean
+    of normalized features. Warps and time masks stay inside each utterance's valid frames, so
+    padding never changes where they fall.
     """
 
     def __init__(self, cfg: AugmentConfig):
@@ -59,6 +88,8 @@ class SpecAugment(nn.Module):
         """(B, T, F), (B,) -> (B, T, F); identity in eval mode."""
         if not self.training or not self.cfg.spec_augment:
             return feats
+        if self.cfg.time_warp > 0:
+            feats = time_warp(feats, lens, self.cfg.time_warp)  # (B, T, F)
         B, T, F = feats.shape
         keep = torch.ones(B, T, F, dtype=torch.bool, device=feats.device)
         bins = torch.arange(F, device=feats.device)  # (F,)
@@ -82,23 +113,129 @@ class SpecAugment(nn.Module):
 
 
 class WaveAugment:
-    """Speed perturbation (resampling, so pitch and tempo change together) and random gain.
+    """Speed perturbation (resampling, so pitch and tempo change together), additive noise, gain.
 
     A callable on one waveform (S,) -> (S',); ``S' ~ S / factor`` for speed factor ``factor``.
+    Noise is mixed after the speed change and before the gain, so the gain keeps the SNR.
+    ``eval()`` makes it the identity, ``train()`` turns it back on.
+
+    Raises:
+        ManifestError: the noise manifest cannot be read or holds no usable recording.
     """
 
     def __init__(self, cfg: AugmentConfig, sample_rate: int):
         self.cfg = cfg
         self.sample_rate = sample_rate
+        self.training = True
+        self.noise = NoiseSource(cfg.noise_manifest, sample_rate) if cfg.add_noise else None
+
+    def train(self, mode: bool = True) -> WaveAugment:
+        self.training = mode
+        return self
+
+    def eval(self) -> WaveAugment:
+        return self.train(False)
 
     def __call__(self, wave: Tensor) -> Tensor:
+        if not self.training:
+            return wave
         if self.cfg.speed_factors:
             factor = self.cfg.speed_factors[int(torch.randint(len(self.cfg.speed_factors), ()))]
             wave = speed_perturb(wave, factor, self.sample_rate)
+        if self.noise is not None and float(torch.rand(())) < self.cfg.noise_prob:
+            low, high = self.cfg.noise_snr_db
+            snr_db = low + float(torch.rand(())) * (high - low)
+            wave = mix_at_snr(wave, self.noise.sample(len(wave)), snr_db)
         if self.cfg.gain_db > 0:
             gain_db = (torch.rand(()) * 2 - 1) * self.cfg.gain_db
             wave = wave * float(10 ** (gain_db / 20))
         return wave
+
+
+class NoiseSource:
+    """Random noise segments from the recordings of a noise manifest.
+
+    ``sample(num_samples)`` picks a recording at random (torch's global generator); a longer one
+    gives a segment at a random offset (only that segment is read), a shorter one is looped.
+
+    Raises:
+        ManifestError: the manifest cannot be read or holds no recording.
+    """
+
+    def __init__(self, manifest: str, sample_rate: int):
+        self.manifest = manifest
+        self.sample_rate = sample_rate
+        self.utts: list[Utterance] = read_manifest(manifest, skip_bad=True)
+        if not self.utts:
+            raise ManifestError(manifest, None, "noise manifest holds no usable recording")
+
+    def sample(self, num_samples: int) -> Tensor:
+        """A noise segment of exactly ``num_samples`` samples, float32 (S,)."""
+        utt = self.utts[int(torch.randint(len(self.utts), ()))]
+        needed_s = num_samples / self.sample_rate
+        offset_s, duration_s = utt.offset, (utt.duration or None)
+        if utt.duration > needed_s + 0.1:  # long enough: read a random segment of it only
+            offset_s += float(torch.rand(())) * (utt.duration - needed_s - 0.1)
+            duration_s = needed_s + 0.05
+        noise = torch.from_numpy(np.ascontiguousarray(
+            load_audio(utt.audio_filepath, self.sample_rate, offset_s=offset_s, duration_s=duration_s)))  # (N,)
+        return loop_to_length(noise, num_samples)
+
+
+def loop_to_length(wave: Tensor, num_samples: int) -> Tensor:
+    """``wave`` (N,) repeated end to end and cut to ``num_samples`` samples.
+
+    >>> loop_to_length(torch.tensor([1., 2., 3.]), 7).tolist()
+    [1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0]
+    """
+    if len(wave) == 0:
+        raise ValueError("cannot loop an empty waveform")
+    repeats = math.ceil(num_samples / len(wave))
+    return wave.repeat(repeats)[:num_samples]
+
+
+def mix_at_snr(speech: Tensor, noise: Tensor, snr_db: float) -> Tensor:
+    """``speech + g * noise`` with ``g`` such that 10 log10(P_speech / P_(g noise)) = ``snr_db``.
+
+    Powers are mean squares over the whole (S,) signals; ``noise`` must have the same length. A
+    silent speech or noise signal is returned unchanged.
+
+    >>> s, n = torch.ones(100), torch.ones(100)
+    >>> round(float((mix_at_snr(s, n, 20.0) - s).pow(2).mean()), 6)  # noise power 1 / 100
+    0.01
+    """
+    if speech.shape != noise.shape:
+        raise ValueError(f"speech {tuple(speech.shape)} and noise {tuple(noise.shape)} differ in shape")
+    speech_power = float(speech.double().pow(2).mean())
+    noise_power = float(noise.double().pow(2).mean())
+    if speech_power == 0 or noise_power == 0:
+        return speech
+    gain = math.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))
+    return speech + gain * noise
+
+
+def time_warp(feats: Tensor, lens: Tensor, max_warp: int) -> Tensor:
+    """SpecAugment time warp of a padded batch: (B, T, F), (B,) -> (B, T, F).
+
+    For each utterance of ``n`` valid frames (``n > 2 * max_warp + 1``; shorter ones are left
+    alone), a point ``c`` in ``[max_warp + 1, n - max_warp)`` moves to ``c + w``, ``w`` uniform in
+    ``[-max_warp, max_warp]``: frames ``[0, c)`` are resampled to ``c + w`` frames and ``[c, n)``
+    to ``n - c - w`` (linear interpolation; the first and last valid frames stay in place).
+    Padded frames are untouched.
+    """
+    out = feats.clone()
+    for b, n in enumerate(lens.tolist()):
+        if n <= 2 * max_warp + 1:
+            continue
+        c = int(torch.randint(max_warp + 1, n - max_warp, ()))
+        w = int(torch.randint(-max_warp, max_warp + 1, ()))
+        if w == 0:
+            continue
+        seg = feats[b, :n].T[None]  # (1, F, n)
+        left = nnf.interpolate(seg[..., :c], size=c + w, mode="linear", align_corners=True)  # (1, F, c + w)
+        right = nnf.interpolate(seg[..., c:], size=n - c - w, mode="linear", align_corners=True)  # (1, F, n - c - w)
+        out[b, :n] = torch.cat([left, right], dim=-1)[0].T  # (n, F)
+    return out
 
 
 def speed_perturb(wave: Tensor, factor: float, sample_rate: int) -> Tensor:

@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["auto", "kenlm", "python"], default="auto",
                    help="kenlm: lmplz (tools/build_kenlm.sh); python: the built-in Kneser-Ney; auto: kenlm if found")
 
+    p = sub.add_parser("average", help="average the weights of several checkpoints of one run into one")
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints of one run, e.g. exp/NAME/epoch-*.pt")
+    p.add_argument("--out", required=True, help="output checkpoint (must not exist yet)")
+
     p = sub.add_parser("compare", help="WER table against the DS2 paper's DS1 / DS2 / human numbers")
     p.add_argument("results", nargs="*", help="results files of `asr evaluate --results-json`, or folders holding result.json files")
 
@@ -351,6 +355,14 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from asr.averaging import write_average
+
+    out = write_average(args.checkpoints, args.out)
+    print(f"{out}: average of {len(args.checkpoints)} checkpoints")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from asr.results import comparison_table, read_results
 
@@ -371,7 +383,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 COMMANDS = {
     "prepare": cmd_prepare, "train": cmd_train, "transcribe": cmd_transcribe,
     "evaluate": cmd_evaluate, "presets": cmd_presets,
-    "download": cmd_download, "compare": cmd_compare, "tune-lm": cmd_tune_lm, "build-lm": cmd_build_lm,
+    "download": cmd_download, "compare": cmd_compare, "average": cmd_average, "tune-lm": cmd_tune_lm, "build-lm": cmd_build_lm,
 }
 
 

@@ -6,7 +6,12 @@ One run lives in ``exp/<name>/`` (or ``out_dir``):
 - ``train_log.jsonl``: one JSON object per logged step and per epoch;
 - ``last.pt``: the newest checkpoint with the full training state (for ``--resume``);
 - ``best.pt``: the checkpoint with the lowest dev WER (or the newest, without a dev set);
-- ``model.pt``: the final inference checkpoint (a copy of the best weights, no optimizer state).
+- ``model.pt``: the final inference checkpoint (a copy of the best weights, no optimizer state);
+- ``epoch-<N>.pt``: with ``keep_epoch_checkpoints``, the weights after epoch N, for ``asr average``.
+
+With ``ema_decay`` > 0 the trainer keeps an exponential moving average of the weights
+(``asr.averaging.ModelEMA``): the dev set scores it, and ``best.pt``, ``model.pt`` and the epoch
+checkpoints hold it; ``last.pt`` holds the trained weights and the average, for an exact resume.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.augment import SpecAugment, WaveAugment
+from asr.averaging import ModelEMA
 from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
 from asr.config import config_to_dict, save_yaml
 from asr.data import DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
@@ -98,6 +104,7 @@ class Trainer:
             self._compute_cmvn()
         self.features.to(self.device)
         self.model.to(self.device)
+        self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.forward_model = self.model  # what train_step calls: the DDP wrapper when distributed
         if self.dist.enabled:
             self.forward_model = torch.nn.parallel.DistributedDataParallel(
@@ -154,11 +161,17 @@ class Trainer:
         self.step, self.epoch, self.batches_done = st["step"], st["epoch"], st["batches_done"]
         self.best_dev_wer = st["best_dev_wer"]
         self.skipped_batches, self.zeroed_utterances = st["skipped_batches"], st["zeroed_utterances"]
+        if self.ema is not None and st.get("ema"):
+            self.ema.load_state_dict(st["ema"])
+        elif self.ema is not None:
+            logger.warning("ema_decay is set but the checkpoint holds no EMA; averaging starts from its weights")
         _set_rng_state(st["rng"])
         logger.info("resumed step=%d epoch=%d batch=%d", self.step, self.epoch, self.batches_done)
 
     def recognizer(self) -> Recognizer:
-        return Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
+        """The weights to score and ship: the EMA's when ``ema_decay`` is set, else the trained ones."""
+        model = self.ema.module if self.ema is not None else self.model
+        return Recognizer(features=self.features, model=model, tokenizer=self.tokenizer)
 
     # -------------------------------------------------------------------------------- training
     def run(self) -> TrainResult:
@@ -260,6 +273,8 @@ class Trainer:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         if math.isfinite(grad_norm):
             self.scaler.step(self.optimizer)
+            if self.ema is not None:
+                self.ema.update(self.model)
         else:
             self.skipped_batches += 1
             logger.warning("step=%d non-finite gradient norm; update skipped", self.step)
@@ -281,15 +296,24 @@ class Trainer:
         self.save("last.pt", with_train_state=True)
         if improved:
             self.save("best.pt")
+        if self.cfg.keep_epoch_checkpoints:
+            self.save(f"epoch-{self.epoch}.pt")
+            if self.dist.is_main:
+                (self.run_dir / f"epoch-{self.epoch - self.cfg.keep_epoch_checkpoints}.pt").unlink(missing_ok=True)
         event["best_dev_wer"] = self.best_dev_wer
         _emit(log, event, self.on_event)
         barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, name: str, with_train_state: bool = False) -> None:
-        """Write ``run_dir/name`` atomically (rank 0 only; the ranks hold identical weights)."""
+        """Write ``run_dir/name`` atomically (rank 0 only; the ranks hold identical weights).
+
+        A checkpoint with training state holds the trained weights (and the EMA in its training
+        state); one without holds ``recognizer()``'s weights.
+        """
         if not self.dist.is_main:
             return
+        recognizer = self.recognizer()
         extra: dict[str, Any] = {"metrics": {"step": self.step, "epoch": self.epoch, "best_dev_wer": self.best_dev_wer}}
         if with_train_state:
             extra["train_state"] = {
@@ -299,8 +323,10 @@ class Trainer:
                 "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
                 "best_dev_wer": self.best_dev_wer, "skipped_batches": self.skipped_batches,
                 "zeroed_utterances": self.zeroed_utterances, "rng": _get_rng_state(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
             }
-        save_checkpoint(checkpoint_payload(self.recognizer(), config_to_dict(self.cfg), **extra), self.run_dir / name)
+            recognizer = Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
+        save_checkpoint(checkpoint_payload(recognizer, config_to_dict(self.cfg), **extra), self.run_dir / name)
 
     def write_final_model(self) -> None:
         """model.pt: the best checkpoint's weights when a dev set picked one, else the current ones."""

@@ -54,12 +54,20 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
     log_every_steps: int = 10  # steps between log lines / progress events
     checkpoint_every_steps: int = 0  # save last.pt every N steps (0: at epoch ends only)
+    ema_decay: float = 0.0  # EMA of the weights per step, e.g. 0.999 (0: off); best.pt/model.pt hold the EMA
+    keep_epoch_checkpoints: int = 0  # keep epoch-<N>.pt of the last N epochs, for `asr average` (0: none)
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.keep_epoch_checkpoints < 0:
+            raise ValueError(f"keep_epoch_checkpoints must be >= 0, got {self.keep_epoch_checkpoints}")
 
     @property
     def run_dir(self) -> Path:

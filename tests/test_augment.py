@@ -1,10 +1,13 @@
+import json
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from asr.augment import AugmentConfig, SpecAugment, WaveAugment, speed_perturb
-from asr.data import SpeechDataset, Utterance
+from asr.augment import AugmentConfig, SpecAugment, WaveAugment, loop_to_length, mix_at_snr, speed_perturb, time_warp
+from asr.data import ManifestError, SpeechDataset, Utterance
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.text import CharTokenizer
 
@@ -102,3 +105,151 @@ def test_bad_augment_config_rejected():
         AugmentConfig(speed_factors=(3.0,))
     with pytest.raises(ValueError, match="time_mask_ratio"):
         AugmentConfig(time_mask_ratio=1.5)
+
+
+# ------------------------------------------------------------------------------ additive noise
+@pytest.fixture(scope="module")
+def noise_manifest(shared_data, tmp_path_factory):
+    """Real noise: a short FSDD recording (8 kHz, looped) and a long dev-4spk utterance (cut)."""
+    short = shared_data / "fsdd" / "recordings" / "0_george_0.wav"
+    long = sorted((shared_data / "LibriSpeech" / "dev-4spk").rglob("*.flac"))[-1]
+    path = tmp_path_factory.mktemp("noise") / "noise.jsonl"
+    path.write_text("".join(json.dumps({"audio_filepath": str(p), "duration": sf.info(p).duration, "text": ""}) + "\n"
+                            for p in (short, long)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def speech(shared_data):
+    path = sorted((shared_data / "LibriSpeech" / "dev-4spk").rglob("*.flac"))[0]
+    return torch.from_numpy(sf.read(path, dtype="float32")[0])  # (S,) 16 kHz
+
+
+def _snr_db(speech: torch.Tensor, mixed: torch.Tensor) -> float:
+    noise = (mixed - speech).double()
+    return 10 * math.log10(float(speech.double().pow(2).mean()) / float(noise.pow(2).mean()))
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 7.5, 20.0])
+def test_noise_is_mixed_at_the_requested_snr(speech, noise_manifest, snr_db):
+    aug = WaveAugment(AugmentConfig(noise_manifest=str(noise_manifest), noise_snr_db=(snr_db, snr_db)), 16000)
+    for seed in range(4):  # both noise files: the short one looped, the long one cut
+        torch.manual_seed(seed)
+        mixed = aug(speech)
+        assert mixed.shape == speech.shape
+        assert abs(_snr_db(speech, mixed) - snr_db) < 0.5
+
+
+def test_noise_snr_drawn_in_range_deterministic_and_off_in_eval(speech, noise_manifest):
+    aug = WaveAugment(AugmentConfig(noise_manifest=str(noise_manifest), noise_snr_db=(5.0, 15.0)), 16000)
+    snrs = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        a = aug(speech)
+        torch.manual_seed(seed)
+        assert torch.equal(a, aug(speech))
+        snrs.append(_snr_db(speech, a))
+    assert all(5.0 - 0.5 < s < 15.0 + 0.5 for s in snrs)
+    assert max(snrs) - min(snrs) > 1.0  # the SNR is drawn, not fixed
+    assert torch.equal(aug.eval()(speech), speech)
+    aug.train()
+    torch.manual_seed(0)
+    assert not torch.equal(aug(speech), speech)
+
+
+def test_noise_prob_zero_and_one(speech, noise_manifest):
+    never = WaveAugment(AugmentConfig(noise_manifest=str(noise_manifest), noise_prob=0.0), 16000)
+    assert never.noise is None and torch.equal(never(speech), speech)
+    half = WaveAugment(AugmentConfig(noise_manifest=str(noise_manifest), noise_prob=0.5), 16000)
+    torch.manual_seed(0)
+    noisy = [not torch.equal(half(speech[:16000]), speech[:16000]) for _ in range(20)]
+    assert 0 < sum(noisy) < 20
+
+
+def test_loop_and_mix_helpers():
+    assert loop_to_length(torch.arange(3.0), 8).tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
+    s = torch.randn(1000)
+    assert torch.equal(mix_at_snr(s, torch.zeros(1000), 10.0), s)  # silent noise: unchanged
+    with pytest.raises(ValueError, match="differ in shape"):
+        mix_at_snr(s, torch.zeros(10), 10.0)
+
+
+def test_bad_noise_manifest_is_a_manifest_error(tmp_path):
+    with pytest.raises(ManifestError, match="missing.jsonl"):
+        WaveAugment(AugmentConfig(noise_manifest=str(tmp_path / "missing.jsonl")), 16000)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ManifestError, match="no usable recording"):
+        WaveAugment(AugmentConfig(noise_manifest=str(empty)), 16000)
+    with pytest.raises(ValueError, match="noise_snr_db"):
+        AugmentConfig(noise_snr_db=(20.0, 10.0))
+    with pytest.raises(ValueError, match="noise_prob"):
+        AugmentConfig(noise_prob=1.5)
+
+
+def test_speed_and_gain_off_in_eval_mode(speech):
+    aug = WaveAugment(AugmentConfig(speed_factors=(0.9, 1.1), gain_db=6.0), 16000).eval()
+    assert torch.equal(aug(speech), speech)
+
+
+# -------------------------------------------------------------------------------- time warp
+WARP = AugmentConfig(time_warp=5)
+
+
+def test_time_warp_deterministic_off_in_eval_and_padding_untouched(real_feats):
+    feats, lens = real_feats
+    assert torch.equal(SpecAugment(WARP).eval()(feats, lens), feats)
+    aug = SpecAugment(WARP).train()
+    torch.manual_seed(0)
+    a = aug(feats, lens)
+    torch.manual_seed(0)
+    assert torch.equal(a, aug(feats, lens))
+    torch.manual_seed(1)
+    assert not torch.equal(a, aug(feats, lens))
+    assert a.shape == feats.shape and not torch.equal(a, feats)
+    for b, n in enumerate(lens.tolist()):
+        assert torch.equal(a[b, n:], feats[b, n:])  # padding never moves
+        # The first and last valid frames stay where they are.
+        assert torch.allclose(a[b, 0], feats[b, 0]) and torch.allclose(a[b, n - 1], feats[b, n - 1])
+
+
+def test_time_warp_batched_equals_single(real_feats):
+    feats, lens = real_feats
+    aug = SpecAugment(WARP).train()
+    torch.manual_seed(5)
+    batched = aug(feats, lens)
+    torch.manual_seed(5)
+    for b, n in enumerate(lens.tolist()):  # the same draws, utterance by utterance
+        single = aug(feats[b : b + 1, :n], lens[b : b + 1])
+        assert torch.allclose(single[0], batched[b, :n])
+
+
+def test_time_warp_of_a_ramp_is_monotonic():
+    ramp = torch.arange(100.0)[None, :, None].repeat(1, 1, 3)  # (1, 100, 3), frame t holds t
+    torch.manual_seed(0)
+    for _ in range(10):
+        out = time_warp(ramp, torch.tensor([100]), 10)
+        diffs = out[0, 1:, 0] - out[0, :-1, 0]
+        assert (diffs > 0).all()  # order kept: a warp stretches and squeezes, never shuffles
+        assert (out[0, :, 0] - ramp[0, :, 0]).abs().max() <= 10 + 1e-4  # no frame moves past the warp
+
+
+# ------------------------------------------------------------------------------- in training
+def test_training_with_every_augmentation(shared_data, noise_manifest, tmp_path):
+    from asr.train import Trainer, resolve_config
+
+    flacs = sorted((shared_data / "LibriSpeech" / "dev-4spk" / "8226").rglob("*.flac"))[:2]
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": str(p), "duration": sf.info(p).duration,
+                                            "text": "SOME WORDS"}) + "\n" for p in flacs))
+    cfg = resolve_config(None, [
+        "preset=tiny", f"out_dir={tmp_path / 'run'}", f"data.train_manifest={manifest}", "device=cpu", "threads=1",
+        "features.kind=fbank", "max_steps=1", "data.max_batch_size=2", f"augment.noise_manifest={noise_manifest}",
+        "augment.noise_snr_db=[5, 15]", "augment.speed_factors=[0.9, 1.0, 1.1]", "augment.gain_db=3",
+        "augment.time_warp=5", "augment.freq_masks=2", "augment.freq_mask_width=10",
+    ])
+    assert cfg.augment.noise_snr_db == (5.0, 15.0)
+    trainer = Trainer(cfg)
+    assert trainer.dataset.wave_transform.noise is not None
+    result = trainer.run()
+    assert result.steps == 1 and (tmp_path / "run" / "model.pt").is_file()

@@ -77,8 +77,8 @@ def test_help_lists_exactly_the_commands():
     result = _asr("--help")
     assert result.returncode == 0
     listed = re.findall(r"^    ([\w-]+)\s", result.stdout, flags=re.M)
-    assert listed == ["prepare", "download", "train", "transcribe", "evaluate", "tune-lm", "build-lm", "compare",
-                      "presets"]
+    assert listed == ["prepare", "download", "train", "transcribe", "evaluate", "tune-lm", "build-lm", "average",
+                      "compare", "presets"]
 
 
 def test_presets_with_parameter_counts(capsys):

@@ -5,8 +5,8 @@ Every timed stage goes through the project's own code: ``asr.audio.load_audio`` 
 and optimizer step of ``asr.train.Trainer.train_step`` (training), ``asr.decode.greedy_decode``
 (inference). The model matches the harness's ``cfg`` (rnn type, hidden units, layers, direction)
 with the conv front-end of deepspeech.pytorch (two 32-channel layers, kernels (11, 41) and
-(11, 21) frames x bins, strides (2, 2) and (1, 2)), i.e. the ``small`` preset with ``cfg``'s
-recurrent stack and no dropout (the peer has none).
+(11, 21) frames x bins, strides (2, 2) and (1, 2), paddings half the kernels), no dropout (the peer
+has none), sequence-wise BatchNorm on every recurrent layer but the first, as the peer.
 
 Usage, beside the peer (run from the repository root)::
 
@@ -14,7 +14,8 @@ Usage, beside the peer (run from the repository root)::
         --impl dspt@/path/to/deepspeech.pytorch \\
         --impl tools/asr_bench_adapter.py:make_adapter@. --json-out runs.jsonl
 
-``--impl-opt preset=NAME`` starts from another preset (the recurrent stack still follows ``cfg``).
+``--impl-opt preset=NAME`` uses that preset's front-end instead of the peer's (the recurrent stack
+still follows ``cfg``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from asr.optim import OptimConfig, build_optimizer, build_scheduler
 from asr.text import CharTokenizer, normalize_text
 
 REPO = Path(__file__).resolve().parent.parent
+# deepspeech.pytorch's front-end in asr's (time, frequency) order: Conv2d(1, 32, (41, 11) freq x time,
+# stride (2, 2), padding (20, 5)), Conv2d(32, 32, (21, 11), stride (2, 1), padding (10, 5)).
+PEER_FRONTEND = {"conv_channels": (32, 32), "conv_kernels": ((11, 41), (11, 21)),
+                 "conv_strides": ((2, 2), (1, 2)), "head_sizes": ()}
 
 
 class BenchBatch(NamedTuple):
@@ -92,7 +97,8 @@ class AsrAdapter:
     def build(self, cfg: dict[str, Any]) -> None:
         base = load_preset(self.opts.get("preset", "small"))
         model_cfg = dataclasses.replace(
-            base, rnn_type=cfg["rnn_type"], rnn_hidden=int(cfg["hidden"]), rnn_layers=int(cfg["layers"]),
+            base, frontend="conv", conv_paddings=None, **(PEER_FRONTEND if "preset" not in self.opts else {}),
+            rnn_type=cfg["rnn_type"], rnn_hidden=int(cfg["hidden"]), rnn_layers=int(cfg["layers"]),
             bidirectional=bool(cfg["bidirectional"]), dropout=0.0,
             lookahead_context=0 if cfg["bidirectional"] else 20,  # the peer's UniDirectionalConfig
         )
@@ -118,16 +124,18 @@ class AsrAdapter:
         model = self.model.train()
         logits, out_lens = model(batch.feats, batch.feat_lens)  # (B, T', V), (B,)
         log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
-        losses = F.ctc_loss(log_probs, batch.tokens, out_lens, batch.token_lens,
-                            blank=self.tokenizer.blank_id, reduction="none", zero_infinity=False)  # (B,)
-        finite = torch.isfinite(losses)
+        ctc_args = (log_probs, batch.tokens, out_lens, batch.token_lens)
+        blank = self.tokenizer.blank_id
+        losses = F.ctc_loss(*ctc_args, blank=blank, reduction="none", zero_infinity=True)  # (B,)
+        with torch.no_grad():  # second CTC pass, as Trainer.train_step does, to find non-finite ones
+            finite = torch.isfinite(F.ctc_loss(*ctc_args, blank=blank, reduction="none"))  # (B,)
         num_bad = int((~finite).sum())
         self.optimizer.zero_grad(set_to_none=True)
+        loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / len(losses)
+        loss.backward()
         if num_bad == len(losses):
             self.scheduler.step()
             return float("nan")
-        loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / len(losses)
-        loss.backward()
         clip = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
         if math.isfinite(grad_norm):

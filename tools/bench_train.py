@@ -127,9 +127,10 @@ def ctc_step(model: DeepSpeech2, optimizer: torch.optim.Optimizer, feats: Tensor
     model.train()
     logits, out_lens = model(feats, feat_lens)  # (B, T', V), (B,)
     log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
-    losses = F.ctc_loss(log_probs, batch.tokens, out_lens, batch.token_lens, blank=0,
-                        reduction="none", zero_infinity=False)  # (B,)
-    finite = torch.isfinite(losses)
+    ctc_args = (log_probs, batch.tokens, out_lens, batch.token_lens)
+    losses = F.ctc_loss(*ctc_args, blank=0, reduction="none", zero_infinity=True)  # (B,)
+    with torch.no_grad():  # Trainer.train_step's second pass, to find the non-finite losses
+        finite = torch.isfinite(F.ctc_loss(*ctc_args, blank=0, reduction="none"))  # (B,)
     loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / len(losses)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -1,0 +1,162 @@
+"""EMA of the weights during training and ``asr average``: math, identity, refusals, exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+from asr.averaging import ModelEMA, average_checkpoints, write_average
+from asr.checkpoint import CheckpointError, Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
+from asr.cli import main
+from asr.features import FeatureConfig, FeatureExtractor
+from asr.model import DeepSpeech2, load_preset
+from asr.text import CharTokenizer
+from asr.train import resolve_config, train
+
+SHORT = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]
+
+
+# ------------------------------------------------------------------------------------------- EMA
+def test_ema_update_math():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))  # BatchNorm: float and integer buffers
+    ema = ModelEMA(model, decay=0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for t in range(1, 31):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()(torch.randn(4, 3))  # moves the running statistics and num_batches_tracked
+        ema.update(model)
+        d = min(0.9, (1 + t) / (10 + t))
+        assert ema.decay_at(t) == d
+        for k, v in model.state_dict().items():
+            expected[k] = d * expected[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+    got = ema.module.state_dict()
+    for k, v in expected.items():
+        assert torch.allclose(got[k], v, atol=1e-6), k
+    assert int(got["1.num_batches_tracked"]) == 30  # integer buffers are copied, not averaged
+    assert ema.decay_at(1000) == 0.9
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_state_round_trips():
+    model = nn.Linear(2, 2)
+    ema = ModelEMA(model, decay=0.5)
+    ema.update(model)
+    other = ModelEMA(nn.Linear(2, 2), decay=0.5)
+    other.load_state_dict(ema.state_dict())
+    assert other.num_updates == 1
+    assert all(torch.equal(a, b) for a, b in zip(ema.module.state_dict().values(), other.module.state_dict().values()))
+    with pytest.raises(ValueError, match="decay"):
+        ModelEMA(model, decay=1.0)
+
+
+# -------------------------------------------------------------------------------- averaging
+def _checkpoint(path: Path, seed: int, **model_overrides) -> Path:
+    torch.manual_seed(seed)
+    features = FeatureExtractor(FeatureConfig(kind="fbank"))
+    cfg = load_preset("tiny")
+    if model_overrides:
+        from dataclasses import replace
+        cfg = replace(cfg, **model_overrides)
+    tok = CharTokenizer()
+    model = DeepSpeech2(cfg, num_features=features.num_features, vocab_size=tok.vocab_size)
+    save_checkpoint(checkpoint_payload(Recognizer(features, model, tok), {"name": "x"},
+                                       train_state={"step": seed}), path)
+    return path
+
+
+def test_average_of_identical_checkpoints_is_the_identity(tmp_path):
+    a = _checkpoint(tmp_path / "a.pt", seed=1)
+    copies = [a, tmp_path / "b.pt", tmp_path / "c.pt"]
+    for c in copies[1:]:
+        c.write_bytes(a.read_bytes())
+    out = write_average(copies, tmp_path / "avg.pt")
+    original, averaged = load_checkpoint(a), load_checkpoint(out)
+    assert original["model_state"].keys() == averaged["model_state"].keys()
+    for k, v in original["model_state"].items():
+        assert torch.equal(averaged["model_state"][k], v), k
+        assert averaged["model_state"][k].dtype == v.dtype
+    assert "train_state" not in averaged and averaged["metrics"]["averaged_from"] == [str(c) for c in copies]
+    for key in ("features_state", "tokenizer", "model_config", "config"):
+        assert str(averaged[key]) == str(original[key])
+
+
+def test_average_is_the_mean_of_the_weights(tmp_path):
+    paths = [_checkpoint(tmp_path / f"{i}.pt", seed=i) for i in range(3)]
+    averaged = average_checkpoints(paths)["model_state"]
+    states = [load_checkpoint(p)["model_state"] for p in paths]
+    for k, v in averaged.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, sum(s[k] for s in states) / 3, atol=1e-6)
+
+
+def test_average_refuses_mismatch_and_overwrite(tmp_path, capsys):
+    a = _checkpoint(tmp_path / "a.pt", seed=0)
+    wide = _checkpoint(tmp_path / "wide.pt", seed=0, rnn_hidden=32)
+    assert main(["average", str(a), str(wide), "--out", str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("asr: error: ") and "model config differs" in err[0]
+    assert "rnn_hidden" in err[0] and not (tmp_path / "out.pt").exists()
+
+    existing = tmp_path / "existing.pt"
+    existing.write_bytes(b"keep me")
+    assert main(["average", str(a), str(a), "--out", str(existing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to overwrite" in err[0]
+    assert existing.read_bytes() == b"keep me"
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        average_checkpoints([])
+
+
+# ---------------------------------------------------------------------- EMA in training, resume
+@pytest.fixture(scope="module")
+def manifest(shared_data: Path, tmp_path_factory) -> Path:
+    root = shared_data / "LibriSpeech" / "dev-4spk"
+    lines = []
+    for uid in SHORT:
+        speaker, chapter, _ = uid.split("-")
+        folder = root / speaker / chapter
+        texts = dict(line.split(" ", 1) for line in (folder / f"{speaker}-{chapter}.trans.txt").read_text().splitlines())
+        path = folder / f"{uid}.flac"
+        lines.append(json.dumps({"audio_filepath": str(path), "duration": sf.info(path).duration, "text": texts[uid]}))
+    out = tmp_path_factory.mktemp("ema") / "train.jsonl"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _cfg(out_dir: Path, manifest: Path, *extra: str):
+    return resolve_config(None, [
+        "preset=tiny", f"out_dir={out_dir}", f"data.train_manifest={manifest}", "device=cpu", "threads=1",
+        "log_every_steps=1", "features.kind=fbank", "epochs=3", "data.max_batch_size=2", "seed=3",
+        "model.dropout=0.3", "optim.schedule=constant", "optim.warmup_steps=20", "ema_decay=0.9",
+        "keep_epoch_checkpoints=2", *extra])
+
+
+def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path):
+    train(_cfg(tmp_path / "a", manifest))  # 4 utterances, 2 per batch: 6 steps
+    first = train(_cfg(tmp_path / "b", manifest, "max_steps=3"))
+    assert first.steps == 3 and first.stopped_early
+    second = train(_cfg(tmp_path / "b", manifest), resume=True)
+    assert second.steps == 6
+
+    for name in ("model.pt", "epoch-2.pt", "epoch-3.pt"):
+        wa, wb = (load_checkpoint(tmp_path / run / name)["model_state"] for run in ("a", "b"))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+    last = load_checkpoint(tmp_path / "a" / "last.pt")
+    ema = last["train_state"]["ema"]
+    assert ema["num_updates"] == 6
+    shipped = load_checkpoint(tmp_path / "a" / "model.pt")["model_state"]
+    assert all(torch.equal(shipped[k], ema["weights"][k]) for k in shipped)  # model.pt holds the EMA
+    assert any(not torch.equal(shipped[k], last["model_state"][k]) for k in shipped)  # not the trained weights
+    assert not (tmp_path / "a" / "epoch-1.pt").exists()  # keep_epoch_checkpoints=2
+
+    out = tmp_path / "avg.pt"
+    assert main(["average", str(tmp_path / "a" / "epoch-2.pt"), str(tmp_path / "a" / "epoch-3.pt"), "--out", str(out)]) == 0
+    assert load_checkpoint(out)["model_state"].keys() == shipped.keys()

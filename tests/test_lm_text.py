@@ -1,0 +1,133 @@
+"""LM text: overlap with dev transcripts (tools/lm_overlap.py) and book preparation (tools/lm_text.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from asr.data import read_manifest
+from asr.lm_text import book_sentences, lm_overlap, prepare_lm_text, read_lm_lines, strip_gutenberg
+from asr.text import normalize_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str):
+    """A script of tools/ as a module (its ``main(argv)`` runs in this process)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+# The output of Debian's `bible Gen1:1-Gen1:4 Jude1:24-Jude1:25` (bible-kjv 4.38), verbatim.
+KJV = """
+Genesis 1
+
+  1 In the beginning God created the heaven and the earth.
+  2 And the earth was without form, and void; and darkness was upon the face of
+the deep. And the Spirit of God moved upon the face of the waters.
+  3 And God said, Let there be light: and there was light.
+  4 And God saw the light, that it was good: and God divided the light from the
+darkness.
+
+Jude 1
+
+  24 Now unto him that is able to keep you from falling, and to present you
+faultless before the presence of his glory with exceeding joy,
+  25 To the only wise God our Saviour, be glory and majesty, dominion and
+power, both now and ever. Amen.
+"""
+
+
+@pytest.fixture(scope="module")
+def dev(shared_data: Path, tmp_path_factory) -> Path:
+    """A manifest of all dev-4spk transcripts (upper case, as LibriSpeech ships them)."""
+    lines = []
+    for trans in sorted((shared_data / "LibriSpeech" / "dev-4spk").rglob("*.trans.txt")):
+        for line in trans.read_text().splitlines():
+            uid, text = line.split(" ", 1)
+            flac = trans.parent / f"{uid}.flac"
+            lines.append(json.dumps({"audio_filepath": str(flac), "duration": 1.0, "text": text}))
+    path = tmp_path_factory.mktemp("lm") / "dev-4spk.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _long_dev_utterance(dev: Path):
+    return next(u for u in read_manifest(dev) if len(u.text.split()) >= 20)
+
+
+def test_bible_output_is_parsed_into_normalized_sentences():
+    sentences = list(book_sentences(KJV, "bible"))
+    assert sentences[0] == "in the beginning god created the heaven and the earth"
+    assert "and the spirit of god moved upon the face of the waters" in sentences  # wrapped verse, 2nd sentence
+    assert sentences[-1] == "amen"
+    assert not any("genesis" in s or "jude" in s for s in sentences)  # headings are not text
+
+
+def test_gutenberg_header_and_licence_are_stripped():
+    text = ("The Project Gutenberg eBook of X\nlicence words\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\n"
+            "Chapter one.\n\nIt was a dark night. The end!\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nmore licence")
+    assert strip_gutenberg(text).startswith("Chapter one.")
+    assert list(book_sentences(text, "plain")) == ["chapter one", "it was a dark night", "the end"]
+
+
+def test_overlap_finds_a_planted_dev_sentence(dev, tmp_path, capsys):
+    planted = _long_dev_utterance(dev)
+    lm = tmp_path / "lm.txt"
+    lm.write_text("\n".join(list(book_sentences(KJV, "bible")) + [planted.text.title() + "."]) + "\n")
+    utts = read_manifest(dev)
+    report = lm_overlap(read_lm_lines([lm]), [u.text for u in utts], ids=[Path(u.audio_filepath).stem for u in utts])
+    assert report.exact == [(Path(planted.audio_filepath).stem, normalize_text(planted.text))]
+    n = len(planted.text.split())
+    assert report.ngrams_found == n - 7  # every 8-gram of the planted sentence, nothing else
+    assert 0 < report.ngram_rate < 0.05 and not report.clean
+    assert "OVERLAP" in report.summary()
+
+    capsys.readouterr()
+    assert _tool("lm_overlap").main([str(lm), "--manifest", str(dev)]) == 1  # 1: overlap found
+    out = capsys.readouterr().out
+    assert "exact sentence matches: 1 of 496" in out and Path(planted.audio_filepath).stem in out
+
+
+def test_clean_text_and_prepare_excludes_dev_text(dev, tmp_path, capsys):
+    planted = _long_dev_utterance(dev)
+    book = tmp_path / "kjv.txt"
+    inside = "  26 " + " ".join(planted.text.lower().split()[:12]) + " and so on for ever.\n"  # shares 8-grams
+    book.write_text(KJV + "\nJude 1\n\n" + inside + "  27 " + planted.text.lower() + "\n")
+    utts = read_manifest(dev)
+    texts = [u.text for u in utts]
+
+    exact_only = prepare_lm_text([book], tmp_path / "exact.txt", fmt="bible", exclude=texts)
+    assert exact_only.dropped_exact == 1 and exact_only.dropped_ngram == 0
+    assert lm_overlap(read_lm_lines([exact_only.path]), texts).exact == []
+    partial = lm_overlap(read_lm_lines([exact_only.path]), texts)
+    assert not partial.clean and [p[1:] for p in partial.partial] == [(5, len(planted.text.split()) - 7)]
+
+    strict = prepare_lm_text([book], tmp_path / "strict.txt", fmt="bible", exclude=texts, exclude_order=8)
+    assert strict.dropped_exact == 1 and strict.dropped_ngram == 1
+    report = lm_overlap(read_lm_lines([strict.path]), texts, order=8)
+    assert report.clean and report.ngram_rate == 0.0 and report.lm_sentences == strict.written
+
+    capsys.readouterr()
+    assert _tool("lm_overlap").main([str(strict.path), "--manifest", str(dev)]) == 0
+    assert "verdict: clean" in capsys.readouterr().out
+
+
+def test_lm_text_tool_skips_existing_output(tmp_path, capsys):
+    book = tmp_path / "book.txt"
+    book.write_text("It was a dark and stormy night. The rain fell in torrents.\n")
+    out = tmp_path / "out.txt"
+    tool = _tool("lm_text")
+    assert tool.main([str(book), "--out", str(out)]) == 0
+    assert out.read_text() == "it was a dark and stormy night\nthe rain fell in torrents\n"
+    out.write_text("kept\n")
+    capsys.readouterr()
+    assert tool.main([str(book), "--out", str(out)]) == 0
+    assert "nothing to do" in capsys.readouterr().out and out.read_text() == "kept\n"
+    assert tool.main([str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o2.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.txt" in err[0]

@@ -1,0 +1,70 @@
+"""Synthetic speech with espeak-ng (tools/tts_corpus.py, asr/datasets/tts.py); skipped without espeak-ng."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr.data import read_manifest
+from asr.datasets.tts import Rendition, plan_renditions, synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+LINES = ["The quick brown fox jumps over the lazy dog.", "", "It was 3 o'clock on the 21st of May!"]
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="espeak-ng not installed (apt-get install espeak-ng)")
+
+
+def test_plans_are_seeded_and_vary_voice_speed_and_pitch():
+    a = plan_renditions(LINES, variants=3, seed=1)
+    assert a == plan_renditions(LINES, variants=3, seed=1)
+    assert a != plan_renditions(LINES, variants=3, seed=2)
+    assert len(a) == 6  # the empty line is skipped
+    assert len({r.voice for r in a[:3]}) == 3  # the variants of one line: different voices
+    assert all(0.8 <= r.speed <= 1.25 and 30 <= r.pitch <= 70 for r in a)
+    assert len({r.key for r in a}) == 6
+
+
+@needs_espeak
+def test_espeak_ng_speed_changes_duration(tmp_path):
+    slow = synthesize(Rendition(LINES[0], "espeak-ng", "en-us+f3", speed=0.8), tmp_path / "slow.wav")
+    fast = synthesize(Rendition(LINES[0], "espeak-ng", "en-us+f3", speed=1.25), tmp_path / "fast.wav")
+    assert 1.3 < slow / fast < 1.9  # tempo 1.5625x; the pauses at the ends do not scale
+    info = sf.info(tmp_path / "fast.wav")
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+
+
+@needs_espeak
+def test_tts_corpus_tool_writes_wavs_and_manifest_and_resumes(tmp_path, capsys):
+    text = tmp_path / "lines.txt"
+    text.write_text("\n".join(LINES) + "\n")
+    spec = importlib.util.spec_from_file_location("tts_corpus", REPO / "tools" / "tts_corpus.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = [str(text), "--out", str(tmp_path / "tts"), "--variants", "2", "--seed", "0", "--engines", "espeak-ng"]
+    assert tool.main(args) == 0
+    utts = read_manifest(tmp_path / "tts" / "tts.jsonl")
+    assert [u.text for u in utts] == [LINES[0], LINES[0], LINES[2], LINES[2]]
+    assert len({u.speaker for u in utts[:2]}) == 2 and all(u.speaker.startswith("espeak-ng:") for u in utts)
+    for u in utts:
+        info = sf.info(u.audio_filepath)
+        assert info.samplerate == 16000 and abs(info.duration - u.duration) < 1e-3 and 1.0 < u.duration < 8.0
+        wave, _ = sf.read(u.audio_filepath)
+        assert abs(wave).max() > 0.05  # speech, not silence
+    mtimes = [Path(u.audio_filepath).stat().st_mtime_ns for u in utts]
+    assert tool.main(args) == 0  # a second run keeps the rendered files
+    assert [Path(u.audio_filepath).stat().st_mtime_ns for u in utts] == mtimes
+    capsys.readouterr()
+    assert tool.main([str(text), "--out", str(tmp_path / "x"), "--engines", "festival"]) == 2
+    assert "festival" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (optional)")
+def test_flite_renders_at_16_khz(tmp_path):
+    duration_s = synthesize(Rendition(LINES[0], "flite", "slt", speed=1.1), tmp_path / "f.wav")
+    info = sf.info(tmp_path / "f.wav")
+    assert info.samplerate == 16000 and abs(info.duration - duration_s) < 1e-3 and 1.0 < duration_s < 6.0

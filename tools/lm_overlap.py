@@ -1,0 +1,49 @@
+"""Check that an LM text keeps a dev/test set's transcripts out: exact sentence matches and n-gram overlap.
+
+Prints, per manifest, how many transcripts are a line of the LM text (after ``normalize_text``),
+the fraction of the transcripts' word n-grams (default 8-grams) found in the LM text, and the
+transcripts all of whose n-grams occur; exits 0 when no manifest overlaps, 1 when one does, 2 on
+an unreadable file. See ``asr/lm_text.py``.
+
+Usage:
+    python tools/lm_overlap.py LM_TEXT... --manifest DEV.jsonl [--manifest TEST.jsonl] [--order 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from asr.data import ManifestError, read_manifest  # noqa: E402
+from asr.lm_text import LMTextError, lm_overlap, read_lm_lines  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lm_text", nargs="+", help="LM text files, one sentence per line")
+    parser.add_argument("--manifest", action="append", required=True, help="dev/test manifest (repeatable)")
+    parser.add_argument("--order", type=int, default=8, help="n-gram order of the overlap rate (default 8)")
+    args = parser.parse_args(argv)
+    if args.order < 1:
+        print(f"lm_overlap: error: --order {args.order}: must be >= 1", file=sys.stderr)
+        return 2
+    overlap = False
+    try:
+        sets = [(m, read_manifest(m, skip_bad=True, check_audio=False)) for m in args.manifest]
+        for manifest, utts in sets:
+            report = lm_overlap(read_lm_lines(args.lm_text), [u.text for u in utts],
+                                ids=[Path(u.audio_filepath).stem for u in utts], order=args.order)
+            print(f"== {manifest}")
+            print(report.summary())
+            overlap |= not report.clean
+    except (LMTextError, ManifestError) as e:
+        print(f"lm_overlap: error: {e}", file=sys.stderr)
+        return 2
+    return 1 if overlap else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Build LM text from public-domain books: one normalized sentence per line, dev/test text kept out.
+
+Input books are plain text (Project Gutenberg header and licence removed) or the output of Debian's
+``bible`` program (package ``bible-kjv``: the King James Version, public domain). Sentences equal
+to a transcript of an ``--exclude-manifest``, and with ``--exclude-order N`` every sentence sharing
+a word N-gram with one, are dropped. An existing output is kept unless ``--force``.
+
+Recipe (the KJV, about 4.4 MB of text; then check it and build a 3-gram LM)::
+
+    apt-get install bible-kjv
+    mkdir -p data/lm && bible Gen1:1-Rev22:21 > data/lm/kjv.txt
+    python tools/lm_text.py data/lm/kjv.txt --format bible --out data/lm/kjv.sentences.txt \\
+        --exclude-manifest exp/mini_librispeech-medium/data/dev-4spk.jsonl --exclude-order 8
+    python tools/lm_overlap.py data/lm/kjv.sentences.txt --manifest exp/mini_librispeech-medium/data/dev-4spk.jsonl
+    asr build-lm data/lm/kjv.sentences.txt --out data/lm/kjv.3gram.arpa --order 3
+
+Usage:
+    python tools/lm_text.py BOOK... --out FILE [--format plain|bible] [--exclude-manifest M ...]
+        [--exclude-order N] [--min-words 3] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from asr.data import ManifestError, read_manifest  # noqa: E402
+from asr.lm_text import LMTextError, prepare_lm_text  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("books", nargs="+", help="book text files (UTF-8)")
+    parser.add_argument("--out", required=True, help="output text file, one sentence per line")
+    parser.add_argument("--format", choices=["plain", "bible"], default="plain", help="book format")
+    parser.add_argument("--exclude-manifest", action="append", default=[],
+                        help="manifest whose transcripts must stay out of the LM text (repeatable)")
+    parser.add_argument("--exclude-order", type=int, default=0,
+                        help="also drop sentences sharing a word n-gram of this order with them (0: exact only)")
+    parser.add_argument("--min-words", type=int, default=3, help="skip shorter sentences (default 3)")
+    parser.add_argument("--force", action="store_true", help="write the output again when it exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if Path(args.out).exists() and not args.force:
+        print(f"{args.out}: exists; nothing to do (--force writes it again)")
+        return 0
+    try:
+        exclude = [u.text for m in args.exclude_manifest for u in read_manifest(m, skip_bad=True, check_audio=False)]
+        report = prepare_lm_text(args.books, args.out, fmt=args.format, exclude=exclude,
+                                 exclude_order=args.exclude_order, min_words=args.min_words)
+    except (LMTextError, ManifestError) as e:
+        print(f"lm_text: error: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
