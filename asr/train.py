@@ -248,12 +248,11 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=_amp_dtype(self.cfg.precision), enabled=self._autocast()):
             logits, out_lens = self.forward_model(feats, feat_lens)  # (B, T', V), (B,)
         log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
-        ctc_args = (log_probs, batch.tokens, out_lens, batch.token_lens)
         # zero_infinity=True: an impossible alignment (inf loss) gets loss 0 AND gradient 0; with
         # False, its gradient is NaN even when the loss is masked, which poisons the whole batch.
-        losses = F.ctc_loss(*ctc_args, blank=self.tokenizer.blank_id, reduction="none", zero_infinity=True)  # (B,)
-        with torch.no_grad():  # which losses were non-finite, to count them
-            finite = torch.isfinite(F.ctc_loss(*ctc_args, blank=self.tokenizer.blank_id, reduction="none"))  # (B,)
+        losses = F.ctc_loss(log_probs, batch.tokens, out_lens, batch.token_lens, blank=self.tokenizer.blank_id,
+                            reduction="none", zero_infinity=True)  # (B,)
+        finite = torch.isfinite(losses) & ctc_feasible(batch.tokens, batch.token_lens, out_lens)  # (B,)
         num_bad = int((~finite).sum())
         audio_s = float(batch.wave_lens.sum()) / self.cfg.features.sample_rate
         self.optimizer.zero_grad(set_to_none=True)
@@ -364,6 +363,23 @@ class _Window:
 
     def audio_h_per_s(self) -> float:
         return self.audio_s / 3600 / max(1e-9, time.monotonic() - self.start)
+
+
+def ctc_feasible(tokens: torch.Tensor, token_lens: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:
+    """Which targets CTC can align: each needs a frame per label plus a blank between repeats.
+
+    Args:
+        tokens: (B, L) labels, padded; token_lens: (B,); out_lens: (B,) output frames.
+    Returns:
+        (B,) bool.
+
+    >>> ctc_feasible(torch.tensor([[1, 1, 2], [1, 2, 3]]), torch.tensor([3, 3]), torch.tensor([3, 3]))
+    tensor([False,  True])
+    """
+    L = tokens.size(1)
+    valid = torch.arange(1, L, device=tokens.device)[None, :] < token_lens[:, None].to(tokens.device)  # (B, L-1)
+    repeats = ((tokens[:, 1:] == tokens[:, :-1]) & valid).sum(dim=1)  # (B,)
+    return out_lens.to(tokens.device) >= token_lens.to(tokens.device) + repeats
 
 
 def _trim_log(path: Path, step: int) -> None:

@@ -72,7 +72,7 @@ class AsrAdapter:
     # ------------------------------------------------------------------ untimed / bookkeeping
     def meta(self) -> dict[str, Any]:
         return {
-            "impl": "asr", "src": str(REPO), "version": asr.__version__ if hasattr(asr, "__version__") else "",
+            "impl": "asr", "src": str(REPO), "version": getattr(asr, "__version__", ""),
             "git": _git_state(),
             "feature": f"asr.features.FeatureExtractor {self.feature_cfg}",
             "model_cfg": dataclasses.asdict(self.model.cfg) if self.model is not None else None,
@@ -159,7 +159,8 @@ def _git_state() -> dict[str, Any]:
                                   timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
-    return {"commit": git("rev-parse", "HEAD"), "dirty_asr": git("status", "--porcelain", "--", "asr").splitlines()}
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty_asr": git("status", "--porcelain", "--", "asr").splitlines()}
 
 
 def make_adapter(cfg: dict[str, Any]) -> AsrAdapter:

@@ -16,7 +16,8 @@ prints the largest logit difference on valid frames), so ``asr / packed`` isolat
 recurrent implementation. Training steps of the two models alternate, so load from other
 processes affects both alike; the load average is printed at the start and the end.
 
-Figures vary +-10-20 % between runs on a shared machine: compare ratios, and repeat.
+Figures vary +-10-20 % between runs on a shared machine: compare ratios, and repeat. The default
+run (small preset, batch 8, 1 thread) takes about 1.5 minutes on a loaded 2-core machine.
 
 Usage:
     python tools/bench_train.py [--preset small] [--batch 8] [--steps 3] [--threads N]
@@ -161,7 +162,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed training steps per model")
     parser.add_argument("--infer-utts", type=int, default=8, help="utterances decoded one at a time")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (0: torch's default). Default 1: on a shared "
+                             "2-core machine 2 threads are oversubscribed and the per-time-step GRU "
+                             "and per-utterance feature figures swing 3-10x")
     parser.add_argument("--no-baseline", action="store_true", help="skip the packed-sequence model")
     parser.add_argument("--json", action="store_true", help="also print all figures as one JSON line")
     args = parser.parse_args()
@@ -205,15 +209,16 @@ def main() -> None:
     order = sorted(range(len(utts)), key=lambda i: utts[i]["duration_s"])
     bins = [order[i:i + args.batch] for i in range(0, len(order), args.batch)]
     random.Random(args.seed + 1).shuffle(bins)
-    batches = [collate([Example(waves[i], torch.tensor(tokenizer.encode(normalize_text(utts[i]["text"]))), i)
-                        for i in b]) for b in bins]
+    tokens = [torch.tensor(tokenizer.encode(normalize_text(u["text"]))) for u in utts]  # [(L,)]
+    batches = [collate([Example(waves[i], tokens[i], i) for i in b]) for b in bins]
     t0 = time.perf_counter()
     with torch.no_grad():
         batch_feats = [extractor(b.waves, b.wave_lens) for b in batches]  # [((B, T, F), (B,))]
     batched_s = time.perf_counter() - t0
     out["features"]["batched_audio_s_per_s"] = round(total_audio_s / batched_s, 1)
     f = out["features"]
-    print(f"features utts={f['utts']} audio_s={f['audio_s']} decode_audio_s_per_s={f['decode_audio_s_per_s']} "
+    print(f"features utts={f['utts']} audio_s={f['audio_s']} "
+          f"decode_audio_s_per_s={f['decode_audio_s_per_s']} "
           f"features_audio_s_per_s={f['features_audio_s_per_s']} "
           f"decode_and_features_audio_s_per_s={f['decode_and_features_audio_s_per_s']} "
           f"batched_audio_s_per_s={f['batched_audio_s_per_s']}")
