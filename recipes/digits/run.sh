@@ -27,7 +27,7 @@ done
 
 if [ "$split" = official ]; then name=digits; else name=digits-speaker; fi
 exp=exp/$name
-conf=recipes/digits/conf/small.yaml
+if [ "$split" = official ]; then conf=recipes/digits/conf/small.yaml; else conf=recipes/digits/conf/small_speaker.yaml; fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if [ -f "$exp/data/.done" ]; then
