@@ -21,6 +21,7 @@
 # stage 1 is then skipped. key=value arguments go to `asr train` (e.g. epochs=1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. recipes/common.sh
 
 conf=medium
 ngpu=1
@@ -58,13 +59,7 @@ download_dir=data/librispeech
 exp=${exp:-exp/librispeech-$conf}
 mkdir -p "$exp/log"
 
-if [ "$ngpu" -gt 0 ]; then
-  device=cuda
-  hardware="${ngpu}x $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo GPU)"
-else
-  device=cpu
-  hardware="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)-core CPU"
-fi
+device_and_hardware "$ngpu"
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ -n "$data_dir" ]; then
@@ -99,22 +94,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  if [ -f "$exp/model.pt" ]; then
-    echo "stage 4: $exp/model.pt exists; delete it (or $exp) to train again"
-  else
-    resume=(); [ -f "$exp/last.pt" ] && resume=(--resume)
-    args=(recipes/librispeech/conf/$conf.yaml name="librispeech-$conf" out_dir="$exp" device="$device"
-          data.train_manifest="$manifests/$train.jsonl" data.dev_manifest="$manifests/dev-clean.jsonl"
-          "${extra[@]}" "${resume[@]}")
-    echo "stage 4: train $conf on $train ($ngpu GPU)${resume:+, resuming}"
-    start=$(date +%s)
-    if [ "$ngpu" -gt 1 ]; then
-      torchrun --standalone --nproc_per_node "$ngpu" -m asr.cli train "${args[@]}" 2>&1 | tee -a "$exp/log/train.log"
-    else
-      asr train "${args[@]}" 2>&1 | tee -a "$exp/log/train.log"
-    fi
-    echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$exp/log/train.log"
-  fi
+  train_stage "stage 4" "recipes/librispeech/conf/$conf.yaml" "librispeech-$conf" "$exp" "$device" "$ngpu" \
+    "$manifests/$train.jsonl" "$manifests/dev-clean.jsonl" "${extra[@]}"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

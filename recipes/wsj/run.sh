@@ -24,6 +24,7 @@
 #   6 exp/.../RESULTS.md: `asr compare` (eval'92 / eval'93 rows beside DS1 / DS2 / human)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. recipes/common.sh
 
 wsj0=""
 wsj1=""
@@ -60,13 +61,7 @@ lm_dir=$data/lm
 exp=${exp:-exp/wsj-$conf}
 eval_sets="test_dev93 test_eval92 test_eval93"
 mkdir -p "$exp/log"
-if [ "$ngpu" -gt 0 ]; then
-  device=cuda
-  hardware="${ngpu}x $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo GPU)"
-else
-  device=cpu
-  hardware="$(nproc)-core CPU"
-fi
+device_and_hardware "$ngpu"
 paper_key() {  # the `asr compare` row of a set
   case "$1" in test_eval92) echo wsj-eval92 ;; test_eval93) echo wsj-eval93 ;; *) echo "wsj-${1#test_}" ;; esac
 }
@@ -125,22 +120,8 @@ print("WSJ train_si284 ({} utterances, {:.1f} h)".format(s["num_utterances"], s[
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  if [ -f "$exp/model.pt" ]; then
-    echo "stage 3: $exp/model.pt exists; delete it (or $exp) to train again"
-  else
-    resume=(); [ -f "$exp/last.pt" ] && resume=(--resume)
-    args=(recipes/wsj/conf/$conf.yaml name="wsj-$conf" out_dir="$exp" device="$device"
-          data.train_manifest="$manifests/train_si284.jsonl" data.dev_manifest="$manifests/test_dev93.jsonl"
-          "${extra[@]}" "${resume[@]}")
-    echo "stage 3: train $conf on train_si284 ($ngpu GPU)${resume:+, resuming}"
-    start=$(date +%s)
-    if [ "$ngpu" -gt 1 ]; then
-      torchrun --standalone --nproc_per_node "$ngpu" -m asr.cli train "${args[@]}" 2>&1 | tee -a "$exp/log/train.log"
-    else
-      asr train "${args[@]}" 2>&1 | tee -a "$exp/log/train.log"
-    fi
-    echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$exp/log/train.log"
-  fi
+  train_stage "stage 3" "recipes/wsj/conf/$conf.yaml" "wsj-$conf" "$exp" "$device" "$ngpu" \
+    "$manifests/train_si284.jsonl" "$manifests/test_dev93.jsonl" "${extra[@]}"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
