@@ -1,3 +1,5 @@
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -11,3 +13,60 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         raise RuntimeError(f"{SHARED_DATA}: shared test data not found beside the checkout")
     return SHARED_DATA
+
+
+class _RangeHandler(BaseHTTPRequestHandler):
+    """Serves ``server.files``; honours ``Range: bytes=N-``; ``server.cut_after`` cuts the next body."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        server = self.server
+        data = server.files.get(self.path)
+        rng = self.headers.get("Range")
+        if data is None:
+            server.log.append((self.path, rng, 404))
+            self.send_error(404)
+            return
+        start = 0
+        if rng and server.honour_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                server.log.append((self.path, rng, 416))
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        body = data[start:]
+        status = 206 if start else 200
+        server.log.append((self.path, rng, status))
+        self.send_response(status)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        cut, server.cut_after = server.cut_after, None
+        self.wfile.write(body if cut is None else body[:cut])
+        self.wfile.flush()
+        self.close_connection = True  # HTTP/1.0: the socket closes now, mid-body when cut
+
+    def log_message(self, format, *args) -> None:  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def http_server():
+    """A ThreadingHTTPServer on 127.0.0.1 (port 0) serving ``files`` {path: bytes}.
+
+    ``log`` records (path, Range header, status) per request; ``cut_after`` closes the next
+    response after that many body bytes; ``honour_range = False`` ignores Range requests.
+    """
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    httpd.files, httpd.log, httpd.cut_after, httpd.honour_range = {}, [], None, True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)

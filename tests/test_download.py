@@ -6,8 +6,6 @@ import hashlib
 import io
 import random
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,59 +15,10 @@ from asr.datasets.download import DownloadError, download, extract_tar
 PAYLOAD = random.Random(0).randbytes(300_000)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours ``Range: bytes=N-``; ``server.cut_after`` cuts the next body."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        server = self.server
-        data = server.files.get(self.path)
-        rng = self.headers.get("Range")
-        if data is None:
-            server.log.append((self.path, rng, 404))
-            self.send_error(404)
-            return
-        start = 0
-        if rng and server.honour_range:
-            start = int(rng.removeprefix("bytes=").split("-")[0])
-            if start >= len(data):
-                server.log.append((self.path, rng, 416))
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-        body = data[start:]
-        status = 206 if start else 200
-        server.log.append((self.path, rng, status))
-        self.send_response(status)
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        cut, server.cut_after = server.cut_after, None
-        self.wfile.write(body if cut is None else body[:cut])
-        self.wfile.flush()
-        self.close_connection = True  # HTTP/1.0: the socket closes now, mid-body when cut
-
-    def log_message(self, format, *args) -> None:  # keep test output clean
-        pass
-
-
 @pytest.fixture
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files = {"/data.bin": PAYLOAD}
-    httpd.cut_after = None
-    httpd.honour_range = True
-    httpd.log = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+def server(http_server):
+    http_server.files["/data.bin"] = PAYLOAD
+    return http_server
 
 
 def _sha256(data: bytes) -> str:

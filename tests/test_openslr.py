@@ -8,8 +8,6 @@ import hashlib
 import io
 import re
 import tarfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,42 +18,9 @@ from asr.datasets.download import DownloadError
 from asr.datasets.openslr import FILES, GROUPS, fetch_parts, resolve_parts
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours ``Range: bytes=N-``; ``server.cut_after`` cuts the next body."""
-
-    def do_GET(self) -> None:  # noqa: N802
-        data = self.server.files.get(self.path)
-        rng = self.headers.get("Range")
-        self.server.log.append((self.path, rng))
-        if data is None:
-            self.send_error(404)
-            return
-        start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
-        body = data[start:]
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        cut, self.server.cut_after = self.server.cut_after, None
-        self.wfile.write(body if cut is None else body[:cut])
-        self.close_connection = True
-
-    def log_message(self, format, *args) -> None:
-        pass
-
-
 @pytest.fixture
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.files, httpd.log, httpd.cut_after = {}, [], None
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+def server(http_server):
+    return http_server
 
 
 def _targz(members: dict[str, bytes]) -> bytes:
@@ -130,7 +95,7 @@ def test_fetch_extract_and_skip_when_done(server, serve, tmp_path):
     got = fetch_parts(["dev-clean", "test-clean", "librispeech-lexicon.txt"], tmp_path, base_url=server.url)
     assert got == [tmp_path / "LibriSpeech/dev-clean", tmp_path / "LibriSpeech/test-clean",
                    tmp_path / "lm/librispeech-lexicon.txt"]
-    assert [path for path, _ in server.log] == ["/12/dev-clean.tar.gz", "/12/test-clean.tar.gz",
+    assert [path for path, _, _ in server.log] == ["/12/dev-clean.tar.gz", "/12/test-clean.tar.gz",
                                                "/11/librispeech-lexicon.txt"]
     for part in ("dev-clean", "test-clean"):
         assert (tmp_path / f"LibriSpeech/{part}/19/198/19-198.trans.txt").read_bytes() == b"19-198-0000 HELLO\n"
@@ -152,7 +117,7 @@ def test_resume_after_interrupted_transfer(server, serve, tmp_path):
     assert (tmp_path / "dev-clean.tar.gz.part").stat().st_size == len(data) // 2
     assert not (tmp_path / "LibriSpeech/dev-clean/.complete").exists()
     fetch_parts(["dev-clean"], tmp_path, base_url=server.url)
-    assert server.log == [("/12/dev-clean.tar.gz", None), ("/12/dev-clean.tar.gz", f"bytes={len(data) // 2}-")]
+    assert server.log == [("/12/dev-clean.tar.gz", None, 200), ("/12/dev-clean.tar.gz", f"bytes={len(data) // 2}-", 206)]
     assert (tmp_path / "LibriSpeech/dev-clean/.complete").is_file()
 
 
