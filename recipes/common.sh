@@ -37,3 +37,43 @@ train_stage() {
   fi
   echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$exp/log/train.log"
 }
+
+# check_manifests LABEL DIR NAME...: each DIR/NAME.jsonl must exist and hold at least one line.
+check_manifests() {
+  local label=$1 dir=$2
+  shift 2
+  echo "$label: check manifests (CMVN statistics and tokenizer are computed by asr train)"
+  local f
+  for f in "$@"; do
+    if [ ! -s "$dir/$f.jsonl" ]; then echo "run.sh: $dir/$f.jsonl missing or empty" >&2; exit 1; fi
+    echo "  $f: $(wc -l < "$dir/$f.jsonl") utterances"
+  done
+}
+
+# evaluate_stage LABEL EXP MANIFEST TEST_SET [asr evaluate options ...]
+# Greedy-scores EXP/model.pt on MANIFEST into EXP/decode/<set>/ (result.json under TEST_SET for
+# `asr compare`), unless that set already has a result.json.
+evaluate_stage() {
+  local label=$1 exp=$2 manifest=$3 test_set=$4
+  shift 4
+  local set out
+  set=$(basename "$manifest" .jsonl)
+  out=$exp/decode/$set
+  if [ -f "$out/result.json" ]; then echo "$label: $set already scored ($out/wer.txt)"; return 0; fi
+  echo "$label: evaluate $set (greedy)"
+  mkdir -p "$exp/log"
+  asr evaluate "$exp/model.pt" "$manifest" --out "$out" --results-json "$out/result.json" \
+    --test-set "$test_set" "$@" 2>&1 | tee "$exp/log/decode-$set.log"
+}
+
+# manifest_label NAME MANIFEST: "NAME (N utterances, H h)" measured from the manifest itself, for
+# results files; just NAME when the manifest is not there (yet).
+manifest_label() {
+  if [ -f "$2" ]; then
+    python -c 'import json, sys
+utts = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
+print("{} ({} utterances, {:.1f} h)".format(sys.argv[1], len(utts), sum(u["duration"] for u in utts) / 3600))' "$1" "$2"
+  else
+    echo "$1"
+  fi
+}

@@ -48,10 +48,8 @@ while [ $# -gt 0 ]; do
 done
 
 case "$conf" in
-  medium) train_parts="train-clean-100"; train=train-clean-100
-          train_label="LibriSpeech train-clean-100 (100.6 h)" ;;
-  ds2) train_parts="train-clean-100 train-clean-360 train-other-500"; train=train-960
-       train_label="LibriSpeech 960 h (train-clean-100 + train-clean-360 + train-other-500)" ;;
+  medium) train_parts="train-clean-100"; train=train-clean-100 ;;
+  ds2) train_parts="train-clean-100 train-clean-360 train-other-500"; train=train-960 ;;
   *) echo "run.sh: --conf must be medium or ds2, got $conf" >&2; exit 2 ;;
 esac
 eval_sets="dev-clean dev-other test-clean test-other"
@@ -86,11 +84,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  echo "stage 3: check manifests (CMVN statistics and tokenizer are computed by asr train)"
-  for f in "$train" $eval_sets; do
-    if [ ! -s "$manifests/$f.jsonl" ]; then echo "run.sh: $manifests/$f.jsonl missing or empty" >&2; exit 1; fi
-    echo "  $f: $(wc -l < "$manifests/$f.jsonl") utterances"
-  done
+  check_manifests "stage 3" "$manifests" "$train" $eval_sets
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -99,13 +93,10 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  train_label=$(manifest_label "LibriSpeech $train" "$manifests/$train.jsonl")  # measured, not nominal
   for set in $eval_sets; do
-    out=$exp/decode/$set
-    if [ -f "$out/result.json" ]; then echo "stage 5: $set already scored ($out/wer.txt)"; continue; fi
-    echo "stage 5: evaluate $set (greedy)"
-    asr evaluate "$exp/model.pt" "$manifests/$set.jsonl" --out "$out" --device "$device" \
-      --results-json "$out/result.json" --test-set "librispeech-$set" \
-      --train-data "$train_label" --hardware "$hardware" 2>&1 | tee "$exp/log/decode-$set.log"
+    evaluate_stage "stage 5" "$exp" "$manifests/$set.jsonl" "librispeech-$set" \
+      --device "$device" --train-data "$train_label" --hardware "$hardware"
   done
 fi
 

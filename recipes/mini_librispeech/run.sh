@@ -85,11 +85,7 @@ eval_sets=$dev
 [ -f "$data/dev-clean-2.jsonl" ] && [ "$dev" != dev-clean-2 ] && eval_sets="$eval_sets dev-clean-2"
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  echo "stage 3: check manifests (CMVN statistics and tokenizer are computed by asr train)"
-  for f in "$train_split" $eval_sets; do
-    if [ ! -s "$data/$f.jsonl" ]; then echo "run.sh: $data/$f.jsonl missing or empty" >&2; exit 1; fi
-    echo "  $f: $(wc -l < "$data/$f.jsonl") utterances"
-  done
+  check_manifests "stage 3" "$data" "$train_split" $eval_sets
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -99,12 +95,8 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for set in $eval_sets; do
-    out=$exp/decode/$set
-    if [ -f "$out/result.json" ]; then echo "stage 5: $set already scored ($out/wer.txt)"; continue; fi
-    echo "stage 5: evaluate $set (greedy)"
-    asr evaluate "$exp/model.pt" "$data/$set.jsonl" --out "$out" --device "$device" \
-      --results-json "$out/result.json" --test-set "mini_librispeech-$set" \
-      --hardware "$hardware" 2>&1 | tee "$exp/log/decode-$set.log"
+    evaluate_stage "stage 5" "$exp" "$data/$set.jsonl" "mini_librispeech-$set" \
+      --device "$device" --hardware "$hardware"
   done
 fi
 

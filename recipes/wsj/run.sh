@@ -112,12 +112,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ "$lm" != none ]; then
   fi
 fi
 
-summary=$manifests/train_si284.summary.json
-train_label="WSJ train_si284"
-if [ -f "$summary" ]; then  # e.g. "WSJ train_si284 (37416 utterances, 81.3 h)"
-  train_label=$(python -c 'import json, sys; s = json.load(open(sys.argv[1]))
-print("WSJ train_si284 ({} utterances, {:.1f} h)".format(s["num_utterances"], s["duration_s"] / 3600))' "$summary")
-fi
+train_label=$(manifest_label "WSJ train_si284" "$manifests/train_si284.jsonl")  # e.g. "WSJ train_si284 (37416 utterances, 81.3 h)"
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   train_stage "stage 3" "recipes/wsj/conf/$conf.yaml" "wsj-$conf" "$exp" "$device" "$ngpu" \
@@ -126,12 +121,8 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   for set in $eval_sets; do
-    out=$exp/decode/$set
-    if [ -f "$out/result.json" ]; then echo "stage 4: $set already scored ($out/wer.txt)"; continue; fi
-    echo "stage 4: evaluate $set (greedy)"
-    asr evaluate "$exp/model.pt" "$manifests/$set.jsonl" --out "$out" --device "$device" \
-      --results-json "$out/result.json" --test-set "$(paper_key "$set")" \
-      --train-data "$train_label" --hardware "$hardware" 2>&1 | tee "$exp/log/decode-$set.log"
+    evaluate_stage "stage 4" "$exp" "$manifests/$set.jsonl" "$(paper_key "$set")" \
+      --device "$device" --train-data "$train_label" --hardware "$hardware"
   done
 fi
 
