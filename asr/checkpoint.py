@@ -144,5 +144,15 @@ def recognizer_from_payload(payload: dict[str, Any]) -> Recognizer:
 
 
 def load_recognizer(path: str | Path, device: str | torch.device = "cpu") -> Recognizer:
-    """``recognizer_from_payload(load_checkpoint(path))`` moved to ``device``."""
+    """``recognizer_from_payload(load_checkpoint(path))`` moved to ``device``.
+
+    Raises:
+        CheckpointError: unreadable checkpoint, or ``device`` is unknown or not present here.
+    """
+    try:
+        device = torch.device(device)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: cannot use device {str(device)!r} ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError(f"{path}: device {str(device)!r} asked for, but this machine has no CUDA device")
     return recognizer_from_payload(load_checkpoint(path)).to(device)

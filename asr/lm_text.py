@@ -18,6 +18,11 @@ Book formats:
 * ``bible``: the output of Debian's ``bible`` program (package ``bible-kjv``, the King James
   Version, public domain): ``Book N`` chapter headings, then verses ``  N text`` wrapped over
   lines; each verse is split into sentences.
+* ``gcide``: the dictd file of Debian's ``dict-gcide`` (the Collaborative International Dictionary
+  of English, from Webster's 1913; ``/usr/share/dictd/gcide.dict.dz``, gzip is read as is): the
+  definitions and the 19th-century quotations they cite, without headwords, pronunciations,
+  etymologies, bracketed notes and ``--Author`` attributions; split at ``.!?;:``. A large
+  vocabulary of the books' period, for lexicon decoding.
 
 Example:
     >>> list(book_sentences("Genesis 1\\n\\n  1 In the beginning God created the heaven and the earth.\\n"
@@ -27,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import gzip
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,13 +44,24 @@ from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
 
-BookFormat = Literal["plain", "bible"]
+BookFormat = Literal["plain", "bible", "gcide"]
+BOOK_FORMATS = ("plain", "bible", "gcide")
 
 _PG_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG", re.I | re.M)
 _PG_END = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG", re.I | re.M)
 _SENTENCE_END = re.compile(r"([.!?][\"'”’)\]]*)\s+")  # the end mark and closing quotes are kept
 _BIBLE_HEADING = re.compile(r"^(?:[1-3] )?[A-Z][A-Za-z ]+ \d+$")
 _BIBLE_VERSE = re.compile(r"^\s+\d+ (.*)$")
+_GCIDE_NOTE_LINE = re.compile(r"^\s*\[[^\]]*\]\s*$")  # "[1913 Webster]", "[PJC]" source lines
+_GCIDE_DROP = [re.compile(r) for r in (
+    r"\[[^\]\s]{1,5}\]",  # special letters ([-e], ['e]) and short notes ([Obs.], [U.S.])
+    r"\\[^\\]*\\",  # \pro*nun"ci*a*tion\
+    r"\[[^\]]*\]",  # etymologies and other bracketed notes
+    r"\([^)]*\)",  # parentheses: pronunciations, cross references
+    r"--\s?[A-Z][^.;:]{0,40}(?:\.|$)",  # quotation attributions: --Milton.
+)]
+_GCIDE_HEADWORD = re.compile(r"^[^\\]*\\[^\\]*\\")  # Affect \\Af*fect"\\
+_GCIDE_SPLIT = re.compile(r"[;:]\s+")
 
 
 class LMTextError(ValueError):
@@ -105,11 +122,33 @@ def _bible_verses(text: str) -> Iterator[str]:
         yield " ".join(verse)
 
 
+def _gcide_units(text: str) -> Iterator[str]:
+    paragraph: list[str] = []
+    for line in text.splitlines() + [""]:
+        if line.strip() and not _GCIDE_NOTE_LINE.match(line):
+            if not paragraph and not line[0].isspace():  # an entry's first line: drop the headword
+                line = _GCIDE_HEADWORD.sub("", line)
+            paragraph.append(line.strip())
+            continue
+        if paragraph and not paragraph[0].startswith("00-database"):
+            joined = " ".join(paragraph)
+            for pattern in _GCIDE_DROP:
+                joined = pattern.sub(" ", joined)
+            yield from _GCIDE_SPLIT.split(joined.replace("{", "").replace("}", ""))
+        paragraph = []
+
+
 def book_sentences(text: str, fmt: BookFormat = "plain", min_words: int = 1) -> Iterator[str]:
-    """Normalized sentences (``normalize_text``) of a book, those of at least ``min_words`` words."""
-    if fmt not in ("plain", "bible"):
-        raise ValueError(f"unknown book format {fmt!r} (plain or bible)")
-    units = _bible_verses(text) if fmt == "bible" else _plain_paragraphs(text)
+    """Normalized sentences (``normalize_text``) of a book, those of at least ``min_words`` words.
+
+    >>> list(book_sentences('Affect \\\\Af*fect"\\\\, v. t. [L. affectus.]\\n   1. To act upon; to move.\\n'
+    ...                     '      [1913 Webster]\\n\\n            As might affect the earth with cold heat. --Milton.\\n',
+    ...                     "gcide", min_words=2))
+    ['to act upon', 'to move', 'as might affect the earth with cold heat']
+    """
+    if fmt not in BOOK_FORMATS:
+        raise ValueError(f"unknown book format {fmt!r} ({', '.join(BOOK_FORMATS)})")
+    units = {"bible": _bible_verses, "gcide": _gcide_units}.get(fmt, _plain_paragraphs)(text)
     for unit in units:
         for sentence in split_sentences(unit):
             norm = normalize_text(sentence)
@@ -269,7 +308,7 @@ def prepare_lm_text(books: Sequence[str | Path], out: str | Path, fmt: BookForma
     Args:
         books: text files (UTF-8) in format ``fmt``.
         out: the output text file (written atomically: a temporary file, then renamed).
-        fmt: ``plain`` or ``bible`` (see the module docstring).
+        fmt: ``plain``, ``bible`` or ``gcide`` (see the module docstring).
         exclude: transcripts to keep out (e.g. the dev and test manifests' texts); a sentence equal
             to one of them (normalized) is dropped.
         exclude_order: when > 0, also drop every sentence sharing an n-gram of this order with an
@@ -292,8 +331,10 @@ def prepare_lm_text(books: Sequence[str | Path], out: str | Path, fmt: BookForma
         with open(tmp, "w", encoding="utf-8") as f:
             for book in books:
                 try:
-                    text = Path(book).read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as e:
+                    raw = Path(book).read_bytes()
+                    raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+                    text = raw.decode("utf-8", errors="replace" if fmt == "gcide" else "strict")  # GCIDE mixes in cp1252
+                except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
                     raise LMTextError(f"{book}: cannot read the book ({e})") from None
                 for sentence in book_sentences(text, fmt, min_words=min_words):
                     report.sentences += 1

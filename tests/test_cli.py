@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 
 from asr.audio import load_audio
 from asr.cli import main
@@ -141,6 +142,14 @@ def test_missing_checkpoint_is_one_line_error(work, capsys):
 def test_not_a_checkpoint_is_one_line_error(work, capsys):
     assert main(["transcribe", str(work["manifest"]), str(work["flac"])]) == 2
     _one_line_error(capsys.readouterr().err, "dev.jsonl", "not a readable checkpoint")
+
+
+def test_unusable_device_is_one_line_error(work, capsys):
+    assert main(["transcribe", str(work["model"]), str(work["flac"]), "--device", "gpu0"]) == 2
+    _one_line_error(capsys.readouterr().err, "model.pt", "cannot use device 'gpu0'")
+    if not torch.cuda.is_available():
+        assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--device", "cuda"]) == 2
+        _one_line_error(capsys.readouterr().err, "model.pt", "no CUDA device")
 
 
 # ------------------------------------------------------------------------------------ evaluate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from asr.data import read_manifest
-from asr.lm_text import book_sentences, lm_overlap, prepare_lm_text, read_lm_lines, strip_gutenberg
+from asr.lm_text import LMTextError, book_sentences, lm_overlap, prepare_lm_text, read_lm_lines, strip_gutenberg
 from asr.text import normalize_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,3 +132,40 @@ def test_lm_text_tool_skips_existing_output(tmp_path, capsys):
     assert tool.main([str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o2.txt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.txt" in err[0]
+
+
+# Two entries written for this test in the layout of Debian's dict-gcide dictd file: headword and
+# pronunciation, an etymology over two lines, special letters ([-e]), numbered senses, source
+# lines, an indented quotation with its attribution, and one byte that is not UTF-8 (cp1252 quote).
+GCIDE = (
+    "00-database-short\n   A test dictionary\n\n"
+    'Lantern \\Lan"tern\\ (l[a^]n"t[~e]rn), n. [F. lanterne, fr. L.\n'
+    "   lanterna.]\n"
+    "   1. Something inclosing a light, and protecting it from wind;\n"
+    "      a lamp carried by a watchman. [Obs.]\n"
+    "      [1913 Webster]\n\n"
+    "            The keeper held his lantern high above the gate. --Dryden.\n"
+    "      [1913 Webster]\n\n"
+    'Lanyard \\Lan"yard\\, n. (Naut.)\n'
+    "   A short rope used for making fast; a cord with a \u2019hook\u2019.\n"
+    "   [1913 Webster]\n"
+)
+
+
+def test_gcide_dictionary_gives_definitions_and_quotations(dev, tmp_path):
+    book = tmp_path / "gcide.dict.dz"
+    planted = _long_dev_utterance(dev)
+    book.write_bytes(gzip.compress(GCIDE.encode("cp1252") + f"\n            {planted.text}. --Test.\n".encode()))
+    report = prepare_lm_text([book], tmp_path / "gcide.txt", fmt="gcide", exclude=[u.text for u in read_manifest(dev)])
+    lines = (tmp_path / "gcide.txt").read_text().splitlines()
+    assert lines == [
+        "something inclosing a light and protecting it from wind",
+        "a lamp carried by a watchman",
+        "the keeper held his lantern high above the gate",
+        "a short rope used for making fast",
+        "a cord with a hook",
+    ]
+    assert report.dropped_exact == 1  # the planted dev sentence, attribution removed
+    with pytest.raises(LMTextError, match="plain.txt: cannot read"):  # other formats stay strict UTF-8
+        (tmp_path / "plain.txt").write_bytes(b"caf\xe9 au lait.\n")
+        prepare_lm_text([tmp_path / "plain.txt"], tmp_path / "plain.out")

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("books", nargs="+", help="book text files (UTF-8)")
     parser.add_argument("--out", required=True, help="output text file, one sentence per line")
-    parser.add_argument("--format", choices=["plain", "bible"], default="plain", help="book format")
+    parser.add_argument("--format", choices=["plain", "bible", "gcide"], default="plain", help="book format")
     parser.add_argument("--exclude-manifest", action="append", default=[],
                         help="manifest whose transcripts must stay out of the LM text (repeatable)")
     parser.add_argument("--exclude-order", type=int, default=0,
