@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lm-weights", default="0:3:0.5", help="alpha grid: 'a,b,c' or 'start:stop:step' (default 0:3:0.5)")
     p.add_argument("--word-scores", default="-1:3:1", help="beta grid (default -1:3:1)")
     p.add_argument("--refine", type=int, default=0, help="rounds of finer 3x3 search around the best pair")
+    p.add_argument("--cache", help="keep the model's log-probs in this file and reuse them on the next run "
+                                   "with the same checkpoint and manifest (the acoustic model then does not run)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-s", type=float, default=300.0, help="padded audio seconds per batch")
 
@@ -278,7 +280,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
     from asr.data import read_manifest
     from asr.decode import DecodeError
-    from asr.tune import dev_log_probs, parse_grid, tune_weights
+    from asr.tune import cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
 
     try:
         lm_weights, word_scores = parse_grid(args.lm_weights), parse_grid(args.word_scores)
@@ -292,7 +294,11 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     if not utts:
         print(f"asr: error: {args.manifest}: no usable utterances", file=sys.stderr)
         return EXIT_USER_ERROR
-    utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
+    if args.cache:
+        utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint, batch_s=args.batch_s)
+    else:
+        utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
+    print(f"greedy WER {100 * greedy_wer(recognizer.tokenizer, log_probs, [u.text for u in utts]):.2f} %")
     result = tune_weights(decoder, log_probs, [u.text for u in utts], lm_weights, word_scores,
                           refine_rounds=args.refine)
     print(result.table())

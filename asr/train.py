@@ -189,7 +189,8 @@ class Trainer:
                 loader = torch.utils.data.DataLoader(
                     self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                     num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-                    generator=torch.Generator(),  # keeps the global RNG (dither, dropout) untouched
+                    # seeds the workers' augmentation anew each epoch, without touching the global RNG
+                    generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch),
                 )
                 self.model.train()
                 self.features.train()

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from asr.checkpoint import Recognizer
 from asr.data import DurationBatchSampler, SpeechDataset, Utterance, collate
-from asr.decode import BeamSearchDecoder
+from asr.decode import BeamSearchDecoder, greedy_decode
 from asr.metrics import error_report
-from asr.text import normalize_text
+from asr.text import Tokenizer, normalize_text
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,44 @@ def dev_log_probs(
     if not kept:
         raise ValueError("no utterance could be read: nothing to tune on")
     return [u for u, _ in kept], [lp for _, lp in kept]
+
+
+def cached_dev_log_probs(
+    recognizer: Recognizer, utts: Sequence[Utterance], cache: str | Path, checkpoint: str | Path,
+    batch_s: float = 300.0,
+) -> tuple[list[Utterance], list[torch.Tensor]]:
+    """:func:`dev_log_probs`, kept in the file ``cache`` for the next call on the same checkpoint
+    and utterances (the checkpoint's path, size and modification time and each utterance's audio,
+    offset and duration must match, else it is computed again and the file replaced).
+    """
+    st = os.stat(checkpoint)
+    key = {"checkpoint": os.path.abspath(checkpoint), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+           "utts": [(u.audio_filepath, u.offset, u.duration) for u in utts]}
+    cache = Path(cache)
+    if cache.is_file():
+        try:
+            saved = torch.load(cache, map_location="cpu", weights_only=True)
+        except Exception as e:  # a foreign or damaged file: recompute
+            saved = {}
+            logger.warning("%s: unreadable log-prob cache (%s); computing again", cache, type(e).__name__)
+        if saved.get("key") == key:
+            logger.info("log-probs of %d utterances from %s", len(saved["kept"]), cache)
+            return [utts[i] for i in saved["kept"]], saved["log_probs"]
+        logger.info("%s was made for another checkpoint or set; computing again", cache)
+    kept_utts, log_probs = dev_log_probs(recognizer, utts, batch_s=batch_s)
+    index = {id(u): i for i, u in enumerate(utts)}
+    payload = {"key": key, "kept": [index[id(u)] for u in kept_utts], "log_probs": log_probs}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(cache)
+    return kept_utts, log_probs
+
+
+def greedy_wer(tokenizer: Tokenizer, log_probs: Sequence[torch.Tensor], refs: Sequence[str]) -> float:
+    """Word error rate of greedy CTC decoding of per-utterance (T, V) log-probs."""
+    hyps = [greedy_decode(lp[None], torch.tensor([lp.size(0)]), tokenizer)[0].text for lp in log_probs]
+    return error_report([normalize_text(r) for r in refs], hyps).wer
 
 
 def decode_wer(decoder: BeamSearchDecoder, log_probs: Sequence[torch.Tensor], refs: Sequence[str]) -> float:

@@ -4,11 +4,13 @@ model trained for this module on real speech."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+import torch
 
 from asr.cli import main
 from asr.lm import arpa_vocabulary
@@ -117,11 +119,30 @@ def test_lm_decoding_beats_greedy_on_real_outputs(work, arpa, capsys, tmp_path):
     assert (tmp_path / "lm" / "hyps.txt").read_text().count("\n") == len(UTTS)
 
 
-def test_tune_lm_prints_the_best_pair(work, arpa, capsys):
-    assert main(["tune-lm", str(work["model"]), str(work["manifest"]), "--lm", str(arpa),
-                 "--lm-weights", "0,2", "--word-scores", "0:2:2", "--beam-size", "20"]) == 0
+def test_tune_lm_prints_the_best_pair(work, arpa, capsys, caplog, tmp_path):
+    args = ["tune-lm", str(work["model"]), str(work["manifest"]), "--lm", str(arpa),
+            "--lm-weights", "0,2", "--word-scores", "0:2:2", "--beam-size", "20", "--cache", str(tmp_path / "lp.pt")]
+    assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
-    rows = [line.split() for line in out[1:-1]]
+    result = tmp_path / "greedy.json"
+    assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "greedy"),
+                 "--results-json", str(result)]) == 0
+    m = re.match(r"greedy WER ([\d.]+) %", out[0])  # the same as `asr evaluate`'s greedy figure
+    assert m and float(m[1]) == pytest.approx(json.loads(result.read_text())["wer"], abs=0.01)
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="asr.tune"):
+        assert main(args) == 0  # the second run reads the cached log-probs: same table
+    assert capsys.readouterr().out.splitlines() == out
+    assert any("from " + str(tmp_path / "lp.pt") in r.getMessage() for r in caplog.records)
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("".join(work["manifest"].read_text().splitlines(keepends=True)[:2]))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="asr.tune"):  # another set: the cache is not used, but replaced
+        assert main([*args[:2], str(fewer), *args[3:]]) == 0
+    assert any("computing again" in r.getMessage() for r in caplog.records)
+    assert len(torch.load(tmp_path / "lp.pt", weights_only=True)["log_probs"]) == 2
+    capsys.readouterr()
+    rows = [line.split() for line in out[2:-1]]
     assert len(rows) == 4
     best = min(rows, key=lambda r: float(r[2]))
     marked = [r for r in rows if r[-1] == "*"]
