@@ -6,7 +6,7 @@ and median decode time per utterance, the beam/greedy ratio, and each decoder's 
 
 Usage:
     python tools/bench_decode.py CHECKPOINT MANIFEST [--lm LM.arpa] [--lexicon FILE]
-        [--beam-size 50] [--lm-weight 2] [--word-score 0] [--limit 100] [--threads 1]
+        [--beam-size 50] [--lm-weight 2] [--word-score 0] [--limit 100] [--threads 1] [--cache FILE]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from asr.data import read_manifest
 from asr.decode import BeamSearchConfig, BeamSearchDecoder, greedy_decode
 from asr.metrics import error_report
 from asr.text import normalize_text
-from asr.tune import dev_log_probs
+from asr.tune import cached_dev_log_probs, dev_log_probs
 
 
 def time_each(decode, log_probs: list[torch.Tensor]) -> tuple[list[float], list[str]]:
@@ -50,11 +50,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100, help="at most this many utterances")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="for the acoustic model only (decoding is on CPU)")
+    parser.add_argument("--cache", help="log-probs file shared with `asr tune-lm --cache` (same checkpoint and set)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     recognizer = load_recognizer(args.checkpoint, device=args.device)
-    utts, log_probs = dev_log_probs(recognizer, read_manifest(args.manifest, skip_bad=True)[: args.limit])
+    utts = read_manifest(args.manifest, skip_bad=True)[: args.limit]
+    if args.cache:
+        utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint)
+    else:
+        utts, log_probs = dev_log_probs(recognizer, utts)
     refs = [normalize_text(u.text) for u in utts]
     config = BeamSearchConfig(beam_size=args.beam_size, lm_weight=args.lm_weight, word_score=args.word_score)
     beam = BeamSearchDecoder(recognizer.tokenizer, lm=args.lm, lexicon=args.lexicon,
