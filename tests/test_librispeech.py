@@ -14,6 +14,7 @@ import soundfile as sf
 from asr.cli import main
 from asr.data import read_manifest
 from asr.datasets.librispeech import find_splits, prepare_librispeech, prepare_split, read_split
+from asr.text import normalize_text
 
 REPO = Path(__file__).resolve().parents[1]
 # (speaker, chapter, utterances kept): 3 + 4 real utterances of two speakers
@@ -252,8 +253,13 @@ def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
     build_tree(shared_data, dev, picks=(("8226", "274371", 3),))
     exp = tmp_path / "exp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    lm_text = tmp_path / "lm.txt"  # an LM of the training transcripts: stage 6's plumbing
+    lm_text.write_text("".join(normalize_text(line.split(" ", 1)[1]) + "\n"
+                               for f in sorted(train.rglob("*.trans.txt")) for line in f.read_text().splitlines()))
+    assert main(["build-lm", str(lm_text), "--order", "2", "--out", str(tmp_path / "lm.arpa")]) == 0
     cmd = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", str(train),
-           "--dev-dir", str(dev), "--ngpu", "0", "--exp", str(exp), "preset=tiny", "epochs=1",
+           "--dev-dir", str(dev), "--ngpu", "0", "--exp", str(exp), "--lm", str(tmp_path / "lm.arpa"),
+           "--lm-weights", "0,1", "--word-scores", "0", "preset=tiny", "epochs=1",
            "max_steps=2", "threads=1", "data.num_workers=0", "features.kind=fbank", "data.max_batch_s=60"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -262,7 +268,11 @@ def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
     assert result["test_set"] == "mini_librispeech-tiny-dev" and result["num_utterances"] == 3
     assert result["train_data"].startswith("tiny-train (") and result["decoding"] == "greedy"
     assert result["hardware"].endswith("-core CPU")
+    with_lm = json.loads((exp / "decode" / "tiny-dev-lm" / "result.json").read_text())
+    assert with_lm["num_utterances"] == 3 and "lm.arpa" in with_lm["decoding"], with_lm["decoding"]
+    assert (exp / "decode" / "tiny-dev.logprobs.pt").is_file()
     table = (exp / "RESULTS.md").read_text()
     assert "| other | mini_librispeech-tiny-dev |" in table and table.count("not run") == 11
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # all done: skips
     assert again.returncode == 0 and "model.pt exists" in again.stdout and "already scored" in again.stdout
+    assert "already scored with the LM" in again.stdout

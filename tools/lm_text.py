@@ -10,8 +10,8 @@ Recipe (the KJV, about 4.4 MB of text; then check it and build a 3-gram LM)::
     apt-get install bible-kjv
     mkdir -p data/lm && bible Gen1:1-Rev22:21 > data/lm/kjv.txt
     python tools/lm_text.py data/lm/kjv.txt --format bible --out data/lm/kjv.sentences.txt \\
-        --exclude-manifest exp/mini_librispeech-medium/data/dev-4spk.jsonl --exclude-order 8
-    python tools/lm_overlap.py data/lm/kjv.sentences.txt --manifest exp/mini_librispeech-medium/data/dev-4spk.jsonl
+        --exclude-manifest exp/mini_librispeech-medium_aug/data/dev-4spk.jsonl --exclude-order 8
+    python tools/lm_overlap.py data/lm/kjv.sentences.txt --manifest exp/mini_librispeech-medium_aug/data/dev-4spk.jsonl
     asr build-lm data/lm/kjv.sentences.txt --out data/lm/kjv.3gram.arpa --order 3
 
 Usage:

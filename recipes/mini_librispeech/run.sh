@@ -2,7 +2,8 @@
 # mini-LibriSpeech (OpenSLR SLR31): train on train-clean-5, dev set ../shared/data/LibriSpeech/dev-4spk.
 #
 #   bash recipes/mini_librispeech/run.sh [--data-dir DIR] [--dev-dir DIR] [--train-split NAME]
-#                                        [--conf medium] [--ngpu N] [--name NAME] [--exp DIR]
+#                                        [--conf medium_aug] [--ngpu N] [--name NAME] [--exp DIR]
+#                                        [--lm LM.arpa [--lm-weights 0.5:2.5:0.5] [--word-scores -3:1:1]]
 #                                        [--stage N] [--stop-stage M] [key=value ...]
 #
 # Stages (each skips work already done):
@@ -13,7 +14,10 @@
 #   3 check the manifests; global CMVN statistics and the tokenizer are computed by `asr train`
 #   4 train exp/<name>/ (resumes from last.pt; --ngpu N > 1 runs torchrun; --ngpu 0: CPU)
 #   5 evaluate, greedy, on the dev set and on dev-clean-2 when present: decode/<set>/result.json
-#   6 exp/<name>/RESULTS.md: the `asr compare` table
+#   6 with --lm: tune the LM weight and word score on the dev set (`asr tune-lm`, the model's
+#     log-probs kept in decode/<dev>.logprobs.pt), then score the dev set with the best pair:
+#     decode/<dev>-lm/result.json (an LM from allowed text: see RESULTS.md)
+#   7 exp/<name>/RESULTS.md: the `asr compare` table
 #
 # Offline, --data-dir takes any LibriSpeech-layout folder (a split, or a folder of splits);
 # --train-split names the split to train on (default train-clean-5, or the folder itself when it
@@ -22,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
 
-conf=medium
+conf=medium_aug
 ngpu=1
 data_dir=""
 dev_dir=../shared/data/LibriSpeech/dev-4spk
@@ -30,7 +34,10 @@ train_split=""
 name=""
 exp=""
 stage=1
-stop_stage=6
+stop_stage=7
+lm=""
+lm_weights=0.5:2.5:0.5
+word_scores=-3:1:1
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,6 +50,9 @@ while [ $# -gt 0 ]; do
     --exp) exp="$2"; shift 2 ;;
     --stage) stage="$2"; shift 2 ;;
     --stop-stage) stop_stage="$2"; shift 2 ;;
+    --lm) lm="$2"; shift 2 ;;
+    --lm-weights) lm_weights="$2"; shift 2 ;;
+    --word-scores) word_scores="$2"; shift 2 ;;
     *=*) extra+=("$1"); shift ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -101,7 +111,25 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  echo "stage 6: $exp/RESULTS.md"
+  out=$exp/decode/$dev-lm
+  if [ -z "$lm" ]; then
+    echo "stage 6: no --lm given; greedy decoding only"
+  elif [ -f "$out/result.json" ]; then
+    echo "stage 6: $dev already scored with the LM ($out/wer.txt)"
+  else
+    echo "stage 6: tune the LM weights of $lm on $dev, then score it"
+    asr tune-lm "$exp/model.pt" "$data/$dev.jsonl" --lm "$lm" --lm-weights "$lm_weights" \
+      --word-scores="$word_scores" --cache "$exp/decode/$dev.logprobs.pt" --device "$device" \
+      2>&1 | tee "$exp/log/tune-lm-$dev.log"
+    read -r alpha beta < <(sed -n 's/^best lm_weight \(\S*\) word_score \(\S*\) .*/\1 \2/p' "$exp/log/tune-lm-$dev.log")
+    asr evaluate "$exp/model.pt" "$data/$dev.jsonl" --out "$out" --results-json "$out/result.json" \
+      --test-set "mini_librispeech-$dev" --lm "$lm" --lm-weight "$alpha" --word-score "$beta" \
+      --device "$device" --hardware "$hardware" 2>&1 | tee "$exp/log/decode-$dev-lm.log"
+  fi
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  echo "stage 7: $exp/RESULTS.md"
   {
     echo "# mini-LibriSpeech, conf $conf ($(date +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
     echo
