@@ -12,15 +12,15 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from asr.checkpoint import Recognizer
+from asr.checkpoint import Recognizer, save_checkpoint
 from asr.data import DurationBatchSampler, SpeechDataset, Utterance, collate
-from asr.decode import BeamSearchDecoder, greedy_decode
+from asr.decode import BeamSearchDecoder, Hypothesis, greedy_decode
 from asr.metrics import error_report
 from asr.text import Tokenizer, normalize_text
 
@@ -97,21 +97,20 @@ def cached_dev_log_probs(
     kept_utts, log_probs = dev_log_probs(recognizer, utts, batch_s=batch_s)
     index = {id(u): i for i, u in enumerate(utts)}
     payload = {"key": key, "kept": [index[id(u)] for u in kept_utts], "log_probs": log_probs}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(cache)
+    save_checkpoint(payload, cache)  # atomic: a temporary file, then renamed
     return kept_utts, log_probs
 
 
 def greedy_wer(tokenizer: Tokenizer, log_probs: Sequence[torch.Tensor], refs: Sequence[str]) -> float:
     """Word error rate of greedy CTC decoding of per-utterance (T, V) log-probs."""
-    hyps = [greedy_decode(lp[None], torch.tensor([lp.size(0)]), tokenizer)[0].text for lp in log_probs]
-    return error_report([normalize_text(r) for r in refs], hyps).wer
+    greedy = lambda lp, lengths: greedy_decode(lp, lengths, tokenizer)  # noqa: E731
+    return decode_wer(greedy, log_probs, [normalize_text(r) for r in refs])
 
 
-def decode_wer(decoder: BeamSearchDecoder, log_probs: Sequence[torch.Tensor], refs: Sequence[str]) -> float:
-    """Word error rate of ``decoder`` on per-utterance (T, V) log-probs against normalized refs."""
+def decode_wer(decoder: Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]],
+               log_probs: Sequence[torch.Tensor], refs: Sequence[str]) -> float:
+    """Word error rate of ``decoder`` ((1, T, V), (1,) -> hypotheses) on per-utterance (T, V)
+    log-probs against normalized refs."""
     hyps = [decoder(lp[None], torch.tensor([lp.size(0)]))[0].text for lp in log_probs]  # lp[None]: (1, T, V)
     return error_report(list(refs), hyps).wer
 
