@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from asr.text import normalize_text
+from asr.text import read_normalized_lines
 
 logger = logging.getLogger(__name__)
 
@@ -216,15 +216,8 @@ def sentence_units(text: str, units: Units = "words") -> list[str]:
 
 def read_sentences(paths: Iterable[str | Path], units: Units = "words") -> Iterator[list[str]]:
     """Normalized sentences (one per non-empty line) of text files, as lists of units."""
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    text = normalize_text(line)
-                    if text:
-                        yield sentence_units(text, units)
-        except (OSError, UnicodeDecodeError) as e:
-            raise LMError(f"{path}: cannot read the text ({e})") from None
+    for text in read_normalized_lines(paths, LMError):
+        yield sentence_units(text, units)
 
 
 def _discounts(counts: Iterable[int], order: int) -> tuple[float, float, float]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from asr.text import normalize_text
+from asr.text import normalize_text, read_normalized_lines
 
 logger = logging.getLogger(__name__)
 
@@ -222,15 +222,7 @@ class OverlapReport:
 
 def read_lm_lines(paths: Iterable[str | Path]) -> Iterator[str]:
     """The normalized non-empty lines of text files; raises ``LMTextError`` naming an unreadable one."""
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    norm = normalize_text(line)
-                    if norm:
-                        yield norm
-        except (OSError, UnicodeDecodeError) as e:
-            raise LMTextError(f"{path}: cannot read the text ({e})") from None
+    return read_normalized_lines(paths, LMTextError)
 
 
 def lm_overlap(lm_lines: Iterable[str], transcripts: Sequence[str], ids: Sequence[str] | None = None,

@@ -47,7 +47,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -198,6 +198,22 @@ def normalize_text(text: str) -> str:
     text = _QUOTE_APOSTROPHE_RE.sub(" ", text)
     text = _OTHER_RE.sub(" ", text)
     return _SPACES_RE.sub(" ", text).strip()
+
+
+def read_normalized_lines(paths: Iterable[str | Path], error: type[Exception] = ValueError) -> Iterator[str]:
+    """The non-empty lines of UTF-8 text files, each through :func:`normalize_text`.
+
+    An unreadable or non-UTF-8 file raises ``error`` (the caller's own error type) naming it.
+    """
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    norm = normalize_text(line)
+                    if norm:
+                        yield norm
+        except (OSError, UnicodeDecodeError) as e:
+            raise error(f"{path}: cannot read the text ({e})") from None
 
 
 @runtime_checkable

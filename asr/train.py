@@ -284,8 +284,9 @@ class Trainer:
 
     def end_epoch(self, log, start: float) -> None:
         event = {"event": "epoch", "epoch": self.epoch, "step": self.step, "elapsed_s": time.monotonic() - start}
-        improved = True
-        if self.dev_utts and self.dist.is_main:
+        improved = not self.dev_utts  # without a dev set, best.pt is the newest checkpoint
+        last_epoch = self.epoch + 1 >= self.cfg.epochs
+        if self.dev_utts and self.dist.is_main and ((self.epoch + 1) % self.cfg.data.dev_every_epochs == 0 or last_epoch):
             result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s)
             event.update(dev_wer=result.report.wer, dev_cer=result.report.cer)
             improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer

@@ -24,7 +24,8 @@ class TrainError(Exception):
 @dataclass(frozen=True)
 class DataConfig:
     train_manifest: str = ""  # JSON-lines manifest of the training utterances
-    dev_manifest: str | None = None  # dev set scored (greedy WER) after every epoch; picks best.pt
+    dev_manifest: str | None = None  # dev set scored (greedy WER) after epochs; picks best.pt
+    dev_every_epochs: int = 1  # score the dev set every N epochs (and always after the last one)
     max_batch_s: float = 120.0  # cap on padded audio seconds per batch (B x longest duration)
     max_batch_size: int | None = None  # optional cap on utterances per batch
     sortagrad: bool = True  # first epoch shortest-first (DS2's SortaGrad)
@@ -32,6 +33,10 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     cmvn_max_utts: int = 1000  # utterances (seeded sample) used for global CMVN statistics
     eval_batch_s: float = 300.0  # padded audio seconds per batch when scoring the dev set
+
+    def __post_init__(self) -> None:
+        if self.dev_every_epochs < 1:
+            raise ValueError(f"dev_every_epochs must be >= 1, got {self.dev_every_epochs}")
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,8 @@ def test_char_units_and_normalized_text(tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("The Cat, sat!\n\n  \n42 cats\n", encoding="utf-8")
     assert list(read_sentences([text])) == [["the", "cat", "sat"], ["forty", "two", "cats"]]
+    with pytest.raises(LMError, match="nowhere.txt: cannot read"):
+        list(read_sentences([tmp_path / "nowhere.txt"]))
     report = build_lm([text], order=3, out=tmp_path / "chars.arpa", units="chars", backend="python")
     assert report.backend == "python" and report.sentences == 2
     assert set(arpa_vocabulary(report.path)) == set("thecasfoywr") | {"|"}

@@ -12,6 +12,7 @@ from asr.text import (
     normalize_text,
     number_to_words,
     oov_report,
+    read_normalized_lines,
     tokenizer_from_dict,
 )
 
@@ -248,3 +249,15 @@ def test_errors(tmp_path: Path) -> None:
         tokenizer_from_dict({"type": "char", "vocab": ["<blank>", "a"]})
     with pytest.raises(ValueError, match="sentencepiece 'model'"):
         tokenizer_from_dict({"type": "sentencepiece", "model": "%%%"})
+
+
+def test_read_normalized_lines_skips_empty_lines_and_raises_the_callers_error(tmp_path):
+    good = tmp_path / "a.txt"
+    good.write_text("The Cat, sat!\n\n  \n42 cats\n", encoding="utf-8")
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\u00e9\n".encode("latin-1"))
+    assert list(read_normalized_lines([good, good])) == ["the cat sat", "forty two cats"] * 2
+    with pytest.raises(KeyError, match="latin1.txt: cannot read"):
+        list(read_normalized_lines([good, latin], KeyError))
+    with pytest.raises(ValueError, match="missing.txt: cannot read"):
+        list(read_normalized_lines([tmp_path / "missing.txt"]))

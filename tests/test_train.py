@@ -251,3 +251,29 @@ def test_global_cmvn_statistics_stored_in_checkpoint(libri, tmp_path):
     torch.testing.assert_close(std, expected_std, rtol=1e-5, atol=1e-5)
     loaded = recognizer_from_payload(payload)
     assert torch.equal(loaded.features.cmvn_mean, mean) and torch.equal(loaded.features.cmvn_std, std)
+
+
+# ---------------------------------------------------------------------------------- dev set
+def test_dev_set_scored_every_n_epochs_and_after_the_last_picks_best_and_model(libri, tmp_path):
+    train_manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:4]])
+    dev_manifest = _manifest(tmp_path / "dev.jsonl", [libri[u] for u in SHORT[4:6]])
+    cfg = _config(tmp_path / "run", train_manifest, "epochs=3", "data.max_batch_size=4",
+                  f"data.dev_manifest={dev_manifest}", "data.dev_every_epochs=2", "keep_epoch_checkpoints=3")
+    result = train(cfg)
+    events = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2]
+    assert ["dev_wer" in e for e in epochs] == [False, True, True]  # epoch 2 of 3, and the last one
+    scored = [(e["dev_wer"], e["epoch"] + 1) for e in epochs if "dev_wer" in e]
+    best_wer, best_epoch = min(scored)  # ties: the earlier epoch stays best
+    assert result.best_dev_wer == best_wer == epochs[-1]["best_dev_wer"]
+
+    def weights(name: str) -> dict:
+        return torch.load(result.run_dir / name, map_location="cpu", weights_only=True)["model_state"]
+
+    best = weights("best.pt")
+    assert all(torch.equal(best[k], v) for k, v in weights(f"epoch-{best_epoch}.pt").items())
+    assert all(torch.equal(best[k], v) for k, v in weights("model.pt").items())
+    assert not all(torch.equal(best[k], v) for k, v in weights("epoch-1.pt").items())  # never scored
+    with pytest.raises(ValueError, match="dev_every_epochs must be >= 1"):
+        _config(tmp_path / "bad", train_manifest, "data.dev_every_epochs=0")

@@ -6,11 +6,13 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.audio import load_audio
 from asr.data import read_manifest
-from asr.datasets.tts import Rendition, plan_renditions, synthesize
+from asr.datasets.tts import Rendition, plan_renditions, render_corpus, synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 LINES = ["The quick brown fox jumps over the lazy dog.", "", "It was 3 o'clock on the 21st of May!"]
@@ -68,3 +70,18 @@ def test_flite_renders_at_16_khz(tmp_path):
     duration_s = synthesize(Rendition(LINES[0], "flite", "slt", speed=1.1), tmp_path / "f.wav")
     info = sf.info(tmp_path / "f.wav")
     assert info.samplerate == 16000 and abs(info.duration - duration_s) < 1e-3 and 1.0 < duration_s < 6.0
+
+
+@needs_espeak
+def test_rate_8000_band_limits_and_a_kept_file_at_another_rate_is_rendered_again(tmp_path):
+    plans = plan_renditions(["seven"], variants=1, seed=3, engines=["espeak-ng"])
+    wide = render_corpus(plans, tmp_path, name="d")
+    wav = read_manifest(wide)[0].audio_filepath
+    assert sf.info(wav).samplerate == 16000
+    narrow = read_manifest(render_corpus(plans, tmp_path, name="d", sample_rate=8000))[0]
+    assert narrow.audio_filepath == wav and sf.info(wav).samplerate == 8000
+    assert abs(sf.info(wav).duration - narrow.duration) < 1e-3
+    assert abs(sf.read(wav)[0]).max() > 0.05  # speech, not silence
+    spectrum = np.abs(np.fft.rfft(load_audio(wav, 16000))) ** 2  # what training reads, back at 16 kHz
+    above_4400_hz = spectrum[int(len(spectrum) * 0.55):].sum() / spectrum.sum()
+    assert above_4400_hz < 1e-3  # the 16 kHz rendering of this word has about 13 % there

@@ -7,7 +7,7 @@ drawn with ``--seed`` (see ``asr/datasets/tts.py``); the wavs go to ``OUT/wav/``
 
 Usage:
     python tools/tts_corpus.py TEXT --out data/tts [--variants 2] [--seed 0] [--engines espeak-ng,flite]
-        [--max-lines N] [--speed 0.8 1.25] [--pitch 30 70] [--name tts]
+        [--max-lines N] [--speed 0.8 1.25] [--pitch 30 70] [--name tts] [--rate 16000]
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="tempo range relative to the engine's default")
     parser.add_argument("--pitch", type=int, nargs=2, default=(30, 70), metavar=("LOW", "HIGH"),
                         help="espeak-ng pitch range, 0-99")
+    parser.add_argument("--rate", type=int, default=16000,
+                        help="sample rate of the wavs (default 16000; 8000 band-limits to match 8 kHz corpora)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     engines = args.engines.split(",") if args.engines else available_engines()
@@ -47,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             lines = lines[: args.max_lines]
         plans = plan_renditions(lines, variants=args.variants, seed=args.seed, engines=engines,
                                 speed_range=tuple(args.speed), pitch_range=tuple(args.pitch))
-        manifest = render_corpus(plans, args.out, name=args.name)
+        if args.rate < 8000:
+            raise ValueError(f"--rate {args.rate}: below 8000 Hz, which the audio reader refuses")
+        manifest = render_corpus(plans, args.out, name=args.name, sample_rate=args.rate)
     except (TTSError, ValueError, OSError) as e:
         print(f"tts_corpus: error: {e}", file=sys.stderr)
         return 2

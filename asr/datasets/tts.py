@@ -121,8 +121,11 @@ def plan_renditions(lines: Sequence[str], variants: int = 1, seed: int = 0, engi
     return plans
 
 
-def synthesize(r: Rendition, out_wav: str | Path) -> float:
-    """Render ``r`` to ``out_wav`` (16 kHz, 16-bit mono wav); returns its duration in seconds.
+def synthesize(r: Rendition, out_wav: str | Path, sample_rate: int = SAMPLE_RATE) -> float:
+    """Render ``r`` to ``out_wav`` (16-bit mono wav at ``sample_rate``); returns its duration in seconds.
+
+    A ``sample_rate`` below the engine's own band-limits the speech, e.g. 8000 to match telephone or
+    8 kHz corpora such as FSDD (the training loader resamples it back to the feature rate).
 
     Raises:
         TTSError: the engine is missing, fails, or writes no audio.
@@ -144,21 +147,23 @@ def synthesize(r: Rendition, out_wav: str | Path) -> float:
         if result.returncode != 0 or not raw.is_file() or raw.stat().st_size <= 44:
             cause = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
             raise TTSError(f"{r.engine} voice {r.voice}: no audio for {r.text[:60]!r} ({cause})")
-        wave = load_audio(raw, SAMPLE_RATE)  # (S,) float32 at 16 kHz
+        wave = load_audio(raw, sample_rate)  # (S,) float32
     out_wav = Path(out_wav)
     out_wav.parent.mkdir(parents=True, exist_ok=True)
     part = out_wav.with_name(out_wav.name + ".part")
-    sf.write(part, wave, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    sf.write(part, wave, sample_rate, subtype="PCM_16", format="WAV")
     part.replace(out_wav)
-    return len(wave) / SAMPLE_RATE
+    return len(wave) / sample_rate
 
 
-def render_corpus(plans: Sequence[Rendition], out_dir: str | Path, name: str = "tts") -> Path:
-    """Synthesize ``plans`` into ``out_dir/wav/<name>-NNNNNN-<key>.wav``, write ``out_dir/<name>.jsonl``.
+def render_corpus(plans: Sequence[Rendition], out_dir: str | Path, name: str = "tts",
+                  sample_rate: int = SAMPLE_RATE) -> Path:
+    """Synthesize ``plans`` into ``out_dir/wav/<name>-NNNNNN-<key>.wav`` at ``sample_rate``, write
+    ``out_dir/<name>.jsonl``.
 
-    A wav that already exists is kept (its duration read from the header): its name carries the
-    rendition's ``key``, so it was rendered from the same text, voice, speed and pitch. Returns the
-    manifest.
+    A wav that already exists at ``sample_rate`` is kept (its duration read from the header): its
+    name carries the rendition's ``key``, so it was rendered from the same text, voice, speed and
+    pitch. One at another rate is rendered again. Returns the manifest.
 
     Raises:
         TTSError: a synthesizer fails.
@@ -167,7 +172,11 @@ def render_corpus(plans: Sequence[Rendition], out_dir: str | Path, name: str = "
     utts = []
     for i, r in enumerate(plans):
         wav = out_dir / "wav" / f"{name}-{i:06d}-{r.key}.wav"
-        duration_s = sf.info(wav).duration if wav.is_file() else synthesize(r, wav)
+        info = sf.info(wav) if wav.is_file() else None
+        if info is not None and info.samplerate == sample_rate:
+            duration_s = info.duration
+        else:
+            duration_s = synthesize(r, wav, sample_rate)
         utts.append(Utterance(str(wav.resolve()), round(duration_s, 4), r.text, speaker=r.speaker))
         if (i + 1) % 100 == 0:
             logger.info("tts rendered=%d of %d", i + 1, len(plans))
