@@ -146,6 +146,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     split = prepare_digits(recordings, args.out, split=args.split, test_speaker=args.test_speaker)
     print(f"train {split.num_train} utterances -> {split.train}")
     print(f"test {split.num_test} utterances -> {split.test}")
+    print(f"lexicon of the ten digit words -> {split.words}")
     if split.skipped:
         print(f"skipped {split.skipped} unreadable recordings (see the warnings above)")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import soundfile as sf
 from asr.data import read_manifest
 from asr.datasets.digits import DIGIT_WORDS, find_recordings, prepare_digits
 
+REPO = Path(__file__).resolve().parents[1]
 SPEAKERS = ("jackson", "theo")
 TAKES = (4, 5, 10)  # take 4 is the last test take of the official split; 10 checks numeric order
 
@@ -57,6 +59,27 @@ def test_texts_are_digit_words(official):
         assert utt.text == DIGIT_WORDS[int(digit)]
         assert utt.speaker == speaker
     assert DIGIT_WORDS[7] == "seven"
+    assert split.words.read_text().split("\n") == list(DIGIT_WORDS) + [""]
+
+
+def test_recipe_end_to_end_with_greedy_and_lexicon_scores(recordings, tmp_path):
+    """recipes/digits/run.sh (all three stages) on the 60 recordings, with the tiny preset for 1 epoch."""
+    work = tmp_path / "checkout"
+    (work / "recipes").mkdir(parents=True)
+    shutil.copytree(REPO / "recipes" / "digits", work / "recipes" / "digits")
+    cmd = ["bash", str(work / "recipes/digits/run.sh"), "--data-dir", str(recordings.parent),
+           "preset=tiny", "epochs=1", "threads=1"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    exp = work / "exp" / "digits"
+    assert (exp / "model.pt").is_file() and (exp / "data" / "words.txt").is_file()
+    greedy = (exp / "decode/test/wer.txt").read_text()
+    lexicon = (exp / "decode/test-lexicon/wer.txt").read_text()
+    assert "/ 20," in greedy.splitlines()[0] and "/ 20," in lexicon.splitlines()[0]  # 20 test utterances
+    hyps = [line.split("\t", 1)[1] if "\t" in line else "" for line in
+            (exp / "decode/test-lexicon/hyps.txt").read_text().splitlines()]
+    assert len(hyps) == 20 and set(hyps) <= set(DIGIT_WORDS) | {""}  # only the ten words, or nothing
+    assert "training wall time" in run.stdout and "lexicon of the ten digit words" in run.stdout
 
 
 def test_output_is_16k_with_twice_the_samples(official, recordings):

@@ -36,6 +36,7 @@ class DigitsSplit:
     num_train: int
     num_test: int
     skipped: int
+    words: Path  # the ten digit words, one per line: a closed-vocabulary lexicon for decoding
 
 
 def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "data/fsdd") -> Path:
@@ -75,7 +76,8 @@ def prepare_digits(
     recordings are logged with their path and skipped (counted in ``DigitsSplit.skipped``).
 
     Returns:
-        The paths of ``train.jsonl`` and ``test.jsonl`` in ``out_dir`` and their sizes.
+        The paths of ``train.jsonl`` and ``test.jsonl`` in ``out_dir`` and their sizes, and of
+        ``words.txt``: the ten digit words, a lexicon for ``asr evaluate --lexicon``.
     Raises:
         ValueError: unknown split, or the test speaker is not in the data.
     """
@@ -111,4 +113,6 @@ def prepare_digits(
         logger.warning("skipped %d unreadable recordings of %d", skipped, len(files))
     write_manifest(out_dir / "train.jsonl", train)
     write_manifest(out_dir / "test.jsonl", test)
-    return DigitsSplit(out_dir / "train.jsonl", out_dir / "test.jsonl", len(train), len(test), skipped)
+    words = out_dir / "words.txt"
+    words.write_text("".join(w + "\n" for w in DIGIT_WORDS), encoding="utf-8")
+    return DigitsSplit(out_dir / "train.jsonl", out_dir / "test.jsonl", len(train), len(test), skipped, words)

@@ -3,7 +3,9 @@
 #
 #   bash recipes/digits/run.sh [--data-dir DIR] [--split official|speaker] [--stage N] [--stop-stage M]
 #
-# Stages: 0 prepare (resample 8 kHz -> 16 kHz, manifests), 1 train, 2 evaluate.
+# Stages: 0 prepare (resample 8 kHz -> 16 kHz, manifests, the ten-word lexicon), 1 train,
+# 2 evaluate: greedy decoding (decode/test) and beam search restricted to the ten digit words
+# (decode/test-lexicon).
 # Everything goes under exp/digits/ (exp/digits-speaker/ for --split speaker); the final
 # self-contained checkpoint is exp/digits/model.pt. Without --data-dir, FSDD is downloaded to data/fsdd.
 set -euo pipefail
@@ -51,6 +53,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  echo "stage 2: evaluate on $exp/data/test.jsonl"
+  echo "stage 2: evaluate on $exp/data/test.jsonl (greedy)"
   asr evaluate "$exp/model.pt" "$exp/data/test.jsonl" --out "$exp/decode/test"
+  echo "stage 2: evaluate on $exp/data/test.jsonl (lexicon of the ten digit words)"
+  asr evaluate "$exp/model.pt" "$exp/data/test.jsonl" --lexicon "$exp/data/words.txt" --out "$exp/decode/test-lexicon"
 fi
