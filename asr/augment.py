@@ -1,5 +1,5 @@
-"""Training-time augmentation: SpecAugment (time warp, frequency and time masks) on features; speed
-perturbation, additive noise at a sampled SNR and gain on waveforms.
+"""Training-time augmentation: SpecAugment (time warp, frequency and time masks) on features; edge
+trimming, speed perturbation, additive noise at a sampled SNR and gain on waveforms.
 
 All randomness comes from torch's global generator, which the trainer seeds and stores in its
 checkpoints, so augmented runs are deterministic under a seed and resume exactly. Every transform
@@ -38,6 +38,7 @@ class AugmentConfig:
     noise_manifest: str = ""  # JSON-lines manifest of noise recordings ("": no additive noise)
     noise_prob: float = 1.0  # fraction of utterances that get noise (when noise_manifest is set)
     noise_snr_db: tuple[float, float] = (10.0, 30.0)  # SNR drawn uniformly from [low, high] dB
+    edge_trim: float = 0.0  # cut a share drawn from [0, edge_trim] of the waveform off each end
 
     def __post_init__(self) -> None:
         for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
@@ -49,6 +50,8 @@ class AugmentConfig:
             raise ValueError(f"augment.speed_factors must lie in [0.5, 2], got {list(self.speed_factors)}")
         if self.gain_db < 0:
             raise ValueError(f"augment.gain_db must be >= 0, got {self.gain_db}")
+        if not 0 <= self.edge_trim < 0.5:
+            raise ValueError(f"augment.edge_trim must be in [0, 0.5), got {self.edge_trim}")
         if self.time_warp < 0:
             raise ValueError(f"augment.time_warp must be >= 0, got {self.time_warp}")
         if not 0 <= self.noise_prob <= 1:
@@ -67,7 +70,8 @@ class AugmentConfig:
 
     @property
     def wave_augment(self) -> bool:
-        return any(f != 1.0 for f in self.speed_factors) or self.gain_db > 0 or self.add_noise
+        return (any(f != 1.0 for f in self.speed_factors) or self.gain_db > 0 or self.add_noise
+                or self.edge_trim > 0)
 
 
 class SpecAugment(nn.Module):
@@ -113,10 +117,15 @@ class SpecAugment(nn.Module):
 
 
 class WaveAugment:
-    """Speed perturbation (resampling, so pitch and tempo change together), additive noise, gain.
+    """Edge trimming, speed perturbation (resampling, so pitch and tempo change together),
+    additive noise, gain.
 
     A callable on one waveform (S,) -> (S',); ``S' ~ S / factor`` for speed factor ``factor``.
-    Noise is mixed after the speed change and before the gain, so the gain keeps the SNR.
+    Edge trimming (``edge_trim`` > 0) cuts a share drawn from [0, edge_trim] off the start and,
+    independently, off the end, as a recording cut tightly around the speech would be: it is meant
+    for short utterances (isolated words) whose tests hold such recordings; the transcript is kept,
+    so keep ``edge_trim`` small enough that no whole sound goes. Noise is mixed after the speed
+    change and before the gain, so the gain keeps the SNR.
     ``eval()`` makes it the identity, ``train()`` turns it back on.
 
     Raises:
@@ -139,6 +148,8 @@ class WaveAugment:
     def __call__(self, wave: Tensor) -> Tensor:
         if not self.training:
             return wave
+        if self.cfg.edge_trim > 0:
+            wave = trim_edges(wave, self.cfg.edge_trim)
         if self.cfg.speed_factors:
             factor = self.cfg.speed_factors[int(torch.randint(len(self.cfg.speed_factors), ()))]
             wave = speed_perturb(wave, factor, self.sample_rate)
@@ -180,6 +191,20 @@ class NoiseSource:
         noise = torch.from_numpy(np.ascontiguousarray(
             load_audio(utt.audio_filepath, self.sample_rate, offset_s=offset_s, duration_s=duration_s)))  # (N,)
         return loop_to_length(noise, num_samples)
+
+
+def trim_edges(wave: Tensor, max_share: float) -> Tensor:
+    """``wave`` (S,) without a random share in [0, ``max_share``] of its samples at each end (torch's
+    global generator); a view of ``wave``.
+
+    >>> w = torch.arange(100.)
+    >>> t = trim_edges(w, 0.1)
+    >>> 80 <= len(t) <= 100 and bool((t == w[int(t[0]):int(t[0]) + len(t)]).all())
+    True
+    """
+    head = int(float(torch.rand(())) * max_share * len(wave))
+    tail = int(float(torch.rand(())) * max_share * len(wave))
+    return wave[head:len(wave) - tail]
 
 
 def loop_to_length(wave: Tensor, num_samples: int) -> Tensor:

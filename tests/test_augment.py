@@ -6,7 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.augment import AugmentConfig, SpecAugment, WaveAugment, loop_to_length, mix_at_snr, speed_perturb, time_warp
+from asr.augment import (AugmentConfig, SpecAugment, WaveAugment, loop_to_length, mix_at_snr, speed_perturb, time_warp,
+                         trim_edges)
 from asr.data import ManifestError, SpeechDataset, Utterance
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.text import CharTokenizer
@@ -105,6 +106,8 @@ def test_bad_augment_config_rejected():
         AugmentConfig(speed_factors=(3.0,))
     with pytest.raises(ValueError, match="time_mask_ratio"):
         AugmentConfig(time_mask_ratio=1.5)
+    with pytest.raises(ValueError, match="edge_trim"):
+        AugmentConfig(edge_trim=0.5)
 
 
 # ------------------------------------------------------------------------------ additive noise
@@ -190,6 +193,27 @@ def test_bad_noise_manifest_is_a_manifest_error(tmp_path):
 def test_speed_and_gain_off_in_eval_mode(speech):
     aug = WaveAugment(AugmentConfig(speed_factors=(0.9, 1.1), gain_db=6.0), 16000).eval()
     assert torch.equal(aug(speech), speech)
+
+
+def test_edge_trim_cuts_a_contiguous_piece_within_the_share_seeded_and_off_in_eval(shared_data):
+    wave = torch.from_numpy(sf.read(shared_data / "fsdd" / "recordings" / "3_nicolas_0.wav", dtype="float32")[0])
+    aug = WaveAugment(AugmentConfig(edge_trim=0.2), 8000)
+    heads, tails = [], []
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = aug(wave)
+        torch.manual_seed(seed)
+        assert torch.equal(out, aug(wave))
+        # A contiguous piece of the recording, at most 20 % shorter at either end.
+        head = next(i for i in range(len(wave) - len(out) + 1) if torch.equal(wave[i:i + len(out)], out))
+        tail = len(wave) - len(out) - head
+        assert 0 <= head <= 0.2 * len(wave) and 0 <= tail <= 0.2 * len(wave)
+        heads.append(head)
+        tails.append(tail)
+    assert len(set(heads)) > 10 and len(set(tails)) > 10  # the two ends are drawn, and independently
+    assert heads != tails
+    assert torch.equal(aug.eval()(wave), wave)
+    assert torch.equal(trim_edges(wave, 0.0), wave)
 
 
 # -------------------------------------------------------------------------------- time warp
