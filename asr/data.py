@@ -23,6 +23,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,6 +227,61 @@ def _load(utt: Utterance, sample_rate: int) -> np.ndarray:
     return load_audio(utt.audio_filepath, sample_rate, offset_s=utt.offset, duration_s=duration_s)
 
 
+class AudioCache:
+    """Decoded waveforms held in memory, so that each file is decoded once per run, not once per epoch.
+
+    Worth it when decoding is slow next to training (Opus or MP3 audio, a fast GPU): ``preload``
+    decodes on ``threads`` threads, and DataLoader workers forked afterwards share the samples.
+    Memory: 4 bytes a sample, 230 MB per hour of 16 kHz audio.
+
+    Args:
+        sample_rate: rate the audio is resampled to, in Hz.
+
+    Example:
+        >>> cache = AudioCache(16000)
+        >>> cache.preload([])  # decodes nothing, returns the seconds of audio now held
+        0.0
+    """
+
+    def __init__(self, sample_rate: int = 16000):
+        self.sample_rate = sample_rate
+        self._waves: dict[Utterance, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._waves)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(w.nbytes for w in self._waves.values())
+
+    def preload(self, utts: Iterable[Utterance], threads: int = 1) -> float:
+        """Decode the utterances not yet held. An unreadable file is left out (logged once here;
+        ``load`` then reads it again and raises, as without a cache). Returns the seconds held."""
+        todo = list(dict.fromkeys(u for u in utts if u not in self._waves))
+
+        def decode(utt: Utterance) -> tuple[Utterance, np.ndarray | None]:
+            try:
+                return utt, _load(utt, self.sample_rate)
+            except AudioError as e:
+                logger.warning("not cached, unreadable audio: %s", e)
+                return utt, None
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:  # libsndfile decodes outside the GIL
+            for utt, wave in pool.map(decode, todo):
+                if wave is not None:
+                    self._waves[utt] = wave
+        return sum(len(w) for w in self._waves.values()) / self.sample_rate
+
+    def load(self, utt: Utterance) -> np.ndarray:
+        """The utterance's samples (S,) float32: a copy of the cached ones, or decoded now.
+
+        Raises:
+            AudioError: the file is not cached and cannot be read.
+        """
+        wave = self._waves.get(utt)
+        return _load(utt, self.sample_rate) if wave is None else wave.copy()
+
+
 @dataclass(frozen=True)
 class Example:
     """One dataset item: ``wave`` (S,) float32, ``tokens`` (L,) int64, ``index`` in the dataset."""
@@ -245,13 +301,18 @@ class SpeechDataset(Dataset):
         wave_transform: applied to each loaded waveform (S,) -> (S',), e.g. training augmentation.
         skip_unreadable: an unreadable file is logged (file and cause) and its item is ``None``,
             which ``collate`` drops, instead of raising ``AudioError``.
+        cache: decoded waveforms to read from (``AudioCache`` at ``sample_rate``); utterances it
+            does not hold are decoded on access.
     """
 
     def __init__(self, utts: Sequence[Utterance], tokenizer: Tokenizer, sample_rate: int = 16000,
                  wave_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 skip_unreadable: bool = False):
+                 skip_unreadable: bool = False, cache: AudioCache | None = None):
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if cache is not None and cache.sample_rate != sample_rate:
+            raise ValueError(f"cache holds {cache.sample_rate} Hz audio, the dataset reads {sample_rate} Hz")
+        self.cache = cache
         self.utts = list(utts)
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
@@ -271,7 +332,8 @@ class SpeechDataset(Dataset):
         ``skip_unreadable``, logs it and returns ``None``)."""
         utt = self.utts[index]
         try:
-            wave = torch.from_numpy(np.ascontiguousarray(_load(utt, self.sample_rate), np.float32))
+            samples = self.cache.load(utt) if self.cache is not None else _load(utt, self.sample_rate)
+            wave = torch.from_numpy(np.ascontiguousarray(samples, np.float32))
         except AudioError as e:
             if not self.skip_unreadable:
                 raise

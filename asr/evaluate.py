@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import Decoder, Recognizer
-from asr.data import DurationBatchSampler, SpeechDataset, Utterance, collate
+from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, Utterance, collate
 from asr.decode import Hypothesis
 from asr.metrics import ErrorReport, error_report
 from asr.text import normalize_text
@@ -58,18 +58,20 @@ def utterance_id(utt: Utterance) -> str:
 
 
 def evaluate_utterances(
-    recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, decoder: Decoder | None = None
+    recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, decoder: Decoder | None = None,
+    cache: AudioCache | None = None,
 ) -> EvalResult:
     """Decode ``utts`` in duration-sorted batches and score them against their transcripts.
 
     ``decoder`` (e.g. a ``BeamSearchDecoder``) maps log-probs and lengths to hypotheses; default: greedy.
+    ``cache`` holds decoded audio (e.g. the dev set a trainer scores after every epoch).
 
     Restores the recognizer's train/eval mode afterwards, so it can run inside a training loop.
     """
     was_training = recognizer.model.training
     recognizer.eval()
     dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate,
-                            skip_unreadable=True)
+                            skip_unreadable=True, cache=cache)
     sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
     hyps: list[Hypothesis | None] = [None] * len(utts)
     start = time.perf_counter()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -35,7 +36,7 @@ from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
 from asr.config import config_to_dict, save_yaml
-from asr.data import DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
+from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor, compute_cmvn
@@ -45,6 +46,8 @@ from asr.train_config import TrainConfig, TrainError, resolve_config
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, normalize_text, oov_report, tokenizer_from_dict
 
 logger = logging.getLogger(__name__)
+
+_FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
 @dataclass
@@ -93,6 +96,7 @@ class Trainer:
         )
         if not self.train_utts:
             raise TrainError(f"{cfg.data.train_manifest}: no usable training utterances")
+        self.audio_cache = self._preload_audio() if cfg.data.cache_audio else None
         state = load_checkpoint(last) if resume else None
         self.tokenizer = tokenizer_from_dict(state["tokenizer"]) if state else self._build_tokenizer()
         self.features = FeatureExtractor(cfg.features)
@@ -115,7 +119,7 @@ class Trainer:
         self.spec_augment = SpecAugment(cfg.augment)
         wave_augment = WaveAugment(cfg.augment, cfg.features.sample_rate) if cfg.augment.wave_augment else None
         self.dataset = SpeechDataset(self.train_utts, self.tokenizer, sample_rate=cfg.features.sample_rate,
-                                     wave_transform=wave_augment, skip_unreadable=True)
+                                     wave_transform=wave_augment, skip_unreadable=True, cache=self.audio_cache)
         self.sampler = DurationBatchSampler(
             [u.duration for u in self.train_utts], max_batch_s=cfg.data.max_batch_s,
             max_batch_size=cfg.data.max_batch_size, shuffle=True, seed=cfg.seed, sortagrad=cfg.data.sortagrad,
@@ -145,11 +149,29 @@ class Trainer:
         texts = [normalize_text(u.text) for u in self.train_utts]
         return SentencePieceTokenizer.train(texts, vocab_size=self.cfg.tokenizer.vocab_size, model_type=kind)
 
+    def _preload_audio(self) -> AudioCache:
+        """Decode the training audio (and, on rank 0, the dev audio) into memory, on every CPU core."""
+        utts = self.train_utts + (self.dev_utts if self.dist.is_main else [])
+        hours = sum(u.duration for u in utts) / 3600
+        need_gb = hours * 3600 * self.cfg.features.sample_rate * 4 / 1e9  # float32 samples
+        free_gb = _available_memory_gb()
+        if free_gb is not None and need_gb > 0.8 * free_gb:
+            raise TrainError(f"data.cache_audio: the {hours:.1f} h of audio need {need_gb:.1f} GB of memory, "
+                             f"only {free_gb:.1f} GB is available; set data.cache_audio=false")
+        cache = AudioCache(self.cfg.features.sample_rate)
+        start = time.monotonic()
+        held_s = cache.preload(utts, threads=os.cpu_count() or 1)
+        logger.info("cached_audio_h=%.2f utterances=%d memory_gb=%.2f seconds=%.1f", held_s / 3600, len(cache),
+                    cache.nbytes / 1e9, time.monotonic() - start)
+        return cache
+
     def _compute_cmvn(self) -> None:
         utts = list(self.train_utts)
         random.Random(self.cfg.seed).shuffle(utts)
         utts = utts[: self.cfg.data.cmvn_max_utts]
-        mean, std = compute_cmvn(self.features, iter_waves(utts, self.cfg.features.sample_rate))
+        cache = self.audio_cache
+        waves = (cache.load(u) for u in utts) if cache else iter_waves(utts, self.cfg.features.sample_rate)
+        mean, std = compute_cmvn(self.features, waves)
         self.features.set_cmvn(mean, std)
         logger.info("global CMVN from %d utterances", len(utts))
 
@@ -189,6 +211,8 @@ class Trainer:
                 loader = torch.utils.data.DataLoader(
                     self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                     num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                    # forked workers share the cached samples; other start methods would pickle them
+                    multiprocessing_context=_FORK if self.audio_cache is not None and cfg.data.num_workers else None,
                     # seeds the workers' augmentation anew each epoch, without touching the global RNG
                     generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch),
                 )
@@ -287,7 +311,8 @@ class Trainer:
         improved = not self.dev_utts  # without a dev set, best.pt is the newest checkpoint
         last_epoch = self.epoch + 1 >= self.cfg.epochs
         if self.dev_utts and self.dist.is_main and ((self.epoch + 1) % self.cfg.data.dev_every_epochs == 0 or last_epoch):
-            result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s)
+            result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
+                                         cache=self.audio_cache)
             event.update(dev_wer=result.report.wer, dev_cer=result.report.cer)
             improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
             if improved:
@@ -340,6 +365,18 @@ class Trainer:
 
     def _autocast(self) -> bool:
         return self.device.type == "cuda" and self.cfg.precision != "fp32"
+
+
+def _available_memory_gb() -> float | None:
+    """MemAvailable of /proc/meminfo in GB, or None where there is no such file."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return None
 
 
 def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:

@@ -33,6 +33,7 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     cmvn_max_utts: int = 1000  # utterances (seeded sample) used for global CMVN statistics
     eval_batch_s: float = 300.0  # padded audio seconds per batch when scoring the dev set
+    cache_audio: bool = False  # decode train and dev audio once, before training, and keep it in memory
 
     def __post_init__(self) -> None:
         if self.dev_every_epochs < 1:

@@ -14,8 +14,9 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from asr.audio import load_audio
+from asr.audio import AudioError, load_audio
 from asr.data import (
+    AudioCache,
     Batch,
     DurationBatchSampler,
     ManifestError,
@@ -250,6 +251,48 @@ def test_dataset_resamples_8k_audio(shared_data: Path):
     ex = SpeechDataset([utt], CharTokenizer(), sample_rate=16000)[0]
     assert info.samplerate == 8000 and abs(ex.wave.shape[0] - 2 * info.frames) <= 1
     assert ex.tokens.tolist() == CharTokenizer().encode("seven")
+
+
+# ------------------------------------------------------------------------------ audio cache
+def test_audio_cache_serves_the_decoded_samples_after_the_files_are_gone(libri, shared_data, tmp_path, caplog):
+    copies = []
+    for utt in sorted(libri, key=lambda u: u.duration)[:3]:
+        path = tmp_path / Path(utt.audio_filepath).name
+        path.write_bytes(Path(utt.audio_filepath).read_bytes())
+        copies.append(Utterance(str(path), utt.duration, utt.text))
+    copies.append(Utterance(copies[0].audio_filepath, 0.5, "a segment", offset=0.25))
+    digit = shared_data / "fsdd" / "recordings" / "7_george_0.wav"  # 8 kHz: resampled once, when cached
+    (tmp_path / digit.name).write_bytes(digit.read_bytes())
+    copies.append(Utterance(str(tmp_path / digit.name), 0.0, "7"))
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"fLaC not really")
+    copies.append(Utterance(str(bad), 1.0, "bad"))
+    tok = CharTokenizer()
+    expected = [SpeechDataset(copies, tok, skip_unreadable=True)[i] for i in range(len(copies))]
+    assert expected[-1] is None
+
+    cache = AudioCache(16000)
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        held_s = cache.preload(copies + copies[:1], threads=2)  # a repeat is decoded once
+    assert len(cache) == 5 and "not cached, unreadable audio" in caplog.text and str(bad) in caplog.text
+    assert held_s == pytest.approx(sum(len(e.wave) for e in expected[:5]) / 16000)
+    assert cache.nbytes == 4 * sum(len(e.wave) for e in expected[:5])
+    for utt in copies[:-1]:
+        Path(utt.audio_filepath).unlink(missing_ok=True)
+    ds = SpeechDataset(copies, tok, skip_unreadable=True, cache=cache)
+    for i, want in enumerate(expected[:5]):
+        got = ds[i]
+        assert torch.equal(got.wave, want.wave) and torch.equal(got.tokens, want.tokens)
+        got.wave.zero_()  # a consumer writing into its copy leaves the cache as it was
+        assert torch.equal(ds[i].wave, want.wave)
+    assert ds[5] is None  # not cached: read again at access, and skipped as before
+    with pytest.raises(AudioError, match="bad.flac"):
+        SpeechDataset(copies, tok, cache=cache)[5]
+    loader = DataLoader(ds, batch_sampler=[[0, 3], [1, 2, 4]], collate_fn=collate, num_workers=2,
+                        multiprocessing_context="fork")
+    assert [b.indices.tolist() for b in loader] == [[0, 3], [1, 2, 4]]  # forked workers read the cache
+    with pytest.raises(ValueError, match="cache holds 16000 Hz audio, the dataset reads 8000 Hz"):
+        SpeechDataset(copies, tok, sample_rate=8000, cache=cache)
 
 
 # ---------------------------------------------------------------------------- sampler

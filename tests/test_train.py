@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -251,6 +253,42 @@ def test_global_cmvn_statistics_stored_in_checkpoint(libri, tmp_path):
     torch.testing.assert_close(std, expected_std, rtol=1e-5, atol=1e-5)
     loaded = recognizer_from_payload(payload)
     assert torch.equal(loaded.features.cmvn_mean, mean) and torch.equal(loaded.features.cmvn_std, std)
+
+
+# ------------------------------------------------------------------------------ audio cache
+def test_cached_audio_trains_and_scores_exactly_as_decoding_each_epoch(libri, tmp_path, caplog):
+    entries = []
+    for uid in SHORT[:6]:  # copies, deleted once the cache holds them
+        copy = tmp_path / "audio" / f"{uid}.flac"
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_bytes(Path(libri[uid]["audio_filepath"]).read_bytes())
+        entries.append(dict(libri[uid], audio_filepath=str(copy)))
+    train_manifest = _manifest(tmp_path / "train.jsonl", entries[:4])
+    dev_manifest = _manifest(tmp_path / "dev.jsonl", entries[4:])
+    common = ("epochs=2", "data.max_batch_size=2", "data.num_workers=2", f"data.dev_manifest={dev_manifest}",
+              "features.normalize=global", "features.dither=30.0", "augment.speed_factors=[0.9,1.1]",
+              "augment.gain_db=6", "seed=3")
+    plain = train(_config(tmp_path / "plain", train_manifest, *common))
+    with caplog.at_level(logging.INFO, logger="asr.train"):
+        trainer = Trainer(_config(tmp_path / "cached", train_manifest, *common, "data.cache_audio=true"))
+    assert "cached_audio_h=" in caplog.text and "utterances=6" in caplog.text
+    shutil.rmtree(tmp_path / "audio")  # training, its workers and the dev scoring read memory only
+    cached = trainer.run()
+    assert (cached.skipped_batches, cached.epochs_done) == (0, 2)
+    assert _fingerprint(cached.run_dir) == _fingerprint(plain.run_dir) and len(_fingerprint(plain.run_dir)) == 4
+    assert cached.best_dev_wer == plain.best_dev_wer
+    wa = load_checkpoint(plain.run_dir / "model.pt")
+    wb = load_checkpoint(cached.run_dir / "model.pt")
+    assert all(torch.equal(wa["model_state"][k], wb["model_state"][k]) for k in wa["model_state"])
+    assert torch.equal(wa["features_state"]["cmvn_mean"], wb["features_state"]["cmvn_mean"])
+
+
+def test_cache_audio_refuses_more_audio_than_memory(libri, tmp_path):
+    entry = dict(libri[SHORT[0]], duration=1.0e8)  # 3 years of audio: 6 TB of samples
+    manifest = _manifest(tmp_path / "train.jsonl", [entry])
+    with pytest.raises(TrainError, match=r"data.cache_audio: the 27777.8 h of audio need 6400.0 GB of memory, "
+                                         r"only .* GB is available; set data.cache_audio=false"):
+        Trainer(_config(tmp_path / "run", manifest, "data.cache_audio=true"))
 
 
 # ---------------------------------------------------------------------------------- dev set
