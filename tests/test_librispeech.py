@@ -259,7 +259,7 @@ def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
     assert main(["build-lm", str(lm_text), "--order", "2", "--out", str(tmp_path / "lm.arpa")]) == 0
     cmd = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", str(train),
            "--dev-dir", str(dev), "--ngpu", "0", "--exp", str(exp), "--lm", str(tmp_path / "lm.arpa"),
-           "--lm-weights", "0,1", "--word-scores", "0", "preset=tiny", "epochs=1",
+           "--lm-weights", "0,1", "--word-scores", "0", "--beam-size", "7", "preset=tiny", "epochs=1",
            "max_steps=2", "threads=1", "data.num_workers=0", "features.kind=fbank", "data.max_batch_s=60"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -269,7 +269,7 @@ def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
     assert result["train_data"].startswith("tiny-train (") and result["decoding"] == "greedy"
     assert result["hardware"].endswith("-core CPU")
     with_lm = json.loads((exp / "decode" / "tiny-dev-lm" / "result.json").read_text())
-    assert with_lm["num_utterances"] == 3 and "lm.arpa" in with_lm["decoding"], with_lm["decoding"]
+    assert with_lm["num_utterances"] == 3 and with_lm["decoding"].startswith("beam 7 + lm.arpa"), with_lm["decoding"]
     assert (exp / "decode" / "tiny-dev.logprobs.pt").is_file()
     table = (exp / "RESULTS.md").read_text()
     assert "| other | mini_librispeech-tiny-dev |" in table and table.count("not run") == 11
