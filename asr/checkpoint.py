@@ -11,20 +11,17 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from asr.config import config_from_dict, config_to_dict
-from asr.decode import Hypothesis, greedy_decode
+from asr.decode import Decoder, Hypothesis, greedy_decode
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, ModelConfig
 from asr.text import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 1
-
-Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]  # (log-probs, lengths) -> hyps
 
 
 class CheckpointError(Exception):

@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-data", help="training data in the results file (default: from the checkpoint)")
     p.add_argument("--hardware", help="hardware in the results file (default: the evaluation device)")
     _add_decoding_args(p)
+    _add_jobs_arg(p)
 
     p = sub.add_parser("tune-lm", help="search the LM weight (alpha) and word score (beta) on a dev set")
     p.add_argument("checkpoint")
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with the same checkpoint and manifest (the acoustic model then does not run)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-s", type=float, default=300.0, help="padded audio seconds per batch")
+    _add_jobs_arg(p)
 
     p = sub.add_parser("build-lm", help="build an n-gram LM (ARPA or KenLM binary) from text files")
     p.add_argument("texts", nargs="+", help="text files, one sentence per line (normalized like transcripts)")
@@ -218,7 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"asr: error: {args.manifest}: no usable utterances", file=sys.stderr)
         return EXIT_USER_ERROR
     result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s,
-                                 decoder=_beam_decoder(args, recognizer.tokenizer))
+                                 decoder=_beam_decoder(args, recognizer.tokenizer), jobs=args.jobs)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decode" / Path(args.manifest).stem
     result.write(out)
     print(result.summary())
@@ -255,6 +257,11 @@ def _add_decoding_args(p: argparse.ArgumentParser, tuning: bool = False) -> None
     if not tuning:
         g.add_argument("--lm-weight", type=float, default=2.0, help="alpha, the LM's weight (default 2.0)")
         g.add_argument("--word-score", type=float, default=0.0, help="beta, added per word (default 0.0)")
+
+
+def _add_jobs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, default=0,
+                   help="beam-search processes (default 0: one per CPU core); the result does not depend on it")
 
 
 def _wants_beam(args: argparse.Namespace) -> bool:
@@ -301,7 +308,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
         utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
     print(f"greedy WER {100 * greedy_wer(recognizer.tokenizer, log_probs, [u.text for u in utts]):.2f} %")
     result = tune_weights(decoder, log_probs, [u.text for u in utts], lm_weights, word_scores,
-                          refine_rounds=args.refine)
+                          refine_rounds=args.refine, jobs=args.jobs)
     print(result.table())
     print(f"best lm_weight {result.lm_weight:g} word_score {result.word_score:g} WER {100 * result.wer:.2f} % "
           f"({len(utts)} utterances; use --lm-weight {result.lm_weight:g} --word-score {result.word_score:g})")

@@ -21,10 +21,11 @@ import contextlib
 import copy
 import logging
 import math
+import multiprocessing
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -396,3 +397,40 @@ class BeamSearchDecoder:
         return Hypothesis(text=text, tokens=tokens, frames=frames, score=float(result.score),
                           am_score=float(result.emittingModelScore),
                           lm_score=float(result.lmScore) if self.lm_path is not None else None, words=words)
+
+
+Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]  # (B, T, V), (B,) -> hypotheses
+
+_FORKED: tuple[Decoder, Sequence[torch.Tensor]] | None = None  # what forked decoding workers read
+
+
+def _decode_one(index: int) -> Hypothesis:
+    decoder, log_probs = _FORKED
+    lp = log_probs[index]  # (T, V)
+    return decoder(lp[None], torch.tensor([lp.size(0)]))[0]  # lp[None]: (1, T, V)
+
+
+def decode_utterances(decoder: Decoder, log_probs: Sequence[torch.Tensor], jobs: int = 1) -> list[Hypothesis]:
+    """The best hypothesis of each utterance's (T, V) log-probs, in order, on ``jobs`` processes.
+
+    Beam search holds the GIL, so ``jobs`` > 1 forks worker processes (where the platform can
+    fork), which share the decoder, its LM and the log-probs with this one; the result is the same
+    as with one job. ``jobs`` <= 0 means one per CPU core.
+
+    Example:
+        >>> lp = torch.log_softmax(torch.randn(5, 29), dim=-1)  # (T, V)
+        >>> greedy = lambda x, n: greedy_decode(x, n, CharTokenizer())
+        >>> [h.text for h in decode_utterances(greedy, [lp])] == [greedy(lp[None], torch.tensor([5]))[0].text]
+        True
+    """
+    global _FORKED
+    jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(log_probs))
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [decoder(lp[None], torch.tensor([lp.size(0)]))[0] for lp in log_probs]
+    log_probs = [lp.detach().float().cpu() for lp in log_probs]
+    _FORKED = (decoder, log_probs)
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            return pool.map(_decode_one, range(len(log_probs)), chunksize=max(1, len(log_probs) // (8 * jobs)))
+    finally:
+        _FORKED = None

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from asr.checkpoint import Decoder, Recognizer
+from asr.checkpoint import Recognizer
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, Utterance, collate
-from asr.decode import Hypothesis
+from asr.decode import Decoder, Hypothesis, decode_utterances
 from asr.metrics import ErrorReport, error_report
 from asr.text import normalize_text
 
@@ -59,11 +59,13 @@ def utterance_id(utt: Utterance) -> str:
 
 def evaluate_utterances(
     recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, decoder: Decoder | None = None,
-    cache: AudioCache | None = None,
+    cache: AudioCache | None = None, jobs: int = 1,
 ) -> EvalResult:
     """Decode ``utts`` in duration-sorted batches and score them against their transcripts.
 
     ``decoder`` (e.g. a ``BeamSearchDecoder``) maps log-probs and lengths to hypotheses; default: greedy.
+    With ``jobs`` != 1 the model runs first and the decoder then decodes the utterances on ``jobs``
+    processes (<= 0: one per CPU core; :func:`asr.decode.decode_utterances`), with the same result.
     ``cache`` holds decoded audio (e.g. the dev set a trainer scores after every epoch).
 
     Restores the recognizer's train/eval mode afterwards, so it can run inside a training loop.
@@ -74,14 +76,23 @@ def evaluate_utterances(
                             skip_unreadable=True, cache=cache)
     sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
     hyps: list[Hypothesis | None] = [None] * len(utts)
+    deferred: dict[int, torch.Tensor] = {}  # index -> (T, V) log-probs, decoded after the model has run
     start = time.perf_counter()
     audio_s = 0.0
     for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
         if batch is None:
             continue
-        for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens, decoder)):
-            hyps[index] = hyp
+        if decoder is not None and jobs != 1:
+            log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)  # (B, T, V), (B,)
+            for b, index in enumerate(batch.indices.tolist()):
+                deferred[index] = log_probs[b, : int(out_lens[b])].cpu()  # (T_b, V)
+        else:
+            for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens, decoder)):
+                hyps[index] = hyp
         audio_s += float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
+    if deferred:
+        for index, hyp in zip(deferred, decode_utterances(decoder, list(deferred.values()), jobs)):
+            hyps[index] = hyp
     decode_s = time.perf_counter() - start
     if was_training:
         recognizer.model.train()

@@ -14,8 +14,8 @@ import torch
 
 from asr.align import AlignmentError, WordTiming, align_words
 from asr.audio import AudioError, load_audio
-from asr.checkpoint import Decoder, Recognizer, load_recognizer
-from asr.decode import BeamSearchDecoder, Hypothesis, greedy_decode
+from asr.checkpoint import Recognizer, load_recognizer
+from asr.decode import BeamSearchDecoder, Decoder, Hypothesis, greedy_decode
 
 logger = logging.getLogger(__name__)
 

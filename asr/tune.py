@@ -12,7 +12,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import torch
 
 from asr.checkpoint import Recognizer, save_checkpoint
 from asr.data import DurationBatchSampler, SpeechDataset, Utterance, collate
-from asr.decode import BeamSearchDecoder, Hypothesis, greedy_decode
+from asr.decode import BeamSearchDecoder, Decoder, decode_utterances, greedy_decode
 from asr.metrics import error_report
 from asr.text import Tokenizer, normalize_text
 
@@ -107,17 +107,16 @@ def greedy_wer(tokenizer: Tokenizer, log_probs: Sequence[torch.Tensor], refs: Se
     return decode_wer(greedy, log_probs, [normalize_text(r) for r in refs])
 
 
-def decode_wer(decoder: Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]],
-               log_probs: Sequence[torch.Tensor], refs: Sequence[str]) -> float:
+def decode_wer(decoder: Decoder, log_probs: Sequence[torch.Tensor], refs: Sequence[str], jobs: int = 1) -> float:
     """Word error rate of ``decoder`` ((1, T, V), (1,) -> hypotheses) on per-utterance (T, V)
-    log-probs against normalized refs."""
-    hyps = [decoder(lp[None], torch.tensor([lp.size(0)]))[0].text for lp in log_probs]  # lp[None]: (1, T, V)
+    log-probs against normalized refs, decoded on ``jobs`` processes (:func:`decode_utterances`)."""
+    hyps = [h.text for h in decode_utterances(decoder, log_probs, jobs)]
     return error_report(list(refs), hyps).wer
 
 
 def tune_weights(
     decoder: BeamSearchDecoder, log_probs: Sequence[torch.Tensor], refs: Sequence[str],
-    lm_weights: Sequence[float], word_scores: Sequence[float], refine_rounds: int = 0,
+    lm_weights: Sequence[float], word_scores: Sequence[float], refine_rounds: int = 0, jobs: int = 1,
 ) -> TuneResult:
     """Search (alpha, beta) for the lowest WER.
 
@@ -131,6 +130,7 @@ def tune_weights(
         refs: the utterances' transcripts (normalized here).
         lm_weights, word_scores: the grid.
         refine_rounds: rounds of local refinement after the grid (0: grid only).
+        jobs: decoding processes (<= 0: one per CPU core); the WERs do not depend on it.
 
     Returns:
         The best pair, its WER and every pair tried.
@@ -149,7 +149,7 @@ def tune_weights(
         a, b = round(a, 6), round(b, 6)
         if (a, b) not in tried:
             start = time.perf_counter()
-            tried[(a, b)] = decode_wer(decoder.with_weights(a, b), log_probs, refs)
+            tried[(a, b)] = decode_wer(decoder.with_weights(a, b), log_probs, refs, jobs)
             logger.info("lm_weight=%g word_score=%g wer=%.4f decode_s=%.1f", a, b, tried[(a, b)],
                         time.perf_counter() - start)
         return tried[(a, b)]

@@ -7,12 +7,13 @@ trained on the domain's text should repair.
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
 import torch
 
-from asr.decode import BeamSearchConfig, BeamSearchDecoder, DecodeError, greedy_decode
+from asr.decode import BeamSearchConfig, BeamSearchDecoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
 from asr.lm import build_lm, estimate_kneser_ney, find_kenlm
 from asr.text import CharTokenizer, SentencePieceTokenizer
 from asr.tune import decode_wer, tune_weights
@@ -183,6 +184,21 @@ def test_tuning_returns_the_best_pair_of_its_grid(lms, error_set):
     refined = tune_weights(decoder, log_probs, refs, alphas, betas, refine_rounds=1)
     assert len(refined.tried) > len(grid) and refined.wer <= result.wer
     assert "*" in refined.table()
+
+
+@pytest.mark.parametrize("lm", ["words", "chars"])
+def test_decoding_on_several_processes_equals_one(lms, error_set, lm):
+    log_probs, refs = error_set
+    log_probs = log_probs * 3  # more utterances than workers, each in several chunks
+    decoder = BeamSearchDecoder(TOK, lm=lms[lm], config=BeamSearchConfig(lm_weight=1.0, word_score=0.0))
+    serial = decode_utterances(decoder, log_probs, jobs=1)
+    assert [h.text for h in serial] == refs * 3  # the LM repairs the planted errors
+    assert decode_utterances(decoder, log_probs, jobs=2) == serial  # text, tokens, frames, scores
+    assert decode_utterances(decoder, log_probs, jobs=0) == serial  # one per core
+    where = decode_utterances(lambda lp, n: [Hypothesis(text=str(os.getpid()))], log_probs, jobs=2)
+    assert 1 <= len({h.text for h in where}) <= 2 and str(os.getpid()) not in {h.text for h in where}
+    grid = ([0.0, 1.0], [-1.0, 1.0])
+    assert tune_weights(decoder, log_probs, refs * 3, *grid, jobs=2) == tune_weights(decoder, log_probs, refs * 3, *grid)
 
 
 def test_lm_estimate_is_usable_directly(tmp_path):

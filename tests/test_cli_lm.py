@@ -119,6 +119,15 @@ def test_lm_decoding_beats_greedy_on_real_outputs(work, arpa, capsys, tmp_path):
     assert (tmp_path / "lm" / "hyps.txt").read_text().count("\n") == len(UTTS)
 
 
+def test_evaluate_with_lm_on_several_processes_equals_one(work, arpa, capsys, tmp_path):
+    common = ["evaluate", str(work["model"]), str(work["manifest"]), "--lm", str(arpa), "--lm-weight", "2",
+              "--word-score", "2", "--beam-size", "20"]
+    assert main([*common, "--jobs", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main([*common, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = ((tmp_path / d / "hyps.txt").read_text() for d in ("one", "two"))
+    assert one == two and one.count("\n") == len(UTTS) and one.split()
+
+
 def test_tune_lm_prints_the_best_pair(work, arpa, capsys, caplog, tmp_path):
     args = ["tune-lm", str(work["model"]), str(work["manifest"]), "--lm", str(arpa),
             "--lm-weights", "0,2", "--word-scores", "0:2:2", "--beam-size", "20", "--cache", str(tmp_path / "lp.pt")]
