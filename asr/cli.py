@@ -44,11 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--mic", type=int, choices=[1, 2], default=1, help="1: Sennheiser close-talking (.wv1), 2: secondary (.wv2)")
     d.add_argument("--verify", action="store_true", help="decode all audio (SPHERE checksums) instead of reading headers")
     d.add_argument("--force", action="store_true", help="prepare again sets already prepared")
+    d = corpora.add_parser("musan", help="MUSAN noise/music/speech (asr download musan): noise manifests for augment.noise_manifest")
+    d.add_argument("--data-dir", required=True, help="the MUSAN folder (noise/, music/, speech/) or a download folder holding musan/")
+    d.add_argument("--out", required=True, help="output folder for musan-<category>.jsonl, .summary.json, .problems.txt")
+    d.add_argument("--force", action="store_true", help="prepare again categories already prepared")
 
-    p = sub.add_parser("download", help="download OpenSLR parts: LibriSpeech, mini-LibriSpeech, LM files")
+    p = sub.add_parser("download", help="download OpenSLR parts: LibriSpeech, mini-LibriSpeech, LM files, MUSAN")
     p.add_argument("parts", nargs="*", metavar="PART",
                    help="part names (train-clean-100, 4-gram.arpa.gz...) or groups (librispeech, mini_librispeech, lm)")
-    p.add_argument("--dest", help="download folder (archives extract to DEST/LibriSpeech/<part>/, LM files to DEST/lm/)")
+    p.add_argument("--dest", help="download folder (archives extract to DEST/LibriSpeech/<part>/ or DEST/musan/, LM files to DEST/lm/)")
     p.add_argument("--base-url", default=None, help="server holding <resource>/<file> (default: https://www.openslr.org/resources)")
     p.add_argument("--remove-archive", action="store_true", help="delete each archive once extracted")
     p.add_argument("--list", action="store_true", help="print the known parts with URL, size and MD5, and exit")
@@ -144,6 +148,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return _prepare_librispeech(args)
     if args.corpus == "wsj":
         return _prepare_wsj(args)
+    if args.corpus == "musan":
+        return _prepare_musan(args)
     recordings = find_recordings(args.data_dir)
     split = prepare_digits(recordings, args.out, split=args.split, test_speaker=args.test_speaker)
     print(f"train {split.num_train} utterances -> {split.train}")
@@ -338,14 +344,24 @@ def _prepare_wsj(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_musan(args: argparse.Namespace) -> int:
+    from asr.datasets.musan import prepare_musan
+
+    return _print_reports(prepare_musan(args.data_dir, args.out, force=args.force), args.out)
+
+
 def _prepare_librispeech(args: argparse.Namespace) -> int:
     from asr.datasets.librispeech import prepare_librispeech
 
     splits = [s for s in args.splits.split(",") if s] if args.splits else None
-    for report in prepare_librispeech(args.data_dir, args.out, splits=splits, force=args.force):
+    return _print_reports(prepare_librispeech(args.data_dir, args.out, splits=splits, force=args.force), args.out)
+
+
+def _print_reports(reports, out: str) -> int:
+    for report in reports:
         print(report.summary())
         if report.problems:
-            print(f"  {len(report.problems)} problems, listed in {Path(args.out) / (report.name + '.problems.txt')}")
+            print(f"  {len(report.problems)} problems, listed in {Path(out) / (report.name + '.problems.txt')}")
     return 0
 
 

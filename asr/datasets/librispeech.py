@@ -236,13 +236,26 @@ def prepare_split(split_dir: str | Path, out_dir: str | Path, name: str | None =
     """
     split_dir, out_dir = Path(split_dir), Path(out_dir)
     name = name or split_dir.name
+    if not force and (report := prepared_split(out_dir, name)) is not None:
+        return report
+    return write_split(out_dir, name, *read_split(split_dir))
+
+
+def prepared_split(out_dir: Path, name: str) -> SplitReport | None:
+    """The report of ``out_dir/<name>.jsonl`` if a finished preparation wrote it, else None."""
+    manifest, summary_path = out_dir / f"{name}.jsonl", out_dir / f"{name}.summary.json"
+    if not (manifest.is_file() and summary_path.is_file()):
+        return None
+    saved = json.loads(summary_path.read_text(encoding="utf-8"))
+    saved.update(manifest=manifest, reused=True)
+    return SplitReport(**saved)
+
+
+def write_split(out_dir: Path, name: str, utts: list[Utterance], problems: list[str], skipped: int) -> SplitReport:
+    """Write ``out_dir/<name>.jsonl``, ``.problems.txt`` and, last, ``.summary.json``; log the
+    first 20 problems (then a count) and return the report."""
     manifest = out_dir / f"{name}.jsonl"
     summary_path = out_dir / f"{name}.summary.json"
-    if not force and manifest.is_file() and summary_path.is_file():
-        saved = json.loads(summary_path.read_text(encoding="utf-8"))
-        saved.update(manifest=manifest, reused=True)
-        return SplitReport(**saved)
-    utts, problems, skipped = read_split(split_dir)
     for line in problems[:20]:
         logger.warning("%s", line)
     if len(problems) > 20:

@@ -1,4 +1,5 @@
-"""OpenSLR downloads: LibriSpeech (SLR12), its language-model files (SLR11), mini-LibriSpeech (SLR31).
+"""OpenSLR downloads: LibriSpeech (SLR12), its language-model files (SLR11), mini-LibriSpeech (SLR31),
+and the MUSAN noise, music and speech corpus (SLR17) for additive-noise augmentation.
 
 Each file has a known URL, and where a public source gives them, its size in bytes and MD5. A
 download resumes a partial ``.part`` file, is checked against the size and MD5 before it is kept,
@@ -19,6 +20,8 @@ Where the numbers come from (nothing here is guessed; a value no public source g
 - SLR11 sizes: Kaldi ``egs/librispeech/s5/local/download_lm.sh``; MD5s: sdrobert/pytorch-database-prep
   ``librispeech.py`` (one source; ``librispeech-lm-norm.txt.gz``'s MD5 also in a second project).
   The size of ``librispeech-lm-norm.txt.gz`` was not found, so only its MD5 is checked.
+- SLR17 (``musan.tar.gz``, extracting to ``musan/``): the MD5 as quoted by two independent projects
+  (wenet-e2e/wespeaker's download script and an ``inex`` pipeline config); its size was not found.
 
 Example:
     >>> f = FILES["dev-clean"]
@@ -54,8 +57,8 @@ class RemoteFile:
         filename: the file name on the server.
         size: size in bytes, or ``None`` where no public source gives it.
         md5: MD5 hex digest, or ``None`` where no public source gives it.
-        archive: a ``.tar.gz`` that extracts to ``LibriSpeech/<name>/``; otherwise a plain file
-            saved under ``lm/``.
+        archive: a ``.tar.gz`` that extracts to ``folder``; otherwise a plain file saved under ``lm/``.
+        folder: where an archive extracts, relative to the download folder ("": ``LibriSpeech/<name>``).
     """
 
     name: str
@@ -64,6 +67,7 @@ class RemoteFile:
     size: int | None
     md5: str | None
     archive: bool
+    folder: str = ""
 
     def url(self, base_url: str = OPENSLR_URL) -> str:
         return f"{base_url.rstrip('/')}/{self.resource}/{self.filename}"
@@ -97,6 +101,8 @@ FILES: dict[str, RemoteFile] = {f.name: f for f in (
     _lm("librispeech-lexicon.txt", 5627646, "28f72663f6bfed7cd346283c064c315b"),
     _lm("librispeech-vocab.txt", 1737588, "bf3cc7a50112831ed8b0afa40cae96a5"),
     _lm("librispeech-lm-norm.txt.gz", None, "c83c64c726a1aedfe65f80aa311de402"),
+    # SLR17: MUSAN, for augment.noise_manifest (asr prepare musan)
+    RemoteFile("musan", 17, "musan.tar.gz", None, "0c472d4fc0c5141eca47ad1ffeb2a7df", archive=True, folder="musan"),
 )}
 
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -129,9 +135,12 @@ def resolve_parts(names: Sequence[str]) -> list[str]:
 
 
 def part_dir(dest: str | Path, name: str) -> Path:
-    """Where part ``name`` lives once fetched: ``dest/LibriSpeech/<name>`` or ``dest/lm/<file>``."""
+    """Where part ``name`` lives once fetched: ``dest/LibriSpeech/<name>`` (``dest/musan`` for MUSAN)
+    or ``dest/lm/<file>``."""
     f = FILES[name]
-    return Path(dest) / "LibriSpeech" / name if f.archive else Path(dest) / "lm" / f.filename
+    if not f.archive:
+        return Path(dest) / "lm" / f.filename
+    return Path(dest) / (f.folder or f"LibriSpeech/{name}")
 
 
 def is_done(dest: str | Path, name: str) -> bool:
@@ -146,8 +155,8 @@ def fetch_parts(
 ) -> list[Path]:
     """Download (and extract) each part under ``dest``, skipping parts already done.
 
-    Archives go to ``dest/<part>.tar.gz`` and extract to ``dest/LibriSpeech/<part>/``, which then
-    gets a ``.complete`` marker; LM files go to ``dest/lm/``. An interrupted run resumes where it
+    Archives go to ``dest/<part>.tar.gz`` and extract to ``dest/LibriSpeech/<part>/`` (MUSAN:
+    ``dest/musan/``), which then gets a ``.complete`` marker; LM files go to ``dest/lm/``. An interrupted run resumes where it
     stopped (partial download, or the extraction of a verified archive).
 
     Args:
@@ -163,7 +172,7 @@ def fetch_parts(
     Raises:
         ValueError: an unknown part name.
         DownloadError: a failed transfer, a size or MD5 mismatch (the bad file is removed), an
-            unsafe archive member, or an archive without its ``LibriSpeech/<part>/`` folder.
+            unsafe archive member, or an archive without its ``LibriSpeech/<part>/`` (``musan/``) folder.
     """
     dest = Path(dest)
     done: list[Path] = []
@@ -180,7 +189,7 @@ def fetch_parts(
             logger.info("part=%s extracting=%s", name, local)
             extract_tar(local, dest)
             if not target.is_dir():
-                raise DownloadError(f"{local}: the archive holds no LibriSpeech/{name}/ folder")
+                raise DownloadError(f"{local}: the archive holds no {target.relative_to(dest)}/ folder")
             (target / DONE_MARKER).write_text(f"{f.url(base_url)} md5={f.md5}\n")
             if remove_archive:
                 os.remove(local)

@@ -1,0 +1,94 @@
+"""MUSAN (SLR17): download from a local HTTP server, noise manifests, and their use as the noise
+source of training augmentation. The archive is made here in MUSAN's layout, from synthetic noise
+and music and one real LibriSpeech recording."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.audio import load_audio
+from asr.augment import AugmentConfig, NoiseSource, WaveAugment
+from asr.cli import main
+from asr.data import read_manifest
+from asr.datasets.openslr import FILES
+from test_openslr import _targz  # tests/ is on sys.path under pytest
+
+
+def _wav(samples: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, 16000, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def musan_archive(shared_data: Path) -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    speech = load_audio(shared_data / "LibriSpeech/dev-4spk/8226/274371/8226-274371-0020.flac")
+    t = np.arange(16000 * 3) / 16000
+    return {
+        "musan/README": b"MUSAN test tree\n",
+        "musan/noise/free-sound/ANNOTATIONS": b"noise-free-sound-0000\n",
+        "musan/noise/free-sound/noise-free-sound-0000.wav": _wav(0.1 * rng.standard_normal(16000 * 2)),
+        "musan/noise/free-sound/noise-free-sound-0001.wav": b"RIFF\x00\x00\x00\x00not a wav at all",
+        "musan/music/fma/music-fma-0000.wav": _wav(0.2 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * t)),
+        "musan/speech/librivox/speech-librivox-0000.wav": _wav(speech),
+    }
+
+
+@pytest.fixture
+def served(http_server, musan_archive, monkeypatch) -> str:
+    data = _targz(musan_archive)
+    http_server.files["/17/musan.tar.gz"] = data
+    monkeypatch.setitem(FILES, "musan", dataclasses.replace(FILES["musan"], size=len(data),
+                                                             md5=hashlib.md5(data).hexdigest()))
+    return http_server.url
+
+
+def test_download_prepare_and_mix_musan_noise(served, tmp_path, capsys):
+    assert FILES["musan"].url() == "https://www.openslr.org/resources/17/musan.tar.gz"
+    dest, out = tmp_path / "dl", tmp_path / "manifests"
+    assert main(["download", "musan", "--dest", str(dest), "--base-url", served]) == 0
+    assert (dest / "musan/.complete").is_file() and (dest / "musan/music/fma/music-fma-0000.wav").is_file()
+    capsys.readouterr()
+
+    assert main(["prepare", "musan", "--data-dir", str(dest), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("musan-noise: 1 utterances, 0 words, 0.00 h, 1 skipped -> ")
+    assert "1 problems, listed in" in lines[1] and "musan-noise.problems.txt" in lines[1]
+    assert [line.split(":")[0] for line in lines[2:]] == ["musan-music", "musan-speech"]
+    problems = (out / "musan-noise.problems.txt").read_text()
+    assert "noise-free-sound-0001.wav" in problems and len(problems.splitlines()) == 1
+    noise = read_manifest(out / "musan-noise.jsonl")
+    assert len(noise) == 1 and noise[0].text == "" and noise[0].duration == pytest.approx(2.0)
+    speech = read_manifest(out / "musan-speech.jsonl")
+    assert speech[0].duration == pytest.approx(sf.info(speech[0].audio_filepath).duration)
+    assert json.loads((out / "musan-music.summary.json").read_text())["num_utterances"] == 1
+
+    # the manifest is a noise source for training: a random segment, mixed at the drawn SNR
+    source = NoiseSource(str(out / "musan-noise.jsonl"), 16000)
+    segment = source.sample(8000)
+    assert segment.shape == (8000,) and 0.05 < float(segment.std()) < 0.2
+    clean = torch.from_numpy(load_audio(speech[0].audio_filepath))[:32000]
+    augment = WaveAugment(AugmentConfig(noise_manifest=str(out / "musan-noise.jsonl"), noise_snr_db=(10.0, 10.0)), 16000)
+    noisy = augment(clean)
+    snr_db = 10 * torch.log10(clean.pow(2).sum() / (noisy - clean).pow(2).sum())
+    assert float(snr_db) == pytest.approx(10.0, abs=0.5)
+
+    # a second run reads the summaries, not the audio
+    assert main(["prepare", "musan", "--data-dir", str(dest / "musan"), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("(already prepared)") == 3
+
+
+def test_prepare_musan_without_a_tree_is_one_line(tmp_path, capsys):
+    assert main(["prepare", "musan", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("asr: error: ") and "no MUSAN tree" in err[0]
