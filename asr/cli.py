@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=3e-4")
     p.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
 
+    p = sub.add_parser("sweep", help="train every combination of a grid of config values, for several seeds")
+    p.add_argument("config", help="YAML config every run starts from")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every run")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="values of one config key (repeat for more keys; commas inside [] stay in a value)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--out", required=True, help="sweep folder: one run folder per point and seed, sweep.md, sweep.jsonl")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
+
     p = sub.add_parser("transcribe", help="transcribe audio files: one 'path<TAB>text' line each")
     p.add_argument("checkpoint")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, sph; any sample rate)")
@@ -124,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+        args.overrides += extra  # key=value given after the options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         parser.print_help()
@@ -175,6 +188,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"non-finite losses: {result.zeroed_utterances} utterances zeroed, {result.skipped_batches} batches skipped")
     print(f"model: {result.run_dir / 'model.pt'}")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from asr.config import ConfigError
+    from asr.sweep import parse_grid_specs, sweep
+
+    grid = parse_grid_specs(args.grid)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+    if not seeds:
+        raise ConfigError("--seeds: no seed given")
+
+    def report(run) -> None:
+        wer = "n/a" if run.best_dev_wer is None else f"{100 * run.best_dev_wer:.2f} %"
+        state = f"failed ({run.error})" if run.error else ("already trained" if run.reused else f"{run.wall_s:.0f} s")
+        print(f"{run.run_dir.name}: best dev WER {wer}, {state}", flush=True)
+
+    runs = sweep(args.config, grid, seeds, args.out, overrides=args.overrides, jobs=args.jobs, on_run=report)
+    print((Path(args.out) / "sweep.md").read_text(encoding="utf-8"), end="")
+    failed = sum(r.error is not None for r in runs)
+    if failed:
+        print(f"asr: {failed} of {len(runs)} runs failed (their errors are above and in <run>/train.out)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -411,7 +449,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "prepare": cmd_prepare, "train": cmd_train, "transcribe": cmd_transcribe,
+    "prepare": cmd_prepare, "train": cmd_train, "sweep": cmd_sweep, "transcribe": cmd_transcribe,
     "evaluate": cmd_evaluate, "presets": cmd_presets,
     "download": cmd_download, "compare": cmd_compare, "average": cmd_average, "tune-lm": cmd_tune_lm, "build-lm": cmd_build_lm,
 }

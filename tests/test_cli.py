@@ -78,7 +78,7 @@ def test_help_lists_exactly_the_commands():
     result = _asr("--help")
     assert result.returncode == 0
     listed = re.findall(r"^    ([\w-]+)\s", result.stdout, flags=re.M)
-    assert listed == ["prepare", "download", "train", "transcribe", "evaluate", "tune-lm", "build-lm", "average",
+    assert listed == ["prepare", "download", "train", "sweep", "transcribe", "evaluate", "tune-lm", "build-lm", "average",
                       "compare", "presets"]
 
 

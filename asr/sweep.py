@@ -1,0 +1,208 @@
+"""Hyperparameter sweeps: every combination of a grid of config values, each for several seeds.
+
+``asr sweep CONFIG.yaml --grid optim.lr=3e-4,1e-3 --grid optim.schedule=cosine,linear --seeds 0,1
+--out DIR [key=value ...]`` runs ``asr train`` once per point and seed, each in its own process, in
+``DIR/<key=value,...>-seed<S>/``. Every point is checked against the config schema before any
+training starts. A run that fails is reported with its error and the others go on; a run that
+already wrote ``model.pt`` is read, not trained again (so an interrupted sweep resumes). The
+table, one row per point with the mean and per-seed best dev WER, best first, goes to
+``DIR/sweep.md``; ``DIR/sweep.jsonl`` holds one record per run.
+
+Example:
+    >>> parse_grid_specs(["optim.lr=1e-3,3e-3", "augment.speed_factors=[0.9,1.0],[1.0]"])
+    {'optim.lr': ['1e-3', '3e-3'], 'augment.speed_factors': ['[0.9,1.0]', '[1.0]']}
+    >>> grid_points({"a": ["1", "2"], "b": ["x"]})
+    [{'a': '1', 'b': 'x'}, {'a': '2', 'b': 'x'}]
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from asr.config import ConfigError
+from asr.train_config import resolve_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepRun:
+    """One training run of a sweep.
+
+    Attributes:
+        point: the grid values of this run, ``{key: value}`` as given on the command line.
+        seed: its seed.
+        run_dir: its output folder.
+        best_dev_wer: the best dev WER it reached (None without a dev set or on failure).
+        final_loss: the training loss of its last logged step.
+        wall_s: seconds it took (0 when reused).
+        error: the one-line error of a failed run, else None.
+        reused: it had finished before this sweep and was read, not trained.
+    """
+
+    point: dict[str, str]
+    seed: int
+    run_dir: Path
+    best_dev_wer: float | None = None
+    final_loss: float | None = None
+    wall_s: float = 0.0
+    error: str | None = None
+    reused: bool = False
+
+
+def _split_values(text: str) -> list[str]:
+    """Split on commas outside brackets: ``"[1,2],[3]"`` -> ``["[1,2]", "[3]"]``."""
+    values, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch in "[{") - (ch in "]}")
+        if ch == "," and depth == 0:
+            values.append(current)
+            current = ""
+        else:
+            current += ch
+    return [v.strip() for v in [*values, current]]
+
+
+def parse_grid_specs(specs: Sequence[str]) -> dict[str, list[str]]:
+    """``["key=v1,v2", ...]`` -> ``{key: [v1, v2]}`` (commas inside brackets belong to a value).
+
+    Raises:
+        ConfigError: a spec without ``=``, an empty key or value, or a key given twice.
+    """
+    grid: dict[str, list[str]] = {}
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        key = key.strip()
+        values = _split_values(text)
+        if not sep or not key or not all(values):
+            raise ConfigError(f"--grid {spec!r}: expected KEY=VALUE[,VALUE...] with no empty value")
+        if key in grid:
+            raise ConfigError(f"--grid {key}: given twice")
+        grid[key] = values
+    return grid
+
+
+def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Every combination of the grid's values, the first key varying slowest."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def run_name(point: dict[str, str], seed: int) -> str:
+    """The run's folder name: ``optim.lr=1e-3,model.dropout=0.1-seed0`` (``/`` and spaces replaced)."""
+    name = ",".join(f"{k}={v}" for k, v in point.items()) or "base"
+    return "".join(c if c.isalnum() or c in "=.,-_+[]" else "_" for c in name) + f"-seed{seed}"
+
+
+def _read_run(run: SweepRun) -> SweepRun:
+    """Fill the run's figures from its ``train_log.jsonl``."""
+    log = run.run_dir / "train_log.jsonl"
+    events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
+    epochs = [e for e in events if e["event"] == "epoch"]
+    steps = [e for e in events if e["event"] == "step"]
+    run.best_dev_wer = epochs[-1].get("best_dev_wer") if epochs else None
+    run.final_loss = steps[-1]["loss"] if steps else None
+    return run
+
+
+def _train(config: str, overrides: list[str], run: SweepRun) -> SweepRun:
+    """One ``asr train`` process; its output goes to ``run_dir/train.out``."""
+    if (run.run_dir / "model.pt").is_file():
+        run.reused = True
+        return _read_run(run)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    resume = ["--resume"] if (run.run_dir / "last.pt").is_file() else []
+    cmd = [sys.executable, "-m", "asr.cli", "train", config, *overrides, *resume]
+    start = time.monotonic()
+    with open(run.run_dir / "train.out", "w", encoding="utf-8") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+    run.wall_s = time.monotonic() - start
+    if proc.returncode != 0:
+        lines = (run.run_dir / "train.out").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        errors = [line for line in lines if line.startswith("asr: error:")]
+        last = errors[-1] if errors else (lines[-1] if lines else "")
+        run.error = f"exit {proc.returncode}: {last}"[:300]
+    return _read_run(run)
+
+
+def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir: str | Path,
+          overrides: Sequence[str] = (), jobs: int = 1,
+          on_run: Callable[[SweepRun], None] | None = None) -> list[SweepRun]:
+    """Train every grid point for every seed; see the module docstring.
+
+    Args:
+        config: the YAML config all runs start from.
+        grid: ``{key: [values]}`` (see :func:`parse_grid_specs`).
+        seeds: the seeds each point is trained with.
+        out_dir: the sweep's folder (created); runs go to ``out_dir/<run_name>``.
+        overrides: ``key=value`` applied to every run, before the grid's values.
+        jobs: runs trained at once (each is its own process; mind ``threads`` and the GPU).
+        on_run: called with each finished run, in the order they finish.
+
+    Returns:
+        The runs, in grid order.
+
+    Raises:
+        ConfigError: a point does not make a valid config (nothing is trained then).
+    """
+    out_dir = Path(out_dir)
+    todo: list[tuple[list[str], SweepRun]] = []
+    for point in grid_points(grid):
+        for seed in seeds:
+            run = SweepRun(point, seed, out_dir / run_name(point, seed))
+            args = [*overrides, *(f"{k}={v}" for k, v in point.items()), f"seed={seed}", f"out_dir={run.run_dir}"]
+            try:
+                resolve_config(config, args)
+            except (ConfigError, ValueError, TypeError) as e:
+                raise ConfigError(f"sweep point {run_name(point, seed)}: {e}") from None
+            todo.append((args, run))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def work(item: tuple[list[str], SweepRun]) -> SweepRun:
+        run = _train(config, *item)
+        logger.info("run=%s best_dev_wer=%s error=%s", run.run_dir.name, run.best_dev_wer, run.error)
+        if on_run is not None:
+            on_run(run)
+        return run
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        runs = list(pool.map(work, todo))
+    with open(out_dir / "sweep.jsonl", "w", encoding="utf-8") as f:
+        for run in runs:
+            f.write(json.dumps({**asdict(run), "run_dir": str(run.run_dir)}) + "\n")
+    (out_dir / "sweep.md").write_text(table(runs, grid) + "\n", encoding="utf-8")
+    return runs
+
+
+def table(runs: Sequence[SweepRun], grid: dict[str, list[str]]) -> str:
+    """A Markdown table, one row per grid point: its values, mean and per-seed best dev WER (%),
+    mean final loss, runs failed; points with a dev WER first, lowest mean first."""
+    keys = list(grid)
+    rows = []
+    for point in grid_points(grid):
+        mine = [r for r in runs if r.point == point]
+        wers = [100 * r.best_dev_wer for r in mine if r.best_dev_wer is not None and r.error is None]
+        losses = [r.final_loss for r in mine if r.final_loss is not None and r.error is None]
+        mean = statistics.fmean(wers) if wers else math.inf
+        cells = [point[k] for k in keys] + [
+            f"{mean:.2f}" if wers else "-",
+            " ".join(f"{w:.2f}" for w in wers) or "-",
+            f"{statistics.fmean(losses):.3f}" if losses else "-",
+            str(sum(r.error is not None for r in mine)),
+        ]
+        rows.append((mean, cells))
+    rows.sort(key=lambda row: row[0])  # stable: grid order among equals
+    header = [*keys, "dev WER % (mean)", "per seed", "final loss", "failed"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for _, cells in rows])

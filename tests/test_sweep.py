@@ -1,0 +1,85 @@
+"""``asr sweep``: a grid of real (tiny) training runs on real audio, one failing, then resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from asr.cli import main
+
+UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033",
+        "4406-16883-0023", "5652-19215-0059"]
+
+
+@pytest.fixture(scope="module")
+def manifests(shared_data: Path, tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("sweep_data")
+    entries = []
+    for uid in UTTS:
+        speaker, chapter, _ = uid.split("-")
+        folder = shared_data / "LibriSpeech" / "dev-4spk" / speaker / chapter
+        texts = dict(line.split(" ", 1) for line in (folder / f"{speaker}-{chapter}.trans.txt").read_text().splitlines())
+        path = folder / f"{uid}.flac"
+        entries.append({"audio_filepath": str(path), "duration": sf.info(path).duration, "text": texts[uid]})
+    out = {}
+    for name, part in (("train", entries[:4]), ("dev", entries[4:])):
+        out[name] = tmp / f"{name}.jsonl"
+        out[name].write_text("".join(json.dumps(e) + "\n" for e in part))
+    out["conf"] = tmp / "conf.yaml"
+    out["conf"].write_text(f"preset: tiny\ndevice: cpu\nthreads: 1\nepochs: 2\ndata:\n  dev_manifest: {out['dev']}\n"
+                           "  max_batch_size: 4\nfeatures:\n  kind: fbank\noptim:\n  warmup_steps: 1\n")
+    return out
+
+
+def test_sweep_trains_every_point_reports_failures_and_resumes(manifests, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    missing = tmp_path / "missing.jsonl"
+    args = ["sweep", str(manifests["conf"]), "--out", str(out), "--jobs", "2",
+            "--grid", f"data.train_manifest={manifests['train']},{missing}", "--grid", "optim.lr=1e-3,3e-2",
+            "epochs=3"]  # key=value for every run, after the options
+    assert main(args) == 1  # some runs failed
+    captured = capsys.readouterr()
+    assert "2 of 4 runs failed" in captured.err and len(captured.err.strip().splitlines()) == 1
+    progress = [line for line in captured.out.splitlines() if "-seed0: best dev WER" in line]
+    assert len(progress) == 4
+    failed = [line for line in progress if "failed (exit 2: asr: error: " in line]
+    assert len(failed) == 2 and all("missing.jsonl" in line for line in failed)
+
+    records = [json.loads(line) for line in (out / "sweep.jsonl").read_text().splitlines()]
+    assert [r["point"]["optim.lr"] for r in records] == ["1e-3", "3e-2", "1e-3", "3e-2"]  # grid order
+    good = [r for r in records if r["error"] is None]
+    assert len(good) == 2 and all(r["point"]["data.train_manifest"] == str(manifests["train"]) for r in good)
+    for r in good:
+        run_dir = Path(r["run_dir"])
+        assert (run_dir / "model.pt").is_file()
+        events = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+        assert r["best_dev_wer"] == events[-1]["best_dev_wer"] and 0 <= r["best_dev_wer"]
+        assert r["final_loss"] == [e for e in events if e["event"] == "step"][-1]["loss"]
+        assert [e["epoch"] for e in events if e["event"] == "epoch"] == [0, 1, 2]  # epochs=3, not the config's 2
+    configs = {Path(r["run_dir"]).name: (Path(r["run_dir"]) / "config.yaml").read_text() for r in good}
+    assert any("lr: 0.03" in c for c in configs.values()) and any("lr: 0.001" in c for c in configs.values())
+
+    table = (out / "sweep.md").read_text().splitlines()
+    assert table[0].startswith("| data.train_manifest | optim.lr | dev WER % (mean) | per seed | final loss | failed |")
+    assert all(str(manifests["train"]) in row and row.endswith("| 0 |") for row in table[2:4])  # scored rows first
+    assert all(str(missing) in row and "| - | - | - | 1 |" in row for row in table[4:6])
+
+    # again: the finished runs are read, not trained; the failed ones are tried again
+    assert main(args) == 1
+    assert capsys.readouterr().out.count("already trained") == 2
+
+
+def test_sweep_checks_every_point_before_training(manifests, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "optim.lr=1e-3",
+                 "--grid", "optim.no_such_key=1,2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("asr: error: sweep point ") and "no_such_key" in err[0]
+    assert not out.exists()  # nothing trained
+    assert main(["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "optim.lr"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "optim.lr=1", "--seeds", "a"]) == 2
+    assert "--seeds 'a'" in capsys.readouterr().err
