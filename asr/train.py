@@ -16,6 +16,7 @@ checkpoints hold it; ``last.pt`` holds the trained weights and the average, for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,6 +26,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,9 @@ class Trainer:
         self.best_dev_wer: float | None = None
         self.skipped_batches = 0
         self.zeroed_utterances = 0
+        # checkpoints are written by one background thread, in order, from snapshots
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: list[Future] = []
         if state:
             self._load_train_state(state["train_state"])
 
@@ -204,7 +209,9 @@ class Trainer:
         log_path = self.run_dir / "train_log.jsonl"
         if self.dist.is_main:
             _trim_log(log_path, self.step)  # drop events after the checkpoint we start from
-        with (log_path.open("a", encoding="utf-8") if self.dist.is_main else open(os.devnull, "w")) as log:
+        with (log_path.open("a", encoding="utf-8") if self.dist.is_main else open(os.devnull, "w")) as log, \
+                contextlib.ExitStack() as stack:
+            stack.callback(self.wait_for_checkpoints)  # also when training fails
             while self.epoch < cfg.epochs and not stopped_early:
                 self.sampler.set_epoch(self.epoch)
                 self.sampler.load_state_dict({"epoch": self.epoch, "batches_done": self.batches_done})
@@ -256,6 +263,7 @@ class Trainer:
             logger.warning("%s", oov_report(self.tokenizer))
         if self.dist.is_main:
             self.write_final_model()
+            self.wait_for_checkpoints()
         barrier(self.dist)
         shutdown(self.dist)
         return TrainResult(
@@ -325,7 +333,8 @@ class Trainer:
         if self.cfg.keep_epoch_checkpoints:
             self.save(f"epoch-{self.epoch}.pt")
             if self.dist.is_main:
-                (self.run_dir / f"epoch-{self.epoch - self.cfg.keep_epoch_checkpoints}.pt").unlink(missing_ok=True)
+                old = self.run_dir / f"epoch-{self.epoch - self.cfg.keep_epoch_checkpoints}.pt"
+                self._write_in_background(lambda: old.unlink(missing_ok=True))
         event["best_dev_wer"] = self.best_dev_wer
         _emit(log, event, self.on_event)
         barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
@@ -335,7 +344,9 @@ class Trainer:
         """Write ``run_dir/name`` atomically (rank 0 only; the ranks hold identical weights).
 
         A checkpoint with training state holds the trained weights (and the EMA in its training
-        state); one without holds ``recognizer()``'s weights.
+        state); one without holds ``recognizer()``'s weights. The state is copied now and written
+        by a background thread, in the order saved, while training goes on;
+        ``wait_for_checkpoints`` waits for the files.
         """
         if not self.dist.is_main:
             return
@@ -352,11 +363,27 @@ class Trainer:
                 "ema": self.ema.state_dict() if self.ema is not None else None,
             }
             recognizer = Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
-        save_checkpoint(checkpoint_payload(recognizer, config_to_dict(self.cfg), **extra), self.run_dir / name)
+        payload = _snapshot(checkpoint_payload(recognizer, config_to_dict(self.cfg), **extra))
+        path = self.run_dir / name
+        self._write_in_background(lambda: save_checkpoint(payload, path))
+
+    def _write_in_background(self, task: Callable[[], None]) -> None:
+        """Queue ``task`` on the checkpoint thread (tasks run in order). At most 4 wait there, so
+        at most an epoch end's checkpoints are held in memory besides the live ones."""
+        while len(self._pending) >= 4:
+            self._pending.pop(0).result()
+        self._pending.append(self._writer.submit(task))
+
+    def wait_for_checkpoints(self) -> None:
+        """Block until every checkpoint saved so far is on disk; re-raises a failed write's error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def write_final_model(self) -> None:
         """model.pt: the best checkpoint's weights when a dev set picked one, else the current ones."""
         best = self.run_dir / "best.pt"
+        self.wait_for_checkpoints()
         if self.dev_utts and best.is_file():
             shutil.copyfile(best, self.run_dir / "model.pt.tmp")
             (self.run_dir / "model.pt.tmp").replace(self.run_dir / "model.pt")
@@ -365,6 +392,18 @@ class Trainer:
 
     def _autocast(self) -> bool:
         return self.device.type == "cuda" and self.cfg.precision != "fp32"
+
+
+def _snapshot(obj: Any) -> Any:
+    """``obj`` with every tensor copied to the CPU (dicts, lists and tuples rebuilt), so that a
+    background write never sees later updates of the live tensors."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_snapshot(v) for v in obj)
+    return obj
 
 
 def _available_memory_gb() -> float | None:

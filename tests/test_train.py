@@ -174,6 +174,31 @@ def test_checkpoint_loads_weights_only_and_round_trips(trained, libri):
     assert not loaded.model.training and not loaded.features.training
 
 
+def test_checkpoints_written_in_background_hold_the_state_of_the_save(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
+    trainer = Trainer(_config(tmp_path / "run", manifest, "max_steps=1", "ema_decay=0.9"))
+    trainer.run()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    adam = {k: v.clone() for k, v in trainer.optimizer.state_dict()["state"][0].items()}
+    trainer.save("last.pt", with_train_state=True)
+    with torch.no_grad():  # training goes on while the file is written
+        for p in trainer.model.parameters():
+            p.add_(1.0)
+        trainer.optimizer.state_dict()["state"][0]["exp_avg"].add_(1.0)
+    trainer.wait_for_checkpoints()
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.equal(saved["model_state"][k], v) for k, v in before.items())
+    assert all(torch.equal(saved["train_state"]["optimizer"]["state"][0][k], v) for k, v in adam.items())
+    name, live = next(iter(trainer.model.named_parameters()))
+    assert not torch.equal(live.detach(), saved["model_state"][name])  # the live weights moved on
+
+    (tmp_path / "file").write_text("not a folder")
+    trainer.run_dir = tmp_path / "file" / "run"  # the write fails in the background ...
+    trainer.save("best.pt")
+    with pytest.raises(OSError):  # ... and the error reaches the training loop
+        trainer.wait_for_checkpoints()
+
+
 def test_refuses_to_overwrite_a_run(trained):
     trainer, result, _ = trained
     config_mtime = (result.run_dir / "config.yaml").stat().st_mtime_ns
