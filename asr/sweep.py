@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -100,9 +101,19 @@ def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
 
 
 def run_name(point: dict[str, str], seed: int) -> str:
-    """The run's folder name: ``optim.lr=1e-3,model.dropout=0.1-seed0`` (``/`` and spaces replaced)."""
-    name = ",".join(f"{k}={v}" for k, v in point.items()) or "base"
-    return "".join(c if c.isalnum() or c in "=.,-_+[]" else "_" for c in name) + f"-seed{seed}"
+    """The run's folder name: ``optim.lr=1e-3,model.dropout=0.1-seed0`` (``/`` and spaces replaced;
+    past 120 characters, cut and made unique with a hash of the whole).
+
+    >>> run_name({"optim.lr": "1e-3", "data.train_manifest": "/d/x.jsonl"}, 1)
+    'optim.lr=1e-3,data.train_manifest=_d_x.jsonl-seed1'
+    >>> len(run_name({"data.train_manifest": "/long" * 100}, 0))
+    127
+    """
+    full = ",".join(f"{k}={v}" for k, v in point.items()) or "base"
+    name = "".join(c if c.isalnum() or c in "=.,-_+[]" else "_" for c in full)
+    if len(name) > 120:
+        name = f"{name[:110]}~{hashlib.sha1(full.encode()).hexdigest()[:10]}"
+    return f"{name}-seed{seed}"
 
 
 def _read_run(run: SweepRun) -> SweepRun:
