@@ -18,7 +18,7 @@
 #   6 with --lm: tune the LM weight and word score on the dev set (`asr tune-lm`, the model's
 #     log-probs kept in decode/<dev>.logprobs.pt) with a beam of --tune-beam-size, then score the
 #     dev set with the best pair and a beam of --beam-size: decode/<dev>-lm/result.json (an LM
-#     from allowed text: see RESULTS.md; a final beam of 500 instead of 50 gained 2.7 WER points there)
+#     from allowed text: see RESULTS.md; a final beam of 500 instead of 50 gained 2.5 WER points there)
 #   7 exp/<name>/RESULTS.md: the `asr compare` table
 #
 # Offline, --data-dir takes any LibriSpeech-layout folder (a split, or a folder of splits);
