@@ -404,10 +404,14 @@ Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]  # (B, T, V),
 _FORKED: tuple[Decoder, Sequence[torch.Tensor]] | None = None  # what forked decoding workers read
 
 
+def _best(decoder: Decoder, lp: torch.Tensor) -> Hypothesis:
+    """The best hypothesis of one utterance's (T, V) log-probs."""
+    return decoder(lp[None], torch.tensor([lp.size(0)]))[0]  # lp[None]: (1, T, V)
+
+
 def _decode_one(index: int) -> Hypothesis:
     decoder, log_probs = _FORKED
-    lp = log_probs[index]  # (T, V)
-    return decoder(lp[None], torch.tensor([lp.size(0)]))[0]  # lp[None]: (1, T, V)
+    return _best(decoder, log_probs[index])
 
 
 def decode_utterances(decoder: Decoder, log_probs: Sequence[torch.Tensor], jobs: int = 1) -> list[Hypothesis]:
@@ -426,7 +430,7 @@ def decode_utterances(decoder: Decoder, log_probs: Sequence[torch.Tensor], jobs:
     global _FORKED
     jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(log_probs))
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [decoder(lp[None], torch.tensor([lp.size(0)]))[0] for lp in log_probs]
+        return [_best(decoder, lp) for lp in log_probs]
     log_probs = [lp.detach().float().cpu() for lp in log_probs]
     _FORKED = (decoder, log_probs)
     try:

@@ -64,8 +64,9 @@ def evaluate_utterances(
     """Decode ``utts`` in duration-sorted batches and score them against their transcripts.
 
     ``decoder`` (e.g. a ``BeamSearchDecoder``) maps log-probs and lengths to hypotheses; default: greedy.
-    With ``jobs`` != 1 the model runs first and the decoder then decodes the utterances on ``jobs``
-    processes (<= 0: one per CPU core; :func:`asr.decode.decode_utterances`), with the same result.
+    With a decoder, the model runs over every batch first and the decoder then decodes the
+    utterances on ``jobs`` processes (<= 0: one per CPU core; :func:`asr.decode.decode_utterances`);
+    the result does not depend on ``jobs``.
     ``cache`` holds decoded audio (e.g. the dev set a trainer scores after every epoch).
 
     Restores the recognizer's train/eval mode afterwards, so it can run inside a training loop.
@@ -82,13 +83,13 @@ def evaluate_utterances(
     for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
         if batch is None:
             continue
-        if decoder is not None and jobs != 1:
+        if decoder is None:  # greedy, batched
+            for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens)):
+                hyps[index] = hyp
+        else:
             log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)  # (B, T, V), (B,)
             for b, index in enumerate(batch.indices.tolist()):
                 deferred[index] = log_probs[b, : int(out_lens[b])].cpu()  # (T_b, V)
-        else:
-            for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens, decoder)):
-                hyps[index] = hyp
         audio_s += float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
     if deferred:
         for index, hyp in zip(deferred, decode_utterances(decoder, list(deferred.values()), jobs)):
