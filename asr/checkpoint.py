@@ -81,14 +81,18 @@ class Recognizer:
 def checkpoint_payload(
     recognizer: Recognizer, config: dict[str, Any] | None = None, **extra: Any
 ) -> dict[str, Any]:
-    """The dictionary that ``save_checkpoint`` writes; ``extra`` adds e.g. ``train_state``, ``metrics``."""
+    """The dictionary that ``save_checkpoint`` writes; ``extra`` adds e.g. ``train_state``, ``metrics``.
+
+    The weights are copied to the CPU (one copy, from any device): later updates of the live model
+    do not reach the payload, so another thread may write it while training goes on.
+    """
     payload = {
         "format": FORMAT_VERSION,
         "features_config": config_to_dict(recognizer.features.cfg),
         "model_config": config_to_dict(recognizer.model.cfg),
         "tokenizer": recognizer.tokenizer.to_dict(),
-        "features_state": {k: v.detach().cpu() for k, v in recognizer.features.state_dict().items()},
-        "model_state": {k: v.detach().cpu() for k, v in recognizer.model.state_dict().items()},
+        "features_state": {k: v.detach().to("cpu", copy=True) for k, v in recognizer.features.state_dict().items()},
+        "model_state": {k: v.detach().to("cpu", copy=True) for k, v in recognizer.model.state_dict().items()},
         "config": config or {},
     }
     payload.update(extra)

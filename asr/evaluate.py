@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import torch
 
 from asr.checkpoint import Recognizer
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, Utterance, collate
-from asr.decode import Decoder, Hypothesis, decode_utterances
+from asr.decode import Decoder, Hypothesis, decode_utterances, greedy_decode
 from asr.metrics import ErrorReport, error_report
 from asr.text import normalize_text
 
@@ -57,6 +57,25 @@ def utterance_id(utt: Utterance) -> str:
     return f"{stem}@{utt.offset:.2f}" if utt.offset else stem
 
 
+def batch_log_probs(
+    recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, cache: AudioCache | None = None,
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, float]]:
+    """Run the recognizer (in eval mode) over ``utts`` in duration-sorted batches of at most
+    ``batch_s`` padded audio-seconds; yields each batch's utterance indices, CTC log-probs
+    (B, T', V), output lengths (B,) and audio seconds. Utterances whose audio cannot be read are left out (logged
+    by the dataset). ``cache`` holds decoded audio (e.g. the dev set a trainer scores every epoch).
+    """
+    recognizer.eval()
+    dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate,
+                            skip_unreadable=True, cache=cache)
+    sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
+    for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
+        if batch is not None:
+            log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)
+            audio_s = float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
+            yield batch.indices.tolist(), log_probs, out_lens, audio_s
+
+
 def evaluate_utterances(
     recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, decoder: Decoder | None = None,
     cache: AudioCache | None = None, jobs: int = 1,
@@ -72,25 +91,18 @@ def evaluate_utterances(
     Restores the recognizer's train/eval mode afterwards, so it can run inside a training loop.
     """
     was_training = recognizer.model.training
-    recognizer.eval()
-    dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate,
-                            skip_unreadable=True, cache=cache)
-    sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
     hyps: list[Hypothesis | None] = [None] * len(utts)
     deferred: dict[int, torch.Tensor] = {}  # index -> (T, V) log-probs, decoded after the model has run
     start = time.perf_counter()
     audio_s = 0.0
-    for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
-        if batch is None:
-            continue
+    for indices, log_probs, out_lens, batch_audio_s in batch_log_probs(recognizer, utts, batch_s, cache):
+        audio_s += batch_audio_s
         if decoder is None:  # greedy, batched
-            for index, hyp in zip(batch.indices.tolist(), recognizer.recognize(batch.waves, batch.wave_lens)):
+            for index, hyp in zip(indices, greedy_decode(log_probs, out_lens, recognizer.tokenizer)):
                 hyps[index] = hyp
         else:
-            log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)  # (B, T, V), (B,)
-            for b, index in enumerate(batch.indices.tolist()):
+            for b, index in enumerate(indices):
                 deferred[index] = log_probs[b, : int(out_lens[b])].cpu()  # (T_b, V)
-        audio_s += float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
     if deferred:
         for index, hyp in zip(deferred, decode_utterances(decoder, list(deferred.values()), jobs)):
             hyps[index] = hyp

@@ -353,7 +353,7 @@ class Trainer:
         recognizer = self.recognizer()
         extra: dict[str, Any] = {"metrics": {"step": self.step, "epoch": self.epoch, "best_dev_wer": self.best_dev_wer}}
         if with_train_state:
-            extra["train_state"] = {
+            extra["train_state"] = _snapshot({
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
@@ -361,9 +361,9 @@ class Trainer:
                 "best_dev_wer": self.best_dev_wer, "skipped_batches": self.skipped_batches,
                 "zeroed_utterances": self.zeroed_utterances, "rng": _get_rng_state(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
-            }
+            })
             recognizer = Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
-        payload = _snapshot(checkpoint_payload(recognizer, config_to_dict(self.cfg), **extra))
+        payload = checkpoint_payload(recognizer, config_to_dict(self.cfg), **extra)  # weights copied
         path = self.run_dir / name
         self._write_in_background(lambda: save_checkpoint(payload, path))
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import Recognizer, save_checkpoint
-from asr.data import DurationBatchSampler, SpeechDataset, Utterance, collate
+from asr.data import Utterance
 from asr.decode import BeamSearchDecoder, Decoder, decode_utterances, greedy_decode
+from asr.evaluate import batch_log_probs
 from asr.metrics import error_report
 from asr.text import Tokenizer, normalize_text
 
@@ -53,16 +54,9 @@ def dev_log_probs(
     Raises:
         ValueError: no utterance could be read.
     """
-    recognizer.eval()
-    dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate,
-                            skip_unreadable=True)
-    sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
     outputs: list[torch.Tensor | None] = [None] * len(utts)
-    for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
-        if batch is None:
-            continue
-        log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)  # (B, T, V), (B,)
-        for b, index in enumerate(batch.indices.tolist()):
+    for indices, log_probs, out_lens, _ in batch_log_probs(recognizer, utts, batch_s):
+        for b, index in enumerate(indices):
             outputs[index] = log_probs[b, : int(out_lens[b])].cpu().clone()  # (T_b, V)
     kept = [(u, lp) for u, lp in zip(utts, outputs) if lp is not None]
     if len(kept) < len(utts):
