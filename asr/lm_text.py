@@ -23,6 +23,8 @@ Book formats:
   definitions and the 19th-century quotations they cite, without headwords, pronunciations,
   etymologies, bracketed notes and ``--Author`` attributions; split at ``.!?;:``. A large
   vocabulary of the books' period, for lexicon decoding.
+* ``manifest``: a JSON-lines manifest (``asr.data``): its transcripts, one sentence each (the
+  training set's own text; its audio need not be there).
 
 Example:
     >>> list(book_sentences("Genesis 1\\n\\n  1 In the beginning God created the heaven and the earth.\\n"
@@ -40,12 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from asr.data import ManifestError, read_manifest
 from asr.text import normalize_text, read_normalized_lines
 
 logger = logging.getLogger(__name__)
 
-BookFormat = Literal["plain", "bible", "gcide"]
-BOOK_FORMATS = ("plain", "bible", "gcide")
+BookFormat = Literal["plain", "bible", "gcide", "manifest"]
+BOOK_FORMATS = ("plain", "bible", "gcide", "manifest")
 
 _PG_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG", re.I | re.M)
 _PG_END = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG", re.I | re.M)
@@ -146,8 +149,8 @@ def book_sentences(text: str, fmt: BookFormat = "plain", min_words: int = 1) -> 
     ...                     "gcide", min_words=2))
     ['to act upon', 'to move', 'as might affect the earth with cold heat']
     """
-    if fmt not in BOOK_FORMATS:
-        raise ValueError(f"unknown book format {fmt!r} ({', '.join(BOOK_FORMATS)})")
+    if fmt not in BOOK_FORMATS or fmt == "manifest":  # a manifest is a file: prepare_lm_text reads it
+        raise ValueError(f"unknown book format {fmt!r} ({', '.join(BOOK_FORMATS[:-1])})")
     units = {"bible": _bible_verses, "gcide": _gcide_units}.get(fmt, _plain_paragraphs)(text)
     for unit in units:
         for sentence in split_sentences(unit):
@@ -293,14 +296,32 @@ class PrepareReport:
                 f"{self.dropped_exact} equal to and {self.dropped_ngram} sharing an n-gram with excluded transcripts")
 
 
+def _file_sentences(book: str | Path, fmt: BookFormat, min_words: int) -> Iterator[str]:
+    """The normalized sentences of one book file (``book_sentences``) or manifest."""
+    if fmt == "manifest":
+        try:
+            utts = read_manifest(book, check_audio=False)
+        except ManifestError as e:
+            raise LMTextError(str(e)) from None
+        texts = (normalize_text(u.text) for u in utts)
+        return (t for t in texts if t and len(t.split()) >= min_words)
+    try:
+        raw = Path(book).read_bytes()
+        raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        text = raw.decode("utf-8", errors="replace" if fmt == "gcide" else "strict")  # GCIDE mixes in cp1252
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
+        raise LMTextError(f"{book}: cannot read the book ({e})") from None
+    return book_sentences(text, fmt, min_words=min_words)
+
+
 def prepare_lm_text(books: Sequence[str | Path], out: str | Path, fmt: BookFormat = "plain",
                     exclude: Sequence[str] = (), exclude_order: int = 0, min_words: int = 3) -> PrepareReport:
     """Write the normalized sentences of ``books`` to ``out``, one per line, for ``asr build-lm``.
 
     Args:
-        books: text files (UTF-8) in format ``fmt``.
+        books: text files (UTF-8) in format ``fmt``, or manifests for ``manifest``.
         out: the output text file (written atomically: a temporary file, then renamed).
-        fmt: ``plain``, ``bible`` or ``gcide`` (see the module docstring).
+        fmt: ``plain``, ``bible``, ``gcide`` or ``manifest`` (see the module docstring).
         exclude: transcripts to keep out (e.g. the dev and test manifests' texts); a sentence equal
             to one of them (normalized) is dropped.
         exclude_order: when > 0, also drop every sentence sharing an n-gram of this order with an
@@ -308,7 +329,8 @@ def prepare_lm_text(books: Sequence[str | Path], out: str | Path, fmt: BookForma
         min_words: shorter sentences are skipped.
 
     Raises:
-        LMTextError: a book cannot be read.
+        LMTextError: a book or manifest cannot be read (the message names the file, and the line
+            of a bad manifest line).
     """
     out = Path(out)
     report = PrepareReport(path=out)
@@ -322,13 +344,7 @@ def prepare_lm_text(books: Sequence[str | Path], out: str | Path, fmt: BookForma
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             for book in books:
-                try:
-                    raw = Path(book).read_bytes()
-                    raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-                    text = raw.decode("utf-8", errors="replace" if fmt == "gcide" else "strict")  # GCIDE mixes in cp1252
-                except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
-                    raise LMTextError(f"{book}: cannot read the book ({e})") from None
-                for sentence in book_sentences(text, fmt, min_words=min_words):
+                for sentence in _file_sentences(book, fmt, min_words):
                     report.sentences += 1
                     if sentence in excluded:
                         report.dropped_exact += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,59 @@ def test_gcide_dictionary_gives_definitions_and_quotations(dev, tmp_path):
     with pytest.raises(LMTextError, match="plain.txt: cannot read"):  # other formats stay strict UTF-8
         (tmp_path / "plain.txt").write_bytes(b"caf\xe9 au lait.\n")
         prepare_lm_text([tmp_path / "plain.txt"], tmp_path / "plain.out")
+
+
+def test_manifest_transcripts_become_lm_sentences_and_a_bad_line_is_named(dev, tmp_path, capsys):
+    utts = read_manifest(dev)
+    train = tmp_path / "train.jsonl"  # a "training" manifest: 40 dev lines, one of them a dev sentence to keep out
+    train.write_text("".join(line + "\n" for line in dev.read_text().splitlines()[:40]))
+    held_out = utts[3].text
+    tool = _tool("lm_text")
+    dev_only = tmp_path / "held-out.jsonl"
+    dev_only.write_text(json.dumps({"audio_filepath": "x.flac", "duration": 1.0, "text": held_out}) + "\n")
+    out = tmp_path / "train.sentences.txt"
+    assert tool.main([str(train), "--format", "manifest", "--out", str(out), "--min-words", "1",
+                      "--exclude-manifest", str(dev_only)]) == 0
+    expected = [normalize_text(u.text) for u in utts[:40] if u.text != held_out]
+    assert out.read_text().splitlines() == expected and len(expected) == 39
+
+    train.write_text(train.read_text() + "{not json\n")
+    capsys.readouterr()
+    assert tool.main([str(train), "--format", "manifest", "--out", str(tmp_path / "o.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{train}:41:" in err[0] and not (tmp_path / "o.txt").exists()
+    with pytest.raises(ValueError, match="unknown book format"):
+        list(book_sentences("text", "manifest"))
+
+
+def test_make_lm_script_builds_a_clean_lm_from_books_and_training_transcripts(dev, tmp_path):
+    """recipes/mini_librispeech/make_lm.sh on a small book (no Debian package needed)."""
+    lines = dev.read_text().splitlines()
+    held_out, train = tmp_path / "dev.jsonl", tmp_path / "train.jsonl"
+    held_out.write_text("\n".join(lines[:10]) + "\n")
+    train.write_text("\n".join(lines[10:40]) + "\n")
+    planted = normalize_text(json.loads(lines[2])["text"])
+    book = tmp_path / "story.txt"
+    book.write_text("It was a dark and stormy night. The rain fell in torrents.\n\n"
+                    f"Then she said {planted} and went home.\n\nThe end of the story came at last.\n")
+    out = tmp_path / "lm"
+    cmd = ["bash", str(REPO / "recipes/mini_librispeech/make_lm.sh"), "--train", str(train), "--dev", str(held_out),
+           "--out", str(out), "--books", "", "--text", f"plain:{book}", "--order", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    lm = out / "story_train.2gram.arpa"
+    assert run.stdout.strip().splitlines()[-1] == str(lm) and lm.read_text().startswith("\\data\\\n")
+    assert "verdict: clean" in (out / "overlap.txt").read_text()
+    assert (out / "story.sentences.txt").read_text().splitlines() == [
+        "it was a dark and stormy night", "the rain fell in torrents", "the end of the story came at last"]
+    assert (out / "train.sentences.txt").read_text().splitlines() == [
+        normalize_text(json.loads(line)["text"]) for line in lines[10:40]]
+    arpa = lm.read_text()
+    unigrams = {line.split("\t")[1] for line in arpa[arpa.index("\\1-grams:"):arpa.index("\\2-grams:")].splitlines()[1:]
+                if line}
+    texts = (out / "train.sentences.txt").read_text() + (out / "story.sentences.txt").read_text()
+    assert unigrams == set(texts.split()) | {"<s>", "</s>", "<unk>"}
+
+    for bad, cause in ((["--books", "poems"], "unknown book poems"), (["--dev", str(tmp_path / "no.jsonl")], "no.jsonl")):
+        run = subprocess.run(cmd + bad, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and cause in run.stderr, run.stderr

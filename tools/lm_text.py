@@ -15,7 +15,7 @@ Recipe (the KJV, about 4.4 MB of text; then check it and build a 3-gram LM)::
     asr build-lm data/lm/kjv.sentences.txt --out data/lm/kjv.3gram.arpa --order 3
 
 Usage:
-    python tools/lm_text.py BOOK... --out FILE [--format plain|bible] [--exclude-manifest M ...]
+    python tools/lm_text.py BOOK... --out FILE [--format plain|bible|gcide|manifest] [--exclude-manifest M ...]
         [--exclude-order N] [--min-words 3] [--force]
 """
 
@@ -29,14 +29,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.data import ManifestError, read_manifest  # noqa: E402
-from asr.lm_text import LMTextError, prepare_lm_text  # noqa: E402
+from asr.lm_text import BOOK_FORMATS, LMTextError, prepare_lm_text  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("books", nargs="+", help="book text files (UTF-8)")
+    parser.add_argument("books", nargs="+", help="book text files (UTF-8), or manifests with --format manifest")
     parser.add_argument("--out", required=True, help="output text file, one sentence per line")
-    parser.add_argument("--format", choices=["plain", "bible", "gcide"], default="plain", help="book format")
+    parser.add_argument("--format", choices=BOOK_FORMATS, default="plain",
+                        help="book format; manifest: a manifest's transcripts (e.g. the training set's)")
     parser.add_argument("--exclude-manifest", action="append", default=[],
                         help="manifest whose transcripts must stay out of the LM text (repeatable)")
     parser.add_argument("--exclude-order", type=int, default=0,

@@ -17,8 +17,10 @@
 #   5 evaluate, greedy, on the dev set and on dev-clean-2 when present: decode/<set>/result.json
 #   6 with --lm: tune the LM weight and word score on the dev set (`asr tune-lm`, the model's
 #     log-probs kept in decode/<dev>.logprobs.pt) with a beam of --tune-beam-size, then score the
-#     dev set with the best pair and a beam of --beam-size: decode/<dev>-lm/result.json (an LM
-#     from allowed text: see RESULTS.md; a final beam of 500 instead of 50 gained 2.5 WER points there)
+#     dev set with the best pair and a beam of --beam-size: decode/<dev>-lm/result.json (a final
+#     beam of 500 instead of 50 gained 2.5 WER points in RESULTS.md). The LM, from allowed text
+#     only: bash recipes/mini_librispeech/make_lm.sh --train exp/<name>/data/train-clean-5.jsonl
+#     --dev exp/<name>/data/dev-4spk.jsonl (prints the ARPA file's path; see RESULTS.md)
 #   7 exp/<name>/RESULTS.md: the `asr compare` table
 #
 # Offline, --data-dir takes any LibriSpeech-layout folder (a split, or a folder of splits);
