@@ -283,7 +283,7 @@ def _decoding_label(args: argparse.Namespace) -> str:
     """How ``asr evaluate`` decoded, for the results file."""
     if not _wants_beam(args):
         return "greedy"
-    label = f"beam {50 if args.beam_size is None else args.beam_size}"
+    label = f"beam {50 if args.beam_size is None else args.beam_size}" + (" best-path" if args.best_path else "")
     if args.lm:
         label += f" + {Path(args.lm).name} (alpha {args.lm_weight:g}, beta {args.word_score:g})"
     return label + (" lexicon-free" if args.lexicon_free else "")
@@ -298,6 +298,9 @@ def _add_decoding_args(p: argparse.ArgumentParser, tuning: bool = False) -> None
                    help="decode any unit sequence (the LM must be token-level: build-lm --units chars)")
     g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 50)")
     g.add_argument("--beam-threshold", type=float, default=25.0, help="score margin of kept hypotheses (default 25)")
+    g.add_argument("--best-path", action="store_true",
+                   help="score a hypothesis by its best CTC alignment only (Viterbi) instead of the sum of its "
+                        "alignments (the default; more accurate)")
     if not tuning:
         g.add_argument("--lm-weight", type=float, default=2.0, help="alpha, the LM's weight (default 2.0)")
         g.add_argument("--word-score", type=float, default=0.0, help="beta, added per word (default 0.0)")
@@ -321,7 +324,8 @@ def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bo
     try:
         config = BeamSearchConfig(beam_size=50 if args.beam_size is None else args.beam_size, beam_threshold=args.beam_threshold,
                                   lm_weight=getattr(args, "lm_weight", 2.0),
-                                  word_score=getattr(args, "word_score", 0.0), nbest=nbest)
+                                  word_score=getattr(args, "word_score", 0.0), nbest=nbest,
+                                  log_add=not args.best_path)
     except ValueError as e:
         raise DecodeError(f"beam search: {e}") from None
     return BeamSearchDecoder(tokenizer, lm=args.lm, lexicon=args.lexicon, lexicon_free=args.lexicon_free,

@@ -112,7 +112,7 @@ def test_lm_decoding_beats_greedy_on_real_outputs(work, arpa, capsys, tmp_path):
     beam search still gets words right. Error repair itself is tested in test_beam_search.py."""
     assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "greedy")]) == 0
     assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "lm"),
-                 "--lm", str(arpa), "--lm-weight", "2", "--word-score", "2"]) == 0
+                 "--lm", str(arpa), "--lm-weight", "2", "--word-score", "0"]) == 0
     out = capsys.readouterr().out
     wers = [float(x) for x in re.findall(r"^WER ([\d.]+) %", out, flags=re.M)]
     assert len(wers) == 2 and wers[1] < wers[0], out
@@ -179,3 +179,16 @@ def test_user_errors_are_one_line(work, arpa, capsys, tmp_path):
     _one_line_error(capsys, "missing.txt")
     assert main(["build-lm", str(work["text"]), "--order", "0", "--out", str(tmp_path / "x.arpa")]) == 2
     _one_line_error(capsys, "--order 0")
+
+
+def test_best_path_beam_without_lm_gives_greedy_text(work, tmp_path):
+    """--best-path scores hypotheses by their best CTC alignment, so without an LM the beam finds
+    greedy decoding's text; the results file says how it decoded."""
+    assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "greedy")]) == 0
+    result = tmp_path / "best.json"
+    assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "best"),
+                 "--beam-size", "20", "--best-path", "--results-json", str(result)]) == 0
+    greedy, best = ([" ".join(line.split()) for line in (tmp_path / d / "hyps.txt").read_text().splitlines()]
+                    for d in ("greedy", "best"))
+    assert best == greedy and len(best) == len(UTTS)
+    assert json.loads(result.read_text())["decoding"] == "beam 20 best-path"

@@ -78,7 +78,8 @@ def test_recipe_end_to_end_with_greedy_and_lexicon_scores(recordings, tmp_path):
     assert "/ 20," in greedy.splitlines()[0] and "/ 20," in lexicon.splitlines()[0]  # 20 test utterances
     hyps = [line.split("\t", 1)[1] if "\t" in line else "" for line in
             (exp / "decode/test-lexicon/hyps.txt").read_text().splitlines()]
-    assert len(hyps) == 20 and set(hyps) <= set(DIGIT_WORDS) | {""}  # only the ten words, or nothing
+    # only the ten words (this 1-epoch model may repeat one: the lexicon restricts words, not their count)
+    assert len(hyps) == 20 and {w for h in hyps for w in h.split()} <= set(DIGIT_WORDS)
     assert "training wall time" in run.stdout and "lexicon of the ten digit words" in run.stdout
 
 
