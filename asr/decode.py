@@ -45,7 +45,8 @@ class Hypothesis:
     Attributes:
         text: the decoded text.
         tokens: label ids after CTC collapsing (no blanks, no repeats).
-        frames: for each token, the output frame index where it was emitted (first frame of its run).
+        frames: for each token, the output frame index where it was emitted (first frame of its run;
+            beam search: of the alignment the search kept).
         score: total log-probability of the chosen path (greedy) or the search score.
     """
 
@@ -53,7 +54,9 @@ class Hypothesis:
     tokens: list[int] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
     score: float = 0.0
-    am_score: float | None = None  # beam search: acoustic log-probability of the search path
+    # beam search: acoustic log-probability of the hypothesis (its alignments summed as the search
+    # merged them, or its best path with log_add=False)
+    am_score: float | None = None
     lm_score: float | None = None  # beam search with an LM: unweighted LM log10-probability
     words: list[str] = field(default_factory=list)  # beam search: the words (lexicon decoding)
 
