@@ -48,7 +48,8 @@ from asr.text import normalize_text, read_normalized_lines
 logger = logging.getLogger(__name__)
 
 BookFormat = Literal["plain", "bible", "gcide", "manifest"]
-BOOK_FORMATS = ("plain", "bible", "gcide", "manifest")
+TEXT_FORMATS = ("plain", "bible", "gcide")  # formats of a book's text (``book_sentences``)
+BOOK_FORMATS = (*TEXT_FORMATS, "manifest")  # a manifest is read as a file, by ``prepare_lm_text``
 
 _PG_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG", re.I | re.M)
 _PG_END = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG", re.I | re.M)
@@ -149,8 +150,8 @@ def book_sentences(text: str, fmt: BookFormat = "plain", min_words: int = 1) -> 
     ...                     "gcide", min_words=2))
     ['to act upon', 'to move', 'as might affect the earth with cold heat']
     """
-    if fmt not in BOOK_FORMATS or fmt == "manifest":  # a manifest is a file: prepare_lm_text reads it
-        raise ValueError(f"unknown book format {fmt!r} ({', '.join(BOOK_FORMATS[:-1])})")
+    if fmt not in TEXT_FORMATS:
+        raise ValueError(f"unknown book format {fmt!r} ({', '.join(TEXT_FORMATS)})")
     units = {"bible": _bible_verses, "gcide": _gcide_units}.get(fmt, _plain_paragraphs)(text)
     for unit in units:
         for sentence in split_sentences(unit):

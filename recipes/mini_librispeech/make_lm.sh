@@ -91,11 +91,13 @@ for book in $books; do
     *) echo "make_lm.sh: unknown book $book (gcide, kjv, austen; others with --text FORMAT:FILE)" >&2; exit 2 ;;
   esac
 done
+label=$(echo $books | tr ' ' '_')  # the LM's name: the books and texts it is made of
 for t in "${texts[@]}"; do
   fmt=${t%%:*}
   file=${t#*:}
   name=$(basename "$file")
   prepare "${name%%.*}" "$fmt" "$file"
+  label="${label:+${label}_}${name%%.*}"
 done
 prepare "$(basename "$train" .jsonl)" manifest "$train" --min-words 1
 
@@ -107,8 +109,6 @@ cat "$out/overlap.txt"
 if [ "$rc" -eq 1 ]; then echo "make_lm.sh: the LM text holds dev text (see $out/overlap.txt)" >&2; fi
 [ "$rc" -eq 0 ] || exit 1
 
-label=$(echo $books | tr ' ' '_')
-for t in "${texts[@]}"; do name=$(basename "${t#*:}"); label="${label:+${label}_}${name%%.*}"; done
 lm="$out/${label:+${label}_}train.${order}gram.arpa"
 prune=(0 0)
 for ((n = 3; n <= order; n++)); do prune+=(1); done
