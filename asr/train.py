@@ -12,6 +12,10 @@ One run lives in ``exp/<name>/`` (or ``out_dir``):
 With ``ema_decay`` > 0 the trainer keeps an exponential moving average of the weights
 (``asr.averaging.ModelEMA``): the dev set scores it, and ``best.pt``, ``model.pt`` and the epoch
 checkpoints hold it; ``last.pt`` holds the trained weights and the average, for an exact resume.
+
+With ``init_from=<checkpoint>`` a new run fine-tunes a trained model: it starts from that
+checkpoint's weights, CMVN statistics and tokenizer, with a fresh optimizer and schedule. The
+config must describe the same features and model (``dropout`` and ``dither`` may differ).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import torch.nn.functional as F
 
 from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
-from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
+from asr.checkpoint import CheckpointError, Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
 from asr.config import config_to_dict, save_yaml
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
@@ -100,12 +104,13 @@ class Trainer:
             raise TrainError(f"{cfg.data.train_manifest}: no usable training utterances")
         self.audio_cache = self._preload_audio() if cfg.data.cache_audio else None
         state = load_checkpoint(last) if resume else None
-        self.tokenizer = tokenizer_from_dict(state["tokenizer"]) if state else self._build_tokenizer()
+        start = state or (_init_checkpoint(cfg) if cfg.init_from else None)  # resuming wins over init_from
+        self.tokenizer = tokenizer_from_dict(start["tokenizer"]) if start else self._build_tokenizer()
         self.features = FeatureExtractor(cfg.features)
         self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)
-        if state:
-            self.features.load_state_dict(state["features_state"])
-            self.model.load_state_dict(state["model_state"])
+        if start:
+            self.features.load_state_dict(start["features_state"])
+            self.model.load_state_dict(start["model_state"])
         elif cfg.features.normalize == "global":
             self._compute_cmvn()
         self.features.to(self.device)
@@ -416,6 +421,32 @@ def _available_memory_gb() -> float | None:
     except OSError:
         pass
     return None
+
+
+# settings that change training only: a fine-tuning run may choose its own
+_TRAINING_ONLY = {"features": {"dither"}, "model": {"dropout"}}
+
+
+def _init_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint ``cfg.init_from`` names, once checked to fit ``cfg``'s features, model and tokenizer."""
+    path = cfg.init_from
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as e:
+        raise TrainError(f"init_from: {e}") from None
+    theirs = {"features": payload["features_config"], "model": payload["model_config"]}
+    ours = {"features": config_to_dict(cfg.features), "model": config_to_dict(cfg.model)}
+    differ = [f"{part}.{key}={theirs[part].get(key)!r} (config: {value!r})"
+              for part, values in ours.items() for key, value in values.items()
+              if key not in _TRAINING_ONLY[part] and theirs[part].get(key) != value]
+    kind = payload["tokenizer"]["type"]
+    if (kind == "char") != (cfg.tokenizer.kind == "char"):
+        differ.append(f"tokenizer {kind!r} (config: tokenizer.kind={cfg.tokenizer.kind!r})")
+    if differ:
+        raise TrainError(f"{path}: init_from needs the checkpoint's features, model and tokenizer; it has "
+                         + "; ".join(differ))
+    logger.info("init_from=%s (weights, CMVN and tokenizer; new optimizer and schedule)", path)
+    return payload
 
 
 def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:

@@ -62,6 +62,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # save last.pt every N steps (0: at epoch ends only)
     ema_decay: float = 0.0  # EMA of the weights per step, e.g. 0.999 (0: off); best.pt/model.pt hold the EMA
     keep_epoch_checkpoints: int = 0  # keep epoch-<N>.pt of the last N epochs, for `asr average` (0: none)
+    init_from: str = ""  # fine-tune: start from this checkpoint's weights, CMVN and tokenizer (new optimizer)
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

@@ -220,6 +220,50 @@ def test_no_manifest_is_a_train_error(tmp_path):
         train(resolve_config(None, ["preset=tiny", f"out_dir={tmp_path / 'r'}", "device=cpu"]))
 
 
+# ------------------------------------------------------------------------------- fine-tuning
+def test_init_from_fine_tunes_a_trained_model_with_a_new_optimizer(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
+    fit = ("model.rnn_hidden=128", "optim.lr=3e-3", "optim.warmup_steps=1", "optim.schedule=constant",
+           "data.max_batch_size=1", "features.normalize=global")
+    first = train(_config(tmp_path / "first", manifest, *fit, "epochs=10"))
+    first_losses = [e["loss"] for e in _steps(first.run_dir)]
+    source = first.run_dir / "model.pt"
+    source_bytes = source.read_bytes()
+    payload = load_checkpoint(source)
+
+    cfg = _config(tmp_path / "tuned", manifest, *fit, "epochs=1", "optim.warmup_steps=4", "model.dropout=0.3",
+                  f"init_from={source}")
+    trainer = Trainer(cfg)
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in payload["model_state"].items())
+    assert torch.equal(trainer.features.cmvn_mean, payload["features_state"]["cmvn_mean"])  # not recomputed
+    assert trainer.tokenizer.to_dict() == payload["tokenizer"]
+    assert trainer.step == 0 and trainer.optimizer.state_dict()["state"] == {}
+    trainer.run()
+    steps = _steps(cfg.run_dir)
+    assert [e["step"] for e in steps] == [1, 2]
+    assert _steps(first.run_dir)[-1]["lr"] == 3e-3 and steps[0]["lr"] < steps[1]["lr"] < 3e-3  # a new warm-up
+    # it goes on from the trained model's loss (~300 at the first step, ~20 at the last), far below a new model's
+    assert steps[0]["loss"] < 0.25 * first_losses[0]
+    assert source.read_bytes() == source_bytes
+    assert config_from_dict(TrainConfig, load_checkpoint(cfg.run_dir / "model.pt")["config"]).init_from == str(source)
+
+    source.unlink()  # resuming reads last.pt only
+    more = _config(tmp_path / "tuned", manifest, *fit, "epochs=2", "model.dropout=0.3", f"init_from={source}")
+    assert train(more, resume=True).steps == 4
+
+
+def test_init_from_refuses_a_checkpoint_of_another_model(trained, tmp_path):
+    _, result, manifest = trained
+    source = result.run_dir / "model.pt"
+    with pytest.raises(TrainError, match=rf"^{source}: init_from needs the checkpoint's features, model and "
+                                         r"tokenizer; it has model.rnn_hidden=\d+ \(config: 96\); "
+                                         r"tokenizer 'char' \(config: tokenizer.kind='bpe'\)$"):
+        Trainer(_config(tmp_path / "a", manifest, f"init_from={source}", "model.rnn_hidden=96", "tokenizer.kind=bpe"))
+    with pytest.raises(TrainError, match=rf"^init_from: {tmp_path}/none.pt: no such checkpoint file$"):
+        Trainer(_config(tmp_path / "b", manifest, f"init_from={tmp_path / 'none.pt'}"))
+
+
 # --------------------------------------------------------------------------- non-finite losses
 def test_impossible_transcripts_are_zeroed_and_training_goes_on(libri, tmp_path):
     good, bad1, bad2 = (dict(libri[u]) for u in SHORT[:3])
