@@ -88,6 +88,7 @@ class Trainer:
             raise TrainError(f"{last}: nothing to resume (no checkpoint)")
         if not resume and (last.exists() or (self.run_dir / "model.pt").exists()):
             raise TrainError(f"{self.run_dir}: a run already exists there; pass --resume or choose another name/out_dir")
+        init = _init_checkpoint(cfg) if cfg.init_from and not resume else None  # resuming reads last.pt only
         barrier(self.dist)  # every rank has checked before rank 0 creates the run
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +105,7 @@ class Trainer:
             raise TrainError(f"{cfg.data.train_manifest}: no usable training utterances")
         self.audio_cache = self._preload_audio() if cfg.data.cache_audio else None
         state = load_checkpoint(last) if resume else None
-        start = state or (_init_checkpoint(cfg) if cfg.init_from else None)  # resuming wins over init_from
+        start = state or init
         self.tokenizer = tokenizer_from_dict(start["tokenizer"]) if start else self._build_tokenizer()
         self.features = FeatureExtractor(cfg.features)
         self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)

@@ -262,6 +262,7 @@ def test_init_from_refuses_a_checkpoint_of_another_model(trained, tmp_path):
         Trainer(_config(tmp_path / "a", manifest, f"init_from={source}", "model.rnn_hidden=96", "tokenizer.kind=bpe"))
     with pytest.raises(TrainError, match=rf"^init_from: {tmp_path}/none.pt: no such checkpoint file$"):
         Trainer(_config(tmp_path / "b", manifest, f"init_from={tmp_path / 'none.pt'}"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # checked before the run is made
 
 
 # --------------------------------------------------------------------------- non-finite losses
