@@ -263,8 +263,8 @@ class Trainer:
                         break
                 if self.batches_done >= self.steps_per_epoch:
                     self.end_epoch(log, start)
-                else:
-                    self.save("last.pt", with_train_state=True)
+                else:  # max_steps or max_minutes inside the epoch
+                    self.stop_inside_epoch(log, start)
         if self.tokenizer.oov_counts:
             logger.warning("%s", oov_report(self.tokenizer))
         if self.dist.is_main:
@@ -320,17 +320,22 @@ class Trainer:
         self.scheduler.step()
         return float(loss.detach()) * len(losses) / max(1, len(losses) - num_bad), audio_s, grad_norm
 
+    def score_dev(self, event: dict) -> bool:
+        """Score the dev set with the weights to ship, into ``event``; True when it is the best so far."""
+        result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
+                                     cache=self.audio_cache)
+        event.update(dev_wer=result.report.wer, dev_cer=result.report.cer)
+        improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
+        if improved:
+            self.best_dev_wer = result.report.wer
+        return improved
+
     def end_epoch(self, log, start: float) -> None:
         event = {"event": "epoch", "epoch": self.epoch, "step": self.step, "elapsed_s": time.monotonic() - start}
         improved = not self.dev_utts  # without a dev set, best.pt is the newest checkpoint
         last_epoch = self.epoch + 1 >= self.cfg.epochs
         if self.dev_utts and self.dist.is_main and ((self.epoch + 1) % self.cfg.data.dev_every_epochs == 0 or last_epoch):
-            result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
-                                         cache=self.audio_cache)
-            event.update(dev_wer=result.report.wer, dev_cer=result.report.cer)
-            improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
-            if improved:
-                self.best_dev_wer = result.report.wer
+            improved = self.score_dev(event)
         self.epoch += 1
         self.batches_done = 0
         self.save("last.pt", with_train_state=True)
@@ -346,6 +351,21 @@ class Trainer:
         barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
 
     # ----------------------------------------------------------------------------- checkpoints
+    def stop_inside_epoch(self, log, start: float) -> None:
+        """A stop by ``max_steps`` or ``max_minutes``: the dev set scores the last weights, so that
+        ``model.pt`` is not an older epoch's when these are better. The random state is put back
+        after the scoring, so a resumed run trains as if it had not stopped."""
+        if self.dev_utts and self.dist.is_main:
+            event = {"event": "stop", "epoch": self.epoch, "step": self.step, "elapsed_s": time.monotonic() - start}
+            rng = _get_rng_state()
+            improved = self.score_dev(event)
+            _set_rng_state(rng)
+            if improved:
+                self.save("best.pt")
+            event["best_dev_wer"] = self.best_dev_wer
+            _emit(log, event, self.on_event)
+        self.save("last.pt", with_train_state=True)
+
     def save(self, name: str, with_train_state: bool = False) -> None:
         """Write ``run_dir/name`` atomically (rank 0 only; the ranks hold identical weights).
 

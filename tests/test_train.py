@@ -123,6 +123,27 @@ def test_resume_after_max_steps_is_exact(libri, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_stop_inside_an_epoch_scores_the_dev_set_and_resume_stays_exact(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
+    dev = _manifest(tmp_path / "dev.jsonl", [libri[u] for u in SHORT[6:]])
+    common = (*RESUME_OVERRIDES, "epochs=2", "optim.schedule=constant", "optim.warmup_steps=20",
+              f"data.dev_manifest={dev}")
+    a = train(_config(tmp_path / "a", manifest, *common))
+    first = train(_config(tmp_path / "b", manifest, *common, "max_steps=4"))  # stops at batch 1 of epoch 2
+    assert (first.steps, first.stopped_early) == (4, True)
+    events = [json.loads(line) for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    scored = [e for e in events if "dev_wer" in e]
+    assert [(e["event"], e["step"]) for e in scored] == [("epoch", 3), ("stop", 4)]
+    assert first.best_dev_wer == min(e["dev_wer"] for e in scored)
+    best_step = next(e["step"] for e in scored if e["dev_wer"] == first.best_dev_wer)
+    assert load_checkpoint(tmp_path / "b" / "model.pt")["metrics"]["step"] == best_step
+    second = train(_config(tmp_path / "b", manifest, *common), resume=True)
+    assert second.steps == 6
+    assert _fingerprint(tmp_path / "b") == _fingerprint(a.run_dir)  # the scoring left the random state as it was
+    last_a, last_b = load_checkpoint(a.run_dir / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(last_a["model_state"][k], v) for k, v in last_b["model_state"].items())
+
+
 class _Crash(Exception):
     pass
 
