@@ -177,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from asr.train import resolve_config, train
 
     cfg = resolve_config(args.config, args.overrides)
-    progress = _Progress(cfg.epochs)
+    progress = _Progress(cfg.epochs, cfg.max_steps)
     result = train(cfg, resume=args.resume, on_event=progress)
     progress.close()
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
@@ -462,16 +462,20 @@ COMMANDS = {
 class _Progress:
     """A one-line progress bar on stderr: epoch, batch, loss, audio hours per second, ETA."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, max_steps: int = 0):
         self.epochs = epochs
+        self.max_steps = max_steps
         self.tty = sys.stderr.isatty()
 
     def __call__(self, event: dict) -> None:
-        if event["event"] == "epoch":
+        if event["event"] in ("epoch", "stop"):
             extra = f"  dev WER {100 * event['dev_wer']:.2f} %" if "dev_wer" in event else ""
-            self._line(f"epoch {event['epoch'] + 1}/{self.epochs} done  step {event['step']}{extra}", final=True)
+            what = "done" if event["event"] == "epoch" else "stopped inside the epoch at"
+            self._line(f"epoch {event['epoch'] + 1}/{self.epochs} {what}  step {event['step']}{extra}", final=True)
             return
         total = self.epochs * event["batches"]
+        if self.max_steps:
+            total = min(total, self.max_steps)
         done = event["epoch"] * event["batches"] + event["batch"]
         rate = event["run_steps"] / event["elapsed_s"]  # steps per second in this run
         eta = (total - done) / rate if rate > 0 else float("nan")

@@ -223,6 +223,16 @@ def test_train_into_existing_run(work, capsys):
     _one_line_error(capsys.readouterr().err, str(work["run"]), "already exists", "--resume")
 
 
+def test_train_stopped_by_max_steps_scores_the_dev_set(work, capsys, tmp_path):
+    args = ["train", str(work["conf"]), f"out_dir={tmp_path / 'run'}", "device=cpu", "threads=1", "features.kind=fbank",
+            "data.max_batch_size=2", f"data.dev_manifest={work['manifest']}", "max_steps=3"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "epoch 1/2 done  step 2  dev WER " in captured.err
+    assert "epoch 2/2 stopped inside the epoch at  step 3  dev WER " in captured.err
+    assert "steps 3  epochs 1  best dev WER " in captured.out and "n/a" not in captured.out
+
+
 def test_train_resume_continues(work, capsys, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(work["run"], run)
