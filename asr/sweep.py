@@ -120,9 +120,9 @@ def _read_run(run: SweepRun) -> SweepRun:
     """Fill the run's figures from its ``train_log.jsonl``."""
     log = run.run_dir / "train_log.jsonl"
     events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
-    epochs = [e for e in events if e["event"] == "epoch"]
+    ends = [e for e in events if e["event"] in ("epoch", "stop")]  # stop: max_steps/max_minutes inside an epoch
     steps = [e for e in events if e["event"] == "step"]
-    run.best_dev_wer = epochs[-1].get("best_dev_wer") if epochs else None
+    run.best_dev_wer = ends[-1].get("best_dev_wer") if ends else None
     run.final_loss = steps[-1]["loss"] if steps else None
     return run
 

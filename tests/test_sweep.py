@@ -72,6 +72,19 @@ def test_sweep_trains_every_point_reports_failures_and_resumes(manifests, tmp_pa
     assert capsys.readouterr().out.count("already trained") == 2
 
 
+def test_sweep_reads_the_dev_score_of_a_run_stopped_inside_an_epoch(manifests, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "max_steps=1,3",
+            f"data.train_manifest={manifests['train']}", "data.max_batch_size=2"]  # 2 steps an epoch
+    assert main(args) == 0
+    for record in (json.loads(line) for line in (out / "sweep.jsonl").read_text().splitlines()):
+        events = [json.loads(line) for line in (Path(record["run_dir"]) / "train_log.jsonl").read_text().splitlines()]
+        ends = {"1": ["stop"], "3": ["epoch", "stop"]}[record["point"]["max_steps"]]  # stopped in epoch 1 or 2
+        assert [e["event"] for e in events if e["event"] != "step"] == ends
+        scores = [e["dev_wer"] for e in events if "dev_wer" in e]
+        assert record["best_dev_wer"] == events[-1]["best_dev_wer"] == min(scores) and len(scores) == len(ends)
+
+
 def test_sweep_checks_every_point_before_training(manifests, tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "optim.lr=1e-3",
