@@ -64,12 +64,15 @@ def batch_log_probs(
     ``batch_s`` padded audio-seconds; yields each batch's utterance indices, CTC log-probs
     (B, T', V), output lengths (B,) and audio seconds. Utterances whose audio cannot be read are left out (logged
     by the dataset). ``cache`` holds decoded audio (e.g. the dev set a trainer scores every epoch).
+    The global random state is left as it was, so scoring inside a training run does not change it.
     """
     recognizer.eval()
     dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate,
                             skip_unreadable=True, cache=cache)
     sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
-    for batch in torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate):
+    # its own generator: a DataLoader draws its base seed from the global RNG otherwise
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator())
+    for batch in loader:
         if batch is not None:
             log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)
             audio_s = float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate

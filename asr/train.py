@@ -353,14 +353,11 @@ class Trainer:
     # ----------------------------------------------------------------------------- checkpoints
     def stop_inside_epoch(self, log, start: float) -> None:
         """A stop by ``max_steps`` or ``max_minutes``: the dev set scores the last weights, so that
-        ``model.pt`` is not an older epoch's when these are better. The random state is put back
-        after the scoring, so a resumed run trains as if it had not stopped."""
+        ``model.pt`` is not an older epoch's when these are better. Scoring leaves the random state
+        as it was, so a resumed run trains as if it had not stopped."""
         if self.dev_utts and self.dist.is_main:
             event = {"event": "stop", "epoch": self.epoch, "step": self.step, "elapsed_s": time.monotonic() - start}
-            rng = _get_rng_state()
-            improved = self.score_dev(event)
-            _set_rng_state(rng)
-            if improved:
+            if self.score_dev(event):
                 self.save("best.pt")
             event["best_dev_wer"] = self.best_dev_wer
             _emit(log, event, self.on_event)
