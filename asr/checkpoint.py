@@ -8,7 +8,9 @@ renamed over the target, so an interrupted save never leaves a truncated checkpo
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,14 +122,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index is at the end
+        raise CheckpointError(f"{path}: not a readable checkpoint (not the zip archive torch.save "
+                              "writes: another kind of file, or a checkpoint cut short)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for foreign or corrupt files
-        cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({cause})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not an asr checkpoint (format {FORMAT_VERSION} expected)")
     return payload
+
+
+def _load_failure(e: Exception) -> str:
+    """The cause of a failed ``torch.load``, in one line and without torch's advice to load unsafely."""
+    text = str(e).strip()
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:  # a pickle of Python objects, e.g. another toolkit's checkpoint with its classes
+        return f"it holds Python objects ({unsafe.group(1)}), not only tensors and plain data"
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def recognizer_from_payload(payload: dict[str, Any]) -> Recognizer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -141,7 +142,22 @@ def test_missing_checkpoint_is_one_line_error(work, capsys):
 
 def test_not_a_checkpoint_is_one_line_error(work, capsys):
     assert main(["transcribe", str(work["manifest"]), str(work["flac"])]) == 2
-    _one_line_error(capsys.readouterr().err, "dev.jsonl", "not a readable checkpoint")
+    _one_line_error(capsys.readouterr().err, "dev.jsonl", "not a readable checkpoint",
+                    "not the zip archive torch.save writes")
+
+
+def test_cut_short_or_foreign_checkpoint_is_one_line_error_without_torch_advice(work, capsys):
+    cut = work["tmp"] / "cut.pt"  # a download or copy that stopped half way
+    data = work["model"].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    assert main(["transcribe", str(cut), str(work["flac"])]) == 2
+    _one_line_error(capsys.readouterr().err, "cut.pt", "a checkpoint cut short")
+    foreign = work["tmp"] / "foreign.pt"  # e.g. another toolkit's checkpoint, which pickles its classes
+    torch.save({"args": argparse.Namespace(lr=1e-3), "state_dict": {"w": torch.zeros(2)}}, foreign)
+    assert main(["evaluate", str(foreign), str(work["manifest"])]) == 2
+    line = _one_line_error(capsys.readouterr().err, "foreign.pt", "Python objects (argparse.Namespace)")
+    assert "weights_only" not in line and "safe_globals" not in line  # torch's advice to load unsafely
+    assert cut.read_bytes() == data[: len(data) // 2]  # nothing the user had is changed
 
 
 def test_unusable_device_is_one_line_error(work, capsys):
