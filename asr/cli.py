@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints of one run, e.g. exp/NAME/epoch-*.pt")
     p.add_argument("--out", required=True, help="output checkpoint (must not exist yet)")
 
+    p = sub.add_parser("export", help="a smaller inference checkpoint: training state dropped, weights in half precision")
+    p.add_argument("checkpoint", metavar="CKPT", help="any checkpoint (model.pt, best.pt, last.pt, epoch-N.pt)")
+    p.add_argument("--out", required=True, help="output checkpoint (must not exist yet)")
+    p.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16",
+                   help="precision of the model weights (loading casts them back to float32)")
+
     p = sub.add_parser("compare", help="WER table against the DS2 paper's DS1 / DS2 / human numbers")
     p.add_argument("results", nargs="*", help="results files of `asr evaluate --results-json`, or folders holding result.json files")
 
@@ -435,6 +441,15 @@ def cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from asr.checkpoint import write_export
+
+    out = write_export(args.checkpoint, args.out, args.dtype)
+    size_mb = [Path(p).stat().st_size / 1e6 for p in (args.checkpoint, out)]
+    print(f"{out}: {args.dtype} weights, {size_mb[1]:.1f} MB ({args.checkpoint}: {size_mb[0]:.1f} MB)")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from asr.results import comparison_table, read_results
 
@@ -455,7 +470,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 COMMANDS = {
     "prepare": cmd_prepare, "train": cmd_train, "sweep": cmd_sweep, "transcribe": cmd_transcribe,
     "evaluate": cmd_evaluate, "presets": cmd_presets,
-    "download": cmd_download, "compare": cmd_compare, "average": cmd_average, "tune-lm": cmd_tune_lm, "build-lm": cmd_build_lm,
+    "download": cmd_download, "compare": cmd_compare, "average": cmd_average, "export": cmd_export, "tune-lm": cmd_tune_lm, "build-lm": cmd_build_lm,
 }
 
 

@@ -80,7 +80,7 @@ def test_help_lists_exactly_the_commands():
     assert result.returncode == 0
     listed = re.findall(r"^    ([\w-]+)\s", result.stdout, flags=re.M)
     assert listed == ["prepare", "download", "train", "sweep", "transcribe", "evaluate", "tune-lm", "build-lm", "average",
-                      "compare", "presets"]
+                      "export", "compare", "presets"]
 
 
 def test_presets_with_parameter_counts(capsys):
@@ -166,6 +166,56 @@ def test_unusable_device_is_one_line_error(work, capsys):
     if not torch.cuda.is_available():
         assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--device", "cuda"]) == 2
         _one_line_error(capsys.readouterr().err, "model.pt", "no CUDA device")
+
+
+# -------------------------------------------------------------------------------------- export
+def test_export_half_precision_transcribes_as_the_original(work, shared_data, capsys):
+    from asr.checkpoint import load_checkpoint, load_recognizer
+
+    last, out = work["run"] / "last.pt", work["tmp"] / "export" / "half.pt"
+    assert main(["export", str(last), "--out", str(out)]) == 0
+    assert f"{out}: fp16 weights" in capsys.readouterr().out
+    source, half = load_checkpoint(last), load_checkpoint(out)
+    assert "train_state" in source and "train_state" not in half
+    assert half["metrics"]["dtype"] == "fp16" and half["metrics"]["exported_from"] == str(last)
+    assert half["metrics"]["step"] == source["metrics"]["step"]
+    for name, weight in source["model_state"].items():
+        got = half["model_state"][name]
+        if weight.is_floating_point():
+            assert got.dtype == torch.float16 and torch.allclose(got.float(), weight, rtol=1e-3, atol=1e-4), name
+        else:
+            assert torch.equal(got, weight), name  # e.g. BatchNorm's num_batches_tracked
+    for name, stat in source["features_state"].items():  # CMVN stays exact
+        assert torch.equal(half["features_state"][name], stat), name
+    assert out.stat().st_size < 0.25 * last.stat().st_size  # no Adam moments, no EMA copy, half the bytes
+
+    # last.pt holds the raw weights; model.pt (EMA or best) is the usual thing to export
+    model_half = work["tmp"] / "export" / "model-half.pt"
+    assert main(["export", str(work["model"]), "--out", str(model_half)]) == 0
+    capsys.readouterr()
+    assert model_half.stat().st_size < 0.6 * work["model"].stat().st_size
+    wave = load_audio(work["flac"])  # (S,)
+    lens = torch.tensor([len(wave)])
+    full = load_recognizer(work["model"]).log_probs(torch.from_numpy(wave)[None], lens)[0]  # (1, T', V)
+    loaded = load_recognizer(model_half)
+    assert next(loaded.model.parameters()).dtype == torch.float32  # cast back on loading
+    assert (loaded.log_probs(torch.from_numpy(wave)[None], lens)[0] - full).abs().max() < 0.05
+    audio = [str(_flac(shared_data, uid)) for uid in UTTS]
+    assert main(["transcribe", str(work["model"]), *audio]) == 0
+    expected = capsys.readouterr().out
+    assert main(["transcribe", str(model_half), *audio]) == 0
+    assert capsys.readouterr().out == expected
+
+
+def test_export_refuses_to_overwrite(work, capsys):
+    out = work["tmp"] / "taken.pt"
+    out.write_bytes(b"the user's file")
+    assert main(["export", str(work["model"]), "--out", str(out)]) == 2
+    _one_line_error(capsys.readouterr().err, "taken.pt", "already exists")
+    assert out.read_bytes() == b"the user's file"
+    assert main(["export", str(work["tmp"] / "nope.pt"), "--out", str(work["tmp"] / "new.pt")]) == 2
+    _one_line_error(capsys.readouterr().err, "nope.pt", "no such checkpoint")
+    assert not (work["tmp"] / "new.pt").exists()
 
 
 # ------------------------------------------------------------------------------------ evaluate
