@@ -321,10 +321,12 @@ class Trainer:
         return float(loss.detach()) * len(losses) / max(1, len(losses) - num_bad), audio_s, grad_norm
 
     def score_dev(self, event: dict) -> bool:
-        """Score the dev set with the weights to ship, into ``event``; True when it is the best so far."""
+        """Score the dev set with the weights to ship, into ``event`` (WER, CER and the seconds it
+        took, ``dev_s``); True when it is the best so far."""
+        t0 = time.monotonic()
         result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
                                      cache=self.audio_cache)
-        event.update(dev_wer=result.report.wer, dev_cer=result.report.cer)
+        event.update(dev_wer=result.report.wer, dev_cer=result.report.cer, dev_s=time.monotonic() - t0)
         improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
         if improved:
             self.best_dev_wer = result.report.wer
@@ -350,7 +352,6 @@ class Trainer:
         _emit(log, event, self.on_event)
         barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
 
-    # ----------------------------------------------------------------------------- checkpoints
     def stop_inside_epoch(self, log, start: float) -> None:
         """A stop by ``max_steps`` or ``max_minutes``: the dev set scores the last weights, so that
         ``model.pt`` is not an older epoch's when these are better. Scoring leaves the random state
@@ -363,6 +364,7 @@ class Trainer:
             _emit(log, event, self.on_event)
         self.save("last.pt", with_train_state=True)
 
+    # ----------------------------------------------------------------------------- checkpoints
     def save(self, name: str, with_train_state: bool = False) -> None:
         """Write ``run_dir/name`` atomically (rank 0 only; the ranks hold identical weights).
 
