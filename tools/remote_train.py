@@ -182,7 +182,8 @@ def watch(exp: Path, seconds: float, every: float) -> bool:
                 print(f"{e['event']} epoch={e['epoch']} step={e['step']} elapsed_s={e['elapsed_s']:.0f}{dev}", flush=True)
         seen = len(events)
         if not _running(exp):
-            tail = (exp / "remote.log").read_text(errors="replace").splitlines()[-8:]
+            log = exp / "remote.log"
+            tail = log.read_text(errors="replace").splitlines()[-8:] if log.is_file() else []
             print("run ended:\n" + "\n".join(tail))
             return True
         if time.monotonic() >= deadline:
@@ -230,9 +231,10 @@ def _environment(wheels: Path | None) -> dict[str, str]:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                         "--upgrade", "--target", str(SITE), *map(str, sorted(wheels.glob("*.whl")))], check=True)
     (SITE / "bin").mkdir(parents=True, exist_ok=True)
-    shim = SITE / "bin" / "asr"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m asr.cli "$@"\n')
-    shim.chmod(0o755)
+    for name, command in (("asr", f'"{sys.executable}" -m asr.cli'), ("python", f'"{sys.executable}"')):
+        shim = SITE / "bin" / name  # `python` too: some machines have only python3
+        shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+        shim.chmod(0o755)
     path = [str(SITE), str(REPO), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p), PYTHONUNBUFFERED="1",
                 PATH=f"{SITE / 'bin'}{os.pathsep}{os.environ['PATH']}")
