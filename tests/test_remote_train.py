@@ -97,3 +97,19 @@ def test_a_run_goes_there_and_its_model_comes_back(shared_data, tmp_path):
     done = _tool("join", str(out), "--out", str(tmp_path / "other.pt"), env=env)
     assert done.returncode == 2 and f"{broken}: SHA-256 differs" in done.stderr
     assert not (tmp_path / "other.pt").exists()
+
+
+def test_start_refuses_a_second_run_in_the_same_folder(tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    run = subprocess.Popen(["sleep", "60"], start_new_session=True)  # stands for a run that is going on
+    try:
+        (exp / "pid").write_text(f"{run.pid}\n")
+        done = _tool("start", "--exp", str(exp), "--dir", str(tmp_path / "nothing"), env=dict(os.environ))
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert f"a run is going on (pid {run.pid})" in done.stderr
+    finally:
+        run.kill()
+        run.wait()
+    done = _tool("start", "--exp", str(exp), "--dir", str(tmp_path / "nothing"), env=dict(os.environ))
+    assert done.returncode == 2 and f"{tmp_path / 'nothing' / 'data'}: missing" in done.stderr

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -101,15 +102,19 @@ def join(parts_dir: Path, out: Path) -> None:
         raise RemoteError(str(e)) from None
     tmp.rename(out)
     logs = out.parent / "remote"
-    if not logs.exists():
-        with tarfile.open(parts_dir / "logs.tar.gz") as tar:
-            tar.extractall(logs, filter="data")
+    if logs.exists():
+        print(f"{out}: joined from {len(parts)} parts; logs left in {parts_dir / 'logs.tar.gz'} ({logs} exists)")
+        return
+    with tarfile.open(parts_dir / "logs.tar.gz") as tar:
+        tar.extractall(logs, filter="data")
     print(f"{out}: joined from {len(parts)} parts; logs in {logs}")
 
 
 # ----------------------------------------------------------------------------------------- there
 def start(args: argparse.Namespace) -> None:
     args.exp, args.dir, args.recipe = args.exp.resolve(), args.dir.resolve(), (REPO / args.recipe).resolve()
+    if _running(args.exp):
+        raise RemoteError(f"{args.exp}: a run is going on (pid {(args.exp / 'pid').read_text().strip()}); watch it")
     env = _environment(args.dir / "wheels")
     probe_dir = Path(f"{args.exp}-probe")
     log = _link_data(args.exp, args.dir) / "remote.log"
@@ -226,10 +231,14 @@ def finish(exp: Path, out: Path, part_mb: float, wait_s: float) -> None:
 
 # --------------------------------------------------------------------------------------- helpers
 def _environment(wheels: Path | None) -> dict[str, str]:
-    """This process's environment with the carried wheels installed and ``asr`` on PATH."""
-    if wheels is not None and any(wheels.glob("*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                        "--upgrade", "--target", str(SITE), *map(str, sorted(wheels.glob("*.whl")))], check=True)
+    """This process's environment with ``asr`` on PATH and, where the packages that ``pack`` fetched
+    are missing, the carried wheels installed."""
+    missing = [name for name in ("soundfile", "jiwer") if importlib.util.find_spec(name) is None]
+    if missing and wheels is not None:
+        install = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                   "--upgrade", "--target", str(SITE), *map(str, sorted(wheels.glob("*.whl")))]
+        if not any(wheels.glob("*.whl")) or subprocess.run(install).returncode != 0:
+            raise RemoteError(f"{', '.join(missing)} missing here, and the wheels in {wheels} do not install")
     (SITE / "bin").mkdir(parents=True, exist_ok=True)
     for name, command in (("asr", f'"{sys.executable}" -m asr.cli'), ("python", f'"{sys.executable}"')):
         shim = SITE / "bin" / name  # `python` too: some machines have only python3
@@ -295,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", type=Path, default=Path("recipes/mini_librispeech/run.sh"))
     p.add_argument("--conf", default="medium_aug")
     p.add_argument("--ngpu", type=int, default=1)
-    p.add_argument("--minutes", type=float, default=21.0, help="the run's budget, start-up and scoring included")
+    p.add_argument("--minutes", type=float, default=21.0,
+                   help="the run's budget, start-up and scoring included (the probe, a minute or two, comes first)")
     p.add_argument("--probe-steps", type=int, default=30)
     p.add_argument("--dev-every", type=int, default=5, help="score the dev set every N epochs")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="for `asr train`, e.g. data.max_batch_s=240")
