@@ -11,6 +11,7 @@ import json
 import os
 import logging
 import sys
+import time
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
@@ -80,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     _add_decoding_args(p)
     p.add_argument("--nbest", type=int, default=1, help="with beam search and --json: list the N best hypotheses")
+
+    p = sub.add_parser("stream", help="transcribe audio as it arrives (forward-only models): partial, then final text")
+    p.add_argument("checkpoint", help="a forward-only model (bidirectional: false) with global feature normalization")
+    p.add_argument("audio", nargs="+",
+                   help="audio files, fed in chunks as a live source delivers them; '-': raw 16-bit mono PCM on "
+                        "stdin at the model's sample rate (e.g. from arecord -f S16_LE -r 16000 -c 1 -t raw)")
+    p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk, milliseconds (default 100)")
+    p.add_argument("--partials", action="store_true",
+                   help="print each changed partial transcript on stderr as 'SECONDS<TAB>text'")
+    p.add_argument("--device", default="cpu")
+    _add_decoding_args(p)
 
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a manifest, with a per-utterance report")
     p.add_argument("checkpoint")
@@ -257,6 +269,70 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if failed:
         print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from asr.audio import AudioError, load_audio
+    from asr.checkpoint import load_recognizer
+    from asr.streaming import Stream, StreamingError
+
+    if args.chunk_ms <= 0:
+        raise StreamingError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    recognizer = load_recognizer(args.checkpoint, device=args.device)
+    decoder = _beam_decoder(args, recognizer.tokenizer)
+    try:
+        Stream(recognizer)  # refuses a model that cannot stream before any audio is read
+    except StreamingError as e:
+        raise StreamingError(f"{args.checkpoint}: {e}") from None
+    rate = recognizer.features.cfg.sample_rate
+    chunk = max(1, round(rate * args.chunk_ms / 1000))
+    frame_s = recognizer.frame_shift_s
+    failed = 0
+    for path in args.audio:
+        if path == "-":
+            chunks = _pcm_chunks(sys.stdin.buffer, chunk)
+        else:
+            try:
+                wave = load_audio(path, rate)  # (S,)
+            except AudioError as e:
+                failed += 1
+                print(f"asr: skipped {e}", file=sys.stderr)
+                continue
+            chunks = (wave[i:i + chunk] for i in range(0, len(wave), chunk))
+        stream, heard, lag_s, compute_s, slowest_s, text = Stream(recognizer, decoder), 0, 0.0, 0.0, 0.0, ""
+        for samples in chunks:
+            start = time.perf_counter()
+            partial = stream.accept(samples)
+            spent = time.perf_counter() - start
+            compute_s, slowest_s, heard = compute_s + spent, max(slowest_s, spent), heard + len(samples)
+            lag_s = max(lag_s, heard / rate - stream.num_frames * frame_s)  # audio not yet in the output
+            if args.partials and partial.text != text:
+                print(f"{heard / rate:.2f}\t{partial.text}", file=sys.stderr, flush=True)
+            text = partial.text
+        start = time.perf_counter()
+        final = stream.finish()
+        compute_s += time.perf_counter() - start
+        print(f"{path}\t{final.text}", flush=True)
+        audio_s = heard / rate
+        print(f"asr: {path}: {audio_s:.2f} s in chunks of {args.chunk_ms:g} ms; compute {compute_s:.2f} s "
+              f"(RTF {compute_s / max(audio_s, 1e-9):.3f}), slowest chunk {1000 * slowest_s:.0f} ms; "
+              f"output behind the audio by at most {lag_s:.2f} s", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _pcm_chunks(source, samples_per_chunk: int):
+    """float32 chunks of raw 16-bit little-endian mono PCM read from a binary stream until it ends."""
+    import numpy as np
+
+    rest = b""
+    while True:
+        data = source.read(2 * samples_per_chunk)
+        if not data:
+            break
+        data, rest = rest + data, b""
+        if len(data) % 2:
+            data, rest = data[:-1], data[-1:]
+        yield np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -469,7 +545,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "prepare": cmd_prepare, "train": cmd_train, "sweep": cmd_sweep, "transcribe": cmd_transcribe,
-    "evaluate": cmd_evaluate, "presets": cmd_presets,
+    "evaluate": cmd_evaluate, "stream": cmd_stream, "presets": cmd_presets,
     "download": cmd_download, "compare": cmd_compare, "average": cmd_average, "export": cmd_export, "tune-lm": cmd_tune_lm, "build-lm": cmd_build_lm,
 }
 

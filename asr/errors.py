@@ -9,9 +9,10 @@ from asr.datasets.wsj import WsjError
 from asr.decode import DecodeError
 from asr.lm import LMError
 from asr.results import ResultsError
+from asr.streaming import StreamingError
 from asr.train import TrainError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     AudioError, CheckpointError, DecodeError, LMError, ConfigError, ManifestError, DownloadError, TrainError,
-    ResultsError, WsjError, FileNotFoundError, NotADirectoryError, PermissionError,
+    ResultsError, StreamingError, WsjError, FileNotFoundError, NotADirectoryError, PermissionError,
 )

@@ -164,6 +164,21 @@ class ConvFrontend(nn.Module):
             lens = _conv_out(lens, conv, dim=0)
         return lens
 
+    def time_context(self) -> tuple[int, int, int]:
+        """``(stride, left_pad, field)`` in input frames: output frame j reads input frames
+        ``stride * j - left_pad`` to ``stride * j - left_pad + field - 1`` (zeros outside the input).
+
+        >>> ConvFrontend(load_preset("ds2"), 161).time_context()
+        (2, 25, 51)
+        """
+        stride, left_pad, field = 1, 0, 1
+        for conv in self.convs:
+            k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+            left_pad += p * stride
+            field += d * (k - 1) * stride
+            stride *= s
+        return stride, left_pad, field
+
     def forward(self, feats: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
         # The convolutions run on (B, C, F, T) tensors in channels-last memory with the kernels
         # transposed to (F, T): the same arithmetic as (B, C, T, F), but oneDNN's channels-last
@@ -203,6 +218,10 @@ class ContextFrontend(nn.Module):
 
     def output_lengths(self, lens: Tensor) -> Tensor:
         return (lens - 1) // self.stride + 1
+
+    def time_context(self) -> tuple[int, int, int]:
+        """``(stride, left_pad, field)`` in input frames, as ``ConvFrontend.time_context``."""
+        return self.stride, self.context, 2 * self.context + 1
 
     def forward(self, feats: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
         c = self.context
@@ -256,6 +275,17 @@ class RecurrentLayer(nn.Module):
         back = reverse_padded(back, lens)  # (B, T, H), back in time order
         return out + back if self.merge == "sum" else torch.cat([out, back], dim=2)
 
+    def step(self, x: Tensor, state: Tensor | tuple[Tensor, Tensor] | None
+             ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+        """The next frames of unpadded sequences through a forward-only layer in eval mode:
+        ``(x (B, T, D), state) -> (out (B, T, H), state)``; ``state`` None starts a sequence.
+        Consecutive calls give what ``forward`` gives on the frames joined."""
+        if self.bwd is not None:
+            raise ValueError("step: a bidirectional layer needs the whole sequence")
+        if self.norm is not None:
+            x = self.norm(x, x.new_ones(1, 1, 1))  # eval mode: running statistics, frame by frame
+        return self.fwd(x, state)  # (B, T, H), the hidden state after the last frame
+
 
 class Lookahead(nn.Module):
     """Row convolution (DS2 sec. 3.7): each unit sees frames t..t+tau, depthwise, then clipped
@@ -268,8 +298,11 @@ class Lookahead(nn.Module):
 
     def forward(self, x: Tensor, lens: Tensor) -> Tensor:
         x = x * length_mask(lens, x.size(1))[:, :, None].to(x.dtype)  # (B, T, H)
-        x = F.pad(x.transpose(1, 2), (0, self.context))  # (B, H, T + tau)
-        return F.hardtanh(self.conv(x), 0.0, self.clip).transpose(1, 2)  # (B, T, H)
+        return self.valid(F.pad(x, (0, 0, 0, self.context)))  # (B, T + tau, H) -> (B, T, H)
+
+    def valid(self, x: Tensor) -> Tensor:
+        """The row convolution where all tau future frames are given: (B, T, H) -> (B, T - tau, H)."""
+        return F.hardtanh(self.conv(x.transpose(1, 2)), 0.0, self.clip).transpose(1, 2)
 
 
 class DeepSpeech2(nn.Module):
@@ -343,9 +376,13 @@ class DeepSpeech2(nn.Module):
             x = self.dropout(rnn(x, lens))  # (B, T', H)
         if self.lookahead is not None:
             x = self.lookahead(x, lens)  # (B, T', H)
+        return self.classify(x), lens  # (B, T', V), (B,)
+
+    def classify(self, x: Tensor) -> Tensor:
+        """The layers after the recurrent stack and lookahead, frame by frame: (B, T, H) -> logits (B, T, V)."""
         for layer in self.head:
-            x = self.dropout(F.hardtanh(layer(x), 0.0, self.cfg.clip))  # (B, T', H')
-        return self.output(x), lens  # (B, T', V), (B,)
+            x = self.dropout(F.hardtanh(layer(x), 0.0, self.cfg.clip))  # (B, T, H')
+        return self.output(x)  # (B, T, V)
 
 
 def list_presets() -> list[str]:

@@ -15,6 +15,31 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+SHORT_UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]  # one per speaker
+
+
+def dev4spk_flac(shared_data: Path, uid: str) -> Path:
+    """The FLAC file of a dev-4spk utterance id (``<speaker>-<chapter>-<n>``)."""
+    speaker, chapter, _ = uid.split("-")
+    return shared_data / "LibriSpeech" / "dev-4spk" / speaker / chapter / f"{uid}.flac"
+
+
+@pytest.fixture(scope="session")
+def short_utterances(shared_data: Path) -> list[dict]:
+    """Manifest entries (``audio_filepath``, ``duration``, ``text``) of four short dev-4spk
+    utterances, one per speaker, 2.5-4 s each."""
+    import soundfile as sf
+
+    entries = []
+    for uid in SHORT_UTTS:
+        path = dev4spk_flac(shared_data, uid)
+        speaker, chapter, _ = uid.split("-")
+        trans = path.parent / f"{speaker}-{chapter}.trans.txt"
+        text = dict(line.split(" ", 1) for line in trans.read_text().splitlines())[uid]
+        entries.append({"audio_filepath": str(path), "duration": sf.info(path).duration, "text": text})
+    return entries
+
+
 class _RangeHandler(BaseHTTPRequestHandler):
     """Serves ``server.files``; honours ``Range: bytes=N-``; ``server.cut_after`` cuts the next body."""
 

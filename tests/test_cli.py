@@ -17,9 +17,10 @@ import torch
 
 from asr.audio import load_audio
 from asr.cli import main
+from conftest import SHORT_UTTS, dev4spk_flac
 
 REPO = Path(__file__).resolve().parents[1]
-UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]
+UTTS = SHORT_UTTS
 
 
 def _asr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -29,22 +30,14 @@ def _asr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           env=env, cwd=cwd or REPO, timeout=120)
 
 
-def _flac(shared_data: Path, uid: str) -> Path:
-    speaker, chapter, _ = uid.split("-")
-    return shared_data / "LibriSpeech" / "dev-4spk" / speaker / chapter / f"{uid}.flac"
+_flac = dev4spk_flac
 
 
 @pytest.fixture(scope="module")
-def work(shared_data: Path, tmp_path_factory) -> dict[str, Path]:
+def work(shared_data: Path, short_utterances: list[dict], tmp_path_factory) -> dict[str, Path]:
     """A manifest of 4 real utterances, a tiny model trained on them with ``asr train``, test audio."""
     tmp = tmp_path_factory.mktemp("cli")
-    entries = []
-    for uid in UTTS:
-        path = _flac(shared_data, uid)
-        speaker, chapter, _ = uid.split("-")
-        trans = path.parent / f"{speaker}-{chapter}.trans.txt"
-        text = dict(line.split(" ", 1) for line in trans.read_text().splitlines())[uid]
-        entries.append({"audio_filepath": str(path), "duration": sf.info(path).duration, "text": text})
+    entries = short_utterances
     manifest = tmp / "dev.jsonl"
     manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
     conf = tmp / "conf.yaml"
@@ -79,7 +72,7 @@ def test_help_lists_exactly_the_commands():
     result = _asr("--help")
     assert result.returncode == 0
     listed = re.findall(r"^    ([\w-]+)\s", result.stdout, flags=re.M)
-    assert listed == ["prepare", "download", "train", "sweep", "transcribe", "evaluate", "tune-lm", "build-lm", "average",
+    assert listed == ["prepare", "download", "train", "sweep", "transcribe", "stream", "evaluate", "tune-lm", "build-lm", "average",
                       "export", "compare", "presets"]
 
 

@@ -83,6 +83,26 @@ def test_recipe_end_to_end_with_greedy_and_lexicon_scores(recordings, tmp_path):
     assert "training wall time" in run.stdout and "lexicon of the ten digit words" in run.stdout
 
 
+def test_recipe_streaming_conf_streams_the_test_set(recordings, tmp_path):
+    """run.sh --conf small_stream: a forward-only model in exp/digits-small_stream whose streamed
+    test transcripts stage 2 checks against the whole-file ones."""
+    work = tmp_path / "checkout"
+    (work / "recipes").mkdir(parents=True)
+    shutil.copytree(REPO / "recipes" / "digits", work / "recipes" / "digits")
+    cmd = ["bash", str(work / "recipes/digits/run.sh"), "--data-dir", str(recordings.parent), "--conf", "small_stream",
+           "preset=tiny", "epochs=1", "threads=1"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    exp = work / "exp" / "digits-small_stream"
+    assert "bidirectional: false" in (exp / "config.yaml").read_text()
+    assert "streamed transcripts = whole-file transcripts (20 files)" in run.stdout
+    streamed = (exp / "decode" / "stream.txt").read_text().splitlines()
+    assert len(streamed) == 20 and streamed == (exp / "decode" / "transcribe.txt").read_text().splitlines()
+    missing = subprocess.run(["bash", str(work / "recipes/digits/run.sh"), "--conf", "nope"], capture_output=True,
+                             text=True, timeout=60)
+    assert missing.returncode == 2 and "no recipes/digits/conf/nope.yaml" in missing.stderr
+
+
 def test_output_is_16k_with_twice_the_samples(official, recordings):
     out, split = official
     utts = read_manifest(split.train) + read_manifest(split.test)

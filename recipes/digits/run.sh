@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Spoken digits (FSDD): prepare, train the `small` preset on CPU, evaluate WER.
 #
-#   bash recipes/digits/run.sh [--data-dir DIR] [--split official|speaker] [--stage N] [--stop-stage M]
+#   bash recipes/digits/run.sh [--data-dir DIR] [--split official|speaker] [--conf NAME] [--stage N] [--stop-stage M]
 #
 # Stages: 0 prepare (resample 8 kHz -> 16 kHz, manifests, the ten-word lexicon), 1 train,
 # 2 evaluate: greedy decoding (decode/test) and beam search restricted to the ten digit words
 # (decode/test-lexicon).
 # Everything goes under exp/digits/ (exp/digits-speaker/ for --split speaker); the final
 # self-contained checkpoint is exp/digits/model.pt. Without --data-dir, FSDD is downloaded to data/fsdd.
+# --conf NAME trains recipes/digits/conf/NAME.yaml instead, into exp/digits-<NAME>/ (e.g.
+# small_stream: a forward-only model for `asr stream`, official split; stage 2 then also streams
+# the test set in 100 ms chunks and checks that it gives the transcripts of the greedy decoding).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 data_dir=""
 split=official
+conf_name=""
 stage=0
 stop_stage=2
 extra=()
@@ -20,6 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --data-dir) data_dir="$2"; shift 2 ;;
     --split) split="$2"; shift 2 ;;
+    --conf) conf_name="$2"; shift 2 ;;
     --stage) stage="$2"; shift 2 ;;
     --stop-stage) stop_stage="$2"; shift 2 ;;
     *=*) extra+=("$1"); shift ;;
@@ -30,6 +35,12 @@ done
 if [ "$split" = official ]; then name=digits; else name=digits-speaker; fi
 exp=exp/$name
 if [ "$split" = official ]; then conf=recipes/digits/conf/small.yaml; else conf=recipes/digits/conf/small_speaker.yaml; fi
+if [ -n "$conf_name" ]; then
+  conf=recipes/digits/conf/$conf_name.yaml
+  [ -f "$conf" ] || { echo "run.sh: no $conf" >&2; exit 2; }
+  name=$name-$conf_name
+  exp=exp/$name
+fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if [ -f "$exp/data/.done" ]; then
@@ -47,7 +58,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   else
     echo "stage 1: train"
     start=$(date +%s)
-    asr train "$conf" name="$name" data.train_manifest="$exp/data/train.jsonl" "${extra[@]}"
+    asr train "$conf" name="$name" out_dir="$exp" data.train_manifest="$exp/data/train.jsonl" "${extra[@]}"
     echo "training wall time: $(( $(date +%s) - start )) s"
   fi
 fi
@@ -57,4 +68,19 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   asr evaluate "$exp/model.pt" "$exp/data/test.jsonl" --out "$exp/decode/test"
   echo "stage 2: evaluate on $exp/data/test.jsonl (lexicon of the ten digit words)"
   asr evaluate "$exp/model.pt" "$exp/data/test.jsonl" --lexicon "$exp/data/words.txt" --out "$exp/decode/test-lexicon"
+  if grep -q "bidirectional: false" "$exp/config.yaml"; then
+    echo "stage 2: stream the test set in 100 ms chunks (asr stream) and compare with the greedy decoding"
+    mapfile -t audio < <(python -c 'import json, os, sys
+base = os.path.dirname(sys.argv[1])
+for line in open(sys.argv[1]):
+    print(os.path.join(base, json.loads(line)["audio_filepath"]))' "$exp/data/test.jsonl")
+    asr stream "$exp/model.pt" "${audio[@]}" --chunk-ms 100 2> "$exp/decode/stream.log" | sort > "$exp/decode/stream.txt"
+    asr transcribe "$exp/model.pt" "${audio[@]}" | sort > "$exp/decode/transcribe.txt"
+    if cmp -s "$exp/decode/stream.txt" "$exp/decode/transcribe.txt"; then
+      echo "  streamed transcripts = whole-file transcripts ($(wc -l < "$exp/decode/stream.txt") files)"
+    else
+      echo "run.sh: streamed transcripts differ from the whole-file ones: diff $exp/decode/stream.txt $exp/decode/transcribe.txt" >&2
+      exit 1
+    fi
+  fi
 fi

@@ -1,0 +1,166 @@
+"""Streaming recognition (asr/streaming.py, `asr stream`): chunk by chunk equals the whole file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.audio import load_audio
+from asr.checkpoint import Recognizer, checkpoint_payload, save_checkpoint
+from asr.cli import main
+from asr.features import FeatureConfig, FeatureExtractor, num_frames
+from asr.model import DeepSpeech2, ModelConfig, load_preset
+from asr.streaming import Stream, StreamingError
+from asr.text import CharTokenizer
+from conftest import SHORT_UTTS, dev4spk_flac
+
+REPO = Path(__file__).resolve().parents[1]
+UTTS = SHORT_UTTS
+MODELS = {
+    "conv-gru-lookahead": replace(load_preset("tiny"), bidirectional=False, lookahead_context=3),
+    "ds2-convs-gru": replace(load_preset("ds2"), rnn_hidden=32, rnn_layers=2, head_sizes=(16,),
+                             bidirectional=False),
+    "fc-lstm-lookahead": ModelConfig(frontend="fc", fc_context=4, fc_stride=2, fc_sizes=(32,), rnn_type="lstm",
+                                     rnn_hidden=16, rnn_layers=2, bidirectional=False, lookahead_context=2),
+}
+
+
+_flac = dev4spk_flac
+
+
+def _recognizer(cfg: ModelConfig, kind: str = "spectrogram", normalize: str = "global") -> Recognizer:
+    """A random forward-only model with non-trivial BatchNorm statistics and CMVN."""
+    torch.manual_seed(0)
+    features = FeatureExtractor(FeatureConfig(kind=kind, normalize=normalize))
+    features.set_cmvn(torch.rand(features.num_features) * 4, torch.rand(features.num_features) + 0.5)
+    tokenizer = CharTokenizer()
+    model = DeepSpeech2(cfg, features.num_features, tokenizer.vocab_size)
+    for module in model.modules():
+        if hasattr(module, "running_var"):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    return Recognizer(features, model, tokenizer).eval()
+
+
+def _streamed(recognizer: Recognizer, wave: np.ndarray, chunk: int) -> tuple[Stream, list[int]]:
+    stream, frames_after = Stream(recognizer), []
+    for start in range(0, len(wave), chunk):
+        stream.accept(wave[start:start + chunk])
+        frames_after.append(stream.num_frames)
+    return stream, frames_after
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_streamed_log_probs_equal_the_whole_file(name, shared_data):
+    recognizer = _recognizer(MODELS[name], kind="fbank" if name.startswith("fc") else "spectrogram")
+    wave = load_audio(_flac(shared_data, UTTS[2]))  # (S,) 2.5 s at 16 kHz
+    full, lens = recognizer.log_probs(torch.from_numpy(wave)[None], torch.tensor([len(wave)]))  # (1, T', V)
+    for chunk in (1000, 1600, 7777, len(wave)):  # 62.5 ms, 100 ms, an odd size, everything at once
+        stream, _ = _streamed(recognizer, wave, chunk)
+        hyp = stream.finish()
+        assert stream.log_probs.shape == full[0].shape, chunk
+        assert torch.allclose(stream.log_probs, full[0], atol=1e-5), (chunk, (stream.log_probs - full[0]).abs().max())
+        assert hyp.text == recognizer.recognize(torch.from_numpy(wave)[None], lens.new_tensor([len(wave)]))[0].text
+    for tiny in (wave[:100], wave[:320], wave[:2000]):  # shorter than a window, one window, 12 frames
+        stream = Stream(recognizer)
+        stream.accept(tiny)
+        stream.finish()
+        whole, _ = recognizer.log_probs(torch.from_numpy(tiny)[None], torch.tensor([len(tiny)]))
+        assert torch.allclose(stream.log_probs, whole[0], atol=1e-5), len(tiny)
+
+
+def test_output_frames_come_as_soon_as_their_context_has_arrived(shared_data):
+    """The stream is not the whole file computed at the end: after each chunk it holds every output
+    frame whose input has arrived (front-end field, then the lookahead's tau frames)."""
+    recognizer = _recognizer(MODELS["conv-gru-lookahead"])
+    stride, left_pad, field = recognizer.model.frontend.time_context()
+    assert (stride, left_pad, field) == (2, 15, 31)  # tiny: 2 convolutions of 11 frames, strides 2 and 1
+    tau = recognizer.model.cfg.lookahead_context
+    wave = load_audio(_flac(shared_data, UTTS[0]))
+    stream, frames_after = _streamed(recognizer, wave, 1600)
+    for i, got in enumerate(frames_after):
+        feats = num_frames(min(len(wave), (i + 1) * 1600), recognizer.features.cfg)
+        ready = max(0, (feats - field + left_pad) // stride + 1 - tau)
+        assert got == ready, (i, got, ready)
+    total = stream.num_frames
+    stream.finish()
+    assert stream.num_frames - total == (field - 1 - left_pad) // stride + tau  # what waited for the end
+    lag_s = (field - 1 - left_pad) * 0.010 + tau * 0.020  # 150 ms of front-end context, 60 ms of lookahead
+    assert lag_s == pytest.approx(0.21)
+
+
+def test_models_that_need_the_whole_utterance_are_refused():
+    with pytest.raises(StreamingError, match="forward-only"):
+        Stream(_recognizer(load_preset("tiny")))  # bidirectional
+    with pytest.raises(StreamingError, match="normalized with global statistics"):
+        Stream(_recognizer(MODELS["conv-gru-lookahead"], normalize="utterance"))
+    stream = Stream(_recognizer(MODELS["conv-gru-lookahead"]))
+    assert stream.finish().text == ""  # no audio at all
+    with pytest.raises(StreamingError, match="finished"):
+        stream.accept(np.zeros(160, dtype=np.float32))
+    with pytest.raises(StreamingError, match="mono"):
+        Stream(_recognizer(MODELS["conv-gru-lookahead"])).accept(np.zeros((2, 160), dtype=np.float32))
+
+
+# ------------------------------------------------------------------------------------- asr stream
+@pytest.fixture(scope="module")
+def trained(short_utterances: list[dict], tmp_path_factory) -> dict[str, Path]:
+    """A tiny forward-only model trained briefly with `asr train` on 4 real utterances."""
+    tmp = tmp_path_factory.mktemp("stream")
+    entries = short_utterances
+    manifest = tmp / "train.jsonl"
+    manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    run = tmp / "run"
+    assert main(["train", str(REPO / "recipes" / "digits" / "conf" / "small_stream.yaml"), f"out_dir={run}",
+                 f"data.train_manifest={manifest}", "preset=tiny", "epochs=2", "threads=1", "max_minutes=0",
+                 "model.rnn_layers=2", "model.dropout=0"]) == 0
+    bidirectional = tmp / "bi.pt"
+    save_checkpoint(checkpoint_payload(_recognizer(load_preset("tiny"))), bidirectional)
+    return {"model": run / "model.pt", "audio": [e["audio_filepath"] for e in entries], "bi": bidirectional,
+            "tmp": tmp}
+
+
+def test_asr_stream_prints_what_transcribe_prints(trained, capsys):
+    assert main(["transcribe", str(trained["model"]), *trained["audio"]]) == 0
+    expected = capsys.readouterr().out
+    assert main(["stream", str(trained["model"]), *trained["audio"], "--chunk-ms", "50", "--partials"]) == 0
+    out, err = capsys.readouterr()
+    assert out == expected
+    summaries = [line for line in err.splitlines() if line.startswith("asr: ")]
+    assert len(summaries) == 4 and all("in chunks of 50 ms" in s and "RTF" in s for s in summaries)
+    partials = [line.split("\t") for line in err.splitlines() if not line.startswith("asr: ")]
+    assert partials and all(float(seconds) > 0 for seconds, _ in partials)  # partial results while streaming
+
+
+def test_asr_stream_reads_raw_pcm_from_stdin(trained):
+    wave = load_audio(trained["audio"][0])  # (S,) float at 16 kHz
+    pcm = (np.clip(wave, -1, 1 - 1 / 32768) * 32768).astype("<i2").tobytes()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    streamed = subprocess.run([sys.executable, "-m", "asr.cli", "stream", str(trained["model"]), "-"], input=pcm,
+                              capture_output=True, env=env, cwd=REPO, timeout=120)
+    assert streamed.returncode == 0, streamed.stderr
+    wav = trained["tmp"] / "same.wav"
+    sf.write(wav, np.frombuffer(pcm, dtype="<i2"), 16000, subtype="PCM_16")
+    whole = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", str(trained["model"]), str(wav)],
+                           capture_output=True, env=env, cwd=REPO, timeout=120, text=True)
+    assert streamed.stdout.decode().split("\t")[1] == whole.stdout.split("\t")[1]
+    assert streamed.stdout.decode().startswith("-\t")
+
+
+def test_asr_stream_errors(trained, capsys):
+    assert main(["stream", str(trained["bi"]), trained["audio"][0]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("asr: error: ") and "bi.pt: streaming needs a forward-only" in err
+    missing = trained["tmp"] / "missing.wav"
+    assert main(["stream", str(trained["model"]), str(missing), trained["audio"][0]]) == 1  # reported, skipped
+    out, err = capsys.readouterr()
+    assert out.startswith(trained["audio"][0]) and "skipped" in err and "missing.wav" in err
