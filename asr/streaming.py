@@ -16,7 +16,7 @@ rounding), for any chunk sizes. The price is latency: the front-end's look into 
 (``field - 1 - left_pad`` feature frames: 250 ms for the DS2 convolutions) plus tau output frames.
 
 Example:
-    >>> stream = Stream(load_recognizer("exp/digits-stream/model.pt"))  # doctest: +SKIP
+    >>> stream = Stream(load_recognizer("exp/digits-small_stream/model.pt"))  # doctest: +SKIP
     >>> for chunk in chunks:  # doctest: +SKIP
     ...     print(stream.accept(chunk).text)  # the greedy transcript so far
     >>> stream.finish().text  # doctest: +SKIP
