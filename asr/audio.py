@@ -35,6 +35,7 @@ import logging
 import os
 import struct
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -317,3 +318,23 @@ def _riff_declared_frames(fh: BinaryIO) -> int | None:
                 block_align = struct.unpack("<H", body[12:14])[0]
         fh.seek(body_start + size + (size & 1))
     return None
+
+
+def pcm16_chunks(source: BinaryIO, samples_per_chunk: int) -> Iterator[np.ndarray]:
+    """Float32 chunks (N,) in [-1, 1) of raw 16-bit little-endian mono PCM read from a binary
+    stream (e.g. ``sys.stdin.buffer``) until it ends; each holds at most ``samples_per_chunk``.
+
+    >>> import io
+    >>> [c.tolist() for c in pcm16_chunks(io.BytesIO(b"\\x00\\x40\\x00\\xc0\\x01"), 1)]
+    [[0.5], [-0.5]]
+    """
+    rest = b""
+    while True:
+        data = source.read(2 * samples_per_chunk)
+        if not data:
+            return
+        data, rest = rest + data, b""
+        if len(data) % 2:  # an odd byte waits for its other half
+            data, rest = data[:-1], data[-1:]
+        if data:
+            yield np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0

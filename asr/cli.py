@@ -272,7 +272,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from asr.audio import AudioError, load_audio
+    from asr.audio import AudioError, load_audio, pcm16_chunks
     from asr.checkpoint import load_recognizer
     from asr.streaming import Stream, StreamingError
 
@@ -290,7 +290,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.audio:
         if path == "-":
-            chunks = _pcm_chunks(sys.stdin.buffer, chunk)
+            chunks = pcm16_chunks(sys.stdin.buffer, chunk)
         else:
             try:
                 wave = load_audio(path, rate)  # (S,)
@@ -318,21 +318,6 @@ def cmd_stream(args: argparse.Namespace) -> int:
               f"(RTF {compute_s / max(audio_s, 1e-9):.3f}), slowest chunk {1000 * slowest_s:.0f} ms; "
               f"output behind the audio by at most {lag_s:.2f} s", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _pcm_chunks(source, samples_per_chunk: int):
-    """float32 chunks of raw 16-bit little-endian mono PCM read from a binary stream until it ends."""
-    import numpy as np
-
-    rest = b""
-    while True:
-        data = source.read(2 * samples_per_chunk)
-        if not data:
-            break
-        data, rest = rest + data, b""
-        if len(data) % 2:
-            data, rest = data[:-1], data[-1:]
-        yield np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

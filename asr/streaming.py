@@ -183,9 +183,3 @@ class Stream:
         score = float(self.log_probs.max(dim=-1).values.sum()) if self._best else 0.0
         return Hypothesis(text=tokenizer.decode(tokens), tokens=tokens, frames=frames, score=score)
 
-
-def stream_file_chunks(wave: np.ndarray, sample_rate: int, chunk_ms: float):
-    """``wave`` (S,) in chunks of ``chunk_ms`` milliseconds, as a live source would deliver it."""
-    step = max(1, round(sample_rate * chunk_ms / 1000))
-    for start in range(0, len(wave), step):
-        yield wave[start:start + step]
