@@ -78,6 +78,17 @@ def test_streamed_log_probs_equal_the_whole_file(name, shared_data):
         assert torch.allclose(stream.log_probs, whole[0], atol=1e-5), len(tiny)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_streaming_on_cuda_matches_the_whole_file_on_cpu(shared_data):
+    recognizer = _recognizer(MODELS["conv-gru-lookahead"])
+    wave = load_audio(_flac(shared_data, UTTS[1]))
+    full, _ = recognizer.log_probs(torch.from_numpy(wave)[None], torch.tensor([len(wave)]))  # (1, T', V), CPU
+    stream, _ = _streamed(recognizer.to("cuda"), wave, 1600)
+    stream.finish()
+    assert torch.allclose(stream.log_probs, full[0], atol=1e-4)
+
+
 def test_output_frames_come_as_soon_as_their_context_has_arrived(shared_data):
     """The stream is not the whole file computed at the end: after each chunk it holds every output
     frame whose input has arrived (front-end field, then the lookahead's tau frames)."""
