@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file: text, duration, decode time, word timestamps and confidences")
     p.add_argument("--srt", metavar="DIR", help="also write DIR/<audio name>.srt subtitles from word timestamps")
+    p.add_argument("--max-segment-s", type=float, default=30.0,
+                   help="cut longer inputs at pauses into pieces of at most this many seconds, which keeps memory "
+                        "bounded on long recordings (default 30; 0: never cut)")
     p.add_argument("--device", default="cpu")
     _add_decoding_args(p)
     p.add_argument("--nbest", type=int, default=1, help="with beam search and --json: list the N best hypotheses")
@@ -242,7 +245,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
-    transcriber = Transcriber(recognizer, decoder=decoder, word_timestamps=bool(args.json or args.srt))
+    if args.max_segment_s < 0:
+        raise AudioError(f"--max-segment-s {args.max_segment_s}: must be >= 0 (0: never cut)")
+    transcriber = Transcriber(recognizer, decoder=decoder, word_timestamps=bool(args.json or args.srt),
+                              max_segment_s=args.max_segment_s)
     srt_names: set[str] = set()
     failed = 0
     for path, result in zip(args.audio, transcriber.transcribe_iter(args.audio)):
@@ -262,6 +268,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                       "words": None if result.words is None else [w.to_dict() for w in result.words]}
             if result.nbest is not None and args.nbest > 1:
                 record["nbest"] = [{"text": h.text, "score": round(h.score, 4)} for h in result.nbest]
+            if result.segments is not None:
+                record["segments"] = [list(span) for span in result.segments]
             print(json.dumps(record))
         else:
             print(f"{path}\t{result.text}")

@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +15,19 @@ import torch
 from asr.align import AlignmentError, WordTiming, align_words
 from asr.audio import AudioError, load_audio
 from asr.checkpoint import Recognizer, load_recognizer
-from asr.decode import BeamSearchDecoder, Decoder, Hypothesis, greedy_decode
+from asr.decode import BeamSearchDecoder, Decoder, Hypothesis, _separator_id, greedy_decode
+from asr.segment import pause_cuts
 
 logger = logging.getLogger(__name__)
 
 AudioInput = str | os.PathLike | bytes | np.ndarray | torch.Tensor
+Key = tuple[int, int]  # (input index, piece index) of a decoded waveform
 
 
 @dataclass
 class Transcript:
-    """The text of one input, with its duration and the decode time of the batch it was in."""
+    """The text of one input, with its duration and the decode time of the batch it was in (the
+    sum over its pieces when a long input was cut at pauses)."""
 
     source: str  # the path, or "<array N>" for in-memory audio
     text: str
@@ -32,7 +35,8 @@ class Transcript:
     decode_s: float
     hypothesis: Hypothesis
     words: list[WordTiming] | None = None  # with word_timestamps=True (None: alignment failed)
-    nbest: list[Hypothesis] | None = None  # with a BeamSearchDecoder: its N-best, best first
+    nbest: list[Hypothesis] | None = None  # with a BeamSearchDecoder: its N-best, best first (not for cut inputs)
+    segments: list[tuple[float, float]] | None = None  # (start_s, end_s) of the pieces of a cut input
 
 
 class Transcriber:
@@ -44,6 +48,9 @@ class Transcriber:
         decoder: maps (log-probs (B, T, V), lengths (B,)) to hypotheses, e.g. a
             ``BeamSearchDecoder`` (whose N-best then lands in ``Transcript.nbest``); default: greedy.
         word_timestamps: time each word by forced alignment (``Transcript.words``).
+        max_segment_s: an input longer than this is cut at pauses into pieces of at most this
+            length (``asr.segment.pause_cuts``), transcribed piece by piece and joined, which keeps
+            memory bounded for long recordings; 0 keeps every input whole.
 
     Example:
         >>> t = Transcriber.from_checkpoint("exp/digits/model.pt")  # doctest: +SKIP
@@ -52,18 +59,22 @@ class Transcriber:
     """
 
     def __init__(self, recognizer: Recognizer, max_batch_s: float = 120.0, decoder: Decoder | None = None,
-                 word_timestamps: bool = False):
+                 word_timestamps: bool = False, max_segment_s: float = 30.0):
+        if max_segment_s < 0:
+            raise ValueError(f"max_segment_s={max_segment_s}: must be >= 0 (0: never cut)")
         self.recognizer = recognizer.eval()
         self.sample_rate = recognizer.features.cfg.sample_rate
         self.max_batch_s = max_batch_s
         self.decoder = decoder
         self.word_timestamps = word_timestamps
+        self.max_segment_s = max_segment_s
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", max_batch_s: float = 120.0,
-                        decoder: Decoder | None = None, word_timestamps: bool = False) -> "Transcriber":
+                        decoder: Decoder | None = None, word_timestamps: bool = False,
+                        max_segment_s: float = 30.0) -> "Transcriber":
         return cls(load_recognizer(path, device=device), max_batch_s=max_batch_s, decoder=decoder,
-                   word_timestamps=word_timestamps)
+                   word_timestamps=word_timestamps, max_segment_s=max_segment_s)
 
     def transcribe(self, items: Sequence[AudioInput], sample_rate: int | None = None) -> list[Transcript]:
         """Transcribe files (any format the audio module reads) or mono arrays.
@@ -93,12 +104,24 @@ class Transcriber:
                 loaded.append((i, name, self._load(item, sample_rate)))
             except AudioError as e:
                 loaded.append((i, name, e))
-        good = [(i, name, w) for i, name, w in loaded if not isinstance(w, AudioError)]
-        results: dict[int, Transcript] = {}
-        for batch in _batches(good, int(self.max_batch_s * self.sample_rate)):
+        pieces: list[tuple[Key, str, np.ndarray]] = []
+        cuts: dict[int, list[tuple[int, int]]] = {}
+        for i, name, wave in loaded:
+            if isinstance(wave, AudioError):
+                continue
+            long = self.max_segment_s and len(wave) > self.max_segment_s * self.sample_rate
+            cuts[i] = pause_cuts(wave, self.sample_rate, self.max_segment_s) if long else [(0, len(wave))]
+            pieces += [((i, k), name, wave[a:b]) for k, (a, b) in enumerate(cuts[i])]
+        results: dict[Key, Transcript] = {}
+        for batch in _batches(pieces, int(self.max_batch_s * self.sample_rate)):
             results.update(self._decode(batch))
         for i, name, wave in loaded:
-            yield wave if isinstance(wave, AudioError) else results[i]
+            if isinstance(wave, AudioError):
+                yield wave
+            elif len(cuts[i]) == 1:
+                yield results[(i, 0)]
+            else:
+                yield self._join(name, cuts[i], [results[(i, k)] for k in range(len(cuts[i]))])
 
     def _load(self, item: AudioInput, sample_rate: int | None) -> np.ndarray:
         if isinstance(item, (np.ndarray, torch.Tensor)):
@@ -113,7 +136,7 @@ class Transcriber:
             return wave.numpy()
         return load_audio(item, sample_rate=self.sample_rate)
 
-    def _decode(self, batch: list[tuple[int, str, np.ndarray]]) -> dict[int, Transcript]:
+    def _decode(self, batch: list[tuple[Key, str, np.ndarray]]) -> dict[Key, Transcript]:
         lens = torch.tensor([len(w) for _, _, w in batch], dtype=torch.long)
         waves = torch.zeros(len(batch), int(lens.max()))  # (B, S)
         for b, (_, _, w) in enumerate(batch):
@@ -135,6 +158,30 @@ class Transcriber:
                                     hypothesis=h, words=words, nbest=nbests[b])
         return results
 
+    def _join(self, name: str, cuts: list[tuple[int, int]], parts: list[Transcript]) -> Transcript:
+        """One transcript from those of an input's consecutive pieces (sample ranges ``cuts``)."""
+        rate, frame_s = self.sample_rate, self.recognizer.frame_shift_s
+        separator = _separator_id(self.recognizer.tokenizer)
+        tokens: list[int] = []
+        frames: list[int] = []
+        words: list[WordTiming] = []
+        for (start, _), part in zip(cuts, parts):
+            offset_s = start / rate
+            if tokens and part.hypothesis.tokens and separator is not None:
+                tokens.append(separator)
+                frames.append(round(offset_s / frame_s))
+            tokens += part.hypothesis.tokens
+            frames += [f + round(offset_s / frame_s) for f in part.hypothesis.frames]
+            words += [replace(w, start_s=round(w.start_s + offset_s, 6), end_s=round(w.end_s + offset_s, 6))
+                      for w in part.words or []]
+        text = " ".join(part.text for part in parts if part.text)
+        hypothesis = Hypothesis(text=text, tokens=tokens, frames=frames, score=sum(p.hypothesis.score for p in parts))
+        timed = self.word_timestamps and any(part.words is not None for part in parts)
+        return Transcript(source=name, text=text, duration_s=cuts[-1][1] / rate,
+                          decode_s=sum(part.decode_s for part in parts), hypothesis=hypothesis,
+                          words=words if timed else None,
+                          segments=[(round(a / rate, 3), round(b / rate, 3)) for a, b in cuts])
+
     def _align(self, log_probs: torch.Tensor, text: str, name: str, duration_s: float) -> list[WordTiming] | None:
         if not self.word_timestamps:
             return None
@@ -153,9 +200,9 @@ def _name(item: AudioInput, index: int) -> str:
     return f"<array {index}>"
 
 
-def _batches(items: list[tuple[int, str, np.ndarray]], max_samples: int) -> Iterator[list[tuple[int, str, np.ndarray]]]:
+def _batches(items: list[tuple[Key, str, np.ndarray]], max_samples: int) -> Iterator[list[tuple[Key, str, np.ndarray]]]:
     """Length-sorted batches whose padded size (B x longest) stays under ``max_samples``."""
-    batch: list[tuple[int, str, np.ndarray]] = []
+    batch: list[tuple[Key, str, np.ndarray]] = []
     for item in sorted(items, key=lambda x: len(x[2])):
         if batch and len(item[2]) * (len(batch) + 1) > max_samples:
             yield batch

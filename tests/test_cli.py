@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -209,6 +210,38 @@ def test_export_refuses_to_overwrite(work, capsys):
     assert main(["export", str(work["tmp"] / "nope.pt"), "--out", str(work["tmp"] / "new.pt")]) == 2
     _one_line_error(capsys.readouterr().err, "nope.pt", "no such checkpoint")
     assert not (work["tmp"] / "new.pt").exists()
+
+
+# ------------------------------------------------------------------------------- long recordings
+def test_long_recording_is_cut_at_pauses_and_joined(work, short_utterances, capsys):
+    gap = np.zeros(int(0.5 * 16000), dtype=np.float32)  # half a second of silence between utterances
+    waves = [load_audio(e["audio_filepath"]) for e in short_utterances]  # 2.5-4 s each
+    long = work["tmp"] / "long.wav"
+    sf.write(long, np.concatenate([waves[0], gap, waves[1], gap, waves[2], gap, waves[3]]), 16000)
+    starts = np.cumsum([0] + [len(w) + len(gap) for w in waves[:-1]]) / 16000  # where each utterance begins
+
+    assert main(["transcribe", str(work["model"]), str(long), "--json", "--max-segment-s", "5"]) == 0
+    cut = json.loads(capsys.readouterr().out)
+    assert len(cut["segments"]) == 4  # one piece per utterance: the cuts fell in the silences
+    for (seg_start, seg_end), begin, wave in zip(cut["segments"], starts, waves):
+        assert seg_start <= begin and begin + len(wave) / 16000 <= seg_end + 1e-3  # (rounded to ms)
+        assert seg_end - seg_start <= 5.0
+    assert cut["segments"][-1][1] == pytest.approx(cut["duration_s"], abs=1e-3)
+    # the same pieces transcribed one by one give the same text, joined
+    from asr.transcribe import Transcriber
+
+    transcriber = Transcriber.from_checkpoint(work["model"], word_timestamps=True, max_segment_s=0)
+    whole = load_audio(long)
+    pieces = [transcriber.transcribe([whole[round(a * 16000):round(b * 16000)]])[0] for a, b in cut["segments"]]
+    assert cut["text"] == " ".join(p.text for p in pieces if p.text)
+    expected_words = [w.start_s + a for p, (a, _) in zip(pieces, cut["segments"]) for w in p.words]
+    assert [w["start_s"] for w in cut["words"]] == pytest.approx(expected_words, abs=2e-3)
+    assert all(0 <= w["start_s"] <= w["end_s"] <= cut["duration_s"] for w in cut["words"])
+
+    assert main(["transcribe", str(work["model"]), str(long), "--json", "--max-segment-s", "0"]) == 0
+    assert "segments" not in json.loads(capsys.readouterr().out)  # 0: the file stays whole
+    assert main(["transcribe", str(work["model"]), str(long), "--max-segment-s", "-1"]) == 2
+    _one_line_error(capsys.readouterr().err, "--max-segment-s -1")
 
 
 # ------------------------------------------------------------------------------------ evaluate
