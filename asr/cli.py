@@ -78,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file: text, duration, decode time, word timestamps and confidences")
     p.add_argument("--srt", metavar="DIR", help="also write DIR/<audio name>.srt subtitles from word timestamps")
-    p.add_argument("--max-segment-s", type=float, default=30.0,
+    p.add_argument("--max-segment-s", type=float, default=40.0,
                    help="cut longer inputs at pauses into pieces of at most this many seconds, which keeps memory "
-                        "bounded on long recordings (default 30; 0: never cut)")
+                        "bounded on long recordings (default 40: longer than any LibriSpeech utterance; 0: never cut)")
     p.add_argument("--device", default="cpu")
     _add_decoding_args(p)
     p.add_argument("--nbest", type=int, default=1, help="with beam search and --json: list the N best hypotheses")

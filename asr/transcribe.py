@@ -59,7 +59,7 @@ class Transcriber:
     """
 
     def __init__(self, recognizer: Recognizer, max_batch_s: float = 120.0, decoder: Decoder | None = None,
-                 word_timestamps: bool = False, max_segment_s: float = 30.0):
+                 word_timestamps: bool = False, max_segment_s: float = 40.0):
         if max_segment_s < 0:
             raise ValueError(f"max_segment_s={max_segment_s}: must be >= 0 (0: never cut)")
         self.recognizer = recognizer.eval()
@@ -72,7 +72,7 @@ class Transcriber:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", max_batch_s: float = 120.0,
                         decoder: Decoder | None = None, word_timestamps: bool = False,
-                        max_segment_s: float = 30.0) -> "Transcriber":
+                        max_segment_s: float = 40.0) -> "Transcriber":
         return cls(load_recognizer(path, device=device), max_batch_s=max_batch_s, decoder=decoder,
                    word_timestamps=word_timestamps, max_segment_s=max_segment_s)
 
