@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from asr.checkpoint import Recognizer
-from asr.decode import Decoder, Hypothesis, ctc_collapse
+from asr.decode import Decoder, Hypothesis
 from asr.features import num_frames
 
 
@@ -69,12 +69,16 @@ class Stream:
         self._states: list = [None] * len(model.rnns)
         self._pending = torch.zeros(0, model.rnns[-1].out_dim)  # (t, H): frames waiting for lookahead
         self._log_probs: list[Tensor] = []  # (t, V) pieces, in time order
-        self._best: list[int] = []  # greedy label per output frame
+        self._num_out = 0  # output frames computed
+        self._last_label = recognizer.tokenizer.blank_id  # the greedy label of the last output frame
+        self._tokens: list[int] = []  # the greedy path collapsed so far (as ctc_collapse gives it)
+        self._token_frames: list[int] = []
+        self._score = 0.0  # sum of the greedy path's log-probs
 
     @property
     def num_frames(self) -> int:
         """Output frames computed so far."""
-        return len(self._best)
+        return self._num_out
 
     @property
     def log_probs(self) -> Tensor:
@@ -108,7 +112,7 @@ class Stream:
             raise StreamingError("finish: the stream is already finished")
         self.finished = True
         self._add_frames(final=True)
-        if not self._best:
+        if not self._num_out:
             return Hypothesis(text="")
         if self.decoder is None:
             return self._partial()
@@ -175,11 +179,18 @@ class Stream:
             return
         log_probs = model.classify(x).float().log_softmax(dim=-1)[0].cpu()  # (t', V)
         self._log_probs.append(log_probs)
-        self._best.extend(log_probs.argmax(dim=-1).tolist())
+        best, labels = log_probs.max(dim=-1)  # (t',), (t',)
+        self._score += float(best.sum())
+        blank = self.recognizer.tokenizer.blank_id
+        for t, label in enumerate(labels.tolist(), start=self._num_out):  # ctc_collapse, carried on
+            if label != self._last_label and label != blank:
+                self._tokens.append(label)
+                self._token_frames.append(t)
+            self._last_label = label
+        self._num_out += len(labels)
 
     def _partial(self) -> Hypothesis:
         tokenizer = self.recognizer.tokenizer
-        tokens, frames = ctc_collapse(self._best, tokenizer.blank_id)
-        score = float(self.log_probs.max(dim=-1).values.sum()) if self._best else 0.0
-        return Hypothesis(text=tokenizer.decode(tokens), tokens=tokens, frames=frames, score=score)
+        return Hypothesis(text=tokenizer.decode(self._tokens), tokens=list(self._tokens),
+                          frames=list(self._token_frames), score=self._score)
 
