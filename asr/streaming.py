@@ -31,6 +31,7 @@ from torch import Tensor
 from asr.checkpoint import Recognizer
 from asr.decode import Decoder, Hypothesis
 from asr.features import num_frames
+from asr.text import CharTokenizer
 
 
 class StreamingError(Exception):
@@ -74,6 +75,7 @@ class Stream:
         self._tokens: list[int] = []  # the greedy path collapsed so far (as ctc_collapse gives it)
         self._token_frames: list[int] = []
         self._score = 0.0  # sum of the greedy path's log-probs
+        self._text, self._text_tokens = "", 0  # the partial text, and how many tokens it holds
 
     @property
     def num_frames(self) -> int:
@@ -191,6 +193,11 @@ class Stream:
 
     def _partial(self) -> Hypothesis:
         tokenizer = self.recognizer.tokenizer
-        return Hypothesis(text=tokenizer.decode(self._tokens), tokens=list(self._tokens),
-                          frames=list(self._token_frames), score=self._score)
+        if isinstance(tokenizer, CharTokenizer):  # characters decode piece by piece: only the new ones
+            self._text += tokenizer.decode(self._tokens[self._text_tokens:])
+        elif self._text_tokens != len(self._tokens):  # word pieces: the whole text again
+            self._text = tokenizer.decode(self._tokens)
+        self._text_tokens = len(self._tokens)
+        return Hypothesis(text=self._text, tokens=list(self._tokens), frames=list(self._token_frames),
+                          score=self._score)
 
