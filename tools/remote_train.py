@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=21.0,
                    help="the run's budget, start-up and scoring included (the probe, a minute or two, comes first)")
     p.add_argument("--probe-steps", type=int, default=30)
-    p.add_argument("--dev-every", type=int, default=5, help="score the dev set every N epochs")
+    p.add_argument("--dev-every", type=int, default=10,
+                   help="score the dev set every N epochs (and after the last): each scoring costs training time")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="for `asr train`, e.g. data.max_batch_s=240")
     p = sub.add_parser("watch", help="there: follow the run until it ends or --for seconds pass")
     p.add_argument("--exp", type=Path, required=True)
