@@ -80,6 +80,20 @@ def test_streamed_log_probs_equal_the_whole_file(name, shared_data):
         assert torch.allclose(stream.log_probs, whole[0], atol=1e-5), len(tiny)
 
 
+def test_finish_decodes_the_whole_utterance_with_a_beam_search(shared_data):
+    from asr.decode import BeamSearchConfig, BeamSearchDecoder
+
+    recognizer = _recognizer(MODELS["conv-gru-lookahead"])
+    decoder = BeamSearchDecoder(recognizer.tokenizer, config=BeamSearchConfig(beam_size=8))  # no LM
+    wave = load_audio(_flac(shared_data, UTTS[3]))
+    stream = Stream(recognizer, decoder)
+    for start in range(0, len(wave), 3200):
+        stream.accept(wave[start:start + 3200])  # partial results: greedy
+    final = stream.finish()
+    whole = recognizer.recognize(torch.from_numpy(wave)[None], torch.tensor([len(wave)]), decoder)[0]
+    assert final.text == whole.text and final.score == pytest.approx(whole.score, abs=1e-3)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_streaming_on_cuda_matches_the_whole_file_on_cpu(shared_data):
