@@ -187,6 +187,9 @@ def test_asr_stream_errors(trained, capsys):
     assert main(["stream", str(trained["bi"]), trained["audio"][0]]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("asr: error: ") and "bi.pt: streaming needs a forward-only" in err
+    assert main(["stream", str(trained["model"]), trained["audio"][0], "--chunk-ms", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--chunk-ms 0.0: must be positive" in err
     missing = trained["tmp"] / "missing.wav"
     assert main(["stream", str(trained["model"]), str(missing), trained["audio"][0]]) == 1  # reported, skipped
     out, err = capsys.readouterr()
