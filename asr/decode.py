@@ -61,18 +61,24 @@ class Hypothesis:
     words: list[str] = field(default_factory=list)  # beam search: the words (lexicon decoding)
 
 
-def ctc_collapse(path: list[int], blank_id: int) -> tuple[list[int], list[int]]:
+def ctc_collapse(path: list[int], blank_id: int, previous: int | None = None) -> tuple[list[int], list[int]]:
     """Collapse a best path: merge repeats, then drop blanks.
 
+    ``previous`` is the label of the frame before ``path`` (default: a blank), so that a path
+    given in consecutive pieces collapses as the whole would: a run that goes on across the
+    boundary is not emitted again.
+
     Returns:
-        (tokens, frames): the labels and the frame at which each label's run starts.
+        (tokens, frames): the labels and the frame (index into ``path``) at which each label's run starts.
 
     >>> ctc_collapse([0, 3, 3, 0, 3, 4, 4, 0], blank_id=0)
     ([3, 3, 4], [1, 4, 5])
+    >>> ctc_collapse([4, 4, 0, 5], blank_id=0, previous=4)  # the 4 began in the previous piece
+    ([5], [3])
     """
     tokens: list[int] = []
     frames: list[int] = []
-    previous = blank_id
+    previous = blank_id if previous is None else previous
     for t, label in enumerate(path):
         if label != previous and label != blank_id:
             tokens.append(label)

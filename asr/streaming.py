@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from asr.checkpoint import Recognizer
-from asr.decode import Decoder, Hypothesis
+from asr.decode import Decoder, Hypothesis, ctc_collapse
 from asr.features import num_frames
 from asr.text import CharTokenizer
 
@@ -60,7 +60,6 @@ class Stream:
                                  "(features.normalize: global); this model normalizes per utterance")
         self.recognizer, self.decoder = recognizer.eval(), decoder
         self.stride, self.left_pad, self.field = model.frontend.time_context()
-        self.sample_rate = features.cfg.sample_rate
         self.finished = False
         self._samples = np.zeros(0, dtype=np.float32)  # arrived samples not yet in a frame
         self._num_samples = 0  # all samples so far
@@ -183,12 +182,11 @@ class Stream:
         self._log_probs.append(log_probs)
         best, labels = log_probs.max(dim=-1)  # (t',), (t',)
         self._score += float(best.sum())
-        blank = self.recognizer.tokenizer.blank_id
-        for t, label in enumerate(labels.tolist(), start=self._num_out):  # ctc_collapse, carried on
-            if label != self._last_label and label != blank:
-                self._tokens.append(label)
-                self._token_frames.append(t)
-            self._last_label = label
+        labels = labels.tolist()
+        tokens, frames = ctc_collapse(labels, self.recognizer.tokenizer.blank_id, previous=self._last_label)
+        self._tokens += tokens
+        self._token_frames += [self._num_out + f for f in frames]
+        self._last_label = labels[-1]
         self._num_out += len(labels)
 
     def _partial(self) -> Hypothesis:
