@@ -216,9 +216,9 @@ def finish(exp: Path, out: Path, part_mb: float, wait_s: float) -> None:
     sums = {"model.pt": hashlib.sha256(data).hexdigest()}
     half.unlink()
     for i in range(0, len(data), part_bytes):
-        name = f"model.pt.part{i // part_bytes:02d}"
-        (out / name).write_bytes(data[i:i + part_bytes])
-        sums[name] = _sha256(out / name)
+        name, part = f"model.pt.part{i // part_bytes:02d}", data[i:i + part_bytes]
+        (out / name).write_bytes(part)
+        sums[name] = hashlib.sha256(part).hexdigest()
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
         for path in ["config.yaml", "train_log.jsonl", "plan.json", "remote.log", "log", "decode"]:
             if (exp / path).exists():
