@@ -243,10 +243,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.align import to_srt
     from asr.checkpoint import load_recognizer
 
+    if args.max_segment_s < 0:  # before the model is read
+        raise AudioError(f"--max-segment-s {args.max_segment_s}: must be >= 0 (0: never cut)")
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
-    if args.max_segment_s < 0:
-        raise AudioError(f"--max-segment-s {args.max_segment_s}: must be >= 0 (0: never cut)")
     transcriber = Transcriber(recognizer, decoder=decoder, word_timestamps=bool(args.json or args.srt),
                               max_segment_s=args.max_segment_s)
     srt_names: set[str] = set()
@@ -325,6 +325,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         print(f"asr: {path}: {audio_s:.2f} s in chunks of {args.chunk_ms:g} ms; compute {compute_s:.2f} s "
               f"(RTF {compute_s / max(audio_s, 1e-9):.3f}), slowest chunk {1000 * slowest_s:.0f} ms; "
               f"output behind the audio by at most {lag_s:.2f} s", file=sys.stderr)
+    if failed:
+        print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,12 +22,14 @@ logger = logging.getLogger(__name__)
 
 AudioInput = str | os.PathLike | bytes | np.ndarray | torch.Tensor
 Key = tuple[int, int]  # (input index, piece index) of a decoded waveform
+WINDOW_BATCHES = 8  # Transcriber.transcribe_iter reads this many batches' worth of audio at a time
 
 
 @dataclass
 class Transcript:
-    """The text of one input, with its duration and the decode time of the batch it was in (the
-    sum over its pieces when a long input was cut at pauses)."""
+    """The text of one input, with its duration and its decode time: its share, by samples, of the
+    time of the batch it was decoded in (summed over its pieces when a long input was cut at pauses),
+    so the decode times of all inputs add up to the time spent decoding."""
 
     source: str  # the path, or "<array N>" for in-memory audio
     text: str
@@ -94,16 +96,30 @@ class Transcriber:
         return results
 
     def transcribe_iter(
-        self, items: Sequence[AudioInput], sample_rate: int | None = None
+        self, items: Iterable[AudioInput], sample_rate: int | None = None
     ) -> Iterator[Transcript | AudioError]:
-        """Like ``transcribe`` but yields an ``AudioError`` in place of each unreadable input."""
-        loaded: list[tuple[int, str, np.ndarray] | tuple[int, str, AudioError]] = []
+        """Like ``transcribe`` but yields an ``AudioError`` in place of each unreadable input.
+
+        The inputs are read and decoded a window of about ``WINDOW_BATCHES`` batches of audio at a
+        time, in their order, so memory stays bounded on a long list of files and the first
+        transcripts come before the last files are read.
+        """
+        window: list[tuple[int, str, np.ndarray | AudioError]] = []
+        window_samples = 0
         for i, item in enumerate(items):
             name = _name(item, i)
             try:
-                loaded.append((i, name, self._load(item, sample_rate)))
+                wave: np.ndarray | AudioError = self._load(item, sample_rate)
+                window_samples += len(wave)
             except AudioError as e:
-                loaded.append((i, name, e))
+                wave = e
+            window.append((i, name, wave))
+            if window_samples >= WINDOW_BATCHES * self.max_batch_s * self.sample_rate:
+                yield from self._transcribe_window(window)
+                window, window_samples = [], 0
+        yield from self._transcribe_window(window)
+
+    def _transcribe_window(self, loaded: list[tuple[int, str, np.ndarray | AudioError]]) -> Iterator[Transcript | AudioError]:
         pieces: list[tuple[Key, str, np.ndarray]] = []
         cuts: dict[int, list[tuple[int, int]]] = {}
         for i, name, wave in loaded:
@@ -149,10 +165,11 @@ class Transcriber:
         else:
             decoder = self.decoder or (lambda lp, ln: greedy_decode(lp, ln, self.recognizer.tokenizer))
             hyps, nbests = decoder(log_probs, out_lens), [None] * len(batch)
-        decode_s = time.perf_counter() - start
+        batch_s = time.perf_counter() - start
         results = {}
         for b, ((i, name, w), h) in enumerate(zip(batch, hyps)):
             duration_s = len(w) / self.sample_rate
+            decode_s = batch_s * len(w) / int(lens.sum())
             words = self._align(log_probs[b, : int(out_lens[b])], h.text, name, duration_s)
             results[i] = Transcript(source=name, text=h.text, duration_s=duration_s, decode_s=decode_s,
                                     hypothesis=h, words=words, nbest=nbests[b])

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,38 @@ def test_long_recording_is_cut_at_pauses_and_joined(work, short_utterances, caps
     assert "segments" not in json.loads(capsys.readouterr().out)  # 0: the file stays whole
     assert main(["transcribe", str(work["model"]), str(long), "--max-segment-s", "-1"]) == 2
     _one_line_error(capsys.readouterr().err, "--max-segment-s -1")
+
+
+def test_transcriber_reads_a_window_at_a_time_and_shares_batch_time(work, short_utterances):
+    from asr import transcribe
+    from asr.transcribe import Transcriber
+
+    paths = [e["audio_filepath"] for e in short_utterances] * 3  # 12 inputs, 2.5-4 s each
+    consumed = []
+
+    def inputs():
+        for path in paths:
+            consumed.append(path)
+            yield path
+
+    windowed = Transcriber.from_checkpoint(work["model"], max_batch_s=2.0)  # windows of 8 x 2 s of audio
+    first = next(iter(windowed.transcribe_iter(inputs())))
+    assert len(consumed) < len(paths)  # the first transcript came before the last files were read
+    assert first.source == paths[0]
+    whole = Transcriber.from_checkpoint(work["model"], max_batch_s=1000.0)
+    assert 8 * 2.0 < sum(sf.info(p).duration for p in paths) < transcribe.WINDOW_BATCHES * 1000.0
+    expected = whole.transcribe(paths)  # one window, one batch
+    assert [t.text for t in windowed.transcribe(paths)] == [t.text for t in expected]
+    # in one batch each input's decode time is its share of the batch's, by samples
+    rates = [t.decode_s / t.duration_s for t in expected]
+    assert max(rates) == pytest.approx(min(rates), rel=1e-6)
+
+    gap = np.zeros(8000, dtype=np.float32)
+    long = np.concatenate([x for p in paths[:4] for x in (load_audio(p), gap)])
+    start = time.perf_counter()
+    cut = Transcriber.from_checkpoint(work["model"], max_segment_s=5.0).transcribe([long])[0]
+    assert len(cut.segments) == 4  # its pieces shared one batch; their time is counted once
+    assert cut.decode_s <= time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------ evaluate

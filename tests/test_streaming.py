@@ -194,3 +194,4 @@ def test_asr_stream_errors(trained, capsys):
     assert main(["stream", str(trained["model"]), str(missing), trained["audio"][0]]) == 1  # reported, skipped
     out, err = capsys.readouterr()
     assert out.startswith(trained["audio"][0]) and "skipped" in err and "missing.wav" in err
+    assert err.strip().splitlines()[-1] == "asr: 1 of 2 files could not be read"

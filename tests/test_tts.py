@@ -12,7 +12,7 @@ import soundfile as sf
 
 from asr.audio import load_audio
 from asr.data import read_manifest
-from asr.datasets.tts import Rendition, plan_renditions, render_corpus, synthesize
+from asr.datasets.tts import Rendition, engine_voices, plan_renditions, render_corpus, synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 LINES = ["The quick brown fox jumps over the lazy dog.", "", "It was 3 o'clock on the 21st of May!"]
@@ -29,6 +29,15 @@ def test_plans_are_seeded_and_vary_voice_speed_and_pitch():
     assert len({r.voice for r in a[:3]}) == 3  # the variants of one line: different voices
     assert all(0.8 <= r.speed <= 1.25 and 30 <= r.pitch <= 70 for r in a)
     assert len({r.key for r in a}) == 6
+
+
+def test_each_engine_renders_about_an_equal_share():
+    plans = plan_renditions([f"line {i}" for i in range(400)], seed=0, engines=("espeak-ng", "flite"))
+    flite = sum(r.engine == "flite" for r in plans)
+    assert 160 <= flite <= 240, flite  # flite has 4 voices, espeak-ng 128 pairs: drawn by engine first
+    assert {r.voice for r in plans if r.engine == "flite"} == set(engine_voices("flite"))
+    every = plan_renditions(["one line"], variants=200, seed=0, engines=("espeak-ng", "flite"))
+    assert len({(r.engine, r.voice) for r in every}) == len(every) == 132  # all the pairs, each once
 
 
 @needs_espeak

@@ -96,7 +96,8 @@ def plan_renditions(lines: Sequence[str], variants: int = 1, seed: int = 0, engi
                     speed_range: tuple[float, float] = (0.8, 1.25),
                     pitch_range: tuple[int, int] = (30, 70)) -> list[Rendition]:
     """``variants`` renditions of each line that normalizes to words, each with a voice, speed and
-    pitch drawn from ``random.Random(seed)``; the variants of one line get different voices.
+    pitch drawn from ``random.Random(seed)``; the variants of one line get different voices. The
+    engine is drawn first, uniformly, then one of its voices: each engine renders about an equal share.
 
     >>> [(r.engine, r.text) for r in plan_renditions(["hi there", "", "!"], variants=2)]
     [('espeak-ng', 'hi there'), ('espeak-ng', 'hi there')]
@@ -107,18 +108,31 @@ def plan_renditions(lines: Sequence[str], variants: int = 1, seed: int = 0, engi
         raise TTSError("no speech synthesizer: install espeak-ng (apt-get install espeak-ng) or flite")
     if not speed_range[0] <= speed_range[1] or not 0 <= pitch_range[0] <= pitch_range[1] <= 99:
         raise ValueError(f"bad speed range {speed_range} or pitch range {pitch_range} (pitch 0-99)")
-    voices = [(e, v) for e in engines for v in engine_voices(e)]
+    voices = {e: engine_voices(e) for e in engines}
     rng = random.Random(seed)
     plans = []
     for line in lines:
         text = " ".join(line.split())
         if not normalize_text(text):
             continue
-        for engine, voice in rng.sample(voices, min(variants, len(voices))):
+        for engine, voice in _draw_voices(voices, variants, rng):
             speed = round(rng.uniform(*speed_range), 3)
             pitch = rng.randint(*pitch_range)
             plans.append(Rendition(text, engine, voice, speed, pitch))
     return plans
+
+
+def _draw_voices(voices: dict[str, list[str]], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """``n`` different (engine, voice) pairs (fewer if there are fewer): each time an engine drawn
+    uniformly among those with a voice left, then one of its voices, so every engine gets about the
+    same share however many voices it has (espeak-ng 128 pairs, flite 4)."""
+    left = {e: list(v) for e, v in voices.items()}
+    drawn = []
+    while len(drawn) < n and any(left.values()):
+        engine = rng.choice([e for e, v in left.items() if v])
+        voice = left[engine].pop(rng.randrange(len(left[engine])))
+        drawn.append((engine, voice))
+    return drawn
 
 
 def synthesize(r: Rendition, out_wav: str | Path, sample_rate: int = SAMPLE_RATE) -> float:
