@@ -245,8 +245,8 @@ def _open(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
             return SphereReader(target if isinstance(target, str) else bytes(source), header)
     except SphereError as e:
         raise AudioError(f"{label}: {e}") from None
-    try:
-        return sf.SoundFile(target)
+    try:  # a path as bytes: soundfile encodes a str as strict UTF-8, which fails on a non-UTF-8 file name
+        return sf.SoundFile(os.fsencode(target) if isinstance(target, str) else target)
     except _SOUNDFILE_ERRORS as e:
         detail = _detail(e)
         if "not recognised" in detail:

@@ -7,11 +7,13 @@ User errors (unreadable audio, bad manifests or configs, missing checkpoints) pr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
@@ -74,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("transcribe", help="transcribe audio files: one 'path<TAB>text' line each")
     p.add_argument("checkpoint")
-    p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3, sph; any sample rate)")
+    p.add_argument("audio", nargs="*", help="audio files (wav, flac, ogg, mp3, sph; any sample rate)")
+    p.add_argument("--files-from", metavar="LIST",
+                   help="also transcribe the audio files listed in LIST, one path per line ('-': stdin; blank lines "
+                        "and lines starting with # are skipped), read as the work goes: for lists too long for a "
+                        "command line")
+    p.add_argument("--batch-s", type=float, default=120.0, help="padded audio seconds per batch (default 120)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file: text, duration, decode time, word timestamps and confidences")
     p.add_argument("--srt", metavar="DIR", help="also write DIR/<audio name>.srt subtitles from word timestamps")
@@ -157,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
         args.overrides += extra  # key=value given after the options
+    elif extra and isinstance(getattr(args, "audio", None), list) and not any(a.startswith("-") for a in extra):
+        args.audio += extra  # files after an option: argparse gives an optional list nothing past the first
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         parser.print_help()
@@ -243,19 +255,26 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.align import to_srt
     from asr.checkpoint import load_recognizer
 
-    if args.max_segment_s < 0:  # before the model is read
+    if args.max_segment_s < 0:  # these before the model is read
         raise AudioError(f"--max-segment-s {args.max_segment_s}: must be >= 0 (0: never cut)")
+    if args.batch_s <= 0:
+        raise AudioError(f"--batch-s {args.batch_s}: must be positive")
+    if not args.audio and not args.files_from:
+        raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
+    paths = _audio_paths(args.audio, args.files_from)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
-    transcriber = Transcriber(recognizer, decoder=decoder, word_timestamps=bool(args.json or args.srt),
-                              max_segment_s=args.max_segment_s)
+    transcriber = Transcriber(recognizer, max_batch_s=args.batch_s, decoder=decoder,
+                              word_timestamps=bool(args.json or args.srt), max_segment_s=args.max_segment_s)
     srt_names: set[str] = set()
-    failed = 0
-    for path, result in zip(args.audio, transcriber.transcribe_iter(args.audio)):
+    failed = total = 0
+    for result in transcriber.transcribe_iter(paths):
+        total += 1
         if isinstance(result, AudioError):
             failed += 1
             print(f"asr: skipped {result}", file=sys.stderr)
             continue
+        path = result.source
         if args.srt:
             name = Path(path).stem
             name = name if name not in srt_names else f"{name}_{len(srt_names)}"
@@ -275,8 +294,34 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             print(f"{path}\t{result.text}")
         sys.stdout.flush()
     if failed:
-        print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
+        print(f"asr: {failed} of {total} files could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
+    """``audio``, then the paths listed in ``files_from`` ('-': stdin), one per line, read as they are
+    needed. A line is taken as the bytes of a file name, so names that are not UTF-8 work too.
+
+    Raises:
+        AudioError: ``files_from`` cannot be opened (raised here, before any audio is read).
+    """
+    from asr.audio import AudioError
+
+    if files_from is None:
+        return iter(audio)
+    try:
+        stream = sys.stdin.buffer if files_from == "-" else open(files_from, "rb")
+    except OSError as e:
+        raise AudioError(f"{files_from}: cannot read the file list ({e.strerror or e})") from None
+
+    def listed() -> Iterator[str]:
+        with stream:
+            for raw in stream:
+                line = os.fsdecode(raw.strip())
+                if line and not line.startswith("#"):
+                    yield line
+
+    return itertools.chain(audio, listed())
 
 
 def cmd_stream(args: argparse.Namespace) -> int:

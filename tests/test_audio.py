@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,13 @@ def test_flac_is_exact(shared_data, utt):
     pcm, _ = sf.read(shared_data / UTT, dtype="int16")
     np.testing.assert_array_equal(load_audio(shared_data / UTT), pcm.astype(np.float32) / 32768)
     assert load_audio(str(shared_data / UTT)).shape == utt.shape
+
+
+def test_file_name_that_is_not_utf8(tmp_path, shared_data):
+    source = shared_data / "fsdd" / "recordings" / "3_theo_5.wav"
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav"))  # a Latin-1 name, legal on Linux
+    odd.write_bytes(source.read_bytes())
+    np.testing.assert_array_equal(load_audio(odd), load_audio(source))
 
 
 def test_real_stereo_nist_alaw(shared_data):

@@ -28,7 +28,7 @@ UTTS = SHORT_UTTS
 def _asr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The real console entry in a fresh interpreter (one CPU thread)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "asr.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "asr.cli", *args], capture_output=True, text=True, errors="surrogateescape",
                           env=env, cwd=cwd or REPO, timeout=120)
 
 
@@ -104,6 +104,32 @@ def test_transcribe_good_and_bad_files(work):
     corrupt_lines = [line for line in err if "corrupt.wav" in line]
     assert len(missing_lines) == 1 and len(corrupt_lines) == 1, err
     assert "2 of 4 files could not be read" in result.stderr
+
+
+def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
+    good = [str(work["flac"]), str(work["audio"] / "b.wav")]
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav")  # a file name that is not UTF-8
+    shutil.copy(good[1], odd)
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"# my files\n\n" + "\n".join([good[1], str(tmp_path / "gone.wav")]).encode()
+                        + b"\n" + os.fsencode(odd) + b"\n")
+    expected = _asr("transcribe", str(work["model"]), good[0], good[1]).stdout.splitlines()
+    result = _asr("transcribe", str(work["model"]), "--files-from", str(listing), good[0])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()  # the named file first, then the list in order, the missing one skipped
+    assert lines[:2] == expected and lines[2].split("\t")[1] == expected[1].split("\t")[1]
+    assert lines[2].split("\t")[0].encode("utf-8", "surrogateescape") == os.fsencode(odd)  # its own bytes
+    assert result.stderr.strip().splitlines() == [f"asr: skipped {tmp_path / 'gone.wav'}: no such file",
+                                                  "asr: 1 of 4 files could not be read"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    piped = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", str(work["model"]), "--files-from", "-"],
+                           input="\n".join(good) + "\n", capture_output=True, text=True, env=env, timeout=120)
+    assert piped.returncode == 0 and piped.stdout.splitlines() == expected
+
+    result = _asr("transcribe", str(work["model"]), "--files-from", str(tmp_path / "nolist.txt"))
+    assert result.returncode == 2 and result.stdout == ""
+    _one_line_error(result.stderr, "nolist.txt: cannot read the file list")
+    _one_line_error(_asr("transcribe", str(work["model"])).stderr, "no audio files given")
 
 
 def test_transcribe_json_8khz_mp3_ogg(work, capsys):
