@@ -133,13 +133,13 @@ def load_audio_with_rate(
     with _open(source, label) as f:
         _check_header(f, source, label)
         file_rate, total = f.samplerate, f.frames
-        start = round(offset_s * file_rate)
+        start = round(offset_s * file_rate) if offset_s * file_rate < total else total  # (1e308 s: no overflow)
         if start >= total:
             raise AudioError(f"{label}: offset {offset_s:.3f} s is beyond the end of the audio "
                              f"({total / file_rate:.3f} s)")
         wanted = total - start
-        if duration_s is not None:
-            wanted = min(wanted, round(duration_s * file_rate))
+        if duration_s is not None and duration_s * file_rate < wanted:
+            wanted = round(duration_s * file_rate)
         if wanted <= 0:
             raise AudioError(f"{label}: zero samples: duration {duration_s} s rounds to 0 frames "
                              f"at {file_rate} Hz")

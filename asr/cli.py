@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -255,10 +256,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.align import to_srt
     from asr.checkpoint import load_recognizer
 
-    if args.max_segment_s < 0:  # these before the model is read
-        raise AudioError(f"--max-segment-s {args.max_segment_s}: must be >= 0 (0: never cut)")
-    if args.batch_s <= 0:
-        raise AudioError(f"--batch-s {args.batch_s}: must be positive")
+    from asr.segment import MIN_SEGMENT_S
+
+    if not (args.max_segment_s == 0 or args.max_segment_s >= MIN_SEGMENT_S):  # these before the model is read
+        raise AudioError(f"--max-segment-s {args.max_segment_s:g}: must be 0 (never cut) or at least {MIN_SEGMENT_S:g} s")
+    if not 0 < args.batch_s < math.inf:
+        raise AudioError(f"--batch-s {args.batch_s:g}: must be a positive number of seconds")
     if not args.audio and not args.files_from:
         raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
     paths = _audio_paths(args.audio, args.files_from)

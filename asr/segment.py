@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+MIN_SEGMENT_S = 1.0  # the shortest max_segment_s accepted: shorter pieces hold no whole word
+
+
 
 def pause_cuts(
     wave: np.ndarray, sample_rate: int, max_segment_s: float = 30.0, min_segment_s: float | None = None,
@@ -24,8 +27,8 @@ def pause_cuts(
     after the previous cut. A recording no longer than ``max_segment_s`` stays whole.
 
     Raises:
-        ValueError: ``wave`` is not one-dimensional, or the lengths are not positive with
-            ``min_segment_s < max_segment_s``.
+        ValueError: ``wave`` is not one-dimensional, ``max_segment_s`` is below ``MIN_SEGMENT_S``,
+            or ``min_segment_s`` is not in ``(0, max_segment_s)``.
 
     Example:
         >>> rate = 100  # one sample per 10 ms step, for the example
@@ -36,6 +39,8 @@ def pause_cuts(
     """
     if wave.ndim != 1:
         raise ValueError(f"pause_cuts: expected a mono waveform (N,), got shape {wave.shape}")
+    if not max_segment_s >= MIN_SEGMENT_S:
+        raise ValueError(f"pause_cuts: max_segment_s ({max_segment_s}) must be at least {MIN_SEGMENT_S} s")
     min_segment_s = max_segment_s / 3 if min_segment_s is None else min_segment_s
     if not 0 < min_segment_s < max_segment_s:
         raise ValueError(f"pause_cuts: need 0 < min_segment_s ({min_segment_s}) < max_segment_s ({max_segment_s})")
@@ -54,6 +59,7 @@ def pause_cuts(
             last += 1
         best = lo + (first + last) // 2
         cut = min(best * step + step // 2, start + max_len)  # the middle of the quietest stretch
+        cut = max(cut, start + min_len)  # always forward, whatever the rounding to steps
         cuts.append((start, cut))
         start = cut
     cuts.append((start, len(wave)))

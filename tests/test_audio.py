@@ -201,6 +201,8 @@ def test_segment_past_end_stops_at_end_and_resamples(shared_data):
     native = load_audio(shared_data / DIGIT, sample_rate=None)
     past_end = load_audio(shared_data / DIGIT, sample_rate=None, offset_s=0.25, duration_s=10.0)
     np.testing.assert_array_equal(past_end, native[2000:])
+    huge = load_audio(shared_data / DIGIT, sample_rate=None, offset_s=0.25, duration_s=1e308)  # no overflow
+    np.testing.assert_array_equal(huge, native[2000:])
     up = load_audio(shared_data / DIGIT, offset_s=0.1, duration_s=0.1)  # 800 frames at 8 kHz
     assert len(up) == 1600
 
@@ -308,6 +310,8 @@ def test_offset_beyond_end(shared_data):
     with pytest.raises(AudioError, match=r"offset 0\.400 s is beyond the end .*0\.298 s") as info:
         load_audio(shared_data / DIGIT, offset_s=0.4)
     assert str(info.value).startswith(str(shared_data / DIGIT))
+    with pytest.raises(AudioError, match="beyond the end"):
+        load_audio(shared_data / DIGIT, offset_s=1e308)
 
 
 def test_empty_bytes():

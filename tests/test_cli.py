@@ -267,8 +267,12 @@ def test_long_recording_is_cut_at_pauses_and_joined(work, short_utterances, caps
 
     assert main(["transcribe", str(work["model"]), str(long), "--json", "--max-segment-s", "0"]) == 0
     assert "segments" not in json.loads(capsys.readouterr().out)  # 0: the file stays whole
-    assert main(["transcribe", str(work["model"]), str(long), "--max-segment-s", "-1"]) == 2
-    _one_line_error(capsys.readouterr().err, "--max-segment-s -1")
+    for bad in ("-1", "0.01", "nan"):  # 0.01 once looped for ever: its cuts did not move forward
+        assert main(["transcribe", str(work["model"]), str(long), "--max-segment-s", bad]) == 2
+        _one_line_error(capsys.readouterr().err, f"--max-segment-s {bad}: must be 0 (never cut) or at least 1 s")
+    assert main(["transcribe", str(work["model"]), str(long), "--max-segment-s", "1", "--json"]) == 0
+    pieces = json.loads(capsys.readouterr().out)["segments"]
+    assert all(0.33 <= b - a <= 1.0 for a, b in pieces[:-1]) and pieces[-1][1] == pytest.approx(len(whole) / 16000, abs=1e-3)
 
 
 def test_transcriber_reads_a_window_at_a_time_and_shares_batch_time(work, short_utterances):

@@ -48,5 +48,7 @@ def test_short_recordings_stay_whole_and_bad_arguments_are_refused(shared_data):
     assert pause_cuts(wave, 16000, max_segment_s=30.0) == [(0, len(wave))]
     with pytest.raises(ValueError, match="min_segment_s"):
         pause_cuts(wave, 16000, max_segment_s=5.0, min_segment_s=5.0)
+    with pytest.raises(ValueError, match="at least 1.0 s"):
+        pause_cuts(wave, 16000, max_segment_s=0.5)
     with pytest.raises(ValueError, match="mono"):
         pause_cuts(np.stack([wave, wave]), 16000)
