@@ -20,8 +20,15 @@ from pathlib import Path
 EXIT_USER_ERROR = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line, like every other user error (subcommands inherit it)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asr", description="Deep Speech 2-style speech recognition toolkit")
+    parser = _Parser(prog="asr", description="Deep Speech 2-style speech recognition toolkit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -174,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="surrogateescape")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
     from asr.errors import USER_ERRORS  # imported late: --help stays fast
 
+    if sys.stdout is None:  # started with standard output closed (>&-): the output is dropped, as asked
+        sys.stdout = open(os.devnull, "w")
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as e:
@@ -186,6 +195,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("asr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (| head): stop quietly, as cat does
+        _stdout_failed()
+        return 1
+    except OSError as e:  # the system refused a read or write: a full disk, a read-only folder, ...
+        if args.verbose:
+            raise
+        where = f"{e.filename}: " if e.filename else "standard output: " if _stdout_failed() else ""
+        print(f"asr: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _stdout_failed() -> bool:
+    """Whether standard output can no longer be written (its flush fails); if so it is pointed at
+    /dev/null, so that the flush at exit does not fail again with a traceback."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return True
+    return False
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -262,6 +291,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise AudioError(f"--max-segment-s {args.max_segment_s:g}: must be 0 (never cut) or at least {MIN_SEGMENT_S:g} s")
     if not 0 < args.batch_s < math.inf:
         raise AudioError(f"--batch-s {args.batch_s:g}: must be a positive number of seconds")
+    if args.srt and Path(args.srt).exists() and not Path(args.srt).is_dir():
+        raise AudioError(f"--srt {args.srt}: exists and is not a folder")
     if not args.audio and not args.files_from:
         raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
     paths = _audio_paths(args.audio, args.files_from)

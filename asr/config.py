@@ -51,6 +51,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        line = _text_line(path, e.start)
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (a YAML config expected)") from None
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
@@ -62,6 +65,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _text_line(path: str | Path, offset: int) -> int:
+    """The 1-based line of byte ``offset`` in the file ``path``."""
+    with open(path, "rb") as f:
+        return f.read(offset).count(b"\n") + 1
 
 
 def save_yaml(data: Mapping[str, Any], path: str | Path) -> None:

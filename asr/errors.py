@@ -8,11 +8,12 @@ from asr.datasets.download import DownloadError
 from asr.datasets.wsj import WsjError
 from asr.decode import DecodeError
 from asr.lm import LMError
+from asr.outputs import OutputError
 from asr.results import ResultsError
 from asr.streaming import StreamingError
 from asr.train import TrainError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     AudioError, CheckpointError, DecodeError, LMError, ConfigError, ManifestError, DownloadError, TrainError,
-    ResultsError, StreamingError, WsjError, FileNotFoundError, NotADirectoryError, PermissionError,
+    OutputError, ResultsError, StreamingError, WsjError, FileNotFoundError, NotADirectoryError, PermissionError,
 )

@@ -12,7 +12,7 @@ import torch
 
 from asr.checkpoint import Recognizer
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, Utterance, collate
-from asr.decode import Decoder, Hypothesis, decode_utterances, greedy_decode
+from asr.decode import Decoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
 from asr.metrics import ErrorReport, error_report
 from asr.text import normalize_text
 
@@ -118,7 +118,7 @@ def evaluate_utterances(
         logger.warning("skipped %d of %d utterances with unreadable audio (not scored)", unreadable, len(utts))
     kept = [(u, h) for u, h in zip(utts, hyps) if h is not None]
     if not kept:
-        raise ValueError("no utterance could be read: nothing to score")
+        raise DecodeError("no utterance of the set could be read: nothing to score")
     utts = [u for u, _ in kept]
     refs = [normalize_text(u.text) for u in utts]
     report = error_report(refs, [h.text for _, h in kept], ids=[utterance_id(u) for u in utts])

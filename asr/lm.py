@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from asr.outputs import check_output, starts_with, temporary_sibling
 from asr.text import read_normalized_lines
 
 logger = logging.getLogger(__name__)
@@ -377,19 +378,32 @@ def build_lm(
         raise LMError(f"{out}: a binary LM needs KenLM's build_binary (tools/build_kenlm.sh); "
                       "write an .arpa file instead")
     _thresholds(prune, order)  # fail before reading the text
+    out = check_output(out, is_lm_file, "an n-gram LM (ARPA or KenLM binary)")
+    arpa = check_output(out.with_suffix(".arpa"), is_lm_file, "an ARPA LM") if is_binary_path(out) else out
     out.parent.mkdir(parents=True, exist_ok=True)
     sentences = list(read_sentences(texts, units))
-    arpa = out.with_suffix(".arpa") if is_binary_path(out) else out
-    if tools is None:
-        model = estimate_kneser_ney(sentences, order, prune)
-        model.write_arpa(arpa)
-        counts, used = [len(t) for t in model.ngrams], "python"
-    else:
-        _run_lmplz(tools[0], sentences, order, prune, arpa)
-        counts, used = _arpa_counts(arpa), "kenlm"
-    if is_binary_path(out):
-        _run([str(tools[1]), str(arpa), str(out)], f"{out}: build_binary")
+    written = [temporary_sibling(arpa), temporary_sibling(out)]  # renamed into place once complete
+    try:
+        if tools is None:
+            model = estimate_kneser_ney(sentences, order, prune)
+            model.write_arpa(written[0])
+            counts, used = [len(t) for t in model.ngrams], "python"
+        else:
+            _run_lmplz(tools[0], sentences, order, prune, written[0])
+            counts, used = _arpa_counts(written[0]), "kenlm"
+        if is_binary_path(out):
+            _run([str(tools[1]), str(written[0]), str(written[1])], f"{out}: build_binary")
+            os.replace(written[1], out)
+        os.replace(written[0], arpa)
+    finally:
+        for path in written:
+            path.unlink(missing_ok=True)
     return BuildReport(path=out, backend=used, sentences=len(sentences), ngram_counts=counts)
+
+
+def is_lm_file(path: Path) -> bool:
+    """Whether ``path`` holds an n-gram LM: ARPA text (``\\data\\`` first) or a KenLM binary."""
+    return starts_with(path, b"\\data\\") or starts_with(path, KENLM_MAGIC)
 
 
 def _run_lmplz(lmplz: Path, sentences: list[list[str]], order: int, prune: Sequence[int], arpa: Path) -> None:

@@ -22,8 +22,8 @@ class OptimConfig:
     grad_clip: float = 5.0  # max global gradient norm (0: no clipping)
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"optim.lr must be positive, got {self.lr}")
+        if not 0 < self.lr <= 1e3:  # (1e300 passed once and overflowed in the optimizer)
+            raise ValueError(f"optim.lr must be positive and at most 1000, got {self.lr}")
         if not 0 < self.final_lr_ratio <= 1:
             raise ValueError(f"optim.final_lr_ratio must be in (0, 1], got {self.final_lr_ratio}")
 

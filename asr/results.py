@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import date
 from pathlib import Path
 
+from asr.outputs import check_output, temporary_sibling
+
 PAPER = ("Amodei et al. 2016, *Deep Speech 2: End-to-End Speech Recognition in English and "
          "Mandarin*, Table 13")
 
@@ -106,13 +108,29 @@ class MeasuredResult:
 
 
 def write_result(result: MeasuredResult, path: str | Path) -> Path:
-    """Write one result as a JSON object (atomically: temp file, then rename)."""
-    path = Path(path)
+    """Write one result as a JSON object (atomically: temp file, then rename), over nothing but an
+    earlier results file.
+
+    Raises:
+        OutputError: ``path`` holds something else (another file, a folder, a device).
+    """
+    path = check_output(path, _is_results_file, "a results file of asr evaluate")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    tmp = temporary_sibling(path)
+    try:
+        tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _is_results_file(path: Path) -> bool:
+    try:
+        record = json.loads(path.read_bytes()[:1_000_000])
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(record, dict) and {"test_set", "wer"} <= set(record)
 
 
 def read_results(paths: list[str | Path]) -> list[MeasuredResult]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from asr.augment import AugmentConfig
 from asr.config import ConfigError, apply_overrides, config_from_dict, load_yaml, merge
@@ -19,6 +19,16 @@ from asr.optim import OptimConfig
 
 class TrainError(Exception):
     """A training run cannot start or go on (bad config, existing run directory, no data)."""
+
+
+def _check_ranges(cfg: Any, **bounds: tuple[float, float | None]) -> None:
+    """Raise ValueError for the first field of ``cfg`` outside its ``(low, high)`` (None: no upper
+    bound; a None value is allowed, and NaN never is)."""
+    for name, (low, high) in bounds.items():
+        value = getattr(cfg, name)
+        if value is not None and not (low <= value and (high is None or value <= high)):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ValueError(f"{name} must be {bound}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,8 @@ class DataConfig:
     cache_audio: bool = False  # decode train and dev audio once, before training, and keep it in memory
 
     def __post_init__(self) -> None:
-        if self.dev_every_epochs < 1:
-            raise ValueError(f"dev_every_epochs must be >= 1, got {self.dev_every_epochs}")
+        _check_ranges(self, dev_every_epochs=(1, None), max_batch_s=(1e-3, None), max_batch_size=(1, None),
+                      num_workers=(0, None), cmvn_max_utts=(1, None), eval_batch_s=(1e-3, None))
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
+        _check_ranges(self, seed=(0, 2**32 - 1), epochs=(1, None), max_steps=(0, None), max_minutes=(0, None),
+                      threads=(0, None), log_every_steps=(1, None), checkpoint_every_steps=(0, None))
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.keep_epoch_checkpoints < 0:
@@ -92,5 +104,7 @@ def resolve_config(path: str | Path | None, overrides: list[str] = ()) -> TrainC
     if preset not in list_presets():
         raise ConfigError(f"unknown model preset {preset!r} (available: {', '.join(list_presets())})")
     base = load_yaml(PRESET_DIR / f"{preset}.yaml")
+    if not isinstance(raw.get("model") or {}, dict):
+        raise ConfigError(f"model: expected a mapping of model settings, got {raw['model']!r}")
     raw["model"] = merge(base, raw.get("model") or {})
     return config_from_dict(TrainConfig, raw)

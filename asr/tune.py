@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import Recognizer, save_checkpoint
+from asr.outputs import check_output
 from asr.data import Utterance
-from asr.decode import BeamSearchDecoder, Decoder, decode_utterances, greedy_decode
+from asr.decode import BeamSearchDecoder, Decoder, DecodeError, decode_utterances, greedy_decode
 from asr.evaluate import batch_log_probs
 from asr.metrics import error_report
 from asr.text import Tokenizer, normalize_text
@@ -52,7 +53,7 @@ def dev_log_probs(
     """Run the model once over ``utts``; returns the readable utterances and their (T, V) log-probs.
 
     Raises:
-        ValueError: no utterance could be read.
+        DecodeError: no utterance could be read.
     """
     outputs: list[torch.Tensor | None] = [None] * len(utts)
     for indices, log_probs, out_lens, _ in batch_log_probs(recognizer, utts, batch_s):
@@ -62,7 +63,7 @@ def dev_log_probs(
     if len(kept) < len(utts):
         logger.warning("skipped %d of %d utterances with unreadable audio", len(utts) - len(kept), len(utts))
     if not kept:
-        raise ValueError("no utterance could be read: nothing to tune on")
+        raise DecodeError("no utterance of the set could be read: nothing to tune on")
     return [u for u, _ in kept], [lp for _, lp in kept]
 
 
@@ -73,20 +74,28 @@ def cached_dev_log_probs(
     """:func:`dev_log_probs`, kept in the file ``cache`` for the next call on the same checkpoint
     and utterances (the checkpoint's path, size and modification time and each utterance's audio,
     offset and duration must match, else it is computed again and the file replaced).
+
+    Raises:
+        OutputError: ``cache`` holds something other than such a cache (never overwritten).
     """
     st = os.stat(checkpoint)
     key = {"checkpoint": os.path.abspath(checkpoint), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
            "utts": [(u.audio_filepath, u.offset, u.duration) for u in utts]}
-    cache = Path(cache)
-    if cache.is_file():
+    saved: dict = {}
+
+    def is_cache(path: Path) -> bool:  # read once here; anything else at the path is the user's
+        nonlocal saved
         try:
-            saved = torch.load(cache, map_location="cpu", weights_only=True)
-        except Exception as e:  # a foreign or damaged file: recompute
-            saved = {}
-            logger.warning("%s: unreadable log-prob cache (%s); computing again", cache, type(e).__name__)
-        if saved.get("key") == key:
-            logger.info("log-probs of %d utterances from %s", len(saved["kept"]), cache)
-            return [utts[i] for i in saved["kept"]], saved["log_probs"]
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 (any file torch cannot read is not a cache)
+            return False
+        return isinstance(saved, dict) and {"key", "kept", "log_probs"} <= set(saved)
+
+    cache = check_output(cache, is_cache, "a log-prob cache of asr tune-lm")
+    if saved.get("key") == key:
+        logger.info("log-probs of %d utterances from %s", len(saved["kept"]), cache)
+        return [utts[i] for i in saved["kept"]], saved["log_probs"]
+    if saved:
         logger.info("%s was made for another checkpoint or set; computing again", cache)
     kept_utts, log_probs = dev_log_probs(recognizer, utts, batch_s=batch_s)
     index = {id(u): i for i, u in enumerate(utts)}

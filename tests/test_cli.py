@@ -78,6 +78,38 @@ def test_help_lists_exactly_the_commands():
                       "export", "compare", "presets"]
 
 
+def test_usage_errors_and_no_command_are_one_line_with_status_2():
+    result = _asr("transcribe", "--nbest")
+    assert result.returncode == 2 and result.stderr == (
+        "asr transcribe: error: argument --nbest: expected one argument (see asr transcribe --help)\n")
+    result = _asr()
+    assert result.returncode == 2 and result.stdout == "" and "COMMAND" in result.stderr
+
+
+def test_output_the_system_refuses_is_one_line(work, tmp_path):
+    flac = str(work["flac"])
+    result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
+    assert result.returncode == 2 and result.stdout == ""
+    _one_line_error(result.stderr, "--srt", "model.pt: exists and is not a folder")
+    result = _asr("export", str(work["model"]), "--out", str(work["model"] / "x.pt"))  # below a file
+    _one_line_error(result.stderr, "model.pt")
+    if Path("/dev/full").exists():  # a full disk
+        with open("/dev/full", "w") as full:
+            env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+            result = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", str(work["model"]), flac],
+                                    stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+        assert result.returncode == 2
+        _one_line_error(result.stderr, "No space left on device")
+    # the reader of the output goes away: no traceback
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "asr.cli", "transcribe", str(work["model"]), *[flac] * 400],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.read(10)
+    proc.stdout.close()  # as `| head -c 10` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == ""
+
+
 def test_presets_with_parameter_counts(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

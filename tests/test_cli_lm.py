@@ -181,6 +181,41 @@ def test_user_errors_are_one_line(work, arpa, capsys, tmp_path):
     _one_line_error(capsys, "--order 0")
 
 
+def test_outputs_never_replace_what_the_user_had(work, arpa, capsys, tmp_path):
+    model, manifest = str(work["model"]), str(work["manifest"])
+    victim = tmp_path / "victim.pt"  # a checkpoint given as the log-prob cache by mistake
+    victim.write_bytes(work["model"].read_bytes())
+    assert main(["tune-lm", model, manifest, "--lm", str(arpa), "--lm-weights", "1", "--word-scores", "0",
+                 "--cache", str(victim)]) == 2
+    _one_line_error(capsys, "victim.pt: exists and is not a log-prob cache of asr tune-lm; not overwritten")
+    assert victim.read_bytes() == work["model"].read_bytes()
+
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}\n')
+    link = tmp_path / "link.json"
+    link.symlink_to(notes)
+    for target in (notes, link):  # another JSON file, directly or through a link
+        assert main(["evaluate", model, manifest, "--out", str(tmp_path / "ev"), "--results-json", str(target)]) == 2
+        _one_line_error(capsys, "notes.json: exists and is not a results file of asr evaluate")
+    assert notes.read_text() == '{"mine": 1}\n' and link.is_symlink()
+    assert main(["evaluate", model, manifest, "--out", str(tmp_path / "ev"), "--results-json", str(tmp_path)]) == 2
+    _one_line_error(capsys, "exists and is not a plain file")
+    result = tmp_path / "result.json"
+    for _ in range(2):  # a results file is replaced by the next evaluation
+        assert main(["evaluate", model, manifest, "--out", str(tmp_path / "ev"), "--results-json", str(result)]) == 0
+    assert json.loads(result.read_text())["num_utterances"] == len(UTTS)
+    capsys.readouterr()
+
+    text = work["text"].read_bytes()
+    assert main(["build-lm", str(work["text"]), "--out", str(work["text"])]) == 2  # its own input
+    _one_line_error(capsys, "exists and is not an n-gram LM")
+    assert work["text"].read_bytes() == text
+    again = tmp_path / "again.arpa"
+    again.write_bytes(arpa.read_bytes())
+    assert main(["build-lm", str(work["text"]), "--order", "2", "--out", str(again)]) == 0  # an LM is replaced
+    assert "ngram 3=" not in again.read_text() and not list(tmp_path.glob(".again.arpa*"))
+
+
 def test_best_path_beam_without_lm_gives_greedy_text(work, tmp_path):
     """--best-path scores hypotheses by their best CTC alignment, so without an LM the beam finds
     greedy decoding's text; the results file says how it decoded."""

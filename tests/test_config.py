@@ -63,6 +63,20 @@ def test_yaml_missing_file_and_non_mapping(tmp_path):
     assert load_yaml(_write(tmp_path, "# only a comment\n")) == {}
 
 
+def test_yaml_that_is_not_text_names_file_and_line(tmp_path, shared_data):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"preset: tiny\nname: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin1\.yaml:2: not UTF-8 text"):
+        load_yaml(path)
+    with pytest.raises(ConfigError, match=r"3_theo_5\.wav:1: not UTF-8 text"):  # audio given as a config
+        load_yaml(shared_data / "fsdd" / "recordings" / "3_theo_5.wav")
+
+
+def test_model_section_must_be_a_mapping():
+    with pytest.raises(ConfigError, match="model: expected a mapping of model settings, got 1"):
+        resolve_config(None, ["model=1"])
+
+
 def test_yaml_scientific_floats_are_numbers(tmp_path):
     # PyYAML's YAML 1.1 resolver reads "3e-4" as a string; configs must read it as a float.
     data = load_yaml(_write(tmp_path, "lr: 3e-4\nweight_decay: 1E-2\nbig: 2e3\nname: e5\n"))
@@ -137,8 +151,27 @@ def test_model_config_literals_and_pairs():
 
 
 def test_post_init_value_errors_become_config_errors():
-    with pytest.raises(ConfigError, match=r"^optim: optim\.lr must be positive, got -1\.0$"):
+    with pytest.raises(ConfigError, match=r"^optim: optim\.lr must be positive and at most 1000, got -1\.0$"):
         config_from_dict(TrainConfig, {"optim": {"lr": -1}})
+    with pytest.raises(ConfigError, match=r"at most 1000, got 1e\+300"):  # overflowed in the optimizer once
+        config_from_dict(TrainConfig, {"optim": {"lr": 1e300}})
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epochs", 0, "epochs must be >= 1, got 0"),  # exited 0 with an untrained model.pt
+    ("seed", -1, "seed must be in [0, 4294967295], got -1"),
+    ("max_minutes", -1.0, "max_minutes must be >= 0, got -1.0"),
+    ("threads", -1, "threads must be >= 0, got -1"),
+    ("data.max_batch_size", 0, "max_batch_size must be >= 1, got 0"),
+    ("data.max_batch_s", 0.0, "max_batch_s must be >= 0.001, got 0.0"),
+    ("data.num_workers", -2, "num_workers must be >= 0, got -2"),
+])
+def test_out_of_range_values_are_config_errors(key, value, message):
+    section, _, name = key.rpartition(".")
+    data = {section: {name: value}} if section else {name: value}
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(TrainConfig, data)
+    assert str(info.value).endswith(message)
     with pytest.raises(ConfigError, match=r"model: conv_channels: expected 1-3 layers"):
         config_from_dict(TrainConfig, {"model": {"conv_channels": [1, 1, 1, 1]}})
 
