@@ -235,6 +235,8 @@ def _open(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
             raise AudioError(f"{label}: no such file") from None
         except OSError as e:
             raise AudioError(f"{label}: cannot access file ({e.strerror or e})") from None
+        except ValueError:  # a NUL byte, e.g. from a binary file given as a file list
+            raise AudioError(f"{label!r}: not a file name (it holds a NUL byte)") from None
         if os.path.isdir(target):
             raise AudioError(f"{label}: is a directory, not an audio file")
         if size == 0:

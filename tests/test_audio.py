@@ -312,6 +312,8 @@ def test_offset_beyond_end(shared_data):
     assert str(info.value).startswith(str(shared_data / DIGIT))
     with pytest.raises(AudioError, match="beyond the end"):
         load_audio(shared_data / DIGIT, offset_s=1e308)
+    with pytest.raises(AudioError, match="not a file name .it holds a NUL byte."):
+        load_audio("a\0b.wav")
 
 
 def test_empty_bytes():
