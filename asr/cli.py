@@ -285,9 +285,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.align import to_srt
     from asr.checkpoint import load_recognizer
 
-    from asr.segment import MIN_SEGMENT_S
+    from asr.segment import MIN_SEGMENT_S, valid_max_segment_s
 
-    if not (args.max_segment_s == 0 or args.max_segment_s >= MIN_SEGMENT_S):  # these before the model is read
+    if not valid_max_segment_s(args.max_segment_s):  # these before the model is read
         raise AudioError(f"--max-segment-s {args.max_segment_s:g}: must be 0 (never cut) or at least {MIN_SEGMENT_S:g} s")
     if not 0 < args.batch_s < math.inf:
         raise AudioError(f"--batch-s {args.batch_s:g}: must be a positive number of seconds")

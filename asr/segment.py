@@ -16,6 +16,10 @@ import numpy as np
 MIN_SEGMENT_S = 1.0  # the shortest max_segment_s accepted: shorter pieces hold no whole word
 
 
+def valid_max_segment_s(value: float) -> bool:
+    """Whether ``value`` is a usable limit for cutting inputs: 0 (never cut) or at least ``MIN_SEGMENT_S``."""
+    return value == 0 or value >= MIN_SEGMENT_S
+
 
 def pause_cuts(
     wave: np.ndarray, sample_rate: int, max_segment_s: float = 30.0, min_segment_s: float | None = None,

@@ -82,11 +82,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_ranges(self, seed=(0, 2**32 - 1), epochs=(1, None), max_steps=(0, None), max_minutes=(0, None),
-                      threads=(0, None), log_every_steps=(1, None), checkpoint_every_steps=(0, None))
+                      threads=(0, None), log_every_steps=(1, None), checkpoint_every_steps=(0, None),
+                      keep_epoch_checkpoints=(0, None))
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.keep_epoch_checkpoints < 0:
-            raise ValueError(f"keep_epoch_checkpoints must be >= 0, got {self.keep_epoch_checkpoints}")
 
     @property
     def run_dir(self) -> Path:

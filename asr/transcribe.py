@@ -16,7 +16,7 @@ from asr.align import AlignmentError, WordTiming, align_words
 from asr.audio import AudioError, load_audio
 from asr.checkpoint import Recognizer, load_recognizer
 from asr.decode import BeamSearchDecoder, Decoder, Hypothesis, _separator_id, greedy_decode
-from asr.segment import MIN_SEGMENT_S, pause_cuts
+from asr.segment import MIN_SEGMENT_S, pause_cuts, valid_max_segment_s
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Transcriber:
 
     def __init__(self, recognizer: Recognizer, max_batch_s: float = 120.0, decoder: Decoder | None = None,
                  word_timestamps: bool = False, max_segment_s: float = 40.0):
-        if not (max_segment_s == 0 or max_segment_s >= MIN_SEGMENT_S):
+        if not valid_max_segment_s(max_segment_s):
             raise ValueError(f"max_segment_s={max_segment_s}: must be 0 (never cut) or at least {MIN_SEGMENT_S} s")
         self.recognizer = recognizer.eval()
         self.sample_rate = recognizer.features.cfg.sample_rate

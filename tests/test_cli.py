@@ -25,11 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 UTTS = SHORT_UTTS
 
 
-def _asr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The real console entry in a fresh interpreter (one CPU thread)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "asr.cli", *args], capture_output=True, text=True, errors="surrogateescape",
-                          env=env, cwd=cwd or REPO, timeout=120)
+ASR = [sys.executable, "-m", "asr.cli"]  # the real console entry in a fresh interpreter...
+ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))  # ...on one CPU thread
+
+
+def _asr(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*ASR, *args], capture_output=True, text=True, errors="surrogateescape",
+                          env=ENV, cwd=cwd or REPO, timeout=120, input=input)
 
 
 _flac = dev4spk_flac
@@ -95,15 +97,13 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path):
     _one_line_error(result.stderr, "model.pt")
     if Path("/dev/full").exists():  # a full disk
         with open("/dev/full", "w") as full:
-            env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-            result = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", str(work["model"]), flac],
-                                    stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+            result = subprocess.run([*ASR, "transcribe", str(work["model"]), flac],
+                                    stdout=full, stderr=subprocess.PIPE, text=True, env=ENV, timeout=120)
         assert result.returncode == 2
         _one_line_error(result.stderr, "No space left on device")
     # the reader of the output goes away: no traceback
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "asr.cli", "transcribe", str(work["model"]), *[flac] * 400],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen([*ASR, "transcribe", str(work["model"]), *[flac] * 400],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     proc.stdout.read(10)
     proc.stdout.close()  # as `| head -c 10` does
     err = proc.stderr.read().decode()
@@ -153,9 +153,7 @@ def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
     assert lines[2].split("\t")[0].encode("utf-8", "surrogateescape") == os.fsencode(odd)  # its own bytes
     assert result.stderr.strip().splitlines() == [f"asr: skipped {tmp_path / 'gone.wav'}: no such file",
                                                   "asr: 1 of 4 files could not be read"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    piped = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", str(work["model"]), "--files-from", "-"],
-                           input="\n".join(good) + "\n", capture_output=True, text=True, env=env, timeout=120)
+    piped = _asr("transcribe", str(work["model"]), "--files-from", "-", input="\n".join(good) + "\n")
     assert piped.returncode == 0 and piped.stdout.splitlines() == expected
 
     result = _asr("transcribe", str(work["model"]), "--files-from", str(tmp_path / "nolist.txt"))
