@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from asr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from asr.checkpoint import CheckpointError, load_checkpoint, rebuild_recognizer, save_checkpoint
 
 
 class ModelEMA:
@@ -82,13 +82,14 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     inference checkpoint; its ``metrics`` name the averaged files.
 
     Raises:
-        CheckpointError: no checkpoint given, an unreadable one, or one whose architecture
+        CheckpointError: no checkpoint given, an unreadable or damaged one, or one whose architecture
             (model or feature config, vocabulary, weight names or shapes) differs from the last's.
     """
     if not paths:
         raise CheckpointError("average: no checkpoints given")
     payloads = [load_checkpoint(p) for p in paths]
     ref_path, ref = paths[-1], payloads[-1]
+    rebuild_recognizer(ref, ref_path)  # the others must match it, name for name and shape for shape
     for path, payload in zip(paths, payloads):
         _check_same_architecture(path, payload, ref_path, ref)
     averaged: dict[str, torch.Tensor] = {}

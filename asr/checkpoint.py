@@ -7,9 +7,8 @@ renamed over the target, so an interrupted save never leaves a truncated checkpo
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,11 @@ from typing import Any
 
 import torch
 
-from asr.config import config_from_dict, config_to_dict
+from asr.config import ConfigError, config_from_dict, config_to_dict
 from asr.decode import Decoder, Hypothesis, greedy_decode
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, ModelConfig
+from asr.outputs import atomic_output
 from asr.text import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 1
@@ -105,16 +105,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, durable=True) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -131,7 +123,62 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not an asr checkpoint (format {FORMAT_VERSION} expected)")
+    damage = _structure_problem(payload)
+    if damage:  # e.g. edited by hand, or written by other code
+        raise CheckpointError(f"{path}: not a usable asr checkpoint: {damage}")
     return payload
+
+
+_REQUIRED_DICTS = ("features_config", "model_config", "tokenizer", "features_state", "model_state")
+_OPTIONAL_DICTS = ("config", "metrics", "train_state")
+
+
+def _structure_problem(payload: dict[str, Any]) -> str | None:
+    """What is missing or of the wrong type in a checkpoint payload, or None if its layout is whole."""
+    for key in _REQUIRED_DICTS + _OPTIONAL_DICTS:
+        if key not in payload:
+            if key in _REQUIRED_DICTS:
+                return f"{key!r} is missing"
+        elif not isinstance(payload[key], dict) and not (key == "config" and payload[key] is None):
+            return f"{key!r} is a {type(payload[key]).__name__}, not a dict"
+    for key in ("features_state", "model_state"):
+        for name, value in payload[key].items():
+            if not isinstance(value, torch.Tensor):
+                return f"{key}[{name!r}] is a {type(value).__name__}, not a tensor"
+    if not isinstance(payload["tokenizer"].get("type"), str):
+        return "'tokenizer' has no 'type'"
+    return None
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` ('cpu', 'cuda', 'cuda:1', ...) as a ``torch.device``, once checked to hold tensors here.
+
+    Raises:
+        ValueError: torch knows no such device, this machine or torch build lacks it, or it holds no
+            data ('meta').
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    try:
+        with warnings.catch_warnings():  # torch warns of deprecated names such as 'mkldnn'
+            warnings.simplefilter("ignore")
+            parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError("not a device torch knows (e.g. cpu, cuda, cuda:1)") from None
+    if parsed.type == "meta":
+        raise ValueError("'meta' tensors hold no data; use cpu or cuda")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("this machine has no CUDA device")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 and up")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.empty(1, device=parsed)
+    except Exception:  # noqa: BLE001 (torch raises many types for a backend it was built without)
+        raise ValueError(f"this machine or this torch build cannot put tensors on {parsed.type!r}") from None
+    return parsed
 
 
 def _load_failure(e: Exception) -> str:
@@ -171,41 +218,78 @@ def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
     """``export_payload(load_checkpoint(src), dtype)`` written to ``out``; refuses to overwrite a file.
 
     Raises:
-        CheckpointError: ``out`` exists, ``src`` is unreadable, or ``dtype`` is unknown.
+        CheckpointError: ``out`` exists, ``src`` is unreadable or damaged, or ``dtype`` is unknown.
     """
     out = Path(out)
     if out.exists():
         raise CheckpointError(f"{out}: already exists; refusing to overwrite it")
-    payload = export_payload(load_checkpoint(src), dtype)
+    source = load_checkpoint(src)
+    rebuild_recognizer(source, src)  # no file is written from a checkpoint that cannot be used
+    payload = export_payload(source, dtype)
     payload["metrics"]["exported_from"] = str(src)
     save_checkpoint(payload, out)
     return out
 
 
 def recognizer_from_payload(payload: dict[str, Any]) -> Recognizer:
-    """Rebuild feature extractor, model and tokenizer from a loaded checkpoint (eval mode, CPU)."""
+    """Rebuild feature extractor, model and tokenizer from a loaded checkpoint (eval mode, CPU).
+
+    Raises:
+        ConfigError: a stored config has unknown keys or bad values.
+        ValueError: an unknown tokenizer, or weights that do not fit the stored configs.
+    """
     tokenizer = tokenizer_from_dict(payload["tokenizer"])
     features = FeatureExtractor(config_from_dict(FeatureConfig, payload["features_config"]))
-    features.load_state_dict(payload["features_state"])
+    _load_state(features, payload["features_state"], "features_state")
     model = DeepSpeech2(
         config_from_dict(ModelConfig, payload["model_config"]),
         num_features=features.num_features,
         vocab_size=tokenizer.vocab_size,
     )
-    model.load_state_dict(payload["model_state"])
+    _load_state(model, payload["model_state"], "model_state")
     return Recognizer(features=features, model=model, tokenizer=tokenizer).eval()
+
+
+def state_mismatch(module: torch.nn.Module, state: dict[str, Any]) -> str | None:
+    """The first entry of ``state`` that ``module.load_state_dict`` would refuse (missing, unexpected
+    or of another shape), in words; None if it fits."""
+    own = module.state_dict()
+    for name in own:
+        if name not in state:
+            return f"no {name!r}"
+    for name, value in state.items():
+        if name not in own:
+            return f"unexpected {name!r}"
+        if tuple(value.shape) != tuple(own[name].shape):
+            return f"{name!r} has shape {tuple(value.shape)}, the model {tuple(own[name].shape)}"
+    return None
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, Any], key: str) -> None:
+    mismatch = state_mismatch(module, state)
+    if mismatch:
+        raise ValueError(f"{key}: {mismatch}")
+    module.load_state_dict(state)
 
 
 def load_recognizer(path: str | Path, device: str | torch.device = "cpu") -> Recognizer:
     """``recognizer_from_payload(load_checkpoint(path))`` moved to ``device``.
 
     Raises:
-        CheckpointError: unreadable checkpoint, or ``device`` is unknown or not present here.
+        CheckpointError: unreadable or damaged checkpoint, or ``device`` is unknown or not usable here
+            (see :func:`resolve_device`).
     """
     try:
-        device = torch.device(device)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: cannot use device {str(device)!r} ({e})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError(f"{path}: device {str(device)!r} asked for, but this machine has no CUDA device")
-    return recognizer_from_payload(load_checkpoint(path)).to(device)
+        device = resolve_device(device)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: cannot use device {str(device)!r}: {e}") from None
+    return rebuild_recognizer(load_checkpoint(path), path).to(device)
+
+
+def rebuild_recognizer(payload: dict[str, Any], path: str | Path) -> Recognizer:
+    """``recognizer_from_payload(payload)``; parts that do not fit together (a checkpoint edited by
+    hand, or written by other code) raise ``CheckpointError`` naming ``path``."""
+    try:
+        return recognizer_from_payload(payload)
+    except (ConfigError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a usable asr checkpoint: {e}") from None

@@ -12,6 +12,7 @@ import json
 import os
 import logging
 import math
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a forward-only model (bidirectional: false) with global feature normalization")
     p.add_argument("audio", nargs="+",
                    help="audio files, fed in chunks as a live source delivers them; '-': raw 16-bit mono PCM on "
-                        "stdin at the model's sample rate (e.g. from arecord -f S16_LE -r 16000 -c 1 -t raw)")
+                        "stdin at the model's sample rate (e.g. from arecord -f S16_LE -r 16000 -c 1 -t raw) "
+                        "until it ends or Ctrl-C, which prints the final transcript")
     p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk, milliseconds (default 100)")
     p.add_argument("--partials", action="store_true",
                    help="print each changed partial transcript on stderr as 'SECONDS<TAB>text'")
@@ -159,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="precision of the model weights (loading casts them back to float32)")
 
     p = sub.add_parser("compare", help="WER table against the DS2 paper's DS1 / DS2 / human numbers")
-    p.add_argument("results", nargs="*", help="results files of `asr evaluate --results-json`, or folders holding result.json files")
+    p.add_argument("results", nargs="*", help="results files of `asr evaluate --results-json`, or folders searched for them")
 
     p = sub.add_parser("presets", help="list the model presets with their parameter counts")
     p.add_argument("--features", type=int, default=161, help="input feature size (161: DS2 spectrogram)")
@@ -264,6 +266,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
     if not seeds:
         raise ConfigError("--seeds: no seed given")
+    if not all(0 <= s < 2**32 for s in seeds):  # the range TrainConfig.seed takes
+        raise ConfigError(f"--seeds {args.seeds}: each seed must be in [0, {2**32 - 1}]")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: must be >= 1")
 
     def report(run) -> None:
         wer = "n/a" if run.best_dev_wer is None else f"{100 * run.best_dev_wer:.2f} %"
@@ -295,13 +301,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise AudioError(f"--srt {args.srt}: exists and is not a folder")
     if not args.audio and not args.files_from:
         raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
+    _check_decoding_options(args)
     paths = _audio_paths(args.audio, args.files_from)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
     transcriber = Transcriber(recognizer, max_batch_s=args.batch_s, decoder=decoder,
                               word_timestamps=bool(args.json or args.srt), max_segment_s=args.max_segment_s)
     srt_names: set[str] = set()
-    failed = total = 0
+    failed = total = srt_kept = 0
     for result in transcriber.transcribe_iter(paths):
         total += 1
         if isinstance(result, AudioError):
@@ -309,12 +316,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             print(f"asr: skipped {result}", file=sys.stderr)
             continue
         path = result.source
-        if args.srt:
-            name = Path(path).stem
-            name = name if name not in srt_names else f"{name}_{len(srt_names)}"
-            srt_names.add(name)
-            Path(args.srt).mkdir(parents=True, exist_ok=True)
-            (Path(args.srt) / f"{name}.srt").write_text(to_srt(result.words or []), encoding="utf-8")
+        if args.srt and not _write_srt(Path(args.srt), Path(path).stem, to_srt(result.words or []), srt_names):
+            srt_kept += 1
         if args.json:
             record = {"path": path, "text": result.text, "duration_s": round(result.duration_s, 3),
                       "decode_s": round(result.decode_s, 4),
@@ -329,7 +332,29 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     if failed:
         print(f"asr: {failed} of {total} files could not be read", file=sys.stderr)
-    return 1 if failed else 0
+    if srt_kept:
+        print(f"asr: {srt_kept} subtitle files not written: they exist already", file=sys.stderr)
+    return 1 if failed or srt_kept else 0
+
+
+def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
+    """Write ``folder/<stem>.srt`` (``<stem>_N.srt`` for a stem already used in this run). A file
+    already there is never replaced: the function says so on stderr and returns False."""
+    from asr.outputs import atomic_output
+
+    name, n = stem, 0
+    while name in taken:
+        n += 1
+        name = f"{stem}_{n}"
+    taken.add(name)
+    target = folder / f"{name}.srt"
+    if os.path.lexists(target):
+        print(f"asr: {target}: exists; not overwritten (remove it or choose another --srt folder)", file=sys.stderr)
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as tmp:
+        tmp.write_text(srt, encoding="utf-8")
+    return True
 
 
 def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
@@ -343,6 +368,8 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
 
     if files_from is None:
         return iter(audio)
+    if files_from == "-" and sys.stdin is None:  # started with standard input closed (<&-)
+        raise AudioError("-: cannot read the file list (standard input is closed)")
     try:
         stream = sys.stdin.buffer if files_from == "-" else open(files_from, "rb")
     except OSError as e:
@@ -365,6 +392,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
     if args.chunk_ms <= 0:
         raise StreamingError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    _check_decoding_options(args)
+    if "-" in args.audio and sys.stdin is None:  # started with standard input closed (<&-)
+        raise StreamingError("-: standard input is closed; no audio can arrive on it")
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer)
     try:
@@ -375,9 +405,10 @@ def cmd_stream(args: argparse.Namespace) -> int:
     chunk = max(1, round(rate * args.chunk_ms / 1000))
     frame_s = recognizer.frame_shift_s
     failed = 0
+    ended = _FirstInterrupt()
     for path in args.audio:
         if path == "-":
-            chunks = pcm16_chunks(sys.stdin.buffer, chunk)
+            chunks = ended.until_interrupt(pcm16_chunks(sys.stdin.buffer, chunk))
         else:
             try:
                 wave = load_audio(path, rate)  # (S,)
@@ -396,6 +427,10 @@ def cmd_stream(args: argparse.Namespace) -> int:
             if args.partials and partial.text != text:
                 print(f"{heard / rate:.2f}\t{partial.text}", file=sys.stderr, flush=True)
             text = partial.text
+        if path == "-" and not heard:  # stdin was empty (or ended inside the first sample)
+            failed += 1
+            print("asr: skipped -: no audio arrived on standard input", file=sys.stderr)
+            continue
         start = time.perf_counter()
         final = stream.finish()
         compute_s += time.perf_counter() - start
@@ -404,16 +439,49 @@ def cmd_stream(args: argparse.Namespace) -> int:
         print(f"asr: {path}: {audio_s:.2f} s in chunks of {args.chunk_ms:g} ms; compute {compute_s:.2f} s "
               f"(RTF {compute_s / max(audio_s, 1e-9):.3f}), slowest chunk {1000 * slowest_s:.0f} ms; "
               f"output behind the audio by at most {lag_s:.2f} s", file=sys.stderr)
+        if ended.interrupted:  # Ctrl-C finished the live input: the inputs after it are left alone
+            break
     if failed:
         print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
     return 1 if failed else 0
 
 
+class _FirstInterrupt:
+    """Ends a live input on Ctrl-C instead of aborting: the first SIGINT only marks the input as
+    ended (the chunk being decoded is finished, so the final transcript is whole); a second one
+    interrupts as usual."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def until_interrupt(self, chunks: Iterator) -> Iterator:
+        previous = signal.signal(signal.SIGINT, self._handle)
+        print("asr: -: listening on standard input (Ctrl-C or the end of the input finishes it)",
+              file=sys.stderr, flush=True)
+        try:
+            for item in chunks:
+                yield item
+                if self.interrupted:
+                    return
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
     from asr.data import read_manifest
-    from asr.evaluate import evaluate_utterances
+    from asr.evaluate import evaluate_utterances, report_folder
+    from asr.results import results_path, result_from_evaluation, write_result
 
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decode" / Path(args.manifest).stem
+    report_folder(out, args.manifest)  # outputs that would replace something are refused before the work
+    if args.results_json:
+        results_path(args.results_json)
+    _check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     utts = read_manifest(args.manifest, skip_bad=True)
     if not utts:
@@ -421,13 +489,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return EXIT_USER_ERROR
     result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s,
                                  decoder=_beam_decoder(args, recognizer.tokenizer), jobs=args.jobs)
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decode" / Path(args.manifest).stem
-    result.write(out)
+    result.write(out, args.manifest)
     print(result.summary())
     print(f"report: {out / 'errs.txt'}")
     if args.results_json:
-        from asr.results import result_from_evaluation, write_result
-
         record = result_from_evaluation(result, args.checkpoint, args.manifest, test_set=args.test_set,
                                         train_data=args.train_data, decoding=_decoding_label(args),
                                         hardware=args.hardware, device=args.device)
@@ -471,28 +536,51 @@ def _wants_beam(args: argparse.Namespace) -> bool:
     return bool(args.lm or args.lexicon or args.lexicon_free or args.beam_size is not None)
 
 
+def _beam_config(args: argparse.Namespace, nbest: int = 1):
+    """The BeamSearchConfig of the command-line options; a bad value is a DecodeError naming its option."""
+    from asr.decode import BeamSearchConfig, DecodeError
+
+    try:
+        return BeamSearchConfig(beam_size=50 if args.beam_size is None else args.beam_size, beam_threshold=args.beam_threshold,
+                                lm_weight=getattr(args, "lm_weight", 2.0),
+                                word_score=getattr(args, "word_score", 0.0), nbest=nbest,
+                                log_add=not args.best_path)
+    except ValueError as e:  # "beam_size=0: must be >= 1": each field is the option of the same name
+        field, _, problem = str(e).partition("=")
+        raise DecodeError(f"--{field.replace('_', '-')} {problem}") from None
+
+
+def _check_decoding_options(args: argparse.Namespace) -> None:
+    """Refuse a bad --device, --jobs or beam-search option (even one greedy decoding would not use)
+    before any model or data is read."""
+    from asr.checkpoint import resolve_device
+    from asr.config import ConfigError
+    from asr.decode import DecodeError
+
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise ConfigError(f"--device {args.device}: {e}") from None
+    if getattr(args, "jobs", 0) < 0:
+        raise DecodeError(f"--jobs {args.jobs}: must be >= 0 (0: one per CPU core)")
+    _beam_config(args, getattr(args, "nbest", 1))
+
+
 def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bool = False):
     """A BeamSearchDecoder from the command-line options, or None for greedy decoding."""
     if not (force or _wants_beam(args)):
         return None
-    from asr.decode import BeamSearchConfig, BeamSearchDecoder, DecodeError
+    from asr.decode import BeamSearchDecoder
 
-    try:
-        config = BeamSearchConfig(beam_size=50 if args.beam_size is None else args.beam_size, beam_threshold=args.beam_threshold,
-                                  lm_weight=getattr(args, "lm_weight", 2.0),
-                                  word_score=getattr(args, "word_score", 0.0), nbest=nbest,
-                                  log_add=not args.best_path)
-    except ValueError as e:
-        raise DecodeError(f"beam search: {e}") from None
     return BeamSearchDecoder(tokenizer, lm=args.lm, lexicon=args.lexicon, lexicon_free=args.lexicon_free,
-                             config=config)
+                             config=_beam_config(args, nbest))
 
 
 def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
     from asr.data import read_manifest
     from asr.decode import DecodeError
-    from asr.tune import cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
+    from asr.tune import MAX_GRID_POINTS, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
 
     try:
         lm_weights, word_scores = parse_grid(args.lm_weights), parse_grid(args.word_scores)
@@ -500,6 +588,10 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
         raise DecodeError(str(e)) from None
     if not lm_weights or not word_scores or args.refine < 0:
         raise DecodeError("tune-lm: the grids must not be empty and --refine must be >= 0")
+    if len(lm_weights) * len(word_scores) > MAX_GRID_POINTS:
+        raise DecodeError(f"--lm-weights {args.lm_weights} --word-scores {args.word_scores}: "
+                          f"{len(lm_weights) * len(word_scores):,} pairs; at most {MAX_GRID_POINTS:,} are tried")
+    _check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
     utts = read_manifest(args.manifest, skip_bad=True)
@@ -520,10 +612,10 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_build_lm(args: argparse.Namespace) -> int:
-    from asr.lm import LMError, build_lm
+    from asr.lm import KENLM_MAX_ORDER, LMError, build_lm
 
-    if args.order < 1:
-        raise LMError(f"--order {args.order}: must be >= 1")
+    if not 1 <= args.order <= KENLM_MAX_ORDER:
+        raise LMError(f"--order {args.order}: must be from 1 to {KENLM_MAX_ORDER} (the highest order KenLM loads)")
     report = build_lm(args.texts, args.order, args.out, prune=args.prune, units=args.units, backend=args.backend)
     counts = " ".join(f"{n}-grams={c}" for n, c in enumerate(report.ngram_counts, start=1))
     print(f"{report.path}: {report.sentences} sentences, {counts} ({report.backend})")
@@ -608,11 +700,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
+    import torch
+
+    from asr.config import ConfigError
     from asr.model import DeepSpeech2, list_presets, load_preset
 
+    if args.features < 1:
+        raise ConfigError(f"--features {args.features}: must be >= 1")
+    if args.vocab < 2:
+        raise ConfigError(f"--vocab {args.vocab}: must be >= 2 (the CTC blank and at least one token)")
     print(f"{'preset':<8} {'parameters':>12}  (features={args.features}, vocabulary={args.vocab})")
     for name in list_presets():
-        model = DeepSpeech2(load_preset(name), num_features=args.features, vocab_size=args.vocab)
+        with torch.device("meta"):  # shapes only: a count needs no memory, however large the model
+            model = DeepSpeech2(load_preset(name), num_features=args.features, vocab_size=args.vocab)
         print(f"{name:<8} {model.num_params():>12,}")
     return 0
 

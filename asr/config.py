@@ -73,9 +73,9 @@ def _text_line(path: str | Path, offset: int) -> int:
         return f.read(offset).count(b"\n") + 1
 
 
-def save_yaml(data: Mapping[str, Any], path: str | Path) -> None:
-    """Write ``data`` as YAML (keys in insertion order)."""
-    Path(path).write_text(yaml.safe_dump(_plain(data), sort_keys=False), encoding="utf-8")
+def save_yaml(data: Mapping[str, Any], path: str | Path, header: str = "") -> None:
+    """Write ``data`` as YAML (keys in insertion order), after ``header`` (comment lines)."""
+    Path(path).write_text(header + yaml.safe_dump(_plain(data), sort_keys=False), encoding="utf-8")
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
+from asr.outputs import atomic_output
 from asr.text import normalize_text
 
 if TYPE_CHECKING:
@@ -184,31 +184,22 @@ def write_manifest(path: str | os.PathLike, utts: Iterable[Utterance]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = os.path.abspath(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for i, utt in enumerate(utts):
-                for name, value in (("duration", utt.duration), ("offset", utt.offset)):
-                    if not math.isfinite(value) or value < 0:
-                        raise ValueError(f"{path}: utterance {i} ({utt.audio_filepath}): "
-                                         f"{name} must be finite and >= 0, got {value!r}")
-                audio = os.path.abspath(utt.audio_filepath)
-                if os.path.commonpath([folder, audio]) == folder:
-                    audio = os.path.relpath(audio, folder)
-                entry: dict[str, Any] = {"audio_filepath": audio, "duration": utt.duration,
-                                         "text": utt.text}
-                if utt.offset:
-                    entry["offset"] = utt.offset
-                if utt.speaker is not None:
-                    entry["speaker"] = utt.speaker
-                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, durable=True) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for i, utt in enumerate(utts):
+            for name, value in (("duration", utt.duration), ("offset", utt.offset)):
+                if not math.isfinite(value) or value < 0:
+                    raise ValueError(f"{path}: utterance {i} ({utt.audio_filepath}): "
+                                     f"{name} must be finite and >= 0, got {value!r}")
+            audio = os.path.abspath(utt.audio_filepath)
+            if os.path.commonpath([folder, audio]) == folder:
+                audio = os.path.relpath(audio, folder)
+            entry: dict[str, Any] = {"audio_filepath": audio, "duration": utt.duration,
+                                     "text": utt.text}
+            if utt.offset:
+                entry["offset"] = utt.offset
+            if utt.speaker is not None:
+                entry["speaker"] = utt.speaker
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
 def iter_waves(utts: Iterable[Utterance], sample_rate: int = 16000) -> Iterator[np.ndarray]:

@@ -131,11 +131,17 @@ class BeamSearchConfig:
     log_add: bool = True
 
     def __post_init__(self) -> None:
-        if self.beam_size < 1 or self.beam_size_token < 0 or self.nbest < 1:
-            raise ValueError(f"beam_size={self.beam_size} and nbest={self.nbest} must be >= 1, "
-                             f"beam_size_token={self.beam_size_token} >= 0")
-        if not self.beam_threshold > 0:
-            raise ValueError(f"beam_threshold={self.beam_threshold} must be positive")
+        """Raises ``ValueError`` as ``"<field>=<value>: must be ..."``, for the first bad field."""
+        for name, least in (("beam_size", 1), ("beam_size_token", 0), ("nbest", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= {least}")
+        if not self.beam_threshold > 0:  # NaN too; inf keeps every hypothesis the beam size allows
+            raise ValueError(f"beam_threshold={self.beam_threshold:g}: must be positive")
+        for name in ("lm_weight", "word_score"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name}={getattr(self, name):g}: must be a finite number")
+        if math.isnan(self.unk_score) or self.unk_score == math.inf:
+            raise ValueError(f"unk_score={self.unk_score:g}: must be a finite number or -inf")
 
 
 def token_units(tokenizer: Tokenizer) -> list[str]:

@@ -4,6 +4,7 @@ from asr.audio import AudioError
 from asr.checkpoint import CheckpointError
 from asr.config import ConfigError
 from asr.data import ManifestError
+from asr.datasets.digits import DigitsError
 from asr.datasets.download import DownloadError
 from asr.datasets.wsj import WsjError
 from asr.decode import DecodeError
@@ -15,5 +16,6 @@ from asr.train import TrainError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     AudioError, CheckpointError, DecodeError, LMError, ConfigError, ManifestError, DownloadError, TrainError,
-    OutputError, ResultsError, StreamingError, WsjError, FileNotFoundError, NotADirectoryError, PermissionError,
+    OutputError, ResultsError, StreamingError, WsjError, DigitsError, FileNotFoundError, NotADirectoryError,
+    PermissionError,
 )

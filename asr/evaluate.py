@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from asr.checkpoint import Recognizer
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, Utterance, collate
 from asr.decode import Decoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
 from asr.metrics import ErrorReport, error_report
+from asr.outputs import OutputError, atomic_output, check_output
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -34,14 +36,26 @@ class EvalResult:
     def rtf(self) -> float:
         return self.decode_s / self.audio_s if self.audio_s else float("nan")
 
-    def write(self, out_dir: str | Path) -> None:
-        """Write ``hyps.txt`` (id TAB text), ``errs.txt`` (aligned REF/HYP) and ``wer.txt`` (summary)."""
-        out = Path(out_dir)
+    def write(self, out_dir: str | Path, manifest: str | Path) -> Path:
+        """Write ``hyps.txt`` (id TAB text), ``errs.txt`` (aligned REF/HYP) and, last, ``wer.txt``
+        (the summary and the manifest scored) into ``out_dir``, over nothing but an earlier report on
+        the same manifest (see :func:`report_folder`); returns the folder.
+
+        Raises:
+            OutputError: the folder holds something else.
+        """
+        out = report_folder(out_dir, manifest)
         out.mkdir(parents=True, exist_ok=True)
         names = [utterance_id(u) for u in self.utts]
-        (out / "hyps.txt").write_text("".join(f"{n}\t{h.text}\n" for n, h in zip(names, self.hyps)), encoding="utf-8")
-        (out / "errs.txt").write_text("\n\n".join(self.report.alignments) + "\n", encoding="utf-8")
-        (out / "wer.txt").write_text(self.summary() + "\n", encoding="utf-8")
+        texts = {
+            "hyps.txt": "".join(f"{n}\t{h.text}\n" for n, h in zip(names, self.hyps)),
+            "errs.txt": "\n\n".join(self.report.alignments) + "\n",
+            "wer.txt": f"{self.summary()}\n{MANIFEST_PREFIX}{os.path.abspath(manifest)}\n",
+        }
+        for name, text in texts.items():
+            with atomic_output(out / name) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+        return out
 
     def summary(self) -> str:
         return "\n".join([
@@ -49,6 +63,44 @@ class EvalResult:
             self.report.chars.summary("CER"),
             f"utterances {len(self.utts)}  audio {self.audio_s:.1f} s  decode {self.decode_s:.1f} s  RTF {self.rtf:.4f}",
         ])
+
+
+MANIFEST_PREFIX = "manifest "  # the line of wer.txt naming the manifest scored
+REPORT_FILES = ("hyps.txt", "errs.txt", "wer.txt")
+
+
+def report_folder(out_dir: str | Path, manifest: str | Path) -> Path:
+    """``out_dir``, once it is certain that writing the report on ``manifest`` there loses nothing:
+    it holds none of the report's files, or an earlier report of ``asr evaluate`` on the same
+    manifest (decoded anew, e.g. with other beam settings). Call it before decoding, so that a
+    refusal comes before the work.
+
+    Raises:
+        OutputError: ``out_dir`` is not a folder, a report file there was not written by
+            ``asr evaluate``, or the report there is on another manifest.
+    """
+    out = Path(out_dir)
+    if os.path.lexists(out) and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; no report written (name a folder with --out)")
+    scored = _scored_manifest(out / "wer.txt")
+    for name in REPORT_FILES:
+        check_output(out / name, lambda _: scored is not None, "part of a report of asr evaluate")
+    if scored and scored != os.path.abspath(manifest):
+        raise OutputError(f"{out}: holds the report on {scored}; not overwritten by the report on {manifest} "
+                          "(name another folder with --out)")
+    return out
+
+
+def _scored_manifest(wer_txt: Path) -> str | None:
+    """The manifest an ``asr evaluate`` report names in its ``wer.txt`` ('' for a report written
+    before reports named it), or None when the file is missing or is not such a report."""
+    try:
+        lines = wer_txt.read_bytes()[:100_000].decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(lines) < 3 or not (lines[0].startswith("WER ") and lines[1].startswith("CER ")):
+        return None
+    return next((line[len(MANIFEST_PREFIX):] for line in lines if line.startswith(MANIFEST_PREFIX)), "")
 
 
 def utterance_id(utt: Utterance) -> str:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from asr.outputs import check_output, starts_with, temporary_sibling
+from asr.outputs import atomic_output, check_output, starts_with
 from asr.text import read_normalized_lines
 
 logger = logging.getLogger(__name__)
@@ -174,6 +174,7 @@ def arpa_vocabulary(path: str | Path) -> list[str]:
 
 
 KENLM_MAGIC = b"mmap lm http://kheafield.com/code"  # how a KenLM binary file begins
+KENLM_MAX_ORDER = 6  # KenLM's default KENLM_MAX_ORDER, which flashlight-text's KenLM is built with
 
 
 def lm_vocabulary(path: str | Path) -> list[str]:
@@ -367,9 +368,11 @@ def build_lm(
         backend: ``"kenlm"`` needs ``lmplz``; ``"python"`` uses the estimator here; ``"auto"`` prefers KenLM.
 
     Raises:
-        LMError: unreadable or empty text, bad thresholds, a missing KenLM tool, or a KenLM failure.
-        ValueError: order < 1.
+        LMError: an order outside 1..``KENLM_MAX_ORDER`` (beam search could not load the model),
+            unreadable or empty text, bad thresholds, a missing KenLM tool, or a KenLM failure.
     """
+    if not 1 <= order <= KENLM_MAX_ORDER:
+        raise LMError(f"order {order}: must be from 1 to {KENLM_MAX_ORDER} (the highest order KenLM loads)")
     out = Path(out)
     tools = find_kenlm() if backend != "python" else None
     if backend == "kenlm" and tools is None:
@@ -382,22 +385,17 @@ def build_lm(
     arpa = check_output(out.with_suffix(".arpa"), is_lm_file, "an ARPA LM") if is_binary_path(out) else out
     out.parent.mkdir(parents=True, exist_ok=True)
     sentences = list(read_sentences(texts, units))
-    written = [temporary_sibling(arpa), temporary_sibling(out)]  # renamed into place once complete
-    try:
+    with atomic_output(arpa) as arpa_tmp:  # renamed into place once complete
         if tools is None:
             model = estimate_kneser_ney(sentences, order, prune)
-            model.write_arpa(written[0])
+            model.write_arpa(arpa_tmp)
             counts, used = [len(t) for t in model.ngrams], "python"
         else:
-            _run_lmplz(tools[0], sentences, order, prune, written[0])
-            counts, used = _arpa_counts(written[0]), "kenlm"
+            _run_lmplz(tools[0], sentences, order, prune, arpa_tmp)
+            counts, used = _arpa_counts(arpa_tmp), "kenlm"
         if is_binary_path(out):
-            _run([str(tools[1]), str(written[0]), str(written[1])], f"{out}: build_binary")
-            os.replace(written[1], out)
-        os.replace(written[0], arpa)
-    finally:
-        for path in written:
-            path.unlink(missing_ok=True)
+            with atomic_output(out) as binary_tmp:
+                _run([str(tools[1]), str(arpa_tmp), str(binary_tmp)], f"{out}: build_binary")
     return BuildReport(path=out, backend=used, sentences=len(sentences), ngram_counts=counts)
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Literal
 
 from asr.data import ManifestError, read_manifest
+from asr.outputs import atomic_output
 from asr.text import normalize_text, read_normalized_lines
 
 logger = logging.getLogger(__name__)
@@ -341,22 +342,16 @@ def prepare_lm_text(books: Sequence[str | Path], out: str | Path, fmt: BookForma
         for text in excluded:
             banned.update(ngrams(text.split(), exclude_order))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for book in books:
-                for sentence in _file_sentences(book, fmt, min_words):
-                    report.sentences += 1
-                    if sentence in excluded:
-                        report.dropped_exact += 1
-                    elif banned and any(g in banned for g in ngrams(sentence.split(), exclude_order)):
-                        report.dropped_ngram += 1
-                    else:
-                        f.write(sentence + "\n")
-                        report.written += 1
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for book in books:
+            for sentence in _file_sentences(book, fmt, min_words):
+                report.sentences += 1
+                if sentence in excluded:
+                    report.dropped_exact += 1
+                elif banned and any(g in banned for g in ngrams(sentence.split(), exclude_order)):
+                    report.dropped_ngram += 1
+                else:
+                    f.write(sentence + "\n")
+                    report.written += 1
     logger.info("lm_text=%s sentences=%d written=%d", out, report.sentences, report.written)
     return report

@@ -3,8 +3,9 @@ whole or not at all.
 
 ``asr evaluate --results-json``, ``asr build-lm --out`` and ``asr tune-lm --cache`` used to replace
 whatever was at the path: a checkpoint, the LM's own input text, a device. ``check_output`` refuses
-a path that holds something else; ``temporary_sibling`` gives the name to write first and rename
-over the path once the file is complete, so an interrupted write leaves the old file as it was.
+a path that holds something else. Every file asr writes goes through ``atomic_output``: it is
+written under a temporary name and renamed over the path once complete, so an interrupted write
+leaves the old file as it was.
 
 Example:
     >>> import tempfile
@@ -18,8 +19,10 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -45,10 +48,42 @@ def check_output(path: str | Path, is_ours: Callable[[Path], bool], what: str) -
     return path
 
 
-def temporary_sibling(path: Path, suffix: str = "") -> Path:
-    """A hidden name beside ``path`` to write first and then ``os.replace`` onto ``path`` (the same
-    folder, so the rename is atomic); ``suffix`` keeps an extension a tool insists on."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> Iterator[Path]:
+    """A hidden temporary name beside ``path`` to write; once the ``with`` block ends without an
+    error it is renamed onto ``path`` (the same folder, so the rename is atomic). On an error or
+    Ctrl-C the temporary file is removed and ``path`` keeps what it held.
+
+    Args:
+        path: the file to write.
+        suffix: kept at the end of the temporary name, for writers that choose a format by extension.
+        durable: flush the file to the disk before the rename (checkpoints, manifests), so that a
+            crash of the machine leaves the old file or the new one, never an empty one.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with atomic_output(folder / "a.txt") as tmp:
+        ...     _ = tmp.write_text("whole")
+        >>> (folder / "a.txt").read_text(), [p.name for p in folder.iterdir()]
+        ('whole', ['a.txt'])
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_serial)}.tmp{suffix}")
+    try:
+        yield tmp
+        if durable:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_serial = itertools.count()  # distinct temporary names for writes of one path from several threads
 
 
 def starts_with(path: Path, prefix: bytes) -> bool:

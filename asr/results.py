@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import date
 from pathlib import Path
 
-from asr.outputs import check_output, temporary_sibling
+from asr.outputs import atomic_output, check_output
 
 PAPER = ("Amodei et al. 2016, *Deep Speech 2: End-to-End Speech Recognition in English and "
          "Mandarin*, Table 13")
@@ -114,15 +114,21 @@ def write_result(result: MeasuredResult, path: str | Path) -> Path:
     Raises:
         OutputError: ``path`` holds something else (another file, a folder, a device).
     """
-    path = check_output(path, _is_results_file, "a results file of asr evaluate")
+    path = results_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    try:
+    with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
+
+
+def results_path(path: str | Path) -> Path:
+    """The file to write a result to at ``path`` (see :func:`write_result`); call it early to refuse
+    a path before the work.
+
+    Raises:
+        OutputError: ``path`` holds something other than an earlier results file.
+    """
+    return check_output(path, _is_results_file, "a results file of asr evaluate")
 
 
 def _is_results_file(path: Path) -> bool:
@@ -134,7 +140,8 @@ def _is_results_file(path: Path) -> bool:
 
 
 def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
-    """Read results files; a folder is searched for ``result.json`` files (recursively).
+    """Read results files; a folder is searched (recursively) for the ``*.json`` files that hold
+    one result of ``asr evaluate --results-json``, whatever their name (other JSON is passed over).
 
     Raises:
         ResultsError: unreadable file, invalid JSON, or a malformed record (file and line named).
@@ -143,7 +150,7 @@ def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(p.rglob("result.json")))
+            files.extend(f for f in sorted(p.rglob("*.json")) if f.is_file() and _is_results_file(f))
         elif p.is_file():
             files.append(p)
         else:

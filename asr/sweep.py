@@ -3,8 +3,10 @@
 ``asr sweep CONFIG.yaml --grid optim.lr=3e-4,1e-3 --grid optim.schedule=cosine,linear --seeds 0,1
 --out DIR [key=value ...]`` runs ``asr train`` once per point and seed, each in its own process, in
 ``DIR/<key=value,...>-seed<S>/``. Every point is checked against the config schema before any
-training starts. A run that fails is reported with its error and the others go on; a run that
-already wrote ``model.pt`` is read, not trained again (so an interrupted sweep resumes). The
+training starts, and so is the sweep folder: its ``sweep.md`` and ``sweep.jsonl`` are written only
+over an earlier sweep's. A run that fails is reported with its error and the others go on; a run that
+already wrote ``model.pt`` is read, not trained again (so an interrupted sweep resumes). Ctrl-C (or
+SIGINT sent to the sweep alone) interrupts the runs in progress and starts no other. The
 table, one row per point with the mean and per-seed best dev WER, best first, goes to
 ``DIR/sweep.md``; ``DIR/sweep.jsonl`` holds one record per run.
 
@@ -22,6 +24,7 @@ import itertools
 import json
 import logging
 import math
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from asr.config import ConfigError
+from asr.outputs import atomic_output, check_output, starts_with
 from asr.train_config import resolve_config
 
 logger = logging.getLogger(__name__)
@@ -127,8 +131,9 @@ def _read_run(run: SweepRun) -> SweepRun:
     return run
 
 
-def _train(config: str, overrides: list[str], run: SweepRun) -> SweepRun:
-    """One ``asr train`` process; its output goes to ``run_dir/train.out``."""
+def _train(config: str, overrides: list[str], run: SweepRun, running: set[subprocess.Popen]) -> SweepRun:
+    """One ``asr train`` process, listed in ``running`` while it runs; its output goes to
+    ``run_dir/train.out``."""
     if (run.run_dir / "model.pt").is_file():
         run.reused = True
         return _read_run(run)
@@ -137,7 +142,13 @@ def _train(config: str, overrides: list[str], run: SweepRun) -> SweepRun:
     cmd = [sys.executable, "-m", "asr.cli", "train", config, *overrides, *resume]
     start = time.monotonic()
     with open(run.run_dir / "train.out", "w", encoding="utf-8") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        # its own process group: a Ctrl-C reaches it once, from sweep(), not also from the terminal
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, process_group=0)
+        running.add(proc)
+        try:
+            proc.wait()
+        finally:
+            running.discard(proc)
     run.wall_s = time.monotonic() - start
     if proc.returncode != 0:
         lines = (run.run_dir / "train.out").read_text(encoding="utf-8", errors="replace").strip().splitlines()
@@ -178,22 +189,44 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
             except (ConfigError, ValueError, TypeError) as e:
                 raise ConfigError(f"sweep point {run_name(point, seed)}: {e}") from None
             todo.append((args, run))
+    records = check_output(out_dir / "sweep.jsonl", _is_sweep_records, "the records of an asr sweep")
+    summary = check_output(out_dir / "sweep.md", lambda p: starts_with(p, b"| "), "the table of an asr sweep")
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    running: set[subprocess.Popen] = set()
+
     def work(item: tuple[list[str], SweepRun]) -> SweepRun:
-        run = _train(config, *item)
+        run = _train(config, *item, running)
         logger.info("run=%s best_dev_wer=%s error=%s", run.run_dir.name, run.best_dev_wer, run.error)
         if on_run is not None:
             on_run(run)
         return run
 
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        runs = list(pool.map(work, todo))
-    with open(out_dir / "sweep.jsonl", "w", encoding="utf-8") as f:
+    pool = ThreadPoolExecutor(max(1, jobs))
+    try:
+        runs = [future.result() for future in [pool.submit(work, item) for item in todo]]
+    except KeyboardInterrupt:  # no run is started any more; the running ones are interrupted too
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(running):
+            proc.send_signal(signal.SIGINT)
+        pool.shutdown()  # their reports come before the sweep's own "interrupted"
+        raise
+    pool.shutdown()
+    with atomic_output(records) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for run in runs:
             f.write(json.dumps({**asdict(run), "run_dir": str(run.run_dir)}) + "\n")
-    (out_dir / "sweep.md").write_text(table(runs, grid) + "\n", encoding="utf-8")
+    with atomic_output(summary) as tmp:
+        tmp.write_text(table(runs, grid) + "\n", encoding="utf-8")
     return runs
+
+
+def _is_sweep_records(path: Path) -> bool:
+    with open(path, "rb") as f:
+        first = f.readline(1_000_000)
+    try:
+        return not first or {"point", "seed", "run_dir"} <= set(json.loads(first))
+    except (ValueError, TypeError):
+        return False
 
 
 def table(runs: Sequence[SweepRun], grid: dict[str, list[str]]) -> str:

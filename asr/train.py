@@ -9,6 +9,9 @@ One run lives in ``exp/<name>/`` (or ``out_dir``):
 - ``model.pt``: the final inference checkpoint (a copy of the best weights, no optimizer state);
 - ``epoch-<N>.pt``: with ``keep_epoch_checkpoints``, the weights after epoch N, for ``asr average``.
 
+A new run refuses a folder that holds a checkpoint (``--resume`` continues it) or a
+``config.yaml`` / ``train_log.jsonl`` that ``asr train`` did not write, such as the user's own config.
+
 With ``ema_decay`` > 0 the trainer keeps an exponential moving average of the weights
 (``asr.averaging.ModelEMA``): the dev set scores it, and ``best.pt``, ``model.pt`` and the epoch
 checkpoints hold it; ``last.pt`` holds the trained weights and the average, for an exact resume.
@@ -40,7 +43,8 @@ import torch.nn.functional as F
 
 from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
-from asr.checkpoint import CheckpointError, Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
+from asr.checkpoint import (CheckpointError, Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint,
+                            state_mismatch)
 from asr.config import config_to_dict, save_yaml
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
@@ -48,6 +52,7 @@ from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor, compute_cmvn
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
+from asr.outputs import atomic_output, check_output, starts_with
 from asr.train_config import TrainConfig, TrainError, resolve_config
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, normalize_text, oov_report, tokenizer_from_dict
 
@@ -88,11 +93,12 @@ class Trainer:
             raise TrainError(f"{last}: nothing to resume (no checkpoint)")
         if not resume and (last.exists() or (self.run_dir / "model.pt").exists()):
             raise TrainError(f"{self.run_dir}: a run already exists there; pass --resume or choose another name/out_dir")
+        if not resume:
+            _check_new_run_dir(self.run_dir)
         init = _init_checkpoint(cfg) if cfg.init_from and not resume else None  # resuming reads last.pt only
         barrier(self.dist)  # every rank has checked before rank 0 creates the run
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_yaml(config_to_dict(cfg), self.run_dir / "config.yaml")
         _seed_everything(cfg.seed)
 
         if not cfg.data.train_manifest:
@@ -105,11 +111,20 @@ class Trainer:
             raise TrainError(f"{cfg.data.train_manifest}: no usable training utterances")
         self.audio_cache = self._preload_audio() if cfg.data.cache_audio else None
         state = load_checkpoint(last) if resume else None
+        if state is not None and "train_state" not in state:
+            raise TrainError(f"{last}: holds no training state (an inference checkpoint); cannot resume from it")
         start = state or init
         self.tokenizer = tokenizer_from_dict(start["tokenizer"]) if start else self._build_tokenizer()
         self.features = FeatureExtractor(cfg.features)
         self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)
         if start:
+            mismatch = (state_mismatch(self.features, start["features_state"])
+                        or state_mismatch(self.model, start["model_state"]))
+            if mismatch:  # resuming after the config changed the model's or the features' shape
+                what = "; ".join(_config_differences(start, cfg)) or f"weights: {mismatch}"
+                source = last if state else cfg.init_from
+                raise TrainError(f"{source}: does not match the config ({what}); "
+                                 + ("resume with the run's own config" if state else "init_from needs the same model"))
             self.features.load_state_dict(start["features_state"])
             self.model.load_state_dict(start["model_state"])
         elif cfg.features.normalize == "global":
@@ -151,6 +166,9 @@ class Trainer:
         self._pending: list[Future] = []
         if state:
             self._load_train_state(state["train_state"])
+        if self.dist.is_main:  # last: a resume the config does not fit leaves the run's own config
+            with atomic_output(self.run_dir / "config.yaml") as tmp:
+                save_yaml(config_to_dict(cfg), tmp, header=RUN_CONFIG_HEADER)
 
     # ----------------------------------------------------------------------------------- setup
     def _build_tokenizer(self) -> Tokenizer:
@@ -187,6 +205,10 @@ class Trainer:
         logger.info("global CMVN from %d utterances", len(utts))
 
     def _load_train_state(self, st: dict[str, Any]) -> None:
+        ours = [sorted(group) for group in self.optimizer.state_dict()["param_groups"]]
+        if [sorted(group) for group in st["optimizer"].get("param_groups", [])] != ours:
+            raise TrainError(f"{self.run_dir / 'last.pt'}: holds the state of another optimizer than "
+                             f"optim.name={self.cfg.optim.name!r}; resume with the run's own config")
         self.optimizer.load_state_dict(st["optimizer"])
         self.scheduler.load_state_dict(st["scheduler"])
         if st.get("scaler"):
@@ -410,8 +432,8 @@ class Trainer:
         best = self.run_dir / "best.pt"
         self.wait_for_checkpoints()
         if self.dev_utts and best.is_file():
-            shutil.copyfile(best, self.run_dir / "model.pt.tmp")
-            (self.run_dir / "model.pt.tmp").replace(self.run_dir / "model.pt")
+            with atomic_output(self.run_dir / "model.pt", durable=True) as tmp:
+                shutil.copyfile(best, tmp)
         else:
             self.save("model.pt")
 
@@ -454,11 +476,7 @@ def _init_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
         payload = load_checkpoint(path)
     except CheckpointError as e:
         raise TrainError(f"init_from: {e}") from None
-    theirs = {"features": payload["features_config"], "model": payload["model_config"]}
-    ours = {"features": config_to_dict(cfg.features), "model": config_to_dict(cfg.model)}
-    differ = [f"{part}.{key}={theirs[part].get(key)!r} (config: {value!r})"
-              for part, values in ours.items() for key, value in values.items()
-              if key not in _TRAINING_ONLY[part] and theirs[part].get(key) != value]
+    differ = _config_differences(payload, cfg)
     kind = payload["tokenizer"]["type"]
     if (kind == "char") != (cfg.tokenizer.kind == "char"):
         differ.append(f"tokenizer {kind!r} (config: tokenizer.kind={cfg.tokenizer.kind!r})")
@@ -467,6 +485,16 @@ def _init_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
                          + "; ".join(differ))
     logger.info("init_from=%s (weights, CMVN and tokenizer; new optimizer and schedule)", path)
     return payload
+
+
+def _config_differences(payload: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """The feature and model settings of a checkpoint that differ from ``cfg``'s (training-only ones
+    aside), as ``model.rnn_hidden=64 (config: 96)``."""
+    theirs = {"features": payload["features_config"], "model": payload["model_config"]}
+    ours = {"features": config_to_dict(cfg.features), "model": config_to_dict(cfg.model)}
+    return [f"{part}.{key}={theirs[part].get(key)!r} (config: {value!r})"
+            for part, values in ours.items() for key, value in values.items()
+            if key not in _TRAINING_ONLY[part] and theirs[part].get(key) != value]
 
 
 def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:
@@ -509,6 +537,31 @@ def ctc_feasible(tokens: torch.Tensor, token_lens: torch.Tensor, out_lens: torch
     valid = torch.arange(1, L, device=tokens.device)[None, :] < token_lens[:, None].to(tokens.device)  # (B, L-1)
     repeats = ((tokens[:, 1:] == tokens[:, :-1]) & valid).sum(dim=1)  # (B,)
     return out_lens.to(tokens.device) >= token_lens.to(tokens.device) + repeats
+
+
+RUN_CONFIG_HEADER = "# written by asr train: the resolved configuration of this run (preset, defaults, overrides)\n"
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run writes ``config.yaml`` and ``train_log.jsonl``: refuse a folder where they would
+    replace anything but the files of an earlier run that saved no checkpoint (a failed sweep
+    point, a run stopped in its first epoch), such as the user's own config.
+
+    Raises:
+        OutputError: one of the two is not a file ``asr train`` wrote.
+    """
+    check_output(run_dir / "config.yaml", lambda p: starts_with(p, RUN_CONFIG_HEADER.encode()),
+                 "the configuration asr train wrote for a run")
+    check_output(run_dir / "train_log.jsonl", _is_train_log, "the log of an asr train run")
+
+
+def _is_train_log(path: Path) -> bool:
+    with open(path, "rb") as f:
+        first = f.readline(100_000)
+    try:
+        return not first or "event" in json.loads(first)
+    except (ValueError, TypeError):
+        return False
 
 
 def _trim_log(path: Path, step: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -175,6 +176,9 @@ def _spacing(values: Sequence[float]) -> float:
     return min((b - a for a, b in zip(distinct, distinct[1:])), default=1.0)
 
 
+MAX_GRID_POINTS = 1000  # values of one grid axis; each (alpha, beta) pair decodes the whole dev set
+
+
 def parse_grid(spec: str) -> list[float]:
     """A grid from ``"0,0.5,1"`` (values) or ``"0:2:0.5"`` (start:stop:step, stop included).
 
@@ -182,15 +186,27 @@ def parse_grid(spec: str) -> list[float]:
     ([0.0, 0.25, 0.5, 0.75, 1.0], [-1.0, 2.0])
 
     Raises:
-        ValueError: malformed text, or a range with a non-positive step.
+        ValueError: malformed text, a range with a non-positive step, a value that is not finite, or
+            more than ``MAX_GRID_POINTS`` values (each is a decoding of the whole dev set).
     """
     try:
         if ":" in spec:
             start, stop, step = (float(x) for x in spec.split(":"))
-            if step <= 0:
-                raise ValueError("the step must be positive")
+            values = [start, stop, step]
+        else:
+            values = [float(x) for x in spec.split(",") if x.strip()]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("the values must be finite numbers")
+        if ":" not in spec:
+            count = len(values)
+        elif step <= 0:
+            raise ValueError("the step must be positive")
+        else:
             count = int(round((stop - start) / step)) + 1
-            return [round(start + i * step, 6) for i in range(max(count, 0))]
-        return [float(x) for x in spec.split(",") if x.strip()]
     except ValueError as e:
         raise ValueError(f"grid {spec!r}: expected 'a,b,c' or 'start:stop:step' ({e})") from None
+    if count > MAX_GRID_POINTS:  # e.g. a step typed as 1e-9: the search would not end
+        raise ValueError(f"grid {spec!r}: {count:,} values; at most {MAX_GRID_POINTS:,} are tried")
+    if ":" in spec:
+        return [round(start + i * step, 6) for i in range(max(count, 0))]
+    return values

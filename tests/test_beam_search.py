@@ -7,8 +7,10 @@ trained on the domain's text should repair.
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import re
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ import torch
 from asr.decode import BeamSearchConfig, BeamSearchDecoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
 from asr.lm import build_lm, estimate_kneser_ney, find_kenlm
 from asr.text import CharTokenizer, SentencePieceTokenizer
-from asr.tune import decode_wer, tune_weights
+from asr.tune import MAX_GRID_POINTS, decode_wer, parse_grid, tune_weights
 
 TOK = CharTokenizer()
 CORPUS = [
@@ -186,6 +188,33 @@ def test_decoder_errors(lms, tmp_path):
         BeamSearchConfig(beam_size=0)
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"beam_size": -3}, "beam_size=-3: must be >= 1"),
+    ({"nbest": 0}, "nbest=0: must be >= 1"),
+    ({"beam_size_token": -1}, "beam_size_token=-1: must be >= 0"),
+    ({"beam_threshold": -1.0}, "beam_threshold=-1: must be positive"),
+    ({"beam_threshold": math.nan}, "beam_threshold=nan: must be positive"),
+    ({"lm_weight": math.nan}, "lm_weight=nan: must be a finite number"),  # decoded to empty text
+    ({"lm_weight": math.inf}, "lm_weight=inf: must be a finite number"),
+    ({"word_score": math.inf}, "word_score=inf: must be a finite number"),  # decoded to letter soup
+    ({"word_score": -math.inf}, "word_score=-inf: must be a finite number"),
+    ({"unk_score": math.nan}, "unk_score=nan: must be a finite number or -inf"),
+])
+def test_beam_settings_are_refused_where_they_are_made(lms, setting, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        BeamSearchConfig(**setting)
+    if set(setting) <= {"lm_weight", "word_score"}:  # tuning replaces these two: refused there too
+        with pytest.raises(ValueError, match=re.escape(message)):
+            BeamSearchDecoder(TOK, lm=lms["chars"]).with_weights(setting.get("lm_weight", 1.0),
+                                                                 setting.get("word_score", 0.0))
+
+
+def test_unbounded_threshold_and_unknown_word_penalty_are_allowed(error_set):
+    decoder = BeamSearchDecoder(TOK, config=BeamSearchConfig(beam_size=5, beam_threshold=math.inf,
+                                                             unk_score=-math.inf))
+    assert len(decoder(*batch(error_set[0][:1]))) == 1
+
+
 # --------------------------------------------------------------------------------------- tuning
 def test_tuning_returns_the_best_pair_of_its_grid(lms, error_set):
     log_probs, refs = error_set
@@ -222,6 +251,19 @@ def test_decoding_on_several_processes_equals_one(lms, error_set, lm):
     assert 1 <= len({h.text for h in where}) <= 2 and str(os.getpid()) not in {h.text for h in where}
     grid = ([0.0, 1.0], [-1.0, 1.0])
     assert tune_weights(decoder, log_probs, refs * 3, *grid, jobs=2) == tune_weights(decoder, log_probs, refs * 3, *grid)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("0:1e4:1", "grid '0:1e4:1': 10,001 values; at most 1,000 are tried"),  # a typo'd step once ran for ever
+    ("0:inf:1", "grid '0:inf:1': expected 'a,b,c' or 'start:stop:step' (the values must be finite numbers)"),
+    ("0,nan", "grid '0,nan': expected 'a,b,c' or 'start:stop:step' (the values must be finite numbers)"),
+    ("1:2:0", "grid '1:2:0': expected 'a,b,c' or 'start:stop:step' (the step must be positive)"),
+])
+def test_grids_that_would_not_end_or_mean_nothing_are_refused(spec, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        parse_grid(spec)
+    assert len(parse_grid(f"0:{MAX_GRID_POINTS - 1}:1")) == MAX_GRID_POINTS
+    assert len(parse_grid(",".join(["0"] * MAX_GRID_POINTS))) == MAX_GRID_POINTS
 
 
 def test_lm_estimate_is_usable_directly(tmp_path):

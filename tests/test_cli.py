@@ -88,6 +88,28 @@ def test_usage_errors_and_no_command_are_one_line_with_status_2():
     assert result.returncode == 2 and result.stdout == "" and "COMMAND" in result.stderr
 
 
+def test_srt_never_replaces_a_subtitle_file(work, tmp_path):
+    """Subtitles a user has corrected by hand survive a second run: that file is left alone, the
+    transcript is still printed, the others are written, and the exit status says something was kept."""
+    srt = tmp_path / "srt"
+    srt.mkdir()
+    (srt / "a.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nmy corrected words\n")
+    audio = work["audio"]
+    nested = tmp_path / "nested"
+    nested.mkdir()
+    shutil.copy(audio / "a.ogg", nested / "a.ogg")  # same stem as a.ogg: written as a_1.srt
+    result = _asr("transcribe", str(work["model"]), str(audio / "a.ogg"), str(nested / "a.ogg"), str(audio / "b.wav"),
+                  "--srt", str(srt))
+    assert result.returncode == 1
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
+        str(audio / "a.ogg"), str(nested / "a.ogg"), str(audio / "b.wav")]
+    assert result.stderr.splitlines() == [
+        f"asr: {srt / 'a.srt'}: exists; not overwritten (remove it or choose another --srt folder)",
+        "asr: 1 subtitle files not written: they exist already"]
+    assert (srt / "a.srt").read_text().endswith("my corrected words\n")
+    assert sorted(p.name for p in srt.iterdir()) == ["a.srt", "a_1.srt", "b.srt"]
+
+
 def test_output_the_system_refuses_is_one_line(work, tmp_path):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
@@ -118,6 +140,16 @@ def test_presets_with_parameter_counts(capsys):
     assert sorted(counts) == ["ds1", "ds2", "medium", "small", "tiny"]
     assert counts["tiny"] == 145_769  # as documented in asr/presets/tiny.yaml
     assert counts["tiny"] < counts["small"] < counts["medium"] < counts["ds2"]
+
+
+def test_presets_refuse_sizes_no_model_can_have(capsys):
+    for option, value, cause in (("--features", "0", "must be >= 1"), ("--features", "-5", "must be >= 1"),
+                                 ("--vocab", "-1", "must be >= 2"), ("--vocab", "1", "must be >= 2")):
+        assert main(["presets", option, value]) == 2
+        _one_line_error(capsys.readouterr().err, f"{option} {value}: {cause}")
+    result = _asr("presets", "--features", "0")  # the real process: a ValueError traceback once
+    assert result.returncode == 2 and result.stdout == ""
+    _one_line_error(result.stderr, "--features 0: must be >= 1")
 
 
 # ---------------------------------------------------------------------------------- transcribe
@@ -160,6 +192,13 @@ def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     _one_line_error(result.stderr, "nolist.txt: cannot read the file list")
     _one_line_error(_asr("transcribe", str(work["model"])).stderr, "no audio files given")
+
+
+def test_file_list_on_a_closed_stdin_is_one_line_error(work):
+    result = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *ASR, "transcribe", str(work["model"]),
+                             "--files-from", "-"], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""  # an AttributeError traceback once
+    _one_line_error(result.stderr, "-: cannot read the file list (standard input is closed)")
 
 
 def test_transcribe_json_8khz_mp3_ogg(work, capsys):
@@ -211,12 +250,59 @@ def test_cut_short_or_foreign_checkpoint_is_one_line_error_without_torch_advice(
     assert cut.read_bytes() == data[: len(data) // 2]  # nothing the user had is changed
 
 
-def test_unusable_device_is_one_line_error(work, capsys):
-    assert main(["transcribe", str(work["model"]), str(work["flac"]), "--device", "gpu0"]) == 2
-    _one_line_error(capsys.readouterr().err, "model.pt", "cannot use device 'gpu0'")
+def test_mangled_checkpoint_is_one_line_error_and_nothing_is_written(work, capsys, tmp_path):
+    payload = torch.load(work["model"], weights_only=True)
+    weights = dict(payload["model_state"])
+    first = next(iter(weights))
+    del weights[first]
+    mangled = {  # what a hand edit or other code may leave: each once gave a KeyError or RuntimeError
+        "no_weights.pt": ({k: v for k, v in payload.items() if k != "model_state"}, "'model_state' is missing"),
+        "no_tokenizer.pt": ({k: v for k, v in payload.items() if k != "tokenizer"}, "'tokenizer' is missing"),
+        "bare.pt": ({"format": 1}, "'features_config' is missing"),
+        "list_config.pt": ({**payload, "model_config": [1, 2]}, "'model_config' is a list, not a dict"),
+        "number_weight.pt": ({**payload, "model_state": {**weights, first: 3}}, f"model_state[{first!r}] is a int"),
+        "fewer_weights.pt": ({**payload, "model_state": weights}, f"model_state: no {first!r}"),
+        "other_shape.pt": ({**payload, "model_config": {**payload["model_config"], "rnn_hidden": 7}},
+                           "model_state: 'rnns.0.fwd.weight_ih_l0' has shape (192, 80), the model (21, 80)"),
+    }
+    for name, (content, cause) in mangled.items():
+        path = tmp_path / name
+        torch.save(content, path)
+        for command in (["transcribe", str(path), str(work["flac"])],
+                        ["evaluate", str(path), str(work["manifest"]), "--out", str(tmp_path / "decode")],
+                        ["export", str(path), "--out", str(tmp_path / "export.pt")],
+                        ["average", str(work["model"]), str(path), "--out", str(tmp_path / "average.pt")]):
+            assert main(command) == 2, (name, command[0])
+            _one_line_error(capsys.readouterr().err, f"{name}: not a usable asr checkpoint: {cause}")
+    assert not any((tmp_path / out).exists() for out in ("decode", "export.pt", "average.pt"))
+    result = _asr("transcribe", str(tmp_path / "no_weights.pt"), str(work["flac"]))  # the real process
+    assert result.returncode == 2 and result.stdout == ""
+    _one_line_error(result.stderr, "no_weights.pt: not a usable asr checkpoint: 'model_state' is missing")
+
+
+def test_unusable_device_is_one_line_error_before_the_model_is_read(work, capsys, tmp_path):
+    missing = str(tmp_path / "none.pt")  # never opened: the device is checked first
+    commands = {"transcribe": [missing, str(work["flac"])], "stream": [missing, str(work["flac"])],
+                "evaluate": [missing, str(work["manifest"]), "--out", str(tmp_path / "out")],
+                "tune-lm": [missing, str(work["manifest"]), "--lm", str(tmp_path / "lm.arpa")]}
+    devices = {"gpu0": "not a device torch knows", "nonsense": "not a device torch knows",
+               "meta": "'meta' tensors hold no data",  # a traceback once, after the model was moved there
+               "cuda:99": "CUDA device"}  # a machine without CUDA, or with fewer than 100 GPUs
     if not torch.cuda.is_available():
-        assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--device", "cuda"]) == 2
-        _one_line_error(capsys.readouterr().err, "model.pt", "no CUDA device")
+        devices["cuda"] = "this machine has no CUDA device"
+    for command, args in commands.items():
+        for device, cause in devices.items():
+            assert main([command, *args, "--device", device]) == 2, (command, device)
+            _one_line_error(capsys.readouterr().err, f"--device {device}: ", cause)
+    assert not (tmp_path / "out").exists()
+    result = _asr("stream", str(work["model"]), str(work["flac"]), "--device", "meta")  # the real process
+    assert result.returncode == 2 and result.stdout == ""
+    _one_line_error(result.stderr, "--device meta: 'meta' tensors hold no data; use cpu or cuda")
+    # the library refuses it too, naming the checkpoint
+    from asr.checkpoint import CheckpointError, load_recognizer
+
+    with pytest.raises(CheckpointError, match=r"model\.pt: cannot use device 'meta': 'meta' tensors hold no data"):
+        load_recognizer(work["model"], device="meta")
 
 
 # -------------------------------------------------------------------------------------- export
@@ -370,6 +456,39 @@ def test_evaluate_default_out_dir(work, capsys):
     assert main(["evaluate", str(work["model"]), str(work["manifest"])]) == 0
     assert (work["run"] / "decode" / "dev" / "wer.txt").is_file()
     capsys.readouterr()
+
+
+def test_evaluate_never_replaces_another_report_or_the_users_files(work, tmp_path):
+    """A report folder is written over only by a new report on the same manifest; the refusal comes
+    before the model runs, and what was there is left as it was."""
+    out = tmp_path / "decode"
+    assert _asr("evaluate", str(work["model"]), str(work["manifest"]), "--out", str(out)).returncode == 0
+    assert (out / "wer.txt").read_text().splitlines()[-1] == f"manifest {work['manifest']}"
+    again = _asr("evaluate", str(work["model"]), str(work["manifest"]), "--out", str(out), "--beam-size", "4")
+    assert again.returncode == 0, again.stderr  # the same set decoded anew replaces its own report
+
+    other = tmp_path / "other" / work["manifest"].name  # same stem, another folder: same default report folder
+    other.parent.mkdir()
+    other.write_text(work["manifest"].read_text().splitlines()[0] + "\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = _asr("evaluate", str(work["model"]), str(other), "--out", str(out))
+    assert result.returncode == 2
+    _one_line_error(result.stderr, str(out), f"holds the report on {work['manifest']}", "--out")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "hyps.txt").write_text("my own hypotheses\n")
+    result = _asr("evaluate", str(work["model"]), str(work["manifest"]), "--out", str(mine))
+    assert result.returncode == 2
+    _one_line_error(result.stderr, str(mine / "hyps.txt"), "not part of a report of asr evaluate")
+    assert [p.name for p in mine.iterdir()] == ["hyps.txt"] and (mine / "hyps.txt").read_text() == "my own hypotheses\n"
+
+    (mine / "results.json").write_text("{}")  # and the results file is checked before the work too
+    result = _asr("evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "fresh"),
+                  "--results-json", str(mine / "results.json"))
+    assert result.returncode == 2 and not (tmp_path / "fresh").exists()
+    _one_line_error(result.stderr, str(mine / "results.json"), "not a results file")
 
 
 def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):

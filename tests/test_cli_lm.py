@@ -170,7 +170,7 @@ def test_user_errors_are_one_line(work, arpa, capsys, tmp_path):
     assert main(["evaluate", model, str(work["manifest"]), "--lm", str(binary)]) == 2
     _one_line_error(capsys, "lm.bin", "nor a KenLM binary")
     assert main(["transcribe", model, audio, "--beam-size", "0"]) == 2
-    _one_line_error(capsys, "beam_size=0")
+    _one_line_error(capsys, "--beam-size 0: must be >= 1")
     assert main(["tune-lm", model, str(work["manifest"]), "--lm", str(arpa), "--lm-weights", "0:1"]) == 2
     _one_line_error(capsys, "0:1")
     assert main(["build-lm", str(work["text"]), "--prune", "1", "--out", str(tmp_path / "x.arpa")]) == 2
@@ -179,6 +179,49 @@ def test_user_errors_are_one_line(work, arpa, capsys, tmp_path):
     _one_line_error(capsys, "missing.txt")
     assert main(["build-lm", str(work["text"]), "--order", "0", "--out", str(tmp_path / "x.arpa")]) == 2
     _one_line_error(capsys, "--order 0")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--nbest", "0"], "--nbest 0: must be >= 1"),  # transcribe only
+    (["--beam-size", "-1"], "--beam-size -1: must be >= 1"),
+    (["--beam-threshold", "-1"], "--beam-threshold -1: must be positive"),  # refused with greedy decoding too
+    (["--beam-threshold", "nan"], "--beam-threshold nan: must be positive"),
+    (["--lm-weight", "nan"], "--lm-weight nan: must be a finite number"),
+    (["--lm-weight", "inf"], "--lm-weight inf: must be a finite number"),
+    (["--word-score", "nan"], "--word-score nan: must be a finite number"),
+    (["--word-score=-inf"], "--word-score -inf: must be a finite number"),
+    (["--jobs", "-1"], "--jobs -1: must be >= 0 (0: one per CPU core)"),  # evaluate, tune-lm
+])
+def test_bad_decoding_options_are_refused_before_the_model_is_read(work, arpa, capsys, tmp_path, options, message):
+    missing = str(tmp_path / "none.pt")  # never opened: the options are checked first
+    audio, manifest = work["entries"][0]["audio_filepath"], str(work["manifest"])
+    commands = {"transcribe": [missing, audio], "stream": [missing, audio],
+                "evaluate": [missing, manifest, "--out", str(tmp_path / "out")],
+                "tune-lm": [missing, manifest, "--lm", str(arpa)]}
+    option = options[0].split("=")[0]
+    takes = {"--nbest": ["transcribe"], "--jobs": ["evaluate", "tune-lm"],
+             "--lm-weight": ["transcribe", "stream", "evaluate"], "--word-score": ["transcribe", "stream", "evaluate"]}
+    for command in takes.get(option, list(commands)):
+        assert main([command, *commands[command], *options]) == 2, command
+        _one_line_error(capsys, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_tune_lm_grids_that_would_not_end_are_refused(work, arpa, capsys):
+    common = ["tune-lm", str(work["model"]), str(work["manifest"]), "--lm", str(arpa)]
+    assert main([*common, "--lm-weights", "0:1e9:1e-9"]) == 2  # ran for ever
+    _one_line_error(capsys, "grid '0:1e9:1e-9': 1,000,000,000,000,000,001 values; at most 1,000 are tried")
+    assert main([*common, "--word-scores", "0:inf:1"]) == 2  # OverflowError
+    _one_line_error(capsys, "grid '0:inf:1'", "finite")
+    assert main([*common, "--lm-weights", "0:99:1", "--word-scores", "0:99:1"]) == 2  # 10,000 decodings of the set
+    _one_line_error(capsys, "--lm-weights 0:99:1 --word-scores 0:99:1: 10,000 pairs; at most 1,000 are tried")
+
+
+def test_build_lm_refuses_an_order_kenlm_cannot_load(work, capsys, tmp_path):
+    out = tmp_path / "lm.arpa"
+    assert main(["build-lm", str(work["text"]), "--order", "99", "--out", str(out)]) == 2
+    _one_line_error(capsys, "--order 99: must be from 1 to 6 (the highest order KenLM loads)")
+    assert not out.exists()
 
 
 def test_outputs_never_replace_what_the_user_had(work, arpa, capsys, tmp_path):

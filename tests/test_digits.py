@@ -149,6 +149,19 @@ def test_unknown_test_speaker_and_split(recordings, tmp_path):
         prepare_digits(recordings, tmp_path, split="random")
 
 
+def test_asr_prepare_with_an_unknown_test_speaker_is_one_line_error(shared_data, tmp_path, capsys):
+    from asr.cli import main
+
+    out = tmp_path / "digits"
+    argv = ["prepare", "digits", "--data-dir", str(shared_data / "fsdd"), "--out", str(out), "--split", "speaker",
+            "--test-speaker", "nobody"]
+    assert main(argv) == 2  # a ValueError traceback once
+    err = capsys.readouterr().err
+    assert err.startswith(f"asr: error: test speaker 'nobody' not in {shared_data / 'fsdd' / 'recordings'} "
+                          "(speakers: george, jackson, lucas, nicolas, theo, yweweler)") and err.count("\n") == 1
+    assert not out.exists()  # refused before anything is written
+
+
 def test_unreadable_recordings_skipped_and_counted(recordings, tmp_path, caplog):
     src = tmp_path / "recordings"
     src.mkdir()

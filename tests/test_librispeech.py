@@ -114,6 +114,22 @@ def test_prepared_split_is_not_prepared_again(tree, tmp_path):
     assert not forced.reused and forced.num_utterances == 3
 
 
+def test_a_manifest_asr_prepare_did_not_finish_is_not_replaced(tree, tmp_path, capsys):
+    """A hand-edited manifest (no summary beside it) survives `asr prepare`; --force replaces it."""
+    split, _ = tree
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = '{"audio_filepath": "my.flac", "duration": 1.0, "text": "edited by hand"}\n'
+    (out / "tiny.jsonl").write_text(mine)
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"asr: error: {out / 'tiny.jsonl'}: exists, but no tiny.summary.json beside it says asr prepare "
+                   "finished it; not overwritten (remove it, or pass --force to prepare it again)\n")
+    assert (out / "tiny.jsonl").read_text() == mine and [p.name for p in out.iterdir()] == ["tiny.jsonl"]
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out), "--force"]) == 0
+    assert len(read_manifest(out / "tiny.jsonl")) == 7
+
+
 def test_durations_come_from_headers_not_decoding(tree, tmp_path, monkeypatch):
     import asr.audio
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from asr.lm import (
-    BOS, EOS, KENLM_MAGIC, UNK, LMError, NgramModel, arpa_vocabulary, build_lm, estimate_kneser_ney, find_kenlm,
-    lm_vocabulary, read_sentences,
+    BOS, EOS, KENLM_MAGIC, KENLM_MAX_ORDER, UNK, LMError, NgramModel, arpa_vocabulary, build_lm, estimate_kneser_ney,
+    find_kenlm, lm_vocabulary, read_sentences,
 )
 
 WORDS = "the a cat dog sat on mat ran away home big small san francisco".split()
@@ -126,6 +126,28 @@ def test_build_lm_errors(tmp_path):
     bad.write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\n", encoding="utf-8")
     with pytest.raises(LMError, match="bad.arpa:5"):
         NgramModel.read_arpa(bad)
+
+
+def test_build_lm_refuses_orders_kenlm_cannot_load(tmp_path):
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n".join(" ".join(s) for s in _corpus(num=50)) + "\n", encoding="utf-8")
+    for order in (0, KENLM_MAX_ORDER + 1, 99):  # 99 once wrote a file beam search could not load
+        with pytest.raises(LMError, match=rf"^order {order}: must be from 1 to {KENLM_MAX_ORDER} "):
+            build_lm([text], order=order, out=tmp_path / "x.arpa", backend="python")
+    assert not (tmp_path / "x.arpa").exists()
+    # the limit is the real one: KenLM loads the highest order allowed, and refuses one more
+    dictionary = Dictionary()
+    for w in [UNK, BOS, EOS, *WORDS]:
+        dictionary.add_entry(w)
+    highest = build_lm([text], order=KENLM_MAX_ORDER, out=tmp_path / "highest.arpa", backend="python").path
+    KenLM(str(highest), dictionary)
+    beyond = tmp_path / "beyond.arpa"
+    estimate_kneser_ney(_corpus(num=50), order=KENLM_MAX_ORDER + 1).write_arpa(beyond)
+    with pytest.raises(Exception, match="max_order"):
+        KenLM(str(beyond), dictionary)
 
 
 def test_tiny_text_falls_back_to_default_discounts(tmp_path):

@@ -109,6 +109,17 @@ def test_fetch_extract_and_skip_when_done(server, serve, tmp_path):
     assert server.log == []
 
 
+def test_a_damaged_lm_file_is_downloaded_again(server, serve, tmp_path):
+    serve("librispeech-lexicon.txt")
+    lexicon = fetch_parts(["librispeech-lexicon.txt"], tmp_path, base_url=server.url)[0]
+    good = lexicon.read_bytes()
+    for damaged in (good[:-3], good[:-3] + b"XYZ"):  # cut short; same size, other bytes
+        lexicon.write_bytes(damaged)
+        server.log.clear()
+        assert fetch_parts(["librispeech-lexicon.txt"], tmp_path, base_url=server.url) == [lexicon]
+        assert lexicon.read_bytes() == good and [path for path, _, _ in server.log] == ["/11/librispeech-lexicon.txt"]
+
+
 def test_resume_after_interrupted_transfer(server, serve, tmp_path):
     data = serve("dev-clean")["dev-clean"]
     server.cut_after = len(data) // 2

@@ -76,7 +76,11 @@ def test_results_files_roundtrip_and_formats(tmp_path):
     a, b = _result(), _result("librispeech-test-other", 30.0, cer=12.0, num_utterances=2939)
     write_result(a, tmp_path / "exp" / "decode" / "test-clean" / "result.json")
     write_result(b, tmp_path / "exp" / "decode" / "test-other" / "result.json")
-    assert read_results([tmp_path / "exp"]) == [a, b]  # folders are searched for result.json
+    assert read_results([tmp_path / "exp"]) == [a, b]  # folders are searched for results files
+    write_result(b, tmp_path / "exp" / "greedy.json")  # whatever their name; other JSON is passed over
+    (tmp_path / "exp" / "decode" / "dev.summary.json").write_text('{"num_utterances": 3}')
+    assert read_results([tmp_path / "exp"]) == [a, b, b]
+    (tmp_path / "exp" / "greedy.json").unlink()
     (tmp_path / "list.json").write_text(json.dumps([a.to_dict(), b.to_dict()]))
     (tmp_path / "lines.jsonl").write_text(json.dumps(a.to_dict()) + "\n\n" + json.dumps(b.to_dict()) + "\n")
     assert read_results([tmp_path / "list.json", tmp_path / "lines.jsonl"]) == [a, b, a, b]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -195,3 +197,46 @@ def test_asr_stream_errors(trained, capsys):
     out, err = capsys.readouterr()
     assert out.startswith(trained["audio"][0]) and "skipped" in err and "missing.wav" in err
     assert err.strip().splitlines()[-1] == "asr: 1 of 2 files could not be read"
+
+
+def test_asr_stream_stdin_empty_or_closed(trained):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    stream = [sys.executable, "-m", "asr.cli", "stream", str(trained["model"])]
+    # nothing arrived: reported like an unreadable file, not an empty transcript with status 0
+    empty = subprocess.run([*stream, trained["audio"][0], "-"], input="", capture_output=True, env=env, cwd=REPO,
+                           timeout=120, text=True)
+    assert empty.returncode == 1 and empty.stdout.startswith(trained["audio"][0] + "\t")
+    assert "-\t" not in empty.stdout and "Traceback" not in empty.stderr
+    assert empty.stderr.strip().splitlines()[-2:] == ["asr: skipped -: no audio arrived on standard input",
+                                                      "asr: 1 of 2 files could not be read"]
+    # started with standard input closed (<&-): one line, before the model is read (an AttributeError once)
+    closed = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *stream, "-"], capture_output=True, env=env,
+                            cwd=REPO, timeout=120, text=True)
+    assert closed.returncode == 2 and closed.stdout == ""
+    assert closed.stderr == "asr: error: -: standard input is closed; no audio can arrive on it\n"
+
+
+def test_ctrl_c_on_a_live_input_prints_its_final_transcript(trained):
+    """Ctrl-C ends `asr stream -` as the end of input would: the audio heard so far is transcribed
+    whole, and the command ends by itself (stdin still open) with status 0."""
+    wave = load_audio(trained["audio"][0])  # (S,) float at 16 kHz
+    pcm = (np.clip(wave, -1, 1 - 1 / 32768) * 32768).astype("<i2").tobytes()
+    half = len(pcm) // 4 * 2
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "asr.cli", "stream", str(trained["model"]), "-"], env=env,
+                            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(pcm[:half])
+    proc.stdin.flush()
+    assert proc.stderr.readline().decode().startswith("asr: -: listening on standard input")
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.stdin.write(pcm[half:])  # a live source goes on sending: the stream ends after the next chunk
+        proc.stdin.flush()
+    except BrokenPipeError:  # it had ended already
+        pass
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()  # stdin is still open
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.stdin.close()
+    assert stdout.decode().startswith("-\t") and stdout.decode().count("\n") == 1
+    heard_s = float(re.search(r"asr: -: ([\d.]+) s in chunks", stderr.decode())[1])
+    assert 0 < heard_s < len(wave) / 16000  # what was read before the interrupt, not all that was sent

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
 from asr.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
 
 UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033",
         "4406-16883-0023", "5652-19215-0059"]
@@ -96,3 +103,55 @@ def test_sweep_checks_every_point_before_training(manifests, tmp_path, capsys):
     assert "expected KEY=VALUE" in capsys.readouterr().err
     assert main(["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "optim.lr=1", "--seeds", "a"]) == 2
     assert "--seeds 'a'" in capsys.readouterr().err
+
+
+def test_sweep_never_replaces_the_users_files_in_its_folder(manifests, tmp_path, capsys):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "sweep.md").write_text("# my notes on the sweep\n")
+    args = ["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "optim.lr=1e-3",
+            f"data.train_manifest={manifests['train']}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == f"asr: error: {out / 'sweep.md'}: exists and is not the table of an asr sweep; not overwritten " \
+                  "(remove it or choose another path)\n"
+    assert [p.name for p in out.iterdir()] == ["sweep.md"]  # nothing trained
+    (out / "sweep.md").unlink()
+    (out / "sweep.jsonl").write_text('{"my": "records"}\n')
+    assert main(args) == 2
+    assert "sweep.jsonl: exists and is not the records of an asr sweep" in capsys.readouterr().err
+
+
+def test_interrupting_the_sweep_alone_stops_its_runs(manifests, tmp_path):
+    """SIGINT to the sweep process (not to its process group, as `kill -INT` does) interrupts the
+    run in progress, starts no other, and ends the sweep with status 130."""
+    out = tmp_path / "sweep"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "asr.cli", "sweep", str(manifests["conf"]), "--out", str(out),
+                             "--grid", "optim.lr=1e-3,3e-3", f"data.train_manifest={manifests['train']}",
+                             "epochs=1000"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    first = out / "optim.lr=1e-3-seed0"
+    deadline = time.monotonic() + 120
+    while not (first / "train_log.jsonl").is_file() and time.monotonic() < deadline:  # training has begun
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "asr: interrupted" in (first / "train.out").read_text()  # the run got the interrupt
+    assert not (out / "optim.lr=3e-3-seed0").exists()  # and the next one never started
+    assert "optim.lr=1e-3-seed0: best dev WER" in stdout and stderr.strip().splitlines()[-1] == "asr: interrupted"
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--seeds", "-1"], "--seeds -1: each seed must be in [0, 4294967295]"),  # a seed TrainConfig refuses
+    (["--seeds", "0,4294967296"], "--seeds 0,4294967296: each seed must be in [0, 4294967295]"),
+    (["--jobs", "0"], "--jobs 0: must be >= 1"),  # was taken as 1
+    (["--jobs", "-2"], "--jobs -2: must be >= 1"),
+])
+def test_sweep_refuses_bad_seeds_and_jobs_before_anything(manifests, tmp_path, capsys, options, message):
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(manifests["conf"]), "--out", str(out), *options]) == 2
+    err = capsys.readouterr().err
+    assert err == f"asr: error: {message}\n"
+    assert not out.exists()

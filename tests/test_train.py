@@ -16,6 +16,7 @@ from asr.checkpoint import load_checkpoint, recognizer_from_payload
 from asr.config import config_from_dict, load_yaml
 from asr.data import SpeechDataset, collate, iter_waves, read_manifest
 from asr.features import FeatureExtractor, compute_cmvn
+from asr.outputs import OutputError
 from asr.text import normalize_text, tokenizer_from_dict
 from asr.train import Trainer, TrainConfig, TrainError, resolve_config, train
 from asr.transcribe import Transcriber
@@ -228,12 +229,57 @@ def test_refuses_to_overwrite_a_run(trained):
     assert (result.run_dir / "config.yaml").stat().st_mtime_ns == config_mtime
 
 
+def test_new_run_never_replaces_the_users_config_or_log(trained, tmp_path):
+    """out_dir set to the folder of the user's own config.yaml: refused before anything is written.
+    The files of an earlier run that saved no checkpoint are the run's own, and are replaced."""
+    trainer, _, manifest = trained
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    mine = "preset: tiny  # my settings\n"
+    (folder / "config.yaml").write_text(mine)
+    with pytest.raises(OutputError, match=r"mine/config\.yaml: exists and is not the configuration asr train wrote"):
+        Trainer(_config(folder, manifest))
+    assert (folder / "config.yaml").read_text() == mine and [p.name for p in folder.iterdir()] == ["config.yaml"]
+
+    (folder / "config.yaml").unlink()
+    (folder / "train_log.jsonl").write_text("my notes\n")
+    with pytest.raises(OutputError, match=r"mine/train_log\.jsonl: exists and is not the log of an asr train run"):
+        Trainer(_config(folder, manifest))
+    assert (folder / "train_log.jsonl").read_text() == "my notes\n"
+
+    failed = tmp_path / "failed"  # an earlier run stopped before its first checkpoint
+    failed.mkdir()
+    shutil.copy(trainer.run_dir / "config.yaml", failed / "config.yaml")
+    (failed / "train_log.jsonl").write_text('{"event": "step", "step": 1, "loss": 9.0}\n{"event": "st')
+    Trainer(_config(failed, manifest))
+    assert (failed / "config.yaml").read_text().startswith("# written by asr train")
+
+
 def test_resume_without_checkpoint(trained, tmp_path):
     trainer, _, manifest = trained
     cfg = _config(tmp_path / "fresh", manifest)
     with pytest.raises(TrainError, match=r"fresh/last\.pt: nothing to resume \(no checkpoint\)"):
         train(cfg, resume=True)
     assert not (tmp_path / "fresh").exists()
+
+
+def test_resume_refuses_a_config_the_run_no_longer_fits(trained, tmp_path):
+    _, result, manifest = trained
+    run = tmp_path / "run"
+    shutil.copytree(result.run_dir, run)
+    last = run / "last.pt"
+    config = (run / "config.yaml").read_text()
+    with pytest.raises(TrainError, match=rf"^{last}: does not match the config \(model\.rnn_hidden=\d+ \(config: 48\)\); "
+                                         "resume with the run's own config$"):  # a RuntimeError once
+        train(_config(run, manifest, "epochs=4", "data.max_batch_size=4", "model.rnn_hidden=48"), resume=True)
+    with pytest.raises(TrainError, match=rf"^{last}: does not match the config \(features\.n_mels=80 \(config: 40\)\)"):
+        train(_config(run, manifest, "epochs=4", "data.max_batch_size=4", "features.n_mels=40"), resume=True)
+    with pytest.raises(TrainError, match=rf"^{last}: holds the state of another optimizer than optim.name='sgd'"):
+        train(_config(run, manifest, "epochs=4", "data.max_batch_size=4", "optim.name=sgd"), resume=True)
+    assert (run / "config.yaml").read_text() == config  # the run's own config is left as it was
+    shutil.copy(run / "model.pt", last)  # weights only
+    with pytest.raises(TrainError, match=rf"^{last}: holds no training state \(an inference checkpoint\)"):
+        train(_config(run, manifest, "epochs=4", "data.max_batch_size=4"), resume=True)
 
 
 def test_no_manifest_is_a_train_error(tmp_path):

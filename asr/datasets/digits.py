@@ -21,12 +21,17 @@ import soundfile as sf
 from asr.audio import AudioError, load_audio
 from asr.data import Utterance, write_manifest
 from asr.datasets.download import download, extract_tar
+from asr.outputs import atomic_output
 
 logger = logging.getLogger(__name__)
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 NAME_RE = re.compile(r"^(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<index>\d+)\.wav$")
+
+
+class DigitsError(ValueError):
+    """An impossible split of the recordings: an unknown split name, or a test speaker not in the data."""
 
 
 @dataclass(frozen=True)
@@ -79,27 +84,26 @@ def prepare_digits(
         The paths of ``train.jsonl`` and ``test.jsonl`` in ``out_dir`` and their sizes, and of
         ``words.txt``: the ten digit words, a lexicon for ``asr evaluate --lexicon``.
     Raises:
-        ValueError: unknown split, or the test speaker is not in the data.
+        DigitsError: unknown split, or the test speaker is not in the data (nothing is written then).
     """
     if split not in ("official", "speaker"):
-        raise ValueError(f"split {split!r} is not 'official' or 'speaker'")
+        raise DigitsError(f"split {split!r} is not 'official' or 'speaker'")
     recordings, out_dir = Path(recordings), Path(out_dir)
     wav_dir = out_dir / "wav"
-    wav_dir.mkdir(parents=True, exist_ok=True)
     train, test, skipped = [], [], 0
     files = sorted(p for p in recordings.glob("*.wav") if NAME_RE.match(p.name))
     speakers = {NAME_RE.match(p.name)["speaker"] for p in files}
     if split == "speaker" and test_speaker not in speakers:
-        raise ValueError(f"test speaker {test_speaker!r} not in {recordings} (speakers: {', '.join(sorted(speakers))})")
+        raise DigitsError(f"test speaker {test_speaker!r} not in {recordings} (speakers: {', '.join(sorted(speakers))})")
+    wav_dir.mkdir(parents=True, exist_ok=True)
     for path in files:
         m = NAME_RE.match(path.name)
         target = wav_dir / path.name
         try:
             if not target.is_file():
                 wave = load_audio(path, sample_rate=sample_rate)
-                tmp = target.with_suffix(".tmp.wav")
-                sf.write(tmp, wave, sample_rate, subtype="PCM_16")
-                tmp.replace(target)
+                with atomic_output(target, suffix=".wav") as tmp:
+                    sf.write(tmp, wave, sample_rate, subtype="PCM_16")
             duration = sf.info(target).duration
         except (AudioError, RuntimeError) as e:
             logger.warning("%s", e)

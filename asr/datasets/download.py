@@ -30,7 +30,7 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
         DownloadError: naming the URL or file and the cause.
     """
     dest = Path(dest)
-    if dest.is_file() and _verified(dest, size, sha256, md5, raise_error=False):
+    if matches(dest, size, sha256, md5):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -61,6 +61,11 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
     _verified(part, size, sha256, md5, raise_error=True)
     part.replace(dest)
     return dest
+
+
+def matches(path: Path, size: int | None = None, sha256: str | None = None, md5: str | None = None) -> bool:
+    """Whether ``path`` is a file with the size and checksums given (those that are not None)."""
+    return path.is_file() and _verified(path, size, sha256, md5, raise_error=False)
 
 
 def _verified(path: Path, size: int | None, sha256: str | None, md5: str | None, raise_error: bool) -> bool:

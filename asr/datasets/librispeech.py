@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from asr.audio import AudioError, audio_info
 from asr.data import Utterance, write_manifest
+from asr.outputs import OutputError, atomic_output
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -242,13 +243,27 @@ def prepare_split(split_dir: str | Path, out_dir: str | Path, name: str | None =
 
 
 def prepared_split(out_dir: Path, name: str) -> SplitReport | None:
-    """The report of ``out_dir/<name>.jsonl`` if a finished preparation wrote it, else None."""
-    manifest, summary_path = out_dir / f"{name}.jsonl", out_dir / f"{name}.summary.json"
-    if not (manifest.is_file() and summary_path.is_file()):
+    """The report of ``out_dir/<name>.jsonl`` if a finished preparation wrote it; None if there is
+    no such manifest (see :func:`finished_summary` for the errors)."""
+    manifest = out_dir / f"{name}.jsonl"
+    saved = finished_summary(manifest, out_dir / f"{name}.summary.json")
+    return None if saved is None else SplitReport(**{**saved, "manifest": manifest, "reused": True})
+
+
+def finished_summary(manifest: Path, summary_path: Path) -> dict | None:
+    """The summary saved beside ``manifest`` by the preparation that finished it; None when the
+    manifest does not exist (or is not a file), so that it is free to write.
+
+    Raises:
+        OutputError: the manifest exists without a summary: a manifest made or edited by hand, or
+            left by an interrupted preparation. It is not replaced unless the preparation is forced.
+    """
+    if not os.path.lexists(manifest):
         return None
-    saved = json.loads(summary_path.read_text(encoding="utf-8"))
-    saved.update(manifest=manifest, reused=True)
-    return SplitReport(**saved)
+    if not summary_path.is_file():
+        raise OutputError(f"{manifest}: exists, but no {summary_path.name} beside it says asr prepare finished it; "
+                          "not overwritten (remove it, or pass --force to prepare it again)")
+    return json.loads(summary_path.read_text(encoding="utf-8"))
 
 
 def write_split(out_dir: Path, name: str, utts: list[Utterance], problems: list[str], skipped: int) -> SplitReport:
@@ -265,9 +280,8 @@ def write_split(out_dir: Path, name: str, utts: list[Utterance], problems: list[
                          sum(u.duration for u in utts), skipped, problems)
     (out_dir / f"{name}.problems.txt").write_text("".join(p + "\n" for p in problems), encoding="utf-8")
     fields = {k: v for k, v in asdict(report).items() if k not in ("manifest", "reused")}
-    tmp = summary_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(fields, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(summary_path)  # written last: its presence means the split is done
+    with atomic_output(summary_path) as tmp:  # written last: its presence means the split is done
+        tmp.write_text(json.dumps(fields, indent=1) + "\n", encoding="utf-8")
     logger.info("split=%s utterances=%d words=%d hours=%.3f skipped=%d", name, report.num_utterances,
                 report.num_words, report.duration_s / 3600, skipped)
     return report

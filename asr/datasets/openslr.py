@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.datasets.download import DownloadError, download, extract_tar
+from asr.datasets.download import DownloadError, download, extract_tar, matches
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +144,10 @@ def part_dir(dest: str | Path, name: str) -> Path:
 
 
 def is_done(dest: str | Path, name: str) -> bool:
-    """True when part ``name`` is already extracted (marker present) or, for a plain file, present."""
-    path = part_dir(dest, name)
-    return (path / DONE_MARKER).is_file() if FILES[name].archive else path.is_file()
+    """True when part ``name`` is already extracted (marker present) or, for a plain file, present
+    with the expected size and MD5 (a file cut short or damaged is downloaded again)."""
+    f, path = FILES[name], part_dir(dest, name)
+    return (path / DONE_MARKER).is_file() if f.archive else matches(path, size=f.size, md5=f.md5)
 
 
 def fetch_parts(

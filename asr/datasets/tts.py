@@ -34,6 +34,7 @@ import soundfile as sf
 
 from asr.audio import load_audio
 from asr.data import Utterance, write_manifest
+from asr.outputs import atomic_output
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -164,9 +165,8 @@ def synthesize(r: Rendition, out_wav: str | Path, sample_rate: int = SAMPLE_RATE
         wave = load_audio(raw, sample_rate)  # (S,) float32
     out_wav = Path(out_wav)
     out_wav.parent.mkdir(parents=True, exist_ok=True)
-    part = out_wav.with_name(out_wav.name + ".part")
-    sf.write(part, wave, sample_rate, subtype="PCM_16", format="WAV")
-    part.replace(out_wav)
+    with atomic_output(out_wav) as part:
+        sf.write(part, wave, sample_rate, subtype="PCM_16", format="WAV")
     return len(wave) / sample_rate
 
 

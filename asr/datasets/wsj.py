@@ -62,6 +62,8 @@ from pathlib import Path
 
 from asr.audio import AudioError, audio_info, load_audio
 from asr.data import Utterance, write_manifest
+from asr.datasets.librispeech import finished_summary
+from asr.outputs import atomic_output
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -368,8 +370,7 @@ def prepare_wsj(wsj0: list[str | Path], wsj1: list[str | Path], out_dir: str | P
     reports = []
     for name in names:
         manifest, summary_path = out_dir / f"{name}.jsonl", out_dir / f"{name}.summary.json"
-        if not force and manifest.is_file() and summary_path.is_file():
-            saved = json.loads(summary_path.read_text(encoding="utf-8"))
+        if not force and (saved := finished_summary(manifest, summary_path)) is not None:
             reports.append(SetReport(**{**saved, "manifest": manifest, "reused": True}))
             continue
         if index is None:
@@ -389,9 +390,8 @@ def prepare_wsj(wsj0: list[str | Path], wsj1: list[str | Path], out_dir: str | P
         (out_dir / f"{name}.problems.txt").write_text("".join(p + "\n" for p in problems),
                                                       encoding="utf-8")
         saved = {k: v for k, v in asdict(report).items() if k not in ("manifest", "reused")}
-        tmp = summary_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(summary_path)  # written last: its presence means the set is done
+        with atomic_output(summary_path) as tmp:  # written last: its presence means the set is done
+            tmp.write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")
         if len(utts) != expected:
             logger.warning("set=%s utterances=%d expected=%d (a complete copy)", name, len(utts),
                            expected)
