@@ -215,6 +215,8 @@ def test_tune_lm_grids_that_would_not_end_are_refused(work, arpa, capsys):
     _one_line_error(capsys, "grid '0:inf:1'", "finite")
     assert main([*common, "--lm-weights", "0:99:1", "--word-scores", "0:99:1"]) == 2  # 10,000 decodings of the set
     _one_line_error(capsys, "--lm-weights 0:99:1 --word-scores 0:99:1: 10,000 pairs; at most 1,000 are tried")
+    assert main([*common, "--refine", "1000000000"]) == 2  # steps below float resolution, for ever
+    _one_line_error(capsys, "--refine 1000000000: must be from 0 to 20")
 
 
 def test_build_lm_refuses_an_order_kenlm_cannot_load(work, capsys, tmp_path):

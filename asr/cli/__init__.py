@@ -1,0 +1,80 @@
+"""Command-line interface: ``asr SUBCOMMAND ...`` (``python -m asr.cli`` too).
+
+User errors (unreadable audio, bad manifests or configs, missing checkpoints) print one line,
+``asr: error: <file>: <cause>``, and exit with status 2; no traceback.
+
+The parser is in ``parser.py``; the commands, grouped by what they work on, in ``corpora.py``
+(prepare, download, build-lm), ``models.py`` (train, sweep, average, export, compare, presets) and
+``decoding.py`` (transcribe, stream, evaluate, tune-lm). Each imports what it needs when it runs,
+so ``asr --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from asr.cli.corpora import cmd_build_lm, cmd_download, cmd_prepare
+from asr.cli.decoding import cmd_evaluate, cmd_stream, cmd_transcribe, cmd_tune_lm
+from asr.cli.models import cmd_average, cmd_compare, cmd_export, cmd_presets, cmd_sweep, cmd_train
+from asr.cli.parser import EXIT_USER_ERROR, build_parser
+
+__all__ = ["COMMANDS", "EXIT_USER_ERROR", "build_parser", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+        args.overrides += extra  # key=value given after the options
+    elif extra and isinstance(getattr(args, "audio", None), list) and not any(a.startswith("-") for a in extra):
+        args.audio += extra  # files after an option: argparse gives an optional list nothing past the first
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
+    from asr.errors import USER_ERRORS  # imported late: --help stays fast
+
+    if sys.stdout is None:  # started with standard output closed (>&-): the output is dropped, as asked
+        sys.stdout = open(os.devnull, "w")
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as e:
+        print(f"asr: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("asr: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of the output went away (| head): stop quietly, as cat does
+        _stdout_failed()
+        return 1
+    except OSError as e:  # the system refused a read or write: a full disk, a read-only folder, ...
+        if args.verbose:
+            raise
+        where = f"{e.filename}: " if e.filename else "standard output: " if _stdout_failed() else ""
+        print(f"asr: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _stdout_failed() -> bool:
+    """Whether standard output can no longer be written (its flush fails); if so it is pointed at
+    /dev/null, so that the flush at exit does not fail again with a traceback."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return True
+    return False
+
+
+COMMANDS = {
+    "prepare": cmd_prepare, "train": cmd_train, "sweep": cmd_sweep, "transcribe": cmd_transcribe,
+    "evaluate": cmd_evaluate, "stream": cmd_stream, "presets": cmd_presets,
+    "download": cmd_download, "compare": cmd_compare, "average": cmd_average, "export": cmd_export, "tune-lm": cmd_tune_lm, "build-lm": cmd_build_lm,
+}

@@ -1,0 +1,324 @@
+"""``asr transcribe``, ``stream``, ``evaluate`` and ``tune-lm``: the commands that decode audio,
+and the checks of their decoding options."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from asr.cli.parser import EXIT_USER_ERROR, MAX_REFINE_ROUNDS
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from asr.audio import AudioError
+    from asr.transcribe import Transcriber
+
+    from asr.align import to_srt
+    from asr.checkpoint import load_recognizer
+
+    from asr.segment import MIN_SEGMENT_S, valid_max_segment_s
+
+    if not valid_max_segment_s(args.max_segment_s):  # these before the model is read
+        raise AudioError(f"--max-segment-s {args.max_segment_s:g}: must be 0 (never cut) or at least {MIN_SEGMENT_S:g} s")
+    if not 0 < args.batch_s < math.inf:
+        raise AudioError(f"--batch-s {args.batch_s:g}: must be a positive number of seconds")
+    if args.srt and Path(args.srt).exists() and not Path(args.srt).is_dir():
+        raise AudioError(f"--srt {args.srt}: exists and is not a folder")
+    if not args.audio and not args.files_from:
+        raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
+    _check_decoding_options(args)
+    paths = _audio_paths(args.audio, args.files_from)
+    recognizer = load_recognizer(args.checkpoint, device=args.device)
+    decoder = _beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
+    transcriber = Transcriber(recognizer, max_batch_s=args.batch_s, decoder=decoder,
+                              word_timestamps=bool(args.json or args.srt), max_segment_s=args.max_segment_s)
+    srt_names: set[str] = set()
+    failed = total = srt_kept = 0
+    for result in transcriber.transcribe_iter(paths):
+        total += 1
+        if isinstance(result, AudioError):
+            failed += 1
+            print(f"asr: skipped {result}", file=sys.stderr)
+            continue
+        path = result.source
+        if args.srt and not _write_srt(Path(args.srt), Path(path).stem, to_srt(result.words or []), srt_names):
+            srt_kept += 1
+        if args.json:
+            record = {"path": path, "text": result.text, "duration_s": round(result.duration_s, 3),
+                      "decode_s": round(result.decode_s, 4),
+                      "words": None if result.words is None else [w.to_dict() for w in result.words]}
+            if result.nbest is not None and args.nbest > 1:
+                record["nbest"] = [{"text": h.text, "score": round(h.score, 4)} for h in result.nbest]
+            if result.segments is not None:
+                record["segments"] = [list(span) for span in result.segments]
+            print(json.dumps(record))
+        else:
+            print(f"{path}\t{result.text}")
+        sys.stdout.flush()
+    if failed:
+        print(f"asr: {failed} of {total} files could not be read", file=sys.stderr)
+    if srt_kept:
+        print(f"asr: {srt_kept} subtitle files not written: they exist already", file=sys.stderr)
+    return 1 if failed or srt_kept else 0
+
+
+def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
+    """Write ``folder/<stem>.srt`` (``<stem>_N.srt`` for a stem already used in this run). A file
+    already there is never replaced: the function says so on stderr and returns False."""
+    from asr.outputs import atomic_output
+
+    name, n = stem, 0
+    while name in taken:
+        n += 1
+        name = f"{stem}_{n}"
+    taken.add(name)
+    target = folder / f"{name}.srt"
+    if os.path.lexists(target):
+        print(f"asr: {target}: exists; not overwritten (remove it or choose another --srt folder)", file=sys.stderr)
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as tmp:
+        tmp.write_text(srt, encoding="utf-8")
+    return True
+
+
+def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
+    """``audio``, then the paths listed in ``files_from`` ('-': stdin), one per line, read as they are
+    needed. A line is taken as the bytes of a file name, so names that are not UTF-8 work too.
+
+    Raises:
+        AudioError: ``files_from`` cannot be opened (raised here, before any audio is read).
+    """
+    from asr.audio import AudioError
+
+    if files_from is None:
+        return iter(audio)
+    if files_from == "-" and sys.stdin is None:  # started with standard input closed (<&-)
+        raise AudioError("-: cannot read the file list (standard input is closed)")
+    try:
+        stream = sys.stdin.buffer if files_from == "-" else open(files_from, "rb")
+    except OSError as e:
+        raise AudioError(f"{files_from}: cannot read the file list ({e.strerror or e})") from None
+
+    def listed() -> Iterator[str]:
+        with stream:
+            for raw in stream:
+                line = os.fsdecode(raw.strip())
+                if line and not line.startswith("#"):
+                    yield line
+
+    return itertools.chain(audio, listed())
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from asr.audio import AudioError, load_audio, pcm16_chunks
+    from asr.checkpoint import load_recognizer
+    from asr.streaming import Stream, StreamingError
+
+    if args.chunk_ms <= 0:
+        raise StreamingError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    _check_decoding_options(args)
+    if "-" in args.audio and sys.stdin is None:  # started with standard input closed (<&-)
+        raise StreamingError("-: standard input is closed; no audio can arrive on it")
+    recognizer = load_recognizer(args.checkpoint, device=args.device)
+    decoder = _beam_decoder(args, recognizer.tokenizer)
+    try:
+        Stream(recognizer)  # refuses a model that cannot stream before any audio is read
+    except StreamingError as e:
+        raise StreamingError(f"{args.checkpoint}: {e}") from None
+    rate = recognizer.features.cfg.sample_rate
+    chunk = max(1, round(rate * args.chunk_ms / 1000))
+    frame_s = recognizer.frame_shift_s
+    failed = 0
+    ended = _FirstInterrupt()
+    for path in args.audio:
+        if path == "-":
+            chunks = ended.until_interrupt(pcm16_chunks(sys.stdin.buffer, chunk))
+        else:
+            try:
+                wave = load_audio(path, rate)  # (S,)
+            except AudioError as e:
+                failed += 1
+                print(f"asr: skipped {e}", file=sys.stderr)
+                continue
+            chunks = (wave[i:i + chunk] for i in range(0, len(wave), chunk))
+        stream, heard, lag_s, compute_s, slowest_s, text = Stream(recognizer, decoder), 0, 0.0, 0.0, 0.0, ""
+        for samples in chunks:
+            start = time.perf_counter()
+            partial = stream.accept(samples)
+            spent = time.perf_counter() - start
+            compute_s, slowest_s, heard = compute_s + spent, max(slowest_s, spent), heard + len(samples)
+            lag_s = max(lag_s, heard / rate - stream.num_frames * frame_s)  # audio not yet in the output
+            if args.partials and partial.text != text:
+                print(f"{heard / rate:.2f}\t{partial.text}", file=sys.stderr, flush=True)
+            text = partial.text
+        if path == "-" and not heard:  # stdin was empty (or ended inside the first sample)
+            failed += 1
+            print("asr: skipped -: no audio arrived on standard input", file=sys.stderr)
+            continue
+        start = time.perf_counter()
+        final = stream.finish()
+        compute_s += time.perf_counter() - start
+        print(f"{path}\t{final.text}", flush=True)
+        audio_s = heard / rate
+        print(f"asr: {path}: {audio_s:.2f} s in chunks of {args.chunk_ms:g} ms; compute {compute_s:.2f} s "
+              f"(RTF {compute_s / max(audio_s, 1e-9):.3f}), slowest chunk {1000 * slowest_s:.0f} ms; "
+              f"output behind the audio by at most {lag_s:.2f} s", file=sys.stderr)
+        if ended.interrupted:  # Ctrl-C finished the live input: the inputs after it are left alone
+            break
+    if failed:
+        print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _FirstInterrupt:
+    """Ends a live input on Ctrl-C instead of aborting: the first SIGINT only marks the input as
+    ended (the chunk being decoded is finished, so the final transcript is whole); a second one
+    interrupts as usual."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def until_interrupt(self, chunks: Iterator) -> Iterator:
+        previous = signal.signal(signal.SIGINT, self._handle)
+        print("asr: -: listening on standard input (Ctrl-C or the end of the input finishes it)",
+              file=sys.stderr, flush=True)
+        try:
+            for item in chunks:
+                yield item
+                if self.interrupted:
+                    return
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _handle(self, signum, frame) -> None:
+        self.interrupted = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from asr.checkpoint import load_recognizer
+    from asr.data import read_manifest
+    from asr.evaluate import evaluate_utterances, report_folder
+    from asr.results import results_path, result_from_evaluation, write_result
+
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decode" / Path(args.manifest).stem
+    report_folder(out, args.manifest)  # outputs that would replace something are refused before the work
+    if args.results_json:
+        results_path(args.results_json)
+    _check_decoding_options(args)
+    recognizer = load_recognizer(args.checkpoint, device=args.device)
+    utts = read_manifest(args.manifest, skip_bad=True)
+    if not utts:
+        print(f"asr: error: {args.manifest}: no usable utterances", file=sys.stderr)
+        return EXIT_USER_ERROR
+    result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s,
+                                 decoder=_beam_decoder(args, recognizer.tokenizer), jobs=args.jobs)
+    result.write(out, args.manifest)
+    print(result.summary())
+    print(f"report: {out / 'errs.txt'}")
+    if args.results_json:
+        record = result_from_evaluation(result, args.checkpoint, args.manifest, test_set=args.test_set,
+                                        train_data=args.train_data, decoding=_decoding_label(args),
+                                        hardware=args.hardware, device=args.device)
+        print(f"results: {write_result(record, args.results_json)}")
+    return 0
+
+
+def _decoding_label(args: argparse.Namespace) -> str:
+    """How ``asr evaluate`` decoded, for the results file."""
+    if not _wants_beam(args):
+        return "greedy"
+    label = f"beam {50 if args.beam_size is None else args.beam_size}" + (" best-path" if args.best_path else "")
+    if args.lm:
+        label += f" + {Path(args.lm).name} (alpha {args.lm_weight:g}, beta {args.word_score:g})"
+    return label + (" lexicon-free" if args.lexicon_free else "")
+
+
+def _wants_beam(args: argparse.Namespace) -> bool:
+    return bool(args.lm or args.lexicon or args.lexicon_free or args.beam_size is not None)
+
+
+def _beam_config(args: argparse.Namespace, nbest: int = 1):
+    """The BeamSearchConfig of the command-line options; a bad value is a DecodeError naming its option."""
+    from asr.decode import BeamSearchConfig, DecodeError
+
+    try:
+        return BeamSearchConfig(beam_size=50 if args.beam_size is None else args.beam_size, beam_threshold=args.beam_threshold,
+                                lm_weight=getattr(args, "lm_weight", 2.0),
+                                word_score=getattr(args, "word_score", 0.0), nbest=nbest,
+                                log_add=not args.best_path)
+    except ValueError as e:  # "beam_size=0: must be >= 1": each field is the option of the same name
+        field, _, problem = str(e).partition("=")
+        raise DecodeError(f"--{field.replace('_', '-')} {problem}") from None
+
+
+def _check_decoding_options(args: argparse.Namespace) -> None:
+    """Refuse a bad --device, --jobs or beam-search option (even one greedy decoding would not use)
+    before any model or data is read."""
+    from asr.checkpoint import resolve_device
+    from asr.config import ConfigError
+    from asr.decode import DecodeError
+
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise ConfigError(f"--device {args.device}: {e}") from None
+    if getattr(args, "jobs", 0) < 0:
+        raise DecodeError(f"--jobs {args.jobs}: must be >= 0 (0: one per CPU core)")
+    _beam_config(args, getattr(args, "nbest", 1))
+
+
+def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bool = False):
+    """A BeamSearchDecoder from the command-line options, or None for greedy decoding."""
+    if not (force or _wants_beam(args)):
+        return None
+    from asr.decode import BeamSearchDecoder
+
+    return BeamSearchDecoder(tokenizer, lm=args.lm, lexicon=args.lexicon, lexicon_free=args.lexicon_free,
+                             config=_beam_config(args, nbest))
+
+
+def cmd_tune_lm(args: argparse.Namespace) -> int:
+    from asr.checkpoint import load_recognizer
+    from asr.data import read_manifest
+    from asr.decode import DecodeError
+    from asr.tune import MAX_GRID_POINTS, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
+
+    try:
+        lm_weights, word_scores = parse_grid(args.lm_weights), parse_grid(args.word_scores)
+    except ValueError as e:
+        raise DecodeError(str(e)) from None
+    if not lm_weights or not word_scores:
+        raise DecodeError("tune-lm: the grids must not be empty")
+    if not 0 <= args.refine <= MAX_REFINE_ROUNDS:  # each round halves the step: 20 take it to a millionth
+        raise DecodeError(f"--refine {args.refine}: must be from 0 to {MAX_REFINE_ROUNDS}")
+    if len(lm_weights) * len(word_scores) > MAX_GRID_POINTS:
+        raise DecodeError(f"--lm-weights {args.lm_weights} --word-scores {args.word_scores}: "
+                          f"{len(lm_weights) * len(word_scores):,} pairs; at most {MAX_GRID_POINTS:,} are tried")
+    _check_decoding_options(args)
+    recognizer = load_recognizer(args.checkpoint, device=args.device)
+    decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
+    utts = read_manifest(args.manifest, skip_bad=True)
+    if not utts:
+        print(f"asr: error: {args.manifest}: no usable utterances", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if args.cache:
+        utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint, batch_s=args.batch_s)
+    else:
+        utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
+    print(f"greedy WER {100 * greedy_wer(recognizer.tokenizer, log_probs, [u.text for u in utts]):.2f} %")
+    result = tune_weights(decoder, log_probs, [u.text for u in utts], lm_weights, word_scores,
+                          refine_rounds=args.refine, jobs=args.jobs)
+    print(result.table())
+    print(f"best lm_weight {result.lm_weight:g} word_score {result.word_score:g} WER {100 * result.wer:.2f} % "
+          f"({len(utts)} utterances; use --lm-weight {result.lm_weight:g} --word-score {result.word_score:g})")
+    return 0
