@@ -12,6 +12,7 @@ import soundfile as sf
 
 from asr.data import read_manifest
 from asr.datasets.digits import DIGIT_WORDS, find_recordings, prepare_digits
+from asr.outputs import OutputError
 
 REPO = Path(__file__).resolve().parents[1]
 SPEAKERS = ("jackson", "theo")
@@ -132,6 +133,24 @@ def test_rerun_skips_work_already_done(official, recordings, tmp_path):
             assert p.stat().st_mtime_ns == mtimes[p.name], p  # not written again
     assert removed.is_file()  # a missing output is made again
     assert read_manifest(second.train) == read_manifest(first.train)
+
+
+def test_a_manifest_edited_by_hand_is_not_replaced(official, recordings, tmp_path):
+    """A rerun (another split, say) rewrites the outputs it wrote; one changed since is refused
+    before any work, and nothing there changes."""
+    prepare_digits(recordings, tmp_path)
+    assert prepare_digits(recordings, tmp_path, split="speaker").num_test == 30  # its own outputs: replaced
+    train = tmp_path / "train.jsonl"
+    edited = "".join(train.read_text().splitlines(keepends=True)[:5])
+    train.write_text(edited)  # the user keeps five utterances
+    (tmp_path / "wav" / "0_theo_4.wav").unlink()
+    with pytest.raises(OutputError, match=r"train\.jsonl: exists and is not the train\.jsonl asr prepare digits wrote"):
+        prepare_digits(recordings, tmp_path)
+    assert train.read_text() == edited and not (tmp_path / "wav" / "0_theo_4.wav").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "words.txt").write_text("my lexicon\n")  # never written by it
+    with pytest.raises(OutputError, match=r"mine/words\.txt: exists and is not the words\.txt"):
+        prepare_digits(recordings, tmp_path / "mine")
 
 
 def test_speaker_split(official, recordings, tmp_path):

@@ -11,6 +11,8 @@ x 50 takes). Splits:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -21,12 +23,14 @@ import soundfile as sf
 from asr.audio import AudioError, load_audio
 from asr.data import Utterance, write_manifest
 from asr.datasets.download import download, extract_tar
-from asr.outputs import atomic_output
+from asr.outputs import atomic_output, check_output
 
 logger = logging.getLogger(__name__)
 
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+OUTPUTS = ("train.jsonl", "test.jsonl", "words.txt")
+SUMMARY = "digits.summary.json"  # the split and the SHA-256 of each output, written last
 NAME_RE = re.compile(r"^(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<index>\d+)\.wav$")
 
 
@@ -78,13 +82,17 @@ def prepare_digits(
     """Resample every recording to ``sample_rate`` under ``out_dir/wav`` and write the manifests.
 
     Work already done is skipped: a resampled file that exists is not written again. Unreadable
-    recordings are logged with their path and skipped (counted in ``DigitsSplit.skipped``).
+    recordings are logged with their path and skipped (counted in ``DigitsSplit.skipped``). The
+    manifests and ``words.txt`` are written again only if this function wrote them and they are
+    unchanged since (``digits.summary.json`` records their SHA-256): a manifest edited by hand is
+    refused before any work.
 
     Returns:
         The paths of ``train.jsonl`` and ``test.jsonl`` in ``out_dir`` and their sizes, and of
         ``words.txt``: the ten digit words, a lexicon for ``asr evaluate --lexicon``.
     Raises:
         DigitsError: unknown split, or the test speaker is not in the data (nothing is written then).
+        OutputError: an output file there was changed since, or not written by this function.
     """
     if split not in ("official", "speaker"):
         raise DigitsError(f"split {split!r} is not 'official' or 'speaker'")
@@ -95,6 +103,10 @@ def prepare_digits(
     speakers = {NAME_RE.match(p.name)["speaker"] for p in files}
     if split == "speaker" and test_speaker not in speakers:
         raise DigitsError(f"test speaker {test_speaker!r} not in {recordings} (speakers: {', '.join(sorted(speakers))})")
+    unchanged = _unchanged_outputs(out_dir)
+    for name in OUTPUTS:  # before any work: a manifest edited by hand is not replaced
+        check_output(out_dir / name, lambda path: path.name in unchanged,
+                     f"the {name} asr prepare digits wrote (it was changed since, or not written by it)")
     wav_dir.mkdir(parents=True, exist_ok=True)
     for path in files:
         m = NAME_RE.match(path.name)
@@ -118,5 +130,24 @@ def prepare_digits(
     write_manifest(out_dir / "train.jsonl", train)
     write_manifest(out_dir / "test.jsonl", test)
     words = out_dir / "words.txt"
-    words.write_text("".join(w + "\n" for w in DIGIT_WORDS), encoding="utf-8")
+    with atomic_output(words) as tmp:
+        tmp.write_text("".join(w + "\n" for w in DIGIT_WORDS), encoding="utf-8")
+    summary = {"split": split, "test_speaker": test_speaker if split == "speaker" else None,
+               "sha256": {name: _sha256(out_dir / name) for name in OUTPUTS}}
+    with atomic_output(out_dir / SUMMARY) as tmp:  # last: the record of what this run wrote
+        tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return DigitsSplit(out_dir / "train.jsonl", out_dir / "test.jsonl", len(train), len(test), skipped, words)
+
+
+def _unchanged_outputs(out_dir: Path) -> set[str]:
+    """The names among ``OUTPUTS`` that a finished ``prepare_digits`` wrote in ``out_dir`` and that
+    are unchanged since (their SHA-256 is the one its summary recorded): free to write again."""
+    try:
+        recorded = json.loads((out_dir / SUMMARY).read_text(encoding="utf-8"))["sha256"]
+        return {name for name in OUTPUTS if (out_dir / name).is_file() and _sha256(out_dir / name) == recorded[name]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
