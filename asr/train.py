@@ -24,7 +24,6 @@ config must describe the same features and model (``dropout`` and ``dither`` may
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import multiprocessing
@@ -43,17 +42,18 @@ import torch.nn.functional as F
 
 from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
-from asr.checkpoint import (CheckpointError, Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint,
-                            state_mismatch)
-from asr.config import config_to_dict, save_yaml
+from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint, state_mismatch
+from asr.config import config_to_dict
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor, compute_cmvn
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
-from asr.outputs import atomic_output, check_output, starts_with
-from asr.train_config import TrainConfig, TrainError, resolve_config
+from asr.outputs import atomic_output
+from asr.run_state import (check_new_run_dir, config_differences, get_rng_state, init_checkpoint, seed_everything,
+                           set_rng_state, snapshot, trim_log, write_event, write_run_config)
+from asr.train_config import TrainConfig, TrainError, resolve_config  # noqa: F401 (resolve_config: re-exported)
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, normalize_text, oov_report, tokenizer_from_dict
 
 logger = logging.getLogger(__name__)
@@ -94,12 +94,12 @@ class Trainer:
         if not resume and (last.exists() or (self.run_dir / "model.pt").exists()):
             raise TrainError(f"{self.run_dir}: a run already exists there; pass --resume or choose another name/out_dir")
         if not resume:
-            _check_new_run_dir(self.run_dir)
-        init = _init_checkpoint(cfg) if cfg.init_from and not resume else None  # resuming reads last.pt only
+            check_new_run_dir(self.run_dir)
+        init = init_checkpoint(cfg) if cfg.init_from and not resume else None  # resuming reads last.pt only
         barrier(self.dist)  # every rank has checked before rank 0 creates the run
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        _seed_everything(cfg.seed)
+        seed_everything(cfg.seed)
 
         if not cfg.data.train_manifest:
             raise TrainError("data.train_manifest is not set")
@@ -121,7 +121,7 @@ class Trainer:
             mismatch = (state_mismatch(self.features, start["features_state"])
                         or state_mismatch(self.model, start["model_state"]))
             if mismatch:  # resuming after the config changed the model's or the features' shape
-                what = "; ".join(_config_differences(start, cfg)) or f"weights: {mismatch}"
+                what = "; ".join(config_differences(start, cfg)) or f"weights: {mismatch}"
                 source = last if state else cfg.init_from
                 raise TrainError(f"{source}: does not match the config ({what}); "
                                  + ("resume with the run's own config" if state else "init_from needs the same model"))
@@ -136,7 +136,7 @@ class Trainer:
         if self.dist.enabled:
             self.forward_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.dist.local_rank] if self.device.type == "cuda" else None)
-            _seed_everything(cfg.seed + 1000 * self.dist.rank)  # own dither/dropout/masks per rank
+            seed_everything(cfg.seed + 1000 * self.dist.rank)  # own dither/dropout/masks per rank
         logger.info("model=%s params=%d device=%s", cfg.preset, self.model.num_params(), self.device)
 
         self.spec_augment = SpecAugment(cfg.augment)
@@ -167,8 +167,7 @@ class Trainer:
         if state:
             self._load_train_state(state["train_state"])
         if self.dist.is_main:  # last: a resume the config does not fit leaves the run's own config
-            with atomic_output(self.run_dir / "config.yaml") as tmp:
-                save_yaml(config_to_dict(cfg), tmp, header=RUN_CONFIG_HEADER)
+            write_run_config(cfg, self.run_dir)
 
     # ----------------------------------------------------------------------------------- setup
     def _build_tokenizer(self) -> Tokenizer:
@@ -220,7 +219,7 @@ class Trainer:
             self.ema.load_state_dict(st["ema"])
         elif self.ema is not None:
             logger.warning("ema_decay is set but the checkpoint holds no EMA; averaging starts from its weights")
-        _set_rng_state(st["rng"])
+        set_rng_state(st["rng"])
         logger.info("resumed step=%d epoch=%d batch=%d", self.step, self.epoch, self.batches_done)
 
     def recognizer(self) -> Recognizer:
@@ -236,7 +235,7 @@ class Trainer:
         stopped_early = False
         log_path = self.run_dir / "train_log.jsonl"
         if self.dist.is_main:
-            _trim_log(log_path, self.step)  # drop events after the checkpoint we start from
+            trim_log(log_path, self.step)  # drop events after the checkpoint we start from
         with (log_path.open("a", encoding="utf-8") if self.dist.is_main else open(os.devnull, "w")) as log, \
                 contextlib.ExitStack() as stack:
             stack.callback(self.wait_for_checkpoints)  # also when training fails
@@ -273,7 +272,7 @@ class Trainer:
                             "elapsed_s": time.monotonic() - start, "run_steps": self.step - start_step,
                             "skipped_batches": self.skipped_batches, "zeroed_utterances": self.zeroed_utterances,
                         }
-                        _emit(log, event, self.on_event)
+                        write_event(log, event, self.on_event)
                         window = _Window()
                     if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
                         self.save("last.pt", with_train_state=True)
@@ -371,7 +370,7 @@ class Trainer:
                 old = self.run_dir / f"epoch-{self.epoch - self.cfg.keep_epoch_checkpoints}.pt"
                 self._write_in_background(lambda: old.unlink(missing_ok=True))
         event["best_dev_wer"] = self.best_dev_wer
-        _emit(log, event, self.on_event)
+        write_event(log, event, self.on_event)
         barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
 
     def stop_inside_epoch(self, log, start: float) -> None:
@@ -383,7 +382,7 @@ class Trainer:
             if self.score_dev(event):
                 self.save("best.pt")
             event["best_dev_wer"] = self.best_dev_wer
-            _emit(log, event, self.on_event)
+            write_event(log, event, self.on_event)
         self.save("last.pt", with_train_state=True)
 
     # ----------------------------------------------------------------------------- checkpoints
@@ -400,13 +399,13 @@ class Trainer:
         recognizer = self.recognizer()
         extra: dict[str, Any] = {"metrics": {"step": self.step, "epoch": self.epoch, "best_dev_wer": self.best_dev_wer}}
         if with_train_state:
-            extra["train_state"] = _snapshot({
+            extra["train_state"] = snapshot({
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
                 "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
                 "best_dev_wer": self.best_dev_wer, "skipped_batches": self.skipped_batches,
-                "zeroed_utterances": self.zeroed_utterances, "rng": _get_rng_state(),
+                "zeroed_utterances": self.zeroed_utterances, "rng": get_rng_state(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
             })
             recognizer = Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
@@ -441,18 +440,6 @@ class Trainer:
         return self.device.type == "cuda" and self.cfg.precision != "fp32"
 
 
-def _snapshot(obj: Any) -> Any:
-    """``obj`` with every tensor copied to the CPU (dicts, lists and tuples rebuilt), so that a
-    background write never sees later updates of the live tensors."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _snapshot(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_snapshot(v) for v in obj)
-    return obj
-
-
 def _available_memory_gb() -> float | None:
     """MemAvailable of /proc/meminfo in GB, or None where there is no such file."""
     try:
@@ -463,38 +450,6 @@ def _available_memory_gb() -> float | None:
     except OSError:
         pass
     return None
-
-
-# settings that change training only: a fine-tuning run may choose its own
-_TRAINING_ONLY = {"features": {"dither"}, "model": {"dropout"}}
-
-
-def _init_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
-    """The checkpoint ``cfg.init_from`` names, once checked to fit ``cfg``'s features, model and tokenizer."""
-    path = cfg.init_from
-    try:
-        payload = load_checkpoint(path)
-    except CheckpointError as e:
-        raise TrainError(f"init_from: {e}") from None
-    differ = _config_differences(payload, cfg)
-    kind = payload["tokenizer"]["type"]
-    if (kind == "char") != (cfg.tokenizer.kind == "char"):
-        differ.append(f"tokenizer {kind!r} (config: tokenizer.kind={cfg.tokenizer.kind!r})")
-    if differ:
-        raise TrainError(f"{path}: init_from needs the checkpoint's features, model and tokenizer; it has "
-                         + "; ".join(differ))
-    logger.info("init_from=%s (weights, CMVN and tokenizer; new optimizer and schedule)", path)
-    return payload
-
-
-def _config_differences(payload: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """The feature and model settings of a checkpoint that differ from ``cfg``'s (training-only ones
-    aside), as ``model.rnn_hidden=64 (config: 96)``."""
-    theirs = {"features": payload["features_config"], "model": payload["model_config"]}
-    ours = {"features": config_to_dict(cfg.features), "model": config_to_dict(cfg.model)}
-    return [f"{part}.{key}={theirs[part].get(key)!r} (config: {value!r})"
-            for part, values in ours.items() for key, value in values.items()
-            if key not in _TRAINING_ONLY[part] and theirs[part].get(key) != value]
 
 
 def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:
@@ -539,74 +494,7 @@ def ctc_feasible(tokens: torch.Tensor, token_lens: torch.Tensor, out_lens: torch
     return out_lens.to(tokens.device) >= token_lens.to(tokens.device) + repeats
 
 
-RUN_CONFIG_HEADER = "# written by asr train: the resolved configuration of this run (preset, defaults, overrides)\n"
-
-
-def _check_new_run_dir(run_dir: Path) -> None:
-    """A new run writes ``config.yaml`` and ``train_log.jsonl``: refuse a folder where they would
-    replace anything but the files of an earlier run that saved no checkpoint (a failed sweep
-    point, a run stopped in its first epoch), such as the user's own config.
-
-    Raises:
-        OutputError: one of the two is not a file ``asr train`` wrote.
-    """
-    check_output(run_dir / "config.yaml", lambda p: starts_with(p, RUN_CONFIG_HEADER.encode()),
-                 "the configuration asr train wrote for a run")
-    check_output(run_dir / "train_log.jsonl", _is_train_log, "the log of an asr train run")
-
-
-def _is_train_log(path: Path) -> bool:
-    with open(path, "rb") as f:
-        first = f.readline(100_000)
-    try:
-        return not first or "event" in json.loads(first)
-    except (ValueError, TypeError):
-        return False
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """Keep the log events up to ``step``: none for a new run; for a resumed one, none of the steps
-    logged after its checkpoint (they are trained again, and would otherwise appear twice)."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):  # a line cut short by a crash
-            pass
-    path.write_text("".join(kept), encoding="utf-8")
-
-
-def _emit(log, event: dict, on_event: Callable[[dict], None]) -> None:
-    log.write(json.dumps(event) + "\n")
-    log.flush()
-    if event["event"] == "step":
-        logger.debug(" ".join(f"{k}={v}" for k, v in event.items()))
-    on_event(event)
-
-
 def _amp_dtype(precision: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _get_rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 

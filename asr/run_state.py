@@ -1,0 +1,146 @@
+"""What a training run keeps on disk and restores: the files of its folder (``config.yaml``,
+``train_log.jsonl``), the checkpoints it starts from (``last.pt`` for ``--resume``, ``init_from``)
+and the random state.
+
+A new run refuses a folder whose ``config.yaml`` or ``train_log.jsonl`` it did not write
+(:func:`check_new_run_dir`); a resumed run drops the log events after its checkpoint
+(:func:`trim_log`); checkpoint state is copied off the live tensors before a background write
+(:func:`snapshot`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asr.checkpoint import CheckpointError, load_checkpoint
+from asr.config import config_to_dict, save_yaml
+from asr.outputs import atomic_output, check_output, starts_with
+from asr.train_config import TrainConfig, TrainError
+
+logger = logging.getLogger(__name__)
+
+
+def snapshot(obj: Any) -> Any:
+    """``obj`` with every tensor copied to the CPU (dicts, lists and tuples rebuilt), so that a
+    background write never sees later updates of the live tensors."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(snapshot(v) for v in obj)
+    return obj
+
+
+# settings that change training only: a fine-tuning run may choose its own
+_TRAINING_ONLY = {"features": {"dither"}, "model": {"dropout"}}
+
+
+def init_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint ``cfg.init_from`` names, once checked to fit ``cfg``'s features, model and tokenizer."""
+    path = cfg.init_from
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as e:
+        raise TrainError(f"init_from: {e}") from None
+    differ = config_differences(payload, cfg)
+    kind = payload["tokenizer"]["type"]
+    if (kind == "char") != (cfg.tokenizer.kind == "char"):
+        differ.append(f"tokenizer {kind!r} (config: tokenizer.kind={cfg.tokenizer.kind!r})")
+    if differ:
+        raise TrainError(f"{path}: init_from needs the checkpoint's features, model and tokenizer; it has "
+                         + "; ".join(differ))
+    logger.info("init_from=%s (weights, CMVN and tokenizer; new optimizer and schedule)", path)
+    return payload
+
+
+def config_differences(payload: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """The feature and model settings of a checkpoint that differ from ``cfg``'s (training-only ones
+    aside), as ``model.rnn_hidden=64 (config: 96)``."""
+    theirs = {"features": payload["features_config"], "model": payload["model_config"]}
+    ours = {"features": config_to_dict(cfg.features), "model": config_to_dict(cfg.model)}
+    return [f"{part}.{key}={theirs[part].get(key)!r} (config: {value!r})"
+            for part, values in ours.items() for key, value in values.items()
+            if key not in _TRAINING_ONLY[part] and theirs[part].get(key) != value]
+
+
+RUN_CONFIG_HEADER = "# written by asr train: the resolved configuration of this run (preset, defaults, overrides)\n"
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run writes ``config.yaml`` and ``train_log.jsonl``: refuse a folder where they would
+    replace anything but the files of an earlier run that saved no checkpoint (a failed sweep
+    point, a run stopped in its first epoch), such as the user's own config.
+
+    Raises:
+        OutputError: one of the two is not a file ``asr train`` wrote.
+    """
+    check_output(run_dir / "config.yaml", lambda p: starts_with(p, RUN_CONFIG_HEADER.encode()),
+                 "the configuration asr train wrote for a run")
+    check_output(run_dir / "train_log.jsonl", _is_train_log, "the log of an asr train run")
+
+
+def _is_train_log(path: Path) -> bool:
+    with open(path, "rb") as f:
+        first = f.readline(100_000)
+    try:
+        return not first or "event" in json.loads(first)
+    except (ValueError, TypeError):
+        return False
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Keep the log events up to ``step``: none for a new run; for a resumed one, none of the steps
+    logged after its checkpoint (they are trained again, and would otherwise appear twice)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):  # a line cut short by a crash
+            pass
+    with atomic_output(path) as tmp:
+        tmp.write_text("".join(kept), encoding="utf-8")
+
+
+def write_event(log, event: dict, on_event: Callable[[dict], None]) -> None:
+    """Append ``event`` to the run's log as a JSON line (flushed at once), then pass it to ``on_event``."""
+    log.write(json.dumps(event) + "\n")
+    log.flush()
+    if event["event"] == "step":
+        logger.debug(" ".join(f"{k}={v}" for k, v in event.items()))
+    on_event(event)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_run_config(cfg: TrainConfig, run_dir: Path) -> None:
+    """``run_dir/config.yaml``: the resolved config, under the header that marks it as the run's own."""
+    with atomic_output(run_dir / "config.yaml") as tmp:
+        save_yaml(config_to_dict(cfg), tmp, header=RUN_CONFIG_HEADER)
