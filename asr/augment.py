@@ -22,7 +22,7 @@ import torchaudio.functional as AF
 from torch import Tensor, nn
 
 from asr.audio import load_audio
-from asr.data import ManifestError, Utterance, read_manifest
+from asr.manifest import ManifestError, Utterance, read_manifest
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import Recognizer
-from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, Utterance, collate
+from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate
 from asr.decode import Decoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
+from asr.manifest import Utterance
 from asr.metrics import ErrorReport, error_report
 from asr.outputs import OutputError, atomic_output, check_output
 from asr.text import normalize_text

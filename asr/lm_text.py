@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from asr.data import ManifestError, read_manifest
+from asr.manifest import ManifestError, read_manifest
 from asr.outputs import atomic_output
 from asr.text import normalize_text, read_normalized_lines
 

@@ -44,10 +44,11 @@ from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint, state_mismatch
 from asr.config import config_to_dict
-from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate, iter_waves, read_manifest
+from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate, iter_waves
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor, compute_cmvn
+from asr.manifest import read_manifest
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output

@@ -8,8 +8,9 @@ import torch
 
 from asr.augment import (AugmentConfig, SpecAugment, WaveAugment, loop_to_length, mix_at_snr, speed_perturb, time_warp,
                          trim_edges)
-from asr.data import ManifestError, SpeechDataset, Utterance
+from asr.data import SpeechDataset
 from asr.features import FeatureConfig, FeatureExtractor
+from asr.manifest import ManifestError, Utterance
 from asr.text import CharTokenizer
 
 

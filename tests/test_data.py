@@ -15,19 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.audio import AudioError, load_audio
-from asr.data import (
-    AudioCache,
-    Batch,
-    DurationBatchSampler,
-    ManifestError,
-    SpeechDataset,
-    Utterance,
-    collate,
-    iter_waves,
-    read_manifest,
-    read_manifest_report,
-    write_manifest,
-)
+from asr.data import AudioCache, Batch, DurationBatchSampler, SpeechDataset, collate, iter_waves
+from asr.manifest import ManifestError, Utterance, read_manifest, read_manifest_report, write_manifest
 from asr.text import CharTokenizer, normalize_text
 
 

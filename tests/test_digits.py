@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from asr.data import read_manifest
 from asr.datasets.digits import DIGIT_WORDS, find_recordings, prepare_digits
+from asr.manifest import read_manifest
 from asr.outputs import OutputError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.data import DurationBatchSampler, Utterance, write_manifest
+from asr.data import DurationBatchSampler
 from asr.datasets.digits import DIGIT_WORDS
+from asr.manifest import Utterance, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 

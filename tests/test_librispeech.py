@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from asr.cli import main
-from asr.data import read_manifest
 from asr.datasets.librispeech import find_splits, prepare_librispeech, prepare_split, read_split
+from asr.manifest import read_manifest
 from asr.text import normalize_text
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from asr.data import read_manifest
 from asr.lm_text import LMTextError, book_sentences, lm_overlap, prepare_lm_text, read_lm_lines, strip_gutenberg
+from asr.manifest import read_manifest
 from asr.text import normalize_text
 
 REPO = Path(__file__).resolve().parents[1]

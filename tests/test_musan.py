@@ -18,8 +18,8 @@ import torch
 from asr.audio import load_audio
 from asr.augment import AugmentConfig, NoiseSource, WaveAugment
 from asr.cli import main
-from asr.data import read_manifest
 from asr.datasets.openslr import FILES
+from asr.manifest import read_manifest
 from test_openslr import _targz  # tests/ is on sys.path under pytest
 
 

@@ -14,8 +14,9 @@ import torch
 
 from asr.checkpoint import load_checkpoint, recognizer_from_payload
 from asr.config import config_from_dict, load_yaml
-from asr.data import SpeechDataset, collate, iter_waves, read_manifest
+from asr.data import SpeechDataset, collate, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
+from asr.manifest import read_manifest
 from asr.outputs import OutputError
 from asr.text import normalize_text, tokenizer_from_dict
 from asr.train import Trainer, TrainConfig, TrainError, resolve_config, train

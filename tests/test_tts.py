@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from asr.audio import load_audio
-from asr.data import read_manifest
 from asr.datasets.tts import Rendition, engine_voices, plan_renditions, render_corpus, synthesize
+from asr.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 LINES = ["The quick brown fox jumps over the lazy dog.", "", "It was 3 o'clock on the 21st of May!"]

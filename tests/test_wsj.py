@@ -15,8 +15,8 @@ import soundfile as sf
 
 from asr.audio import load_audio
 from asr.cli import main
-from asr.data import read_manifest
 from asr.datasets.wsj import WsjError, find_discs, normalize_wsj, prepare_wsj, read_set
+from asr.manifest import read_manifest
 
 SHORTEN = "sphere/123_1pcle_shn.sph"  # pcm,embedded-shorten-v2.00, 20 kHz, 37120 frames
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ import time
 import torch
 
 from asr.checkpoint import load_recognizer
-from asr.data import read_manifest
 from asr.decode import BeamSearchConfig, BeamSearchDecoder, greedy_decode
+from asr.manifest import read_manifest
 from asr.metrics import error_report
 from asr.text import normalize_text
 from asr.tune import cached_dev_log_probs, dev_log_probs

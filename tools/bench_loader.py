@@ -25,7 +25,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.augment import AugmentConfig, WaveAugment
-from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate, read_manifest
+from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate
+from asr.manifest import read_manifest
 from asr.text import CharTokenizer
 
 

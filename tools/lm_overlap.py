@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from asr.data import ManifestError, read_manifest  # noqa: E402
 from asr.lm_text import LMTextError, lm_overlap, read_lm_lines  # noqa: E402
+from asr.manifest import ManifestError, read_manifest  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from asr.data import ManifestError, read_manifest  # noqa: E402
 from asr.lm_text import BOOK_FORMATS, LMTextError, prepare_lm_text  # noqa: E402
+from asr.manifest import ManifestError, read_manifest  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.audio import load_audio
-from asr.data import read_manifest_report
+from asr.manifest import read_manifest_report
 
 
 def _encode(job: tuple[str, str, float]) -> float:

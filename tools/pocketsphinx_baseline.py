@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.audio import load_audio  # noqa: E402
-from asr.data import Utterance, read_manifest  # noqa: E402
 from asr.datasets.librispeech import read_split  # noqa: E402
+from asr.manifest import Utterance, read_manifest  # noqa: E402
 from asr.metrics import error_report  # noqa: E402
 from asr.text import normalize_text  # noqa: E402
 

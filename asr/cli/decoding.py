@@ -206,7 +206,7 @@ class _FirstInterrupt:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
     from asr.evaluate import evaluate_utterances, report_folder
     from asr.results import results_path, result_from_evaluation, write_result
 
@@ -289,7 +289,7 @@ def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bo
 
 def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
-    from asr.data import read_manifest
+    from asr.manifest import read_manifest
     from asr.decode import DecodeError
     from asr.tune import MAX_GRID_POINTS, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.audio import AudioError, load_audio
-from asr.data import Utterance, write_manifest
 from asr.datasets.download import download, extract_tar
+from asr.manifest import Utterance, write_manifest
 from asr.outputs import atomic_output, check_output
 
 logger = logging.getLogger(__name__)

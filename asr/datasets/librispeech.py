@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from asr.audio import AudioError, audio_info
-from asr.data import Utterance, write_manifest
+from asr.manifest import Utterance, write_manifest
 from asr.outputs import OutputError, atomic_output
 from asr.text import normalize_text
 

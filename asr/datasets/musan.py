@@ -19,8 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from asr.audio import AudioError, audio_info
-from asr.data import Utterance
 from asr.datasets.librispeech import SplitReport, prepared_split, write_split
+from asr.manifest import Utterance
 
 CATEGORIES = ("noise", "music", "speech")
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.audio import load_audio
-from asr.data import Utterance, write_manifest
+from asr.manifest import Utterance, write_manifest
 from asr.outputs import atomic_output
 from asr.text import normalize_text
 

@@ -61,8 +61,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from asr.audio import AudioError, audio_info, load_audio
-from asr.data import Utterance, write_manifest
 from asr.datasets.librispeech import finished_summary
+from asr.manifest import Utterance, write_manifest
 from asr.outputs import atomic_output
 from asr.text import normalize_text
 

@@ -1,0 +1,187 @@
+"""Manifests: the JSON-lines files that list a corpus's utterances.
+
+One utterance per line, with NeMo's keys::
+
+    {"audio_filepath": "wav/a.flac", "duration": 3.21, "text": "hello world"}
+    {"audio_filepath": "/abs/b.wav", "duration": 2.0, "text": "hi", "offset": 7.5, "speaker": "s1"}
+
+``audio_filepath`` is absolute or relative to the manifest's own folder; ``offset`` (seconds,
+default 0) and ``speaker`` are optional; other keys are ignored. Blank lines are skipped. A bad
+line is a ``ManifestError`` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asr.outputs import atomic_output
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One manifest entry.
+
+    Attributes:
+        audio_filepath: absolute path of the audio file.
+        duration: length of the utterance in seconds (of the segment when ``offset`` is set).
+        text: raw transcript (normalized later, by the dataset).
+        offset: start of the utterance in the file, in seconds.
+        speaker: speaker label, if the manifest gives one.
+    """
+
+    audio_filepath: str
+    duration: float
+    text: str
+    offset: float = 0.0
+    speaker: str | None = None
+
+
+class ManifestError(ValueError):
+    """A manifest line (or the whole file) is unusable; message ``manifest.jsonl:LINE: cause``."""
+
+    def __init__(self, path: str | os.PathLike, line: int | None, cause: str):
+        super().__init__(f"{path}{'' if line is None else f':{line}'}: {cause}")
+        self.path, self.line, self.cause = str(path), line, cause
+
+    def __reduce__(self):  # keep it picklable despite the custom __init__
+        return type(self), (self.path, self.line, self.cause)
+
+
+def _field(entry: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    """``entry[key]`` if it is one of ``kinds`` (never a bool); raises ValueError with the cause."""
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ValueError(f"'{key}' must be {what}, got {type(value).__name__} {value!r}")
+    if what == "a number" and (not math.isfinite(value) or value < 0):
+        raise ValueError(f"'{key}' must be finite and >= 0, got {value!r}")
+    return value
+
+
+def _parse_entry(entry: Any, base: str, check_audio: bool) -> Utterance:
+    """One decoded JSON value to an ``Utterance``; raises ValueError with the cause."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"expected a JSON object, got {type(entry).__name__}")
+    for key in ("audio_filepath", "duration", "text"):
+        if key not in entry:
+            raise ValueError(f"missing key '{key}'")
+    path = _field(entry, "audio_filepath", (str,), "a string")
+    if not path:
+        raise ValueError("'audio_filepath' is empty")
+    text = _field(entry, "text", (str,), "a string")
+    duration = float(_field(entry, "duration", (int, float), "a number"))
+    has = {key: entry.get(key) is not None for key in ("offset", "speaker")}
+    offset = float(_field(entry, "offset", (int, float), "a number")) if has["offset"] else 0.0
+    speaker = _field(entry, "speaker", (str, int), "a string") if has["speaker"] else None
+    path = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+    if check_audio and not os.path.isfile(path):
+        raise ValueError(f"audio file not found: {path}")
+    return Utterance(path, duration, text, offset, None if speaker is None else str(speaker))
+
+
+def read_manifest_report(
+    path: str | os.PathLike, check_audio: bool = True
+) -> tuple[list[Utterance], list[ManifestError]]:
+    """Like ``read_manifest`` but never raises for a bad line: returns ``(utterances, problems)``,
+    one ``ManifestError`` (``manifest.jsonl:LINE: cause``) per bad line; raises ``ManifestError``
+    only when the file itself cannot be read.
+    """
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, "rb") as f:
+            raw_lines = f.read().splitlines()
+    except OSError as e:
+        raise ManifestError(path, None, f"cannot read manifest: {e.strerror or e}") from None
+    utts: list[Utterance] = []
+    problems: list[ManifestError] = []
+    for lineno, raw in enumerate(raw_lines, start=1):
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark
+            raw = raw[3:]
+        if not raw.strip():
+            continue
+        try:
+            try:
+                entry = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise ValueError(f"not valid UTF-8 (byte {e.start + 1})") from None
+            except json.JSONDecodeError as e:
+                raise ValueError(f"invalid JSON: {e.msg} (column {e.colno})") from None
+            utts.append(_parse_entry(entry, base, check_audio))
+        except ValueError as e:
+            problems.append(ManifestError(path, lineno, str(e)))
+    return utts, problems
+
+
+def read_manifest(
+    path: str | os.PathLike, skip_bad: bool = False, check_audio: bool = True
+) -> list[Utterance]:
+    """Read a JSON-lines manifest (see the module docstring for the format).
+
+    Args:
+        path: the manifest; relative audio paths resolve against its folder.
+        skip_bad: log each bad line and the total skipped (``logger.warning``) and return the
+            good ones, instead of raising on the first bad line.
+        check_audio: check that each audio file exists (a missing one is a bad line).
+
+    Returns:
+        The utterances, in file order, with absolute audio paths.
+
+    Raises:
+        ManifestError: ``manifest.jsonl:LINE: cause`` for the first bad line (unless
+            ``skip_bad``), or ``manifest.jsonl: cause`` when the file cannot be read.
+    """
+    utts, problems = read_manifest_report(path, check_audio=check_audio)
+    if problems and not skip_bad:
+        raise problems[0]
+    for problem in problems:
+        logger.warning("%s", problem)
+    if problems:
+        logger.warning("%s: skipped %d of %d lines", path, len(problems), len(problems) + len(utts))
+    hours = sum(u.duration for u in utts) / 3600
+    logger.info("manifest=%s utterances=%d hours=%.3f", path, len(utts), hours)
+    return utts
+
+
+def write_manifest(path: str | os.PathLike, utts: Iterable[Utterance]) -> None:
+    """Write utterances as a JSON-lines manifest, atomically.
+
+    The lines go to a temporary file in the same folder, which then replaces ``path``; on any
+    failure ``path`` is left as it was. Audio paths inside the manifest's folder are written
+    relative to it, others absolute; ``offset`` is written only when non-zero and ``speaker``
+    only when set.
+
+    Args:
+        path: the manifest to write (its folder is created if needed).
+        utts: the utterances (relative audio paths are taken relative to the working directory).
+
+    Raises:
+        ValueError: an utterance has a negative or non-finite duration or offset.
+        OSError: the file cannot be written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.path.abspath(path.parent)
+    with atomic_output(path, durable=True) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for i, utt in enumerate(utts):
+            for name, value in (("duration", utt.duration), ("offset", utt.offset)):
+                if not math.isfinite(value) or value < 0:
+                    raise ValueError(f"{path}: utterance {i} ({utt.audio_filepath}): "
+                                     f"{name} must be finite and >= 0, got {value!r}")
+            audio = os.path.abspath(utt.audio_filepath)
+            if os.path.commonpath([folder, audio]) == folder:
+                audio = os.path.relpath(audio, folder)
+            entry: dict[str, Any] = {"audio_filepath": audio, "duration": utt.duration,
+                                     "text": utt.text}
+            if utt.offset:
+                entry["offset"] = utt.offset
+            if utt.speaker is not None:
+                entry["speaker"] = utt.speaker
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
