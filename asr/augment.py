@@ -6,7 +6,7 @@ checkpoints, so augmented runs are deterministic under a seed and resume exactly
 is the identity in eval mode, and the trainer gives the waveform transforms to the training
 dataset only: dev scoring and evaluation never see them.
 
-A noise manifest is an ordinary JSON-lines manifest (``asr.data``) of noise recordings;
+A noise manifest is an ordinary JSON-lines manifest (``asr.manifest``) of noise recordings;
 ``text`` may be empty.
 """
 

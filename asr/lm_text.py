@@ -23,7 +23,7 @@ Book formats:
   definitions and the 19th-century quotations they cite, without headwords, pronunciations,
   etymologies, bracketed notes and ``--Author`` attributions; split at ``.!?;:``. A large
   vocabulary of the books' period, for lexicon decoding.
-* ``manifest``: a JSON-lines manifest (``asr.data``): its transcripts, one sentence each (the
+* ``manifest``: a JSON-lines manifest (``asr.manifest``): its transcripts, one sentence each (the
   training set's own text; its audio need not be there).
 
 Example:

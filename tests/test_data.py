@@ -135,7 +135,7 @@ def test_skip_bad_logs_each_problem_and_total(tmp_path, libri, caplog):
     lines.insert(3, _line(tmp_path / "gone.wav"))
     lines.append(_line(libri[0].audio_filepath, -2.0))
     path = _write_lines(tmp_path / "m.jsonl", lines)
-    with caplog.at_level(logging.WARNING, logger="asr.data"):
+    with caplog.at_level(logging.WARNING, logger="asr.manifest"):
         utts = read_manifest(path, skip_bad=True)
     assert [u.audio_filepath for u in utts] == [u.audio_filepath for u in libri[:5]]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -155,7 +155,7 @@ def test_an4_manifests_are_relative_to_another_root(shared_data, an4_root, caplo
         read_manifest(manifest)
     missing = manifest.parent / "tests/data/asr/train/an4/wav/an46-mmap-b.wav"
     assert str(err.value) == f"{manifest}:1: audio file not found: {missing}"
-    with caplog.at_level(logging.WARNING, logger="asr.data"):
+    with caplog.at_level(logging.WARNING, logger="asr.manifest"):
         assert read_manifest(manifest, skip_bad=True) == []
     assert caplog.records[-1].getMessage() == f"{manifest}: skipped 30 of 30 lines"
     _, problems = read_manifest_report(manifest)

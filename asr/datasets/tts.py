@@ -9,7 +9,7 @@ Engines (Debian packages; each used only when its program is on ``PATH``):
   (``duration_stretch``), pitch left to the voice.
 
 Each utterance is drawn from ``random.Random(seed)``, so a corpus is reproducible; its audio is
-written as 16 kHz 16-bit mono wav, its manifest line (``asr.data``) keeps the text as given and
+written as 16 kHz 16-bit mono wav, its manifest line (``asr.manifest``) keeps the text as given and
 names the voice as the speaker. Files already rendered are kept (a run that stopped goes on).
 
 Example (needs espeak-ng)::
