@@ -12,6 +12,7 @@ A noise manifest is an ordinary JSON-lines manifest (``asr.manifest``) of noise 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -21,8 +22,11 @@ import torch.nn.functional as nnf
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from asr.audio import load_audio
+from asr.audio import AudioError, load_audio
+from asr.config import check_ranges
 from asr.manifest import ManifestError, Utterance, read_manifest
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,15 +45,14 @@ class AugmentConfig:
     edge_trim: float = 0.0  # cut a share drawn from [0, edge_trim] of the waveform off each end
 
     def __post_init__(self) -> None:
-        for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
+        # also finite and bounded: an infinite gain_db or noise_snr_db trained a NaN model (60 dB: 1000x
+        # the amplitude); a mask is a Python loop step, so a billion of them never end
+        check_ranges(self, "augment.", freq_masks=(0, 1000), freq_mask_width=(0, None), time_masks=(0, 1000),
+                     time_mask_width=(0, None), gain_db=(0, 60), noise_snr_db=(-100, 100))
         if not 0 <= self.time_mask_ratio <= 1:
             raise ValueError(f"augment.time_mask_ratio must be in [0, 1], got {self.time_mask_ratio}")
         if any(not 0.5 <= f <= 2.0 for f in self.speed_factors):
             raise ValueError(f"augment.speed_factors must lie in [0.5, 2], got {list(self.speed_factors)}")
-        if self.gain_db < 0:
-            raise ValueError(f"augment.gain_db must be >= 0, got {self.gain_db}")
         if not 0 <= self.edge_trim < 0.5:
             raise ValueError(f"augment.edge_trim must be in [0, 0.5), got {self.edge_trim}")
         if self.time_warp < 0:
@@ -181,16 +184,29 @@ class NoiseSource:
             raise ManifestError(manifest, None, "noise manifest holds no usable recording")
 
     def sample(self, num_samples: int) -> Tensor:
-        """A noise segment of exactly ``num_samples`` samples, float32 (S,)."""
-        utt = self.utts[int(torch.randint(len(self.utts), ()))]
-        needed_s = num_samples / self.sample_rate
-        offset_s, duration_s = utt.offset, (utt.duration or None)
-        if utt.duration > needed_s + 0.1:  # long enough: read a random segment of it only
-            offset_s += float(torch.rand(())) * (utt.duration - needed_s - 0.1)
-            duration_s = needed_s + 0.05
-        noise = torch.from_numpy(np.ascontiguousarray(
-            load_audio(utt.audio_filepath, self.sample_rate, offset_s=offset_s, duration_s=duration_s)))  # (N,)
-        return loop_to_length(noise, num_samples)
+        """A noise segment of exactly ``num_samples`` samples, float32 (S,). A recording that cannot
+        be read (or is shorter than its manifest says) is logged, left out from then on, and
+        another one drawn, so that one bad file does not stop a training run.
+
+        Raises:
+            ManifestError: no recording of the manifest is left.
+        """
+        while self.utts:
+            index = int(torch.randint(len(self.utts), ()))
+            utt = self.utts[index]
+            needed_s = num_samples / self.sample_rate
+            offset_s, duration_s = utt.offset, (utt.duration or None)
+            if utt.duration > needed_s + 0.1:  # long enough: read a random segment of it only
+                offset_s += float(torch.rand(())) * (utt.duration - needed_s - 0.1)
+                duration_s = needed_s + 0.05
+            try:
+                wave = load_audio(utt.audio_filepath, self.sample_rate, offset_s=offset_s, duration_s=duration_s)
+            except AudioError as e:
+                logger.warning("%s: noise recording left out: %s", self.manifest, e)
+                del self.utts[index]
+                continue
+            return loop_to_length(torch.from_numpy(np.ascontiguousarray(wave)), num_samples)  # (N,) -> (S,)
+        raise ManifestError(self.manifest, None, "no noise recording of the manifest could be read")
 
 
 def trim_edges(wave: Tensor, max_share: float) -> Tensor:

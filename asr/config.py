@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -60,11 +61,34 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    _check_tree(data, str(path))
     return data
+
+
+_MAX_VALUES = 1_000_000  # values in a config once its aliases are expanded (a few hundred are usual)
+
+
+def _check_tree(data: Any, where: str) -> None:
+    """Raise ``ConfigError`` if YAML aliases make ``data`` contain itself, or expand it past
+    ``_MAX_VALUES`` values (an alias of an alias of ... a list: the "billion laughs")."""
+    count = 0
+    stack: list[tuple[Any, frozenset[int]]] = [(data, frozenset())]
+    while stack:
+        node, parents = stack.pop()
+        count += 1
+        if count > _MAX_VALUES:
+            raise ConfigError(f"{where}: YAML aliases expand to more than {_MAX_VALUES} values")
+        if isinstance(node, (dict, list)):
+            if id(node) in parents:
+                raise ConfigError(f"{where}: recursive YAML alias (a value that contains itself)")
+            inner = parents | {id(node)}
+            stack.extend((child, inner) for child in (node.values() if isinstance(node, dict) else node))
 
 
 def _text_line(path: str | Path, offset: int) -> int:
@@ -127,7 +151,7 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = 
     """
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted((str(k) for k in data if not isinstance(k, str) or k not in fields))  # YAML keys may be ints
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
@@ -147,6 +171,54 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = 
 def config_to_dict(obj: Any) -> dict[str, Any]:
     """Plain-dict form of a config dataclass (tuples become lists), safe for YAML and torch.save."""
     return _plain(dataclasses.asdict(obj))
+
+
+def check_ranges(cfg: Any, prefix: str = "", **bounds: tuple) -> None:
+    """Raise ValueError for the first field of ``cfg`` outside its bounds, for ``__post_init__``.
+
+    A bound is ``(low, high)``, both ends included, or ``(low, high, ends)`` with ``ends`` one of
+    ``"[]"``, ``"[)"``, ``"(]"``, ``"()"``; ``high`` None means no upper bound. A None value
+    passes; NaN and infinities never do; each number of a list or tuple field (nested too) is
+    checked. The message names the field after ``prefix`` (e.g. ``"optim."``).
+
+    >>> @dataclasses.dataclass
+    ... class Opt:
+    ...     momentum: float = 0.9
+    ...     betas: tuple = (0.9, 2.0)
+    >>> check_ranges(Opt(), "optim.", momentum=(0, 1, "[)"), betas=(0, 1, "[)"))
+    Traceback (most recent call last):
+    ...
+    ValueError: optim.betas must be in [0, 1), got [0.9, 2.0]
+    >>> check_ranges(Opt(momentum=math.inf), momentum=(0, None))
+    Traceback (most recent call last):
+    ...
+    ValueError: momentum must be a finite number >= 0, got inf
+    """
+    for name, bound in bounds.items():
+        low, high, ends = (*bound, "[]") if len(bound) == 2 else bound
+        value = getattr(cfg, name)
+        numbers = list(_numbers(value))
+        finite = all(isinstance(v, int) or math.isfinite(v) for v in numbers)
+        inside = finite and all(
+            (low <= v if ends[0] == "[" else low < v)
+            and (high is None or (v <= high if ends[1] == "]" else v < high)) for v in numbers
+        )
+        if not inside:
+            if high is None:
+                want = f"{'>=' if ends[0] == '[' else '>'} {low}"
+            else:
+                want = f"in {ends[0]}{low}, {high}{ends[1]}"
+            shown = _plain(value) if isinstance(value, tuple) else value
+            raise ValueError(f"{prefix}{name} must be {'' if finite else 'a finite number '}{want}, got {shown}")
+
+
+def _numbers(value: Any) -> typing.Iterator[Any]:
+    """The numbers in ``value``: itself, or the items of a (nested) list or tuple; None gives none."""
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _numbers(item)
+    elif value is not None:
+        yield value
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

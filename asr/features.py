@@ -40,6 +40,8 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from asr.config import check_ranges
+
 logger = logging.getLogger(__name__)
 
 _LOG_MEL_FLOOR = 1e-6  # added to mel energies before the log (the value torchaudio's MFCC uses)
@@ -58,6 +60,10 @@ class FeatureConfig:
     dither: float = 0.0  # std of Gaussian noise added in training mode, in 16-bit sample units
 
     def __post_init__(self) -> None:
+        # finite and bounded: window_ms=1e400 (inf) or 1e300 overflowed in win_length with a
+        # traceback; an infinite dither trained a NaN model (32768: the 16-bit full scale)
+        check_ranges(self, "features.", sample_rate=(1, 384_000), window_ms=(0, 1000, "(]"),
+                     hop_ms=(0, 1000, "(]"), n_mels=(1, 1024), n_mfcc=(1, 1024), dither=(0, 32768))
         checks = [
             (self.kind in ("spectrogram", "fbank", "mfcc"),
              f"kind={self.kind!r} is not one of spectrogram, fbank, mfcc"),

@@ -245,6 +245,8 @@ def _thresholds(prune: Sequence[int], order: int) -> list[int]:
     """lmplz's --prune: one threshold per order, the last repeated; 0 for unigrams, non-decreasing."""
     if not prune:
         return [0] * order
+    if len(prune) > order:
+        raise LMError(f"prune={list(prune)}: {len(prune)} thresholds for an order-{order} model (one per order at most)")
     values = [int(p) for p in prune] + [int(prune[-1])] * max(0, order - len(prune))
     if values[0] != 0 or any(b < a for a, b in zip(values, values[1:])) or min(values) < 0:
         raise LMError(f"prune={list(prune)}: thresholds must start at 0 (unigrams are never pruned) "

@@ -8,6 +8,8 @@ from typing import Literal
 
 import torch
 
+from asr.config import check_ranges
+
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -26,6 +28,10 @@ class OptimConfig:
             raise ValueError(f"optim.lr must be positive and at most 1000, got {self.lr}")
         if not 0 < self.final_lr_ratio <= 1:
             raise ValueError(f"optim.final_lr_ratio must be in (0, 1], got {self.final_lr_ratio}")
+        # (the optimizer raised a traceback on betas [2, 3] or momentum -1; a NaN grad_clip or an
+        # infinite weight decay trained a NaN model; a weight decay above 1000 is no real setting)
+        check_ranges(self, "optim.", momentum=(0, 1, "[)"), betas=(0, 1, "[)"), weight_decay=(0, 1000),
+                     warmup_steps=(0, None), grad_clip=(0, None))
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from dataclasses import asdict, dataclass, fields
 from datetime import date
 from pathlib import Path
@@ -97,13 +98,25 @@ class MeasuredResult:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ResultsError(f"{where}: unknown keys {', '.join(unknown)}")
-        missing = [k for k in ("test_set", "wer", "train_data", "model", "decoding", "hardware") if k not in d]
+        required = ("test_set", "wer", "train_data", "model", "decoding", "hardware")
+        missing = [k for k in required if k not in d]
         if missing:
             raise ResultsError(f"{where}: missing keys {', '.join(missing)}")
+        d = {k: v for k, v in d.items() if v is not None or k in required}  # null: the default
         for k in ("wer", "cer"):
-            v = d.get(k)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-                raise ResultsError(f"{where}: '{k}' must be a percentage >= 0, got {v!r}")
+            v = d.get(k, 0)  # JSON reads NaN, Infinity, 1e999 and 10**400 too: none is a percentage
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= sys.float_info.max:
+                raise ResultsError(f"{where}: '{k}' must be a percentage >= 0 (a finite number), got {v!r}")
+        for k in ("num_utterances", "num_words"):
+            v = d.get(k, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ResultsError(f"{where}: '{k}' must be a count >= 0, got {v!r}")
+        for k in ("test_set", "train_data", "model", "decoding", "hardware", "commit", "date", "checkpoint",
+                  "manifest"):
+            v = d.get(k, "")
+            if not isinstance(v, str):
+                got = "null" if v is None else type(v).__name__
+                raise ResultsError(f"{where}: '{k}' must be a string, got {got}")
         return cls(**d)
 
 
@@ -134,7 +147,7 @@ def results_path(path: str | Path) -> Path:
 def _is_results_file(path: Path) -> bool:
     try:
         record = json.loads(path.read_bytes()[:1_000_000])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nested too deep
         return False
     return isinstance(record, dict) and {"test_set", "wer"} <= set(record)
 
@@ -164,6 +177,8 @@ def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
         try:
             value = json.loads(text)
             records = [(f"{f}", v) for v in (value if isinstance(value, list) else [value])]
+        except RecursionError:
+            raise ResultsError(f"{f}: invalid JSON (nested too deeply)") from None
         except json.JSONDecodeError:  # one object per line
             records = []
             for i, line in enumerate(text.splitlines(), start=1):
@@ -172,6 +187,8 @@ def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
                         records.append((f"{f}:{i}", json.loads(line)))
                     except json.JSONDecodeError as e:
                         raise ResultsError(f"{f}:{i}: invalid JSON ({e.msg})") from None
+                    except RecursionError:
+                        raise ResultsError(f"{f}:{i}: invalid JSON (nested too deeply)") from None
         out.extend(MeasuredResult.from_dict(v, where) for where, v in records)
     return out
 

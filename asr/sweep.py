@@ -105,17 +105,17 @@ def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
 
 
 def run_name(point: dict[str, str], seed: int) -> str:
-    """The run's folder name: ``optim.lr=1e-3,model.dropout=0.1-seed0`` (``/`` and spaces replaced;
-    past 120 characters, cut and made unique with a hash of the whole).
+    """The run's folder name: ``optim.lr=1e-3,model.dropout=0.1-seed0``; where ``/``, spaces and
+    the like were replaced, or past 120 characters (then cut), made unique with a hash of the whole.
 
     >>> run_name({"optim.lr": "1e-3", "data.train_manifest": "/d/x.jsonl"}, 1)
-    'optim.lr=1e-3,data.train_manifest=_d_x.jsonl-seed1'
+    'optim.lr=1e-3,data.train_manifest=_d_x.jsonl~92d7b99567-seed1'
     >>> len(run_name({"data.train_manifest": "/long" * 100}, 0))
     127
     """
     full = ",".join(f"{k}={v}" for k, v in point.items()) or "base"
     name = "".join(c if c.isalnum() or c in "=.,-_+[]" else "_" for c in full)
-    if len(name) > 120:
+    if len(name) > 120 or name != full:  # a hash keeps apart values that differ only in what was replaced
         name = f"{name[:110]}~{hashlib.sha1(full.encode()).hexdigest()[:10]}"
     return f"{name}-seed{seed}"
 

@@ -53,7 +53,14 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import sentencepiece as spm
 
+from asr.config import ConfigError
+
 logger = logging.getLogger(__name__)
+
+
+class TokenizerError(ConfigError):
+    """The tokenizer settings do not fit the training text (e.g. a vocabulary larger than it
+    allows); the message names ``tokenizer.vocab_size``. A ``ConfigError``, so a ``ValueError``."""
 
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -329,7 +336,9 @@ class SentencePieceTokenizer:
             The trained tokenizer.
 
         Raises:
-            ValueError: bad model_type, no text, or sentencepiece refuses the vocabulary size.
+            ValueError: bad model_type or no text.
+            TokenizerError: sentencepiece refuses the vocabulary size (too large for the text,
+                or too small for its characters) or fails otherwise.
         """
         if model_type not in ("bpe", "unigram"):
             raise ValueError(f"model_type={model_type!r}: expected 'bpe' or 'unigram'")
@@ -347,11 +356,16 @@ class SentencePieceTokenizer:
                 max_sentence_length=1 << 20,  # bytes; longer sentences would be dropped silently
                 num_threads=1, minloglevel=2,
             )  # fmt: skip
-        except RuntimeError as e:
-            raise ValueError(
-                f"sentencepiece {model_type} training with vocab_size={vocab_size} "
-                f"on {len(sentences)} sentences failed: {e}"
-            ) from None
+        except (RuntimeError, ValueError, OverflowError) as e:  # ValueError: a size beyond 32 bits
+            key = f"tokenizer.vocab_size={vocab_size}"
+            if m := re.search(r"Vocabulary size too high .*?<= (\d+)", str(e)):
+                raise TokenizerError(f"{key}: too large for the training text "
+                                     f"(sentencepiece {model_type} allows at most {m[1]})") from None
+            if m := re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(e)):
+                raise TokenizerError(f"{key}: too small for the characters of the training text "
+                                     f"(sentencepiece {model_type} needs at least {m[1]})") from None
+            raise TokenizerError(f"{key}: sentencepiece {model_type} training on {len(sentences)} "
+                                 f"sentences failed: {str(e).strip()}") from None
         tok = cls(model.getvalue())
         logger.info("sentencepiece trained model_type=%s vocab_size=%d sentences=%d",
                     model_type, tok.vocab_size, len(sentences))  # fmt: skip

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from asr.augment import AugmentConfig
-from asr.config import ConfigError, apply_overrides, config_from_dict, load_yaml, merge
+from asr.config import ConfigError, apply_overrides, check_ranges, config_from_dict, load_yaml, merge
 from asr.features import FeatureConfig
 from asr.model import PRESET_DIR, ModelConfig, list_presets
 from asr.optim import OptimConfig
@@ -19,16 +19,6 @@ from asr.optim import OptimConfig
 
 class TrainError(Exception):
     """A training run cannot start or go on (bad config, existing run directory, no data)."""
-
-
-def _check_ranges(cfg: Any, **bounds: tuple[float, float | None]) -> None:
-    """Raise ValueError for the first field of ``cfg`` outside its ``(low, high)`` (None: no upper
-    bound; a None value is allowed, and NaN never is)."""
-    for name, (low, high) in bounds.items():
-        value = getattr(cfg, name)
-        if value is not None and not (low <= value and (high is None or value <= high)):
-            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise ValueError(f"{name} must be {bound}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -46,14 +36,18 @@ class DataConfig:
     cache_audio: bool = False  # decode train and dev audio once, before training, and keep it in memory
 
     def __post_init__(self) -> None:
-        _check_ranges(self, dev_every_epochs=(1, None), max_batch_s=(1e-3, None), max_batch_size=(1, None),
-                      num_workers=(0, None), cmvn_max_utts=(1, None), eval_batch_s=(1e-3, None))
+        check_ranges(self, "data.", dev_every_epochs=(1, None), max_batch_s=(1e-3, None), max_batch_size=(1, None),
+                     num_workers=(0, None), cmvn_max_utts=(1, None), eval_batch_s=(1e-3, None))
+        check_ranges(self, "data.", num_workers=(0, 1024))  # then a bound, apart: the message above stays ">= 0"
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
     kind: Literal["char", "bpe", "unigram"] = "char"  # characters, or SentencePiece units
     vocab_size: int = 256  # SentencePiece vocabulary size (ignored for characters)
+
+    def __post_init__(self) -> None:  # sentencepiece reads the size as a 32-bit int, and needs <unk> + 1
+        check_ranges(self, "tokenizer.", vocab_size=(2, 2**31 - 1))
 
 
 @dataclass(frozen=True)
@@ -81,11 +75,16 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
-        _check_ranges(self, seed=(0, 2**32 - 1), epochs=(1, None), max_steps=(0, None), max_minutes=(0, None),
-                      threads=(0, None), log_every_steps=(1, None), checkpoint_every_steps=(0, None),
-                      keep_epoch_checkpoints=(0, None))
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        check_ranges(self, seed=(0, 2**32 - 1), epochs=(1, None), max_steps=(0, None), max_minutes=(0, None),
+                     threads=(0, None), log_every_steps=(1, None), checkpoint_every_steps=(0, None),
+                     keep_epoch_checkpoints=(0, None), ema_decay=(0, 1, "[)"))
+        check_ranges(self, threads=(0, 1024))  # torch.set_num_threads(10**10) overflowed with a traceback
+        # ModelConfig (asr.model) checks layer counts and signs; these also refuse NaN, infinities and
+        # sizes no machine holds (a hidden size of 10^12 failed in the allocator with a traceback).
+        size, reach = (1, 16384), (0, 1024)
+        check_ranges(self.model, "model.", conv_channels=size, conv_kernels=(1, 1024), conv_strides=(1, 1024),
+                     conv_paddings=reach, fc_context=reach, fc_stride=(1, 1024), fc_sizes=size, rnn_hidden=size,
+                     lookahead_context=reach, head_sizes=size, dropout=(0, 1, "[)"), clip=(0, None, "(]"))
 
     @property
     def run_dir(self) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from asr.align import AlignmentError, WordTiming, align_words
-from asr.audio import AudioError, load_audio
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, load_audio
 from asr.checkpoint import Recognizer, load_recognizer
 from asr.decode import BeamSearchDecoder, Decoder, Hypothesis, _separator_id, greedy_decode
 from asr.segment import MIN_SEGMENT_S, pause_cuts, valid_max_segment_s
@@ -82,11 +82,14 @@ class Transcriber:
         """Transcribe files (any format the audio module reads) or mono arrays.
 
         Args:
-            items: paths, encoded bytes, or 1-D float arrays/tensors.
+            items: paths, encoded bytes, or 1-D float arrays/tensors (one of them alone is taken
+                as a list of one).
             sample_rate: rate of the arrays in ``items`` (default: the model's rate); files carry their own.
 
         Raises:
-            AudioError: on the first input that cannot be read (use ``transcribe_iter`` to go on).
+            AudioError: on the first input that cannot be read, is not audio (a number, None) or
+                holds NaN/inf samples (use ``transcribe_iter`` to go on).
+            ValueError: ``sample_rate`` is not None or an integer from 8000 to 768000 Hz.
         """
         results = []
         for result in self.transcribe_iter(items, sample_rate=sample_rate):
@@ -104,12 +107,17 @@ class Transcriber:
         time, in their order, so memory stays bounded on a long list of files and the first
         transcripts come before the last files are read.
         """
+        if sample_rate is not None and not (isinstance(sample_rate, int) and MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
+            raise ValueError(f"sample_rate={sample_rate!r}: must be an integer from {MIN_SAMPLE_RATE} to "
+                             f"{MAX_SAMPLE_RATE} Hz, or None for the model's rate")
+        if isinstance(items, (str, os.PathLike, bytes)) or (isinstance(items, (np.ndarray, torch.Tensor)) and items.ndim == 1):
+            items = [items]  # one input, not a sequence of them (a path's characters, an array's samples)
         window: list[tuple[int, str, np.ndarray | AudioError]] = []
         window_samples = 0
         for i, item in enumerate(items):
             name = _name(item, i)
             try:
-                wave: np.ndarray | AudioError = self._load(item, sample_rate)
+                wave: np.ndarray | AudioError = self._load(item, sample_rate, name)
                 window_samples += len(wave)
             except AudioError as e:
                 wave = e
@@ -139,17 +147,25 @@ class Transcriber:
             else:
                 yield self._join(name, cuts[i], [results[(i, k)] for k in range(len(cuts[i]))])
 
-    def _load(self, item: AudioInput, sample_rate: int | None) -> np.ndarray:
+    def _load(self, item: AudioInput, sample_rate: int | None, name: str) -> np.ndarray:
         if isinstance(item, (np.ndarray, torch.Tensor)):
-            wave = torch.as_tensor(item, dtype=torch.float32)
+            try:
+                wave = torch.as_tensor(item, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise AudioError(f"{name}: not a waveform ({e})") from None
             if wave.ndim != 1 or wave.numel() == 0:
-                raise AudioError(f"<array>: expected a non-empty 1-D waveform, got shape {tuple(wave.shape)}")
+                raise AudioError(f"{name}: expected a non-empty 1-D waveform, got shape {tuple(wave.shape)}")
+            if not torch.isfinite(wave).all():
+                raise AudioError(f"{name}: {int((~torch.isfinite(wave)).sum())} NaN or infinite samples")
             rate = sample_rate or self.sample_rate
             if rate != self.sample_rate:
                 import torchaudio.functional as AF
 
                 wave = AF.resample(wave, rate, self.sample_rate)
             return wave.numpy()
+        if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+            raise AudioError(f"{name}: not audio: expected a path, the file's bytes or a 1-D array, "
+                             f"got {type(item).__name__}")
         return load_audio(item, sample_rate=self.sample_rate)
 
     def _decode(self, batch: list[tuple[Key, str, np.ndarray]]) -> dict[Key, Transcript]:
@@ -212,9 +228,11 @@ class Transcriber:
 def _name(item: AudioInput, index: int) -> str:
     if isinstance(item, (str, os.PathLike)):
         return str(item)
-    if isinstance(item, bytes):
+    if isinstance(item, (bytes, bytearray, memoryview)):
         return f"<bytes {index}>"
-    return f"<array {index}>"
+    if isinstance(item, (np.ndarray, torch.Tensor)):
+        return f"<array {index}>"
+    return f"<item {index}>"
 
 
 def _batches(items: list[tuple[Key, str, np.ndarray]], max_samples: int) -> Iterator[list[tuple[Key, str, np.ndarray]]]:

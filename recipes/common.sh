@@ -77,3 +77,39 @@ print("{} ({} utterances, {:.1f} h)".format(sys.argv[1], len(utts), sum(u["durat
     echo "$1"
   fi
 }
+
+# check_options SCRIPT "$@": --help prints the comment block at the top of SCRIPT (its usage and
+# stages) and exits 0; any other --option needs a value after it (FLAGS lists those that take
+# none). Run it before the option loop, so that a missing value is one line, not bash's error.
+check_options() {
+  local script=$1
+  shift
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$script" | sed '$d'; exit 0 ;;
+      --*)
+        if [[ " ${FLAGS:-} " != *" $1 "* ]]; then
+          if [ $# -lt 2 ] || [[ "$2" == --* ]]; then echo "run.sh: $1 needs a value" >&2; exit 2; fi
+          shift
+        fi ;;
+    esac
+    shift
+  done
+}
+
+# check_stages STAGE STOP_STAGE LAST: whole numbers naming at least one of the stages 0..LAST.
+check_stages() {
+  check_count --stage "$1"
+  check_count --stop-stage "$2"
+  if [ "$1" -gt "$2" ] || [ "$1" -gt "$3" ]; then
+    echo "run.sh: --stage $1 --stop-stage $2: no stage to run (the stages are 0 to $3)" >&2
+    exit 2
+  fi
+}
+
+# check_count OPTION VALUE: VALUE is a whole number.
+check_count() {
+  case "$2" in
+    '' | *[!0-9]*) echo "run.sh: $1 '$2': expected a whole number" >&2; exit 2 ;;
+  esac
+}

@@ -183,6 +183,41 @@ def test_resampling_is_anti_aliased(tmp_path, freq_hz, low, high):
     assert low <= rms_ratio <= high  # 7 kHz would alias to 1 kHz without the low-pass
 
 
+@pytest.mark.parametrize("rate", [44_101, 192_001, 8_001])
+def test_rates_with_no_small_ratio_resample_in_bounded_memory(tmp_path, rate):
+    """44,101 Hz -> 16 kHz once built a 12 GB filter bank (one filter per output phase); the ratio
+    is now approximated by a nearby fraction: the length is right within a sample, a tone keeps its pitch
+    (8,001 Hz becomes 2:1, 0.0125 % off)."""
+    t = np.arange(rate // 2) / rate  # 0.5 s
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    path = tmp_path / f"{rate}.wav"
+    sf.write(path, tone, rate, subtype="FLOAT")
+    wave = load_audio(path)
+    assert abs(len(wave) - math.ceil(len(tone) * 16000 / rate)) <= 1
+    crossings = np.flatnonzero(np.diff(np.signbit(wave[200:-200])))  # two per period
+    pitch_hz = (len(crossings) - 1) / 2 / ((crossings[-1] - crossings[0]) / 16000)
+    assert pitch_hz == pytest.approx(440, rel=1e-3)
+
+
+def test_a_pipe_is_read_as_a_stream(tmp_path, shared_data):
+    """<(cmd) or a FIFO has no size: it is read once, not refused as an empty file."""
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    data = (shared_data / DIGIT).read_bytes()
+    import threading
+
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    wave = load_audio(fifo)
+    writer.join()
+    assert np.array_equal(wave, load_audio(shared_data / DIGIT))
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b""))
+    writer.start()
+    with pytest.raises(AudioError, match=r"fifo\.wav: the stream ended before any data"):
+        load_audio(fifo)
+    writer.join()
+
+
 # ---------------------------------------------------------------------------- segments
 
 
@@ -247,6 +282,14 @@ def _low_rate(tmp_path: Path) -> Path:
     return path
 
 
+def _huge_rate(tmp_path: Path) -> Path:
+    path = tmp_path / "huge_rate.wav"
+    sf.write(path, np.zeros(400, dtype=np.int16), 16000)
+    content = bytearray(path.read_bytes())
+    content[24:28] = struct.pack("<I", 2**31 - 1)  # the fmt chunk's sample rate
+    return _write(path, bytes(content))
+
+
 def _no_frames(tmp_path: Path) -> Path:
     path = tmp_path / "no_frames.wav"
     sf.write(path, np.zeros(0, dtype=np.int16), 16000)
@@ -277,6 +320,7 @@ ERROR_CASES: dict[str, tuple[Callable[[Path, np.ndarray, Path], Path], str]] = {
     "nan": (lambda tmp, utt, data: _float_wav(tmp, float("nan")), "1 NaN or infinite samples"),
     "inf": (lambda tmp, utt, data: _float_wav(tmp, float("inf")), "1 NaN or infinite samples"),
     "low_rate": (lambda tmp, utt, data: _low_rate(tmp), "sample rate 4000 Hz is below 8000 Hz"),
+    "huge_rate": (lambda tmp, utt, data: _huge_rate(tmp), "sample rate 2147483647 Hz is above 768000 Hz"),
     "corrupt_shorten": (lambda tmp, utt, data: _flip(data / SPHERE_SHORTEN, tmp / "flip.sph", 5000),
                         "sample_checksum mismatch: header declares 55857, the samples sum to"),
     "truncated_shorten": (lambda tmp, utt, data: _cut(data / SPHERE_SHORTEN, tmp / "cut.sph", 0.5),

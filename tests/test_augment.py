@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 
 import numpy as np
@@ -189,6 +190,28 @@ def test_bad_noise_manifest_is_a_manifest_error(tmp_path):
         AugmentConfig(noise_snr_db=(20.0, 10.0))
     with pytest.raises(ValueError, match="noise_prob"):
         AugmentConfig(noise_prob=1.5)
+
+
+def test_an_unreadable_noise_recording_is_left_out_not_fatal(speech, noise_manifest, tmp_path, caplog):
+    """A text file saved as .wav in the noise manifest ended a training run at a random step."""
+    bad = tmp_path / "text.wav"
+    bad.write_text("not audio\n" * 100)
+    manifest = tmp_path / "noise.jsonl"
+    manifest.write_text(noise_manifest.read_text() + json.dumps({"audio_filepath": str(bad), "duration": 0.4, "text": ""}) + "\n")
+    aug = WaveAugment(AugmentConfig(noise_manifest=str(manifest), noise_snr_db=(10.0, 10.0)), 16000)
+    torch.manual_seed(0)
+    with caplog.at_level(logging.WARNING, logger="asr.augment"):
+        for _ in range(12):  # draws the bad one sooner or later (1 in 3)
+            assert torch.isfinite(aug(speech)).all()
+    assert len(aug.noise.utts) == 2
+    assert len(caplog.records) == 1  # once: the file is not tried again
+    assert caplog.records[0].getMessage().startswith(
+        f"{manifest}: noise recording left out: {bad}: unknown or unsupported audio format")
+    only_bad = tmp_path / "only_bad.jsonl"
+    only_bad.write_text(json.dumps({"audio_filepath": str(bad), "duration": 0.4, "text": ""}) + "\n")
+    aug = WaveAugment(AugmentConfig(noise_manifest=str(only_bad)), 16000)
+    with pytest.raises(ManifestError, match="no noise recording of the manifest could be read"):
+        aug(speech)
 
 
 def test_speed_and_gain_off_in_eval_mode(speech):

@@ -187,6 +187,11 @@ def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
                                                   "asr: 1 of 4 files could not be read"]
     piped = _asr("transcribe", str(work["model"]), "--files-from", "-", input="\n".join(good) + "\n")
     assert piped.returncode == 0 and piped.stdout.splitlines() == expected
+    spaced = tmp_path / " lead.wav"  # a space is part of a name: the line is taken as written (CRLF ends it)
+    shutil.copy(good[1], spaced)
+    (tmp_path / "spaced.txt").write_bytes(b" lead.wav\r\n")
+    result = _asr("transcribe", str(work["model"]), "--files-from", str(tmp_path / "spaced.txt"), cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.split("\t")[0] == " lead.wav", result.stderr
 
     result = _asr("transcribe", str(work["model"]), "--files-from", str(tmp_path / "nolist.txt"))
     assert result.returncode == 2 and result.stdout == ""
@@ -496,15 +501,19 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join([lines[0], '{"audio_filepath": "x.flac", "duration": 1.0', *lines[1:]]) + "\n")
     result = _asr("evaluate", str(work["model"]), str(bad), "--out", str(tmp_path / "out"))
-    assert result.returncode == 0, result.stderr
-    assert re.search(rf"{re.escape(str(bad))}:2: invalid JSON", result.stderr), result.stderr
+    assert result.returncode == 1, result.stderr  # scored, but not the whole set: like transcribe's skipped files
+    assert re.search(rf"^asr: skipped {re.escape(str(bad))}:2: invalid JSON", result.stderr, flags=re.M), result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"asr: {bad}: 1 of 5 utterances skipped (bad lines or unreadable audio, named above); "
+        "the figures cover the other 4")
     assert "Traceback" not in result.stderr
     assert "utterances 4 " in result.stdout
     # every line bad: nothing to score is an error
     (tmp_path / "empty.jsonl").write_text("not json\n")
     assert main(["evaluate", str(work["model"]), str(tmp_path / "empty.jsonl")]) == 2
-    _one_line_error(capsys.readouterr().err, "empty.jsonl: no usable utterances")
-    assert any("empty.jsonl:1: invalid JSON" in r.getMessage() for r in caplog.records)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"asr: skipped {tmp_path / 'empty.jsonl'}:1: invalid JSON")
+    assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
 
 
 # --------------------------------------------------------------------------------------- train
@@ -545,3 +554,42 @@ def test_train_resume_continues(work, capsys, tmp_path):
     assert main([*args, "--resume"]) == 0
     out = capsys.readouterr().out
     assert "steps 3  epochs 3" in out and f"model: {run / 'model.pt'}" in out
+
+
+def test_negative_grids_and_weights_parse_as_values():
+    """`--word-scores -1:3:1`, as the README writes it, was taken by argparse for an option."""
+    from asr.cli import build_parser
+    from asr.cli.parser import with_negative_values_joined
+
+    argv = ["tune-lm", "m.pt", "dev.jsonl", "--lm", "x.arpa", "--word-scores", "-1:3:1", "--lm-weights", "-0.5,1"]
+    args = build_parser().parse_args(with_negative_values_joined(argv))
+    assert (args.word_scores, args.lm_weights, args.lm) == ("-1:3:1", "-0.5,1", "x.arpa")
+    args = build_parser().parse_args(with_negative_values_joined(["transcribe", "m.pt", "a.wav", "--word-score", "-2e-1"]))
+    assert args.word_score == -0.2 and args.audio == ["a.wav"]
+    result = _asr("tune-lm", "m.pt", "dev.jsonl", "--lm", "x.arpa", "--word-scores", "-1:3:1")
+    assert "expected one argument" not in result.stderr  # it gets as far as the missing checkpoint
+
+
+def test_python_api_bad_inputs_are_audio_errors(work):
+    """What the README's Transcriber gets by mistake: one path instead of a list, numbers, None,
+    NaN samples, an impossible rate; each is a clear error, and transcribe_iter goes on past it."""
+    from asr.audio import AudioError
+    from asr.transcribe import Transcriber
+
+    t = Transcriber.from_checkpoint(work["model"])
+    flac = str(work["flac"])
+    alone = t.transcribe(flac)  # was iterated character by character ("f: no such file")
+    assert [r.source for r in alone] == [flac] and alone[0].text == t.transcribe([flac])[0].text
+    wave = load_audio(flac)
+    assert t.transcribe(wave)[0].text == alone[0].text  # one array: one input, not S of them
+    bad = wave.copy()
+    bad[10] = np.nan
+    results = list(t.transcribe_iter([3.5, None, bad, flac]))
+    assert [str(r) for r in results[:3]] == [
+        "<item 0>: not audio: expected a path, the file's bytes or a 1-D array, got float",
+        "<item 1>: not audio: expected a path, the file's bytes or a 1-D array, got NoneType",
+        "<array 2>: 1 NaN or infinite samples"]
+    assert all(isinstance(r, AudioError) for r in results[:3]) and results[3].text == alone[0].text
+    for rate in (0, -1, 4000, 16000.0):
+        with pytest.raises(ValueError, match=rf"sample_rate={rate!r}: must be an integer from 8000 to 768000 Hz"):
+            t.transcribe([wave], sample_rate=rate)

@@ -175,6 +175,8 @@ def test_user_errors_are_one_line(work, arpa, capsys, tmp_path):
     _one_line_error(capsys, "0:1")
     assert main(["build-lm", str(work["text"]), "--prune", "1", "--out", str(tmp_path / "x.arpa")]) == 2
     _one_line_error(capsys, "prune=[1]")
+    assert main(["build-lm", str(work["text"]), "--order", "2", "--prune", "0", "0", "1", "--out", str(tmp_path / "x.arpa")]) == 2
+    _one_line_error(capsys, "prune=[0, 0, 1]: 3 thresholds for an order-2 model")
     assert main(["build-lm", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x.arpa")]) == 2
     _one_line_error(capsys, "missing.txt")
     assert main(["build-lm", str(work["text"]), "--order", "0", "--out", str(tmp_path / "x.arpa")]) == 2
@@ -191,6 +193,8 @@ def test_user_errors_are_one_line(work, arpa, capsys, tmp_path):
     (["--word-score", "nan"], "--word-score nan: must be a finite number"),
     (["--word-score=-inf"], "--word-score -inf: must be a finite number"),
     (["--jobs", "-1"], "--jobs -1: must be >= 0 (0: one per CPU core)"),  # evaluate, tune-lm
+    (["--batch-s", "0"], "--batch-s 0: must be a positive number of seconds"),  # transcribe, evaluate, tune-lm
+    (["--batch-s", "nan"], "--batch-s nan: must be a positive number of seconds"),
 ])
 def test_bad_decoding_options_are_refused_before_the_model_is_read(work, arpa, capsys, tmp_path, options, message):
     missing = str(tmp_path / "none.pt")  # never opened: the options are checked first
@@ -199,7 +203,7 @@ def test_bad_decoding_options_are_refused_before_the_model_is_read(work, arpa, c
                 "evaluate": [missing, manifest, "--out", str(tmp_path / "out")],
                 "tune-lm": [missing, manifest, "--lm", str(arpa)]}
     option = options[0].split("=")[0]
-    takes = {"--nbest": ["transcribe"], "--jobs": ["evaluate", "tune-lm"],
+    takes = {"--nbest": ["transcribe"], "--jobs": ["evaluate", "tune-lm"], "--batch-s": ["transcribe", "evaluate", "tune-lm"],
              "--lm-weight": ["transcribe", "stream", "evaluate"], "--word-score": ["transcribe", "stream", "evaluate"]}
     for command in takes.get(option, list(commands)):
         assert main([command, *commands[command], *options]) == 2, command

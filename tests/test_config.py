@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -228,3 +229,74 @@ def test_resolve_config_from_yaml_file(tmp_path):
     assert cfg.model.conv_channels == (4, 4)  # from the tiny preset
     with pytest.raises(ConfigError, match=r"unknown model preset 'huge'"):
         resolve_config(path, ["preset=huge"])
+
+
+# ------------------------------------------------------------------- NaN, infinities, absurd values
+@pytest.mark.parametrize("override", [
+    # each trained a NaN model with exit 0, or failed with a traceback once the run started
+    "features.window_ms=1e400", "features.window_ms=1e300", "features.window_ms=.nan", "features.hop_ms=.inf",
+    "features.hop_ms=0", "features.dither=.inf", "features.dither=.nan", "features.dither=-1",
+    "features.sample_rate=0", "features.sample_rate=100000000000", "features.n_mels=0", "features.n_mels=1000000",
+    "optim.betas=[2, 3]", "optim.betas=[0.9, .nan]", "optim.betas=[0.9, 1]", "optim.momentum=-1",
+    "optim.momentum=1", "optim.momentum=.nan", "optim.weight_decay=-1", "optim.weight_decay=.inf",
+    "optim.weight_decay=1e300", "optim.grad_clip=.nan", "optim.grad_clip=.inf", "optim.grad_clip=-1",
+    "optim.warmup_steps=-5", "optim.lr=.nan", "optim.lr=.inf", "optim.final_lr_ratio=.nan",
+    "augment.gain_db=.inf", "augment.gain_db=.nan", "augment.gain_db=1e300", "augment.noise_snr_db=[-.inf, .inf]",
+    "augment.noise_snr_db=[.nan, 10]", "augment.noise_snr_db=[30, 10]", "augment.freq_masks=-1",
+    "augment.time_masks=1000000000", "augment.time_mask_ratio=.nan", "augment.edge_trim=.nan",
+    "augment.noise_prob=.nan", "augment.speed_factors=[.nan]",
+    "tokenizer.vocab_size=0", "tokenizer.vocab_size=-3", "tokenizer.vocab_size=4294967296",
+    "model.clip=.nan", "model.clip=.inf", "model.dropout=.nan", "model.rnn_hidden=1000000000000",
+    "model.conv_channels=[1000000000000, 4]", "model.conv_paddings=[[-1, 0], [0, 0]]", "model.fc_context=-1",
+    "max_minutes=.inf", "max_minutes=.nan", "ema_decay=.nan", "threads=10000000000",
+    "data.max_batch_s=.inf", "data.eval_batch_s=.nan", "data.num_workers=100000",
+])
+def test_non_finite_and_out_of_range_values_name_the_key(override):
+    key = override.partition("=")[0]
+    section, _, name = key.rpartition(".")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(None, ["preset=tiny", override])
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert re.search(rf"\b{section}\b.*\b{name}\b" if section else rf"\b{name}\b", msg), msg
+
+
+def test_range_checks_keep_the_limits_that_mean_off():
+    cfg = resolve_config(None, ["preset=tiny", "optim.grad_clip=0", "optim.warmup_steps=0", "optim.momentum=0",
+                                "optim.weight_decay=0", "features.dither=0", "augment.gain_db=0",
+                                "augment.noise_snr_db=[-5, -5]", "tokenizer.vocab_size=2", "model.dropout=0"])
+    assert cfg.optim.grad_clip == 0 and cfg.optim.warmup_steps == 0 and cfg.augment.noise_snr_db == (-5, -5)
+    with pytest.raises(ConfigError, match=r"^features: features\.window_ms must be a finite number in "
+                                          r"\(0, 1000\], got inf$"):
+        resolve_config(None, ["features.window_ms=.inf"])
+    with pytest.raises(ConfigError, match=r"optim\.betas must be in \[0, 1\), got \[2\.0, 3\.0\]$"):
+        resolve_config(None, ["optim.betas=[2, 3]"])
+
+
+# ------------------------------------------------------------ odd YAML: int keys, recursive aliases
+@pytest.mark.parametrize(("text", "pattern"), [
+    ("preset: tiny\n1: a\nfoo: b\n", r"unknown key '1' in TrainConfig"),  # '<' between 'str' and 'int'
+    ("preset: tiny\ndata: {2: x, zz: y}\n", r"unknown key 'data\.2' in DataConfig"),
+    ("preset: tiny\nnull: 3\ntrue: 4\n", r"unknown key 'None' in TrainConfig"),
+])
+def test_non_string_keys_are_unknown_keys(tmp_path, text, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        resolve_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "preset: tiny\nmodel: &m {x: *m}\n", "a: &a {b: [1, {c: *a}]}\n"])
+def test_recursive_yaml_alias_is_a_config_error(tmp_path, text):  # was a RecursionError
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: recursive YAML alias"):
+        load_yaml(path)
+
+
+def test_yaml_aliases_that_expand_beyond_reason_and_deep_nesting(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]  # 10^7 values
+    with pytest.raises(ConfigError, match=r"conf\.yaml: YAML aliases expand to more than 1000000 values"):
+        load_yaml(_write(tmp_path, "\n".join(lines) + "\n"))
+    shared = "a: &a [1, 2]\nb: [*a, *a, {c: *a}]\n"  # the same list twice is not a loop
+    assert load_yaml(_write(tmp_path, shared)) == {"a": [1, 2], "b": [[1, 2], [1, 2], {"c": [1, 2]}]}
+    with pytest.raises(ConfigError, match=r"conf\.yaml: invalid YAML: nested too deeply"):
+        load_yaml(_write(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n"))

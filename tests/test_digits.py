@@ -68,6 +68,7 @@ def test_recipe_end_to_end_with_greedy_and_lexicon_scores(recordings, tmp_path):
     work = tmp_path / "checkout"
     (work / "recipes").mkdir(parents=True)
     shutil.copytree(REPO / "recipes" / "digits", work / "recipes" / "digits")
+    shutil.copy(REPO / "recipes" / "common.sh", work / "recipes" / "common.sh")
     cmd = ["bash", str(work / "recipes/digits/run.sh"), "--data-dir", str(recordings.parent),
            "preset=tiny", "epochs=1", "threads=1"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -90,6 +91,7 @@ def test_recipe_streaming_conf_streams_the_test_set(recordings, tmp_path):
     work = tmp_path / "checkout"
     (work / "recipes").mkdir(parents=True)
     shutil.copytree(REPO / "recipes" / "digits", work / "recipes" / "digits")
+    shutil.copy(REPO / "recipes" / "common.sh", work / "recipes" / "common.sh")
     cmd = ["bash", str(work / "recipes/digits/run.sh"), "--data-dir", str(recordings.parent), "--conf", "small_stream",
            "preset=tiny", "epochs=1", "threads=1"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -102,6 +104,28 @@ def test_recipe_streaming_conf_streams_the_test_set(recordings, tmp_path):
     missing = subprocess.run(["bash", str(work / "recipes/digits/run.sh"), "--conf", "nope"], capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 2 and "no recipes/digits/conf/nope.yaml" in missing.stderr
+
+
+@pytest.mark.parametrize("recipe", ["digits", "librispeech", "mini_librispeech", "wsj"])
+def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
+    """A stage that is not a number, a missing value, a stage range with nothing in it: one line and
+    status 2 (they used to run nothing and exit 0, or die on bash's 'unbound variable'); --help
+    prints the usage."""
+    script = str(REPO / "recipes" / recipe / "run.sh")
+
+    def run(*args):
+        return subprocess.run(["bash", script, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    for args, message in ((["--stage", "x"], "run.sh: --stage 'x': expected a whole number"),
+                          (["--stop-stage"], "run.sh: --stop-stage needs a value"),
+                          (["--stage", "9"], "run.sh: --stage 9 --stop-stage ")):
+        result = run(*args)
+        assert result.returncode == 2 and result.stdout == "" and result.stderr.startswith(message), (args, result.stderr)
+    usage = run("--help")
+    assert usage.returncode == 0 and f"bash recipes/{recipe}/run.sh" in usage.stdout and "#" not in usage.stdout[:2]
+    if recipe == "digits":
+        result = run("--split", "bogus")
+        assert result.returncode == 2 and "--split 'bogus': expected official or speaker" in result.stderr
 
 
 def test_output_is_16k_with_twice_the_samples(official, recordings):

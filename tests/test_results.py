@@ -151,3 +151,51 @@ def checkpoint(tmp_path) -> Path:
     config = {"preset": "tiny", "data": {"train_manifest": str(tmp_path / "data" / "tiny.jsonl")}}
     save_checkpoint(checkpoint_payload(recognizer, config=config), path)
     return path
+
+
+_BASE = {"test_set": "t", "wer": 5, "train_data": "x", "model": "m", "decoding": "g", "hardware": "h"}
+
+
+@pytest.mark.parametrize(("extra", "pattern"), [  # each was an AttributeError/TypeError traceback, or accepted
+    ({"test_set": 5}, r"'test_set' must be a string, got int"),
+    ({"test_set": ["a"]}, r"'test_set' must be a string, got list"),
+    ({"train_data": 3}, r"'train_data' must be a string, got int"),
+    ({"train_data": None}, r"'train_data' must be a string, got null"),
+    ({"hardware": {"gpu": 1}}, r"'hardware' must be a string, got dict"),
+    ({"date": 5}, r"'date' must be a string, got int"),
+    ({"commit": [1]}, r"'commit' must be a string, got list"),
+    ({"wer": float("nan")}, r"'wer' must be a percentage >= 0 \(a finite number\), got nan"),
+    ({"wer": float("inf")}, r"'wer' must be a percentage >= 0 \(a finite number\), got inf"),
+    ({"wer": 10**400}, r"'wer' must be a percentage >= 0"),
+    ({"wer": None}, r"'wer' must be a percentage >= 0"),
+    ({"cer": float("-inf")}, r"'cer' must be a percentage >= 0"),
+    ({"num_words": "3"}, r"'num_words' must be a count >= 0, got '3'"),
+    ({"num_utterances": -1}, r"'num_utterances' must be a count >= 0, got -1"),
+])
+def test_results_with_wrong_types_or_values_are_results_errors(tmp_path, capsys, extra, pattern):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**_BASE, **extra}))  # json writes NaN and Infinity, as Python reads them
+    with pytest.raises(ResultsError, match=rf"^{path}: {pattern}"):
+        read_results([path])
+    assert main(["compare", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"asr: error: {path}: ")
+
+
+def test_results_null_optional_fields_lists_and_deep_json(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**_BASE, "commit": None, "cer": None, "num_words": None}))
+    assert read_results([path]) == [MeasuredResult("t", 5, "x", "m", "g", "h")]  # null: the default
+    path.write_text(json.dumps([_BASE, {**_BASE, "test_set": "u"}]))  # a list of objects
+    assert [r.test_set for r in read_results([path])] == ["t", "u"]
+    path.write_text("[1, 2]")
+    with pytest.raises(ResultsError, match=r"r\.json: expected a JSON object, got int"):
+        read_results([path])
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ResultsError, match=r"deep\.json: invalid JSON \(nested too deeply\)"):
+        read_results([tmp_path / "deep.json"])
+    (tmp_path / "deep.json").write_text(json.dumps(_BASE) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ResultsError, match=r"deep\.json:2: invalid JSON \(nested too deeply\)"):
+        read_results([tmp_path / "deep.json"])
+    path.write_text(json.dumps(_BASE))
+    assert [r.test_set for r in read_results([tmp_path])] == ["t"]  # the folder search passes over deep.json

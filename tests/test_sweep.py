@@ -155,3 +155,10 @@ def test_sweep_refuses_bad_seeds_and_jobs_before_anything(manifests, tmp_path, c
     err = capsys.readouterr().err
     assert err == f"asr: error: {message}\n"
     assert not out.exists()
+
+
+def test_values_that_differ_only_in_replaced_characters_get_their_own_folders():
+    from asr.sweep import run_name
+
+    names = {run_name({"name": value}, 0) for value in ("x/y", "x_y", "x y", "x:y")}
+    assert len(names) == 4 and "name=x_y-seed0" in names  # a value with nothing replaced keeps its plain name

@@ -453,3 +453,24 @@ def test_dev_set_scored_every_n_epochs_and_after_the_last_picks_best_and_model(l
     assert not all(torch.equal(best[k], v) for k, v in weights("epoch-1.pt").items())  # never scored
     with pytest.raises(ValueError, match="dev_every_epochs must be >= 1"):
         _config(tmp_path / "bad", train_manifest, "data.dev_every_epochs=0")
+
+
+def test_sentencepiece_vocabulary_too_large_or_small_for_the_text_is_a_one_line_error(libri, tmp_path, capsys):
+    from asr.cli import main
+    from asr.text import TokenizerError
+
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
+    with pytest.raises(TokenizerError, match=r"^tokenizer\.vocab_size=256: too large for the training text "
+                                             r"\(sentencepiece bpe allows at most \d+\)$"):
+        train(_config(tmp_path / "run", manifest, "tokenizer.kind=bpe"))  # was a ValueError traceback
+    with pytest.raises(TokenizerError, match=r"^tokenizer\.vocab_size=3: too small .*needs at least \d+\)$"):
+        train(_config(tmp_path / "run", manifest, "tokenizer.kind=unigram", "tokenizer.vocab_size=3"))
+    assert not list((tmp_path / "run").glob("*.pt"))  # and the same out_dir can be used again
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"preset: tiny\ndevice: cpu\nthreads: 1\ndata:\n  train_manifest: {manifest}\n")
+    for override, key in [("tokenizer.kind=bpe", "tokenizer.vocab_size=256: too large"),
+                          ("features.window_ms=1e400", "features.window_ms"), ("optim.betas=[2,3]", "optim.betas")]:
+        assert main(["train", str(conf), f"out_dir={tmp_path / 'run'}", override]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("asr: error: ") and key in err[0], err
+    assert not list((tmp_path / "run").glob("*.pt"))

@@ -18,14 +18,14 @@ import sys
 from asr.cli.corpora import cmd_build_lm, cmd_download, cmd_prepare
 from asr.cli.decoding import cmd_evaluate, cmd_stream, cmd_transcribe, cmd_tune_lm
 from asr.cli.models import cmd_average, cmd_compare, cmd_export, cmd_presets, cmd_sweep, cmd_train
-from asr.cli.parser import EXIT_USER_ERROR, build_parser
+from asr.cli.parser import EXIT_USER_ERROR, build_parser, with_negative_values_joined
 
 __all__ = ["COMMANDS", "EXIT_USER_ERROR", "build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(with_negative_values_joined(sys.argv[1:] if argv is None else argv))
     if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
         args.overrides += extra  # key=value given after the options
     elif extra and isinstance(getattr(args, "audio", None), list) and not any(a.startswith("-") for a in extra):

@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from asr.cli.parser import EXIT_USER_ERROR, MAX_REFINE_ROUNDS
+from asr.cli.parser import MAX_REFINE_ROUNDS
+
+MAX_CHUNK_MS = 10_000.0  # stream --chunk-ms: a live source delivers far smaller chunks
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -28,8 +30,6 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     if not valid_max_segment_s(args.max_segment_s):  # these before the model is read
         raise AudioError(f"--max-segment-s {args.max_segment_s:g}: must be 0 (never cut) or at least {MIN_SEGMENT_S:g} s")
-    if not 0 < args.batch_s < math.inf:
-        raise AudioError(f"--batch-s {args.batch_s:g}: must be a positive number of seconds")
     if args.srt and Path(args.srt).exists() and not Path(args.srt).is_dir():
         raise AudioError(f"--srt {args.srt}: exists and is not a folder")
     if not args.audio and not args.files_from:
@@ -111,8 +111,8 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
     def listed() -> Iterator[str]:
         with stream:
             for raw in stream:
-                line = os.fsdecode(raw.strip())
-                if line and not line.startswith("#"):
+                line = os.fsdecode(raw.rstrip(b"\r\n"))  # the name as written: spaces are part of it
+                if line.strip() and not line.startswith("#"):
                     yield line
 
     return itertools.chain(audio, listed())
@@ -123,8 +123,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
     from asr.streaming import Stream, StreamingError
 
-    if args.chunk_ms <= 0:
-        raise StreamingError(f"--chunk-ms {args.chunk_ms}: must be positive")
+    if not 0 < args.chunk_ms <= MAX_CHUNK_MS:
+        raise StreamingError(f"--chunk-ms {args.chunk_ms:g}: must be more than 0 and at most {MAX_CHUNK_MS:g} ms")
     _check_decoding_options(args)
     if "-" in args.audio and sys.stdin is None:  # started with standard input closed (<&-)
         raise StreamingError("-: standard input is closed; no audio can arrive on it")
@@ -204,11 +204,37 @@ class _FirstInterrupt:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _manifest_to_score(path: str) -> tuple[list, int]:
+    """The usable utterances of the manifest ``path`` and the number of its lines; each bad line
+    is printed as ``asr: skipped FILE:LINE: cause``.
+
+    Raises:
+        DecodeError: no line is usable.
+    """
+    from asr.decode import DecodeError
+    from asr.manifest import read_manifest_report
+
+    utts, problems = read_manifest_report(path)
+    for problem in problems:
+        print(f"asr: skipped {problem}", file=sys.stderr)
+    if not utts:
+        raise DecodeError(f"{path}: no usable utterances")
+    return utts, len(utts) + len(problems)
+
+
+def _report_skipped(manifest: str, total: int, scored: int) -> int:
+    """Exit status 1 and a closing line when some of the ``total`` utterances were not scored."""
+    if scored == total:
+        return 0
+    print(f"asr: {manifest}: {total - scored} of {total} utterances skipped (bad lines or unreadable audio, "
+          f"named above); the figures cover the other {scored}", file=sys.stderr)
+    return 1
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
-    from asr.manifest import read_manifest
     from asr.evaluate import evaluate_utterances, report_folder
-    from asr.results import results_path, result_from_evaluation, write_result
+    from asr.results import result_from_evaluation, results_path, write_result
 
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decode" / Path(args.manifest).stem
     report_folder(out, args.manifest)  # outputs that would replace something are refused before the work
@@ -216,10 +242,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         results_path(args.results_json)
     _check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
-    utts = read_manifest(args.manifest, skip_bad=True)
-    if not utts:
-        print(f"asr: error: {args.manifest}: no usable utterances", file=sys.stderr)
-        return EXIT_USER_ERROR
+    utts, total = _manifest_to_score(args.manifest)
     result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s,
                                  decoder=_beam_decoder(args, recognizer.tokenizer), jobs=args.jobs)
     result.write(out, args.manifest)
@@ -230,7 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                         train_data=args.train_data, decoding=_decoding_label(args),
                                         hardware=args.hardware, device=args.device)
         print(f"results: {write_result(record, args.results_json)}")
-    return 0
+    return _report_skipped(args.manifest, total, len(result.utts))
 
 
 def _decoding_label(args: argparse.Namespace) -> str:
@@ -272,6 +295,8 @@ def _check_decoding_options(args: argparse.Namespace) -> None:
         resolve_device(args.device)
     except ValueError as e:
         raise ConfigError(f"--device {args.device}: {e}") from None
+    if not 0 < getattr(args, "batch_s", 1.0) < math.inf:
+        raise DecodeError(f"--batch-s {args.batch_s:g}: must be a positive number of seconds")
     if getattr(args, "jobs", 0) < 0:
         raise DecodeError(f"--jobs {args.jobs}: must be >= 0 (0: one per CPU core)")
     _beam_config(args, getattr(args, "nbest", 1))
@@ -289,7 +314,6 @@ def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bo
 
 def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
-    from asr.manifest import read_manifest
     from asr.decode import DecodeError
     from asr.tune import MAX_GRID_POINTS, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
 
@@ -307,10 +331,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     _check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
-    utts = read_manifest(args.manifest, skip_bad=True)
-    if not utts:
-        print(f"asr: error: {args.manifest}: no usable utterances", file=sys.stderr)
-        return EXIT_USER_ERROR
+    utts, total = _manifest_to_score(args.manifest)
     if args.cache:
         utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint, batch_s=args.batch_s)
     else:
@@ -321,4 +342,4 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     print(result.table())
     print(f"best lm_weight {result.lm_weight:g} word_score {result.word_score:g} WER {100 * result.wer:.2f} % "
           f"({len(utts)} utterances; use --lm-weight {result.lm_weight:g} --word-score {result.word_score:g})")
-    return 0
+    return _report_skipped(args.manifest, total, len(utts))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 EXIT_USER_ERROR = 2
 MAX_REFINE_ROUNDS = 20  # tune-lm --refine
@@ -177,3 +178,25 @@ def _add_decoding_args(p: argparse.ArgumentParser, tuning: bool = False) -> None
 def _add_jobs_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=0,
                    help="beam-search processes (default 0: one per CPU core); the result does not depend on it")
+
+
+NUMERIC_OPTIONS = ("--lm-weight", "--word-score", "--lm-weights", "--word-scores")
+
+
+def with_negative_values_joined(argv: list[str]) -> list[str]:
+    """``argv`` with ``--word-scores -1:3:1`` written ``--word-scores=-1:3:1``: argparse takes a
+    value starting with ``-`` for an option unless it is a plain negative number.
+
+    >>> with_negative_values_joined(["tune-lm", "--word-scores", "-1:3:1", "--lm-weight", "-2e-1"])
+    ['tune-lm', '--word-scores=-1:3:1', '--lm-weight=-2e-1']
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in NUMERIC_OPTIONS and i + 1 < len(argv) and re.match(r"-\.?\d|-inf|-nan", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out

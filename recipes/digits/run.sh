@@ -13,6 +13,8 @@
 # the test set in 100 ms chunks and checks that it gives the transcripts of the greedy decoding).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. recipes/common.sh
+check_options recipes/digits/run.sh "$@"
 
 data_dir=""
 split=official
@@ -31,6 +33,8 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+check_stages "$stage" "$stop_stage" 2
+case "$split" in official | speaker) ;; *) echo "run.sh: --split '$split': expected official or speaker" >&2; exit 2 ;; esac
 
 if [ "$split" = official ]; then name=digits; else name=digits-speaker; fi
 exp=exp/$name
@@ -58,7 +62,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   else
     echo "stage 1: train"
     start=$(date +%s)
-    asr train "$conf" name="$name" out_dir="$exp" data.train_manifest="$exp/data/train.jsonl" "${extra[@]}"
+    resume=()
+    if [ -f "$exp/last.pt" ]; then resume=(--resume); echo "stage 1: resuming from $exp/last.pt"; fi
+    asr train "$conf" name="$name" out_dir="$exp" data.train_manifest="$exp/data/train.jsonl" "${extra[@]}" "${resume[@]}"
     echo "training wall time: $(( $(date +%s) - start )) s"
   fi
 fi

@@ -22,6 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
+FLAGS="--skip-lm" check_options recipes/librispeech/run.sh "$@"
 
 conf=medium
 ngpu=1
@@ -46,6 +47,8 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+check_stages "$stage" "$stop_stage" 6
+check_count --ngpu "$ngpu"
 
 case "$conf" in
   medium) train_parts="train-clean-100"; train=train-clean-100 ;;

@@ -29,6 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
+check_options recipes/mini_librispeech/run.sh "$@"
 
 conf=medium_aug
 ngpu=1
@@ -65,6 +66,10 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+check_stages "$stage" "$stop_stage" 7
+check_count --ngpu "$ngpu"
+check_count --tune-beam-size "$tune_beam_size"
+check_count --beam-size "$beam_size"
 
 name=${name:-mini_librispeech-$conf}
 exp=${exp:-exp/$name}

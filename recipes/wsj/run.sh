@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
+check_options recipes/wsj/run.sh "$@"
 
 wsj0=""
 wsj1=""
@@ -51,6 +52,8 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+check_stages "$stage" "$stop_stage" 6
+check_count --ngpu "$ngpu"
 case "$lm" in
   tcb20onp|bcb20onp|tcb05cnp|bcb05cnp|si284|none) ;;
   *) echo "run.sh: --lm must be tcb20onp, bcb20onp, tcb05cnp, bcb05cnp, si284 or none, got $lm" >&2; exit 2 ;;
