@@ -8,6 +8,7 @@ at inference time.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def write_average(paths: list[str | Path], out: str | Path) -> Path:
         CheckpointError: ``out`` exists, or see ``average_checkpoints``.
     """
     out = Path(out)
-    if out.exists():
+    if os.path.lexists(out):  # a link too, even one to nothing: it is the user's
         raise CheckpointError(f"{out}: already exists; refusing to overwrite it")
     save_checkpoint(average_checkpoints(paths), out)
     return out

@@ -7,6 +7,7 @@ renamed over the target, so an interrupted save never leaves a truncated checkpo
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 import zipfile
@@ -221,7 +222,7 @@ def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
         CheckpointError: ``out`` exists, ``src`` is unreadable or damaged, or ``dtype`` is unknown.
     """
     out = Path(out)
-    if out.exists():
+    if os.path.lexists(out):  # a link too, even one to nothing: it is the user's
         raise CheckpointError(f"{out}: already exists; refusing to overwrite it")
     source = load_checkpoint(src)
     rebuild_recognizer(source, src)  # no file is written from a checkpoint that cannot be used

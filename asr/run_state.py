@@ -50,15 +50,22 @@ def init_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
         payload = load_checkpoint(path)
     except CheckpointError as e:
         raise TrainError(f"init_from: {e}") from None
-    differ = config_differences(payload, cfg)
-    kind = payload["tokenizer"]["type"]
-    if (kind == "char") != (cfg.tokenizer.kind == "char"):
-        differ.append(f"tokenizer {kind!r} (config: tokenizer.kind={cfg.tokenizer.kind!r})")
+    differ = config_differences(payload, cfg) + [d for d in [tokenizer_difference(payload, cfg)] if d]
     if differ:
         raise TrainError(f"{path}: init_from needs the checkpoint's features, model and tokenizer; it has "
                          + "; ".join(differ))
     logger.info("init_from=%s (weights, CMVN and tokenizer; new optimizer and schedule)", path)
     return payload
+
+
+def tokenizer_difference(payload: dict[str, Any], cfg: TrainConfig) -> str | None:
+    """How a checkpoint's tokenizer differs from the one ``cfg`` asks for (characters against
+    SentencePiece units), or None. The run goes on with the checkpoint's, so a difference would
+    leave a ``config.yaml`` that does not describe the model."""
+    kind = payload["tokenizer"]["type"]
+    if (kind == "char") != (cfg.tokenizer.kind == "char"):
+        return f"tokenizer {kind!r} (config: tokenizer.kind={cfg.tokenizer.kind!r})"
+    return None
 
 
 def config_differences(payload: dict[str, Any], cfg: TrainConfig) -> list[str]:

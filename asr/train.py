@@ -53,7 +53,8 @@ from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
 from asr.run_state import (check_new_run_dir, config_differences, get_rng_state, init_checkpoint, seed_everything,
-                           set_rng_state, snapshot, trim_log, write_event, write_run_config)
+                           set_rng_state, snapshot, tokenizer_difference, trim_log, write_event,
+                           write_run_config)
 from asr.train_config import TrainConfig, TrainError, resolve_config  # noqa: F401 (resolve_config: re-exported)
 from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, normalize_text, oov_report, tokenizer_from_dict
 
@@ -119,10 +120,11 @@ class Trainer:
         self.features = FeatureExtractor(cfg.features)
         self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)
         if start:
-            mismatch = (state_mismatch(self.features, start["features_state"])
+            tokenizer = tokenizer_difference(start, cfg)
+            mismatch = (tokenizer or state_mismatch(self.features, start["features_state"])
                         or state_mismatch(self.model, start["model_state"]))
-            if mismatch:  # resuming after the config changed the model's or the features' shape
-                what = "; ".join(config_differences(start, cfg)) or f"weights: {mismatch}"
+            if mismatch:  # resuming after the config changed the tokenizer or the model's or features' shape
+                what = "; ".join(config_differences(start, cfg) + ([tokenizer] if tokenizer else [])) or f"weights: {mismatch}"
                 source = last if state else cfg.init_from
                 raise TrainError(f"{source}: does not match the config ({what}); "
                                  + ("resume with the run's own config" if state else "init_from needs the same model"))

@@ -355,6 +355,12 @@ def test_export_refuses_to_overwrite(work, capsys):
     assert main(["export", str(work["model"]), "--out", str(out)]) == 2
     _one_line_error(capsys.readouterr().err, "taken.pt", "already exists")
     assert out.read_bytes() == b"the user's file"
+    link = work["tmp"] / "link.pt"
+    link.symlink_to(work["tmp"] / "not-yet.pt")  # a link to nothing is the user's too
+    for command in (["export", str(work["model"])], ["average", str(work["model"])]):
+        assert main([*command, "--out", str(link)]) == 2
+        _one_line_error(capsys.readouterr().err, "link.pt", "already exists")
+        assert link.is_symlink() and not (work["tmp"] / "not-yet.pt").exists()
     assert main(["export", str(work["tmp"] / "nope.pt"), "--out", str(work["tmp"] / "new.pt")]) == 2
     _one_line_error(capsys.readouterr().err, "nope.pt", "no such checkpoint")
     assert not (work["tmp"] / "new.pt").exists()

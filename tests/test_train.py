@@ -277,6 +277,8 @@ def test_resume_refuses_a_config_the_run_no_longer_fits(trained, tmp_path):
         train(_config(run, manifest, "epochs=4", "data.max_batch_size=4", "features.n_mels=40"), resume=True)
     with pytest.raises(TrainError, match=rf"^{last}: holds the state of another optimizer than optim.name='sgd'"):
         train(_config(run, manifest, "epochs=4", "data.max_batch_size=4", "optim.name=sgd"), resume=True)
+    with pytest.raises(TrainError, match=rf"^{last}: does not match the config \(tokenizer 'char' \(config: tokenizer.kind='bpe'\)\)"):
+        train(_config(run, manifest, "epochs=4", "data.max_batch_size=4", "tokenizer.kind=bpe"), resume=True)  # went on
     assert (run / "config.yaml").read_text() == config  # the run's own config is left as it was
     shutil.copy(run / "model.pt", last)  # weights only
     with pytest.raises(TrainError, match=rf"^{last}: holds no training state \(an inference checkpoint\)"):
