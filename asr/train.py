@@ -98,9 +98,7 @@ class Trainer:
         if not resume:
             check_new_run_dir(self.run_dir)
         init = init_checkpoint(cfg) if cfg.init_from and not resume else None  # resuming reads last.pt only
-        barrier(self.dist)  # every rank has checked before rank 0 creates the run
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        barrier(self.dist)  # every rank has checked before rank 0 creates the run (at the end of __init__)
         seed_everything(cfg.seed)
 
         if not cfg.data.train_manifest:
@@ -170,6 +168,7 @@ class Trainer:
         if state:
             self._load_train_state(state["train_state"])
         if self.dist.is_main:  # last: a resume the config does not fit leaves the run's own config
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no folder
             write_run_config(cfg, self.run_dir)
 
     # ----------------------------------------------------------------------------------- setup

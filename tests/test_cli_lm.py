@@ -211,6 +211,22 @@ def test_bad_decoding_options_are_refused_before_the_model_is_read(work, arpa, c
     assert not (tmp_path / "out").exists()
 
 
+def test_tune_lm_warns_when_the_lexicon_misses_the_dev_words(work, arpa, capsys, tmp_path):
+    """An LM of other words gives 100 % WER at every weight: tune-lm says why."""
+    other = tmp_path / "other.txt"
+    other.write_text("zebra quokka\nquokka zebra wombat\n" * 20)
+    foreign = tmp_path / "foreign.arpa"
+    assert main(["build-lm", str(other), "--order", "2", "--out", str(foreign), "--backend", "python"]) == 0
+    tune = ["tune-lm", str(work["model"]), str(work["manifest"]), "--lm-weights", "1", "--word-scores", "0",
+            "--beam-size", "4"]
+    capsys.readouterr()
+    assert main([*tune, "--lm", str(foreign)]) == 0
+    err = capsys.readouterr().err
+    assert f"asr: warning: {foreign}: the lexicon holds 0.0 % of the dev set's 28 running words" in err
+    assert main([*tune, "--lm", str(arpa)]) == 0  # the chapters' own text: no warning
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_tune_lm_grids_that_would_not_end_are_refused(work, arpa, capsys):
     common = ["tune-lm", str(work["model"]), str(work["manifest"]), "--lm", str(arpa)]
     assert main([*common, "--lm-weights", "0:1e9:1e-9"]) == 2  # ran for ever

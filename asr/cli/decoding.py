@@ -312,6 +312,22 @@ def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bo
                              config=_beam_config(args, nbest))
 
 
+def _warn_on_lexicon_coverage(decoder, texts: list[str], lm: str) -> None:
+    """With a lexicon, a beam search can only emit its words: say so when it holds under half of the
+    dev set's running words (an LM of another language or units gives 100 % WER at every weight)."""
+    from asr.text import normalize_text
+
+    words = getattr(decoder, "words", None)
+    running = [w for text in texts for w in normalize_text(text).split()]
+    if words is None or not running:
+        return
+    vocabulary = set(words)
+    covered = sum(w in vocabulary for w in running) / len(running)
+    if covered < 0.5:
+        print(f"asr: warning: {lm}: the lexicon holds {100 * covered:.1f} % of the dev set's {len(running)} "
+              "running words; the beam search cannot emit the others", file=sys.stderr)
+
+
 def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
     from asr.decode import DecodeError
@@ -337,6 +353,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     else:
         utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
     print(f"greedy WER {100 * greedy_wer(recognizer.tokenizer, log_probs, [u.text for u in utts]):.2f} %")
+    _warn_on_lexicon_coverage(decoder, [u.text for u in utts], args.lm)
     result = tune_weights(decoder, log_probs, [u.text for u in utts], lm_weights, word_scores,
                           refine_rounds=args.refine, jobs=args.jobs)
     print(result.table())
