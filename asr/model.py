@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr.config import config_from_dict, load_yaml
+from asr.config import check_ranges, config_from_dict, load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -74,23 +74,16 @@ class ModelConfig:
                 value = getattr(self, name)
                 if value is not None and len(value) != n:
                     raise ValueError(f"{name}: expected {n} (time, freq) pairs, got {len(value)}")
-            pairs = self.conv_kernels + self.conv_strides
-            if any(v < 1 for pair in pairs for v in pair) or min(self.conv_channels) < 1:
-                raise ValueError("conv_channels, conv_kernels and conv_strides must be >= 1")
-        if self.fc_context < 0 or self.fc_stride < 1 or any(s < 1 for s in self.fc_sizes):
-            raise ValueError("fc_context must be >= 0, fc_stride and fc_sizes >= 1")
         if not 1 <= self.rnn_layers <= 7:
             raise ValueError(f"rnn_layers: expected 1-7, got {self.rnn_layers}")
-        if self.rnn_hidden < 1 or any(s < 1 for s in self.head_sizes):
-            raise ValueError("rnn_hidden and head_sizes must be >= 1")
-        if self.lookahead_context < 0:
-            raise ValueError(f"lookahead_context: expected >= 0, got {self.lookahead_context}")
+        # signs, and also NaN, infinities and sizes no machine holds (a hidden size of 10^12 failed
+        # in the allocator with a traceback)
+        size, reach = (1, 16384), (0, 1024)
+        check_ranges(self, "model.", conv_channels=size, conv_kernels=(1, 1024), conv_strides=(1, 1024),
+                     conv_paddings=reach, fc_context=reach, fc_stride=(1, 1024), fc_sizes=size, rnn_hidden=size,
+                     lookahead_context=reach, head_sizes=size, dropout=(0, 1, "[)"), clip=(0, None, "(]"))
         if self.lookahead_context and self.bidirectional:
             raise ValueError("lookahead_context needs a forward-only model (bidirectional: false)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
-        if self.clip <= 0:
-            raise ValueError(f"clip: expected > 0, got {self.clip}")
 
 
 def length_mask(lens: Tensor, max_len: int) -> Tensor:

@@ -79,12 +79,6 @@ class TrainConfig:
                      threads=(0, None), log_every_steps=(1, None), checkpoint_every_steps=(0, None),
                      keep_epoch_checkpoints=(0, None), ema_decay=(0, 1, "[)"))
         check_ranges(self, threads=(0, 1024))  # torch.set_num_threads(10**10) overflowed with a traceback
-        # ModelConfig (asr.model) checks layer counts and signs; these also refuse NaN, infinities and
-        # sizes no machine holds (a hidden size of 10^12 failed in the allocator with a traceback).
-        size, reach = (1, 16384), (0, 1024)
-        check_ranges(self.model, "model.", conv_channels=size, conv_kernels=(1, 1024), conv_strides=(1, 1024),
-                     conv_paddings=reach, fc_context=reach, fc_stride=(1, 1024), fc_sizes=size, rnn_hidden=size,
-                     lookahead_context=reach, head_sizes=size, dropout=(0, 1, "[)"), clip=(0, None, "(]"))
 
     @property
     def run_dir(self) -> Path:
