@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,3 +91,17 @@ def starts_with(path: Path, prefix: bytes) -> bool:
     """Whether the file begins with ``prefix`` (after any blank lines)."""
     with open(path, "rb") as f:
         return f.read(len(prefix) + 4096).lstrip(b"\r\n \t").startswith(prefix)
+
+
+def json_lines_with(path: Path, keys: set[str]) -> bool:
+    """Whether the file is empty or its first line is a JSON object holding ``keys``: how a
+    JSON-lines output of asr (a training log, a sweep's records) is recognized."""
+    with open(path, "rb") as f:
+        first = f.readline(1_000_000)
+    if not first:
+        return True
+    try:
+        record = json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and keys <= set(record)

@@ -21,7 +21,7 @@ import torch
 
 from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.config import config_to_dict, save_yaml
-from asr.outputs import atomic_output, check_output, starts_with
+from asr.outputs import atomic_output, check_output, json_lines_with, starts_with
 from asr.train_config import TrainConfig, TrainError
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def init_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
         payload = load_checkpoint(path)
     except CheckpointError as e:
         raise TrainError(f"init_from: {e}") from None
-    differ = config_differences(payload, cfg) + [d for d in [tokenizer_difference(payload, cfg)] if d]
+    differ = config_differences(payload, cfg)
     if differ:
         raise TrainError(f"{path}: init_from needs the checkpoint's features, model and tokenizer; it has "
                          + "; ".join(differ))
@@ -70,12 +70,14 @@ def tokenizer_difference(payload: dict[str, Any], cfg: TrainConfig) -> str | Non
 
 def config_differences(payload: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """The feature and model settings of a checkpoint that differ from ``cfg``'s (training-only ones
-    aside), as ``model.rnn_hidden=64 (config: 96)``."""
+    aside), as ``model.rnn_hidden=64 (config: 96)``, then its tokenizer's (:func:`tokenizer_difference`)."""
     theirs = {"features": payload["features_config"], "model": payload["model_config"]}
     ours = {"features": config_to_dict(cfg.features), "model": config_to_dict(cfg.model)}
-    return [f"{part}.{key}={theirs[part].get(key)!r} (config: {value!r})"
-            for part, values in ours.items() for key, value in values.items()
-            if key not in _TRAINING_ONLY[part] and theirs[part].get(key) != value]
+    differ = [f"{part}.{key}={theirs[part].get(key)!r} (config: {value!r})"
+              for part, values in ours.items() for key, value in values.items()
+              if key not in _TRAINING_ONLY[part] and theirs[part].get(key) != value]
+    tokenizer = tokenizer_difference(payload, cfg)
+    return differ + [tokenizer] if tokenizer else differ
 
 
 RUN_CONFIG_HEADER = "# written by asr train: the resolved configuration of this run (preset, defaults, overrides)\n"
@@ -91,16 +93,7 @@ def check_new_run_dir(run_dir: Path) -> None:
     """
     check_output(run_dir / "config.yaml", lambda p: starts_with(p, RUN_CONFIG_HEADER.encode()),
                  "the configuration asr train wrote for a run")
-    check_output(run_dir / "train_log.jsonl", _is_train_log, "the log of an asr train run")
-
-
-def _is_train_log(path: Path) -> bool:
-    with open(path, "rb") as f:
-        first = f.readline(100_000)
-    try:
-        return not first or "event" in json.loads(first)
-    except (ValueError, TypeError):
-        return False
+    check_output(run_dir / "train_log.jsonl", lambda p: json_lines_with(p, {"event"}), "the log of an asr train run")
 
 
 def trim_log(path: Path, step: int) -> None:

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from asr.config import ConfigError
-from asr.outputs import atomic_output, check_output, starts_with
+from asr.outputs import atomic_output, check_output, json_lines_with, starts_with
 from asr.train_config import resolve_config
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,8 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
             except (ConfigError, ValueError, TypeError) as e:
                 raise ConfigError(f"sweep point {run_name(point, seed)}: {e}") from None
             todo.append((args, run))
-    records = check_output(out_dir / "sweep.jsonl", _is_sweep_records, "the records of an asr sweep")
+    records = check_output(out_dir / "sweep.jsonl", lambda p: json_lines_with(p, {"point", "seed", "run_dir"}),
+                           "the records of an asr sweep")
     summary = check_output(out_dir / "sweep.md", lambda p: starts_with(p, b"| "), "the table of an asr sweep")
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -218,15 +219,6 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
     with atomic_output(summary) as tmp:
         tmp.write_text(table(runs, grid) + "\n", encoding="utf-8")
     return runs
-
-
-def _is_sweep_records(path: Path) -> bool:
-    with open(path, "rb") as f:
-        first = f.readline(1_000_000)
-    try:
-        return not first or {"point", "seed", "run_dir"} <= set(json.loads(first))
-    except (ValueError, TypeError):
-        return False
 
 
 def table(runs: Sequence[SweepRun], grid: dict[str, list[str]]) -> str:

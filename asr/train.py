@@ -118,11 +118,10 @@ class Trainer:
         self.features = FeatureExtractor(cfg.features)
         self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)
         if start:
-            tokenizer = tokenizer_difference(start, cfg)
-            mismatch = (tokenizer or state_mismatch(self.features, start["features_state"])
+            mismatch = (tokenizer_difference(start, cfg) or state_mismatch(self.features, start["features_state"])
                         or state_mismatch(self.model, start["model_state"]))
             if mismatch:  # resuming after the config changed the tokenizer or the model's or features' shape
-                what = "; ".join(config_differences(start, cfg) + ([tokenizer] if tokenizer else [])) or f"weights: {mismatch}"
+                what = "; ".join(config_differences(start, cfg)) or f"weights: {mismatch}"
                 source = last if state else cfg.init_from
                 raise TrainError(f"{source}: does not match the config ({what}); "
                                  + ("resume with the run's own config" if state else "init_from needs the same model"))

@@ -20,13 +20,11 @@ MAX_CHUNK_MS = 10_000.0  # stream --chunk-ms: a live source delivers far smaller
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from asr.audio import AudioError
-    from asr.transcribe import Transcriber
-
     from asr.align import to_srt
+    from asr.audio import AudioError
     from asr.checkpoint import load_recognizer
-
     from asr.segment import MIN_SEGMENT_S, valid_max_segment_s
+    from asr.transcribe import Transcriber
 
     if not valid_max_segment_s(args.max_segment_s):  # these before the model is read
         raise AudioError(f"--max-segment-s {args.max_segment_s:g}: must be 0 (never cut) or at least {MIN_SEGMENT_S:g} s")

@@ -27,6 +27,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from asr.audio import AudioError, audio_info
 from asr.manifest import Utterance, write_manifest
@@ -269,22 +270,29 @@ def finished_summary(manifest: Path, summary_path: Path) -> dict | None:
 def write_split(out_dir: Path, name: str, utts: list[Utterance], problems: list[str], skipped: int) -> SplitReport:
     """Write ``out_dir/<name>.jsonl``, ``.problems.txt`` and, last, ``.summary.json``; log the
     first 20 problems (then a count) and return the report."""
-    manifest = out_dir / f"{name}.jsonl"
-    summary_path = out_dir / f"{name}.summary.json"
+    report = SplitReport(name, out_dir / f"{name}.jsonl", len(utts), sum(len(u.text.split()) for u in utts),
+                         sum(u.duration for u in utts), skipped, problems)
+    save_prepared(report, utts)
+    logger.info("split=%s utterances=%d words=%d hours=%.3f skipped=%d", name, report.num_utterances,
+                report.num_words, report.duration_s / 3600, skipped)
+    return report
+
+
+def save_prepared(report: Any, utts: list[Utterance]) -> None:
+    """Write what a preparation made of one split or set: ``report.manifest``, its
+    ``<name>.problems.txt`` and, last, its ``<name>.summary.json`` (the report's fields, read back by
+    :func:`finished_summary`); log the first 20 problems, then a count. ``report`` is a
+    ``SplitReport`` or any dataclass with ``name``, ``manifest`` and ``problems`` (WSJ's ``SetReport``)."""
+    out_dir, name, problems = report.manifest.parent, report.name, report.problems
     for line in problems[:20]:
         logger.warning("%s", line)
     if len(problems) > 20:
         logger.warning("... %d more problems in %s", len(problems) - 20, out_dir / f"{name}.problems.txt")
-    write_manifest(manifest, utts)
-    report = SplitReport(name, manifest, len(utts), sum(len(u.text.split()) for u in utts),
-                         sum(u.duration for u in utts), skipped, problems)
+    write_manifest(report.manifest, utts)
     (out_dir / f"{name}.problems.txt").write_text("".join(p + "\n" for p in problems), encoding="utf-8")
     fields = {k: v for k, v in asdict(report).items() if k not in ("manifest", "reused")}
-    with atomic_output(summary_path) as tmp:  # written last: its presence means the split is done
+    with atomic_output(out_dir / f"{name}.summary.json") as tmp:  # written last: its presence means it is done
         tmp.write_text(json.dumps(fields, indent=1) + "\n", encoding="utf-8")
-    logger.info("split=%s utterances=%d words=%d hours=%.3f skipped=%d", name, report.num_utterances,
-                report.num_words, report.duration_s / 3600, skipped)
-    return report
 
 
 def prepare_librispeech(data_dir: str | Path, out_dir: str | Path, splits: list[str] | None = None,

@@ -53,17 +53,15 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.audio import AudioError, audio_info, load_audio
-from asr.datasets.librispeech import finished_summary
-from asr.manifest import Utterance, write_manifest
-from asr.outputs import atomic_output
+from asr.datasets.librispeech import finished_summary, save_prepared
+from asr.manifest import Utterance
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -378,20 +376,10 @@ def prepare_wsj(wsj0: list[str | Path], wsj1: list[str | Path], out_dir: str | P
                 raise WsjError("no WSJ folder given (--wsj0 DIR and/or --wsj1 DIR)")
             index = find_discs([*wsj0, *wsj1])
         utts, problems, skipped = read_set(index, name, mic=mic, verify=verify)
-        for line in problems[:20]:
-            logger.warning("%s", line)
-        if len(problems) > 20:
-            logger.warning("... %d more problems in %s", len(problems) - 20,
-                           out_dir / f"{name}.problems.txt")
-        write_manifest(manifest, utts)
         expected = SETS[name].expected
         report = SetReport(name, manifest, len(utts), sum(len(u.text.split()) for u in utts),
                            sum(u.duration for u in utts), skipped, expected, problems)
-        (out_dir / f"{name}.problems.txt").write_text("".join(p + "\n" for p in problems),
-                                                      encoding="utf-8")
-        saved = {k: v for k, v in asdict(report).items() if k not in ("manifest", "reused")}
-        with atomic_output(summary_path) as tmp:  # written last: its presence means the set is done
-            tmp.write_text(json.dumps(saved, indent=1) + "\n", encoding="utf-8")
+        save_prepared(report, utts)
         if len(utts) != expected:
             logger.warning("set=%s utterances=%d expected=%d (a complete copy)", name, len(utts),
                            expected)
