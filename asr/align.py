@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torchaudio.functional as AF
 
-from asr.decode import _separator_id, spell
-from asr.text import Tokenizer
+from asr.decode import separator_id, spell
+from asr.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class WordTiming:
 def _targets(text: str, tokenizer: Tokenizer) -> tuple[list[str], list[int], list[int]]:
     """Words, the label ids to align, and for each label the index of its word (-1: separator)."""
     words = text.split()
-    separator = _separator_id(tokenizer)
+    separator = separator_id(tokenizer)
     targets: list[int] = []
     owner: list[int] = []
     for index, word in enumerate(words):
@@ -79,7 +79,7 @@ def align_words(
             cannot write.
 
     Example:
-        >>> from asr.text import CharTokenizer
+        >>> from asr.tokenizer import CharTokenizer
         >>> lp = torch.full((6, 29), -9.0)  # (T, V); frames: blank a blank space b b
         >>> for t, label in enumerate([0, 3, 0, 1, 4, 4]): lp[t, label] = 0.0
         >>> [(w.word, w.start_s, w.end_s) for w in align_words(lp, "a b", CharTokenizer(), 0.02)]

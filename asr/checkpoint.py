@@ -22,7 +22,7 @@ from asr.decode import Decoder, Hypothesis, greedy_decode
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, ModelConfig
 from asr.outputs import atomic_output
-from asr.text import Tokenizer, tokenizer_from_dict
+from asr.tokenizer import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 1
 

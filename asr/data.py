@@ -25,7 +25,7 @@ from asr.manifest import Utterance
 from asr.text import normalize_text
 
 if TYPE_CHECKING:
-    from asr.text import Tokenizer
+    from asr.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,18 @@ def _load(utt: Utterance, sample_rate: int) -> np.ndarray:
     """
     duration_s = utt.duration if utt.duration > 0 else None
     return load_audio(utt.audio_filepath, sample_rate, offset_s=utt.offset, duration_s=duration_s)
+
+
+def available_memory_gb() -> float | None:
+    """MemAvailable of /proc/meminfo in GB, or None where there is no such file."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return None
 
 
 class AudioCache:

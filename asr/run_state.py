@@ -4,16 +4,19 @@ and the random state.
 
 A new run refuses a folder whose ``config.yaml`` or ``train_log.jsonl`` it did not write
 (:func:`check_new_run_dir`); a resumed run drops the log events after its checkpoint
-(:func:`trim_log`); checkpoint state is copied off the live tensors before a background write
-(:func:`snapshot`).
+(:func:`trim_log`); checkpoint state is copied off the live tensors (:func:`snapshot`) and written
+by one background thread (:class:`BackgroundWriter`) while training goes on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +147,54 @@ def write_run_config(cfg: TrainConfig, run_dir: Path) -> None:
     """``run_dir/config.yaml``: the resolved config, under the header that marks it as the run's own."""
     with atomic_output(run_dir / "config.yaml") as tmp:
         save_yaml(config_to_dict(cfg), tmp, header=RUN_CONFIG_HEADER)
+
+
+class BackgroundWriter:
+    """Runs file writes (checkpoints, deletions) on one background thread, in the order given.
+
+    At most ``max_pending`` writes wait at a time: ``submit`` blocks on the oldest beyond that, so
+    at most an epoch end's checkpoints are held in memory besides the live ones.
+
+    Example:
+        >>> writer, done = BackgroundWriter(), []
+        >>> writer.submit(lambda: done.append(1)); writer.submit(lambda: done.append(2)); writer.wait()
+        >>> done
+        [1, 2]
+    """
+
+    def __init__(self, max_pending: int = 4) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: list[Future] = []
+        self.max_pending = max_pending
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Queue ``task``; re-raises the error of an earlier write it had to wait for."""
+        while len(self._pending) >= self.max_pending:
+            self._pending.pop(0).result()
+        self._pending.append(self._executor.submit(task))
+
+    def wait(self) -> None:
+        """Block until every write submitted so far is done; re-raises a failed write's error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+
+class LogWindow:
+    """Mean loss and throughput between two log events (non-finite losses left out)."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.audio_s = 0.0
+        self.start = time.monotonic()
+
+    def add(self, loss: float, audio_s: float) -> None:
+        if math.isfinite(loss):
+            self.losses.append(loss)
+        self.audio_s += audio_s
+
+    def mean_loss(self) -> float:
+        return sum(self.losses) / len(self.losses) if self.losses else float("nan")
+
+    def audio_h_per_s(self) -> float:
+        return self.audio_s / 3600 / max(1e-9, time.monotonic() - self.start)

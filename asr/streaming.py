@@ -31,7 +31,7 @@ from torch import Tensor
 from asr.checkpoint import Recognizer
 from asr.decode import Decoder, Hypothesis, ctc_collapse
 from asr.features import num_frames
-from asr.text import CharTokenizer
+from asr.tokenizer import CharTokenizer
 
 
 class StreamingError(Exception):

@@ -32,7 +32,6 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint, state_mismatch
 from asr.config import config_to_dict
-from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate, iter_waves
+from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, available_memory_gb, collate, iter_waves
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor, compute_cmvn
@@ -52,11 +51,12 @@ from asr.manifest import read_manifest
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
-from asr.run_state import (check_new_run_dir, config_differences, get_rng_state, init_checkpoint, seed_everything,
-                           set_rng_state, snapshot, tokenizer_difference, trim_log, write_event,
-                           write_run_config)
+from asr.run_state import (BackgroundWriter, LogWindow, check_new_run_dir, config_differences, get_rng_state,
+                           init_checkpoint, seed_everything, set_rng_state, snapshot, tokenizer_difference, trim_log,
+                           write_event, write_run_config)
 from asr.train_config import TrainConfig, TrainError, resolve_config  # noqa: F401 (resolve_config: re-exported)
-from asr.text import CharTokenizer, SentencePieceTokenizer, Tokenizer, normalize_text, oov_report, tokenizer_from_dict
+from asr.text import normalize_text
+from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, oov_report, tokenizer_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -161,9 +161,7 @@ class Trainer:
         self.best_dev_wer: float | None = None
         self.skipped_batches = 0
         self.zeroed_utterances = 0
-        # checkpoints are written by one background thread, in order, from snapshots
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
-        self._pending: list[Future] = []
+        self._writer = BackgroundWriter()  # checkpoints are written from snapshots while training goes on
         if state:
             self._load_train_state(state["train_state"])
         if self.dist.is_main:  # last: a resume the config does not fit leaves the run's own config
@@ -183,7 +181,7 @@ class Trainer:
         utts = self.train_utts + (self.dev_utts if self.dist.is_main else [])
         hours = sum(u.duration for u in utts) / 3600
         need_gb = hours * 3600 * self.cfg.features.sample_rate * 4 / 1e9  # float32 samples
-        free_gb = _available_memory_gb()
+        free_gb = available_memory_gb()
         if free_gb is not None and need_gb > 0.8 * free_gb:
             raise TrainError(f"data.cache_audio: the {hours:.1f} h of audio need {need_gb:.1f} GB of memory, "
                              f"only {free_gb:.1f} GB is available; set data.cache_audio=false")
@@ -254,7 +252,7 @@ class Trainer:
                 self.model.train()
                 self.features.train()
                 self.spec_augment.train()
-                window = _Window()
+                window = LogWindow()
                 for batch in loader:
                     if batch is None:  # every file of the batch was unreadable (logged by the dataset)
                         self.batches_done += 1
@@ -274,7 +272,7 @@ class Trainer:
                             "skipped_batches": self.skipped_batches, "zeroed_utterances": self.zeroed_utterances,
                         }
                         write_event(log, event, self.on_event)
-                        window = _Window()
+                        window = LogWindow()
                     if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
                         self.save("last.pt", with_train_state=True)
                     over_steps = cfg.max_steps and self.step >= cfg.max_steps
@@ -369,7 +367,7 @@ class Trainer:
             self.save(f"epoch-{self.epoch}.pt")
             if self.dist.is_main:
                 old = self.run_dir / f"epoch-{self.epoch - self.cfg.keep_epoch_checkpoints}.pt"
-                self._write_in_background(lambda: old.unlink(missing_ok=True))
+                self._writer.submit(lambda: old.unlink(missing_ok=True))
         event["best_dev_wer"] = self.best_dev_wer
         write_event(log, event, self.on_event)
         barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
@@ -392,8 +390,7 @@ class Trainer:
 
         A checkpoint with training state holds the trained weights (and the EMA in its training
         state); one without holds ``recognizer()``'s weights. The state is copied now and written
-        by a background thread, in the order saved, while training goes on;
-        ``wait_for_checkpoints`` waits for the files.
+        by a background thread, in the order saved, while training goes on.
         """
         if not self.dist.is_main:
             return
@@ -412,20 +409,11 @@ class Trainer:
             recognizer = Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
         payload = checkpoint_payload(recognizer, config_to_dict(self.cfg), **extra)  # weights copied
         path = self.run_dir / name
-        self._write_in_background(lambda: save_checkpoint(payload, path))
-
-    def _write_in_background(self, task: Callable[[], None]) -> None:
-        """Queue ``task`` on the checkpoint thread (tasks run in order). At most 4 wait there, so
-        at most an epoch end's checkpoints are held in memory besides the live ones."""
-        while len(self._pending) >= 4:
-            self._pending.pop(0).result()
-        self._pending.append(self._writer.submit(task))
+        self._writer.submit(lambda: save_checkpoint(payload, path))
 
     def wait_for_checkpoints(self) -> None:
         """Block until every checkpoint saved so far is on disk; re-raises a failed write's error."""
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        self._writer.wait()
 
     def write_final_model(self) -> None:
         """model.pt: the best checkpoint's weights when a dev set picked one, else the current ones."""
@@ -441,41 +429,9 @@ class Trainer:
         return self.device.type == "cuda" and self.cfg.precision != "fp32"
 
 
-def _available_memory_gb() -> float | None:
-    """MemAvailable of /proc/meminfo in GB, or None where there is no such file."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 / 1e9
-    except OSError:
-        pass
-    return None
-
-
 def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``cfg`` (see ``Trainer``); ``resume`` continues from ``<run_dir>/last.pt``."""
     return Trainer(cfg, resume=resume, on_event=on_event).run()
-
-
-class _Window:
-    """Running loss and throughput between two log events."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.audio_s = 0.0
-        self.start = time.monotonic()
-
-    def add(self, loss: float, audio_s: float) -> None:
-        if math.isfinite(loss):
-            self.losses.append(loss)
-        self.audio_s += audio_s
-
-    def mean_loss(self) -> float:
-        return sum(self.losses) / len(self.losses) if self.losses else float("nan")
-
-    def audio_h_per_s(self) -> float:
-        return self.audio_s / 3600 / max(1e-9, time.monotonic() - self.start)
 
 
 def ctc_feasible(tokens: torch.Tensor, token_lens: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ import torch
 from asr.align import AlignmentError, WordTiming, align_words
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, load_audio
 from asr.checkpoint import Recognizer, load_recognizer
-from asr.decode import BeamSearchDecoder, Decoder, Hypothesis, _separator_id, greedy_decode
+from asr.beam_search import BeamSearchDecoder
+from asr.decode import Decoder, Hypothesis, greedy_decode, separator_id
 from asr.segment import MIN_SEGMENT_S, pause_cuts, valid_max_segment_s
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ class Transcriber:
     def _join(self, name: str, cuts: list[tuple[int, int]], parts: list[Transcript]) -> Transcript:
         """One transcript from those of an input's consecutive pieces (sample ranges ``cuts``)."""
         rate, frame_s = self.sample_rate, self.recognizer.frame_shift_s
-        separator = _separator_id(self.recognizer.tokenizer)
+        separator = separator_id(self.recognizer.tokenizer)
         tokens: list[int] = []
         frames: list[int] = []
         words: list[WordTiming] = []

@@ -20,12 +20,14 @@ from pathlib import Path
 import torch
 
 from asr.checkpoint import Recognizer, save_checkpoint
-from asr.decode import BeamSearchDecoder, Decoder, DecodeError, decode_utterances, greedy_decode
+from asr.beam_search import BeamSearchDecoder
+from asr.decode import Decoder, DecodeError, decode_utterances, greedy_decode
 from asr.evaluate import batch_log_probs
 from asr.manifest import Utterance
 from asr.metrics import error_report
 from asr.outputs import check_output
-from asr.text import Tokenizer, normalize_text
+from asr.text import normalize_text
+from asr.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 

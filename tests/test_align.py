@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from asr.align import AlignmentError, WordTiming, align_words, to_srt
-from asr.text import CharTokenizer, SentencePieceTokenizer
+from asr.tokenizer import CharTokenizer, SentencePieceTokenizer
 
 TOK = CharTokenizer()
 

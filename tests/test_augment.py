@@ -12,7 +12,7 @@ from asr.augment import (AugmentConfig, SpecAugment, WaveAugment, loop_to_length
 from asr.data import SpeechDataset
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.manifest import ManifestError, Utterance
-from asr.text import CharTokenizer
+from asr.tokenizer import CharTokenizer
 
 
 @pytest.fixture(scope="module")

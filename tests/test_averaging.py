@@ -15,7 +15,7 @@ from asr.checkpoint import CheckpointError, Recognizer, checkpoint_payload, load
 from asr.cli import main
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, load_preset
-from asr.text import CharTokenizer
+from asr.tokenizer import CharTokenizer
 from asr.train import resolve_config, train
 
 SHORT = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]

@@ -15,9 +15,10 @@ import re
 import pytest
 import torch
 
-from asr.decode import BeamSearchConfig, BeamSearchDecoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
-from asr.lm import build_lm, estimate_kneser_ney, find_kenlm
-from asr.text import CharTokenizer, SentencePieceTokenizer
+from asr.beam_search import BeamSearchConfig, BeamSearchDecoder
+from asr.decode import DecodeError, Hypothesis, decode_utterances, greedy_decode
+from asr.lm_build import build_lm, estimate_kneser_ney, find_kenlm
+from asr.tokenizer import CharTokenizer, SentencePieceTokenizer
 from asr.tune import MAX_GRID_POINTS, decode_wer, parse_grid, tune_weights
 
 TOK = CharTokenizer()

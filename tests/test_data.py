@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 from asr.audio import AudioError, load_audio
 from asr.data import AudioCache, Batch, DurationBatchSampler, SpeechDataset, collate, iter_waves
 from asr.manifest import ManifestError, Utterance, read_manifest, read_manifest_report, write_manifest
-from asr.text import CharTokenizer, normalize_text
+from asr.text import normalize_text
+from asr.tokenizer import CharTokenizer
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from asr.decode import Hypothesis, ctc_collapse, greedy_decode
 from asr.metrics import ErrorCounts, error_report
-from asr.text import CharTokenizer
+from asr.tokenizer import CharTokenizer
 
 TOK = CharTokenizer()
 A, B, C, SPACE = TOK.encode("a")[0], TOK.encode("b")[0], TOK.encode("c")[0], TOK.encode(" ")[0]

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from asr.lm import (
-    BOS, EOS, KENLM_MAGIC, KENLM_MAX_ORDER, UNK, LMError, NgramModel, arpa_vocabulary, build_lm, estimate_kneser_ney,
-    find_kenlm, lm_vocabulary, read_sentences,
-)
+from asr.lm import BOS, EOS, KENLM_MAGIC, KENLM_MAX_ORDER, UNK, LMError, NgramModel, arpa_vocabulary, lm_vocabulary
+from asr.lm_build import build_lm, estimate_kneser_ney, find_kenlm, read_sentences
 
 WORDS = "the a cat dog sat on mat ran away home big small san francisco".split()
 

@@ -22,7 +22,7 @@ from asr.cli import main
 from asr.features import FeatureConfig, FeatureExtractor, num_frames
 from asr.model import DeepSpeech2, ModelConfig, load_preset
 from asr.streaming import Stream, StreamingError
-from asr.text import CharTokenizer
+from asr.tokenizer import CharTokenizer
 from conftest import SHORT_UTTS, dev4spk_flac
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_streamed_log_probs_equal_the_whole_file(name, shared_data):
 
 
 def test_finish_decodes_the_whole_utterance_with_a_beam_search(shared_data):
-    from asr.decode import BeamSearchConfig, BeamSearchDecoder
+    from asr.beam_search import BeamSearchConfig, BeamSearchDecoder
 
     recognizer = _recognizer(MODELS["conv-gru-lookahead"])
     decoder = BeamSearchDecoder(recognizer.tokenizer, config=BeamSearchConfig(beam_size=8))  # no LM

@@ -5,16 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.text import (
-    CharTokenizer,
-    SentencePieceTokenizer,
-    Tokenizer,
-    normalize_text,
-    number_to_words,
-    oov_report,
-    read_normalized_lines,
-    tokenizer_from_dict,
-)
+from asr.text import normalize_text, number_to_words, read_normalized_lines
+from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, oov_report, tokenizer_from_dict
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from asr.data import SpeechDataset, collate, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
 from asr.manifest import read_manifest
 from asr.outputs import OutputError
-from asr.text import normalize_text, tokenizer_from_dict
+from asr.text import normalize_text
+from asr.tokenizer import tokenizer_from_dict
 from asr.train import Trainer, TrainConfig, TrainError, resolve_config, train
 from asr.transcribe import Transcriber
 
@@ -459,7 +460,7 @@ def test_dev_set_scored_every_n_epochs_and_after_the_last_picks_best_and_model(l
 
 def test_sentencepiece_vocabulary_too_large_or_small_for_the_text_is_a_one_line_error(libri, tmp_path, capsys):
     from asr.cli import main
-    from asr.text import TokenizerError
+    from asr.tokenizer import TokenizerError
 
     manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
     with pytest.raises(TokenizerError, match=r"^tokenizer\.vocab_size=256: too large for the training text "

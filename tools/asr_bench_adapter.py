@@ -36,7 +36,8 @@ from asr.decode import greedy_decode
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, load_preset
 from asr.optim import OptimConfig, build_optimizer, build_scheduler
-from asr.text import CharTokenizer, normalize_text
+from asr.text import normalize_text
+from asr.tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 # deepspeech.pytorch's front-end in asr's (time, frequency) order: Conv2d(1, 32, (41, 11) freq x time,

@@ -18,7 +18,8 @@ import time
 import torch
 
 from asr.checkpoint import load_recognizer
-from asr.decode import BeamSearchConfig, BeamSearchDecoder, greedy_decode
+from asr.beam_search import BeamSearchConfig, BeamSearchDecoder
+from asr.decode import greedy_decode
 from asr.manifest import read_manifest
 from asr.metrics import error_report
 from asr.text import normalize_text

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from asr.augment import AugmentConfig, WaveAugment
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate
 from asr.manifest import read_manifest
-from asr.text import CharTokenizer
+from asr.tokenizer import CharTokenizer
 
 
 def one_epoch(dataset: SpeechDataset, max_batch_s: float, workers: int) -> tuple[float, float]:

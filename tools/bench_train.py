@@ -48,7 +48,8 @@ from asr.data import Batch, Example, collate
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, RecurrentLayer, length_mask, load_preset
 from asr.optim import OptimConfig, build_optimizer
-from asr.text import CharTokenizer, normalize_text
+from asr.text import normalize_text
+from asr.tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "LibriSpeech" / "dev-4spk"

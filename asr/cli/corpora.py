@@ -82,7 +82,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_build_lm(args: argparse.Namespace) -> int:
-    from asr.lm import KENLM_MAX_ORDER, LMError, build_lm
+    from asr.lm import KENLM_MAX_ORDER, LMError
+    from asr.lm_build import build_lm
 
     if not 1 <= args.order <= KENLM_MAX_ORDER:
         raise LMError(f"--order {args.order}: must be from 1 to {KENLM_MAX_ORDER} (the highest order KenLM loads)")

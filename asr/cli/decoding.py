@@ -270,7 +270,8 @@ def _wants_beam(args: argparse.Namespace) -> bool:
 
 def _beam_config(args: argparse.Namespace, nbest: int = 1):
     """The BeamSearchConfig of the command-line options; a bad value is a DecodeError naming its option."""
-    from asr.decode import BeamSearchConfig, DecodeError
+    from asr.beam_search import BeamSearchConfig
+    from asr.decode import DecodeError
 
     try:
         return BeamSearchConfig(beam_size=50 if args.beam_size is None else args.beam_size, beam_threshold=args.beam_threshold,
@@ -304,7 +305,7 @@ def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bo
     """A BeamSearchDecoder from the command-line options, or None for greedy decoding."""
     if not (force or _wants_beam(args)):
         return None
-    from asr.decode import BeamSearchDecoder
+    from asr.beam_search import BeamSearchDecoder
 
     return BeamSearchDecoder(tokenizer, lm=args.lm, lexicon=args.lexicon, lexicon_free=args.lexicon_free,
                              config=_beam_config(args, nbest))
