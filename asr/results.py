@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -32,6 +33,8 @@ from datetime import date
 from pathlib import Path
 
 from asr.outputs import atomic_output, check_output
+
+logger = logging.getLogger(__name__)
 
 PAPER = ("Amodei et al. 2016, *Deep Speech 2: End-to-End Speech Recognition in English and "
          "Mandarin*, Table 13")
@@ -154,43 +157,57 @@ def _is_results_file(path: Path) -> bool:
 
 def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
     """Read results files; a folder is searched (recursively) for the ``*.json`` files that hold
-    one result of ``asr evaluate --results-json``, whatever their name (other JSON is passed over).
+    results of ``asr evaluate --results-json``, whatever their name: other JSON is passed over, and
+    a file that is not JSON at all is passed over with a warning naming it.
 
     Raises:
-        ResultsError: unreadable file, invalid JSON, or a malformed record (file and line named).
+        ResultsError: unreadable file, invalid JSON (a file given by name), or a malformed record
+            (file and line named).
         FileNotFoundError: a path that does not exist.
     """
-    files: list[Path] = []
+    out: list[MeasuredResult] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(f for f in sorted(p.rglob("*.json")) if f.is_file() and _is_results_file(f))
+            for f in sorted(p.rglob("*.json")):
+                if not f.is_file():
+                    continue
+                try:
+                    records = _json_records(f)
+                except ResultsError as e:
+                    logger.warning("skipped %s", e)
+                    continue
+                if records and all(isinstance(v, dict) and {"test_set", "wer"} <= set(v) for _, v in records):
+                    out.extend(MeasuredResult.from_dict(v, where) for where, v in records)
         elif p.is_file():
-            files.append(p)
+            out.extend(MeasuredResult.from_dict(v, where) for where, v in _json_records(p))
         else:
             raise FileNotFoundError(f"{p}: no such results file or folder")
-    out: list[MeasuredResult] = []
-    for f in files:
-        try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ResultsError(f"{f}: cannot read ({e})") from None
-        try:
-            value = json.loads(text)
-            records = [(f"{f}", v) for v in (value if isinstance(value, list) else [value])]
-        except RecursionError:
-            raise ResultsError(f"{f}: invalid JSON (nested too deeply)") from None
-        except json.JSONDecodeError:  # one object per line
-            records = []
-            for i, line in enumerate(text.splitlines(), start=1):
-                if line.strip():
-                    try:
-                        records.append((f"{f}:{i}", json.loads(line)))
-                    except json.JSONDecodeError as e:
-                        raise ResultsError(f"{f}:{i}: invalid JSON ({e.msg})") from None
-                    except RecursionError:
-                        raise ResultsError(f"{f}:{i}: invalid JSON (nested too deeply)") from None
-        out.extend(MeasuredResult.from_dict(v, where) for where, v in records)
     return out
+
+
+def _json_records(f: Path) -> list[tuple[str, object]]:
+    """The JSON values of a file (one document, a list of them, or JSON lines), each with its place
+    (``file``, or ``file:line`` for JSON lines). Raises ``ResultsError`` naming the file and line."""
+    try:
+        text = f.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{f}: cannot read ({e})") from None
+    try:
+        value = json.loads(text)
+        return [(f"{f}", v) for v in (value if isinstance(value, list) else [value])]
+    except RecursionError:
+        raise ResultsError(f"{f}: invalid JSON (nested too deeply)") from None
+    except json.JSONDecodeError:  # one object per line
+        records = []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append((f"{f}:{i}", json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise ResultsError(f"{f}:{i}: invalid JSON ({e.msg})") from None
+                except RecursionError:
+                    raise ResultsError(f"{f}:{i}: invalid JSON (nested too deeply)") from None
+        return records
 
 
 def _cell(text: str) -> str:

@@ -66,6 +66,37 @@ evaluate_stage() {
     --test-set "$test_set" "$@" 2>&1 | tee "$exp/log/decode-$set.log"
 }
 
+# results_stage LABEL EXP TITLE COMMAND: EXP/RESULTS.md, the title (with the date and commit), the
+# command and the `asr compare` table of EXP/decode. It needs a result of the evaluation stage; the
+# file is written whole, and only over a RESULTS.md this stage wrote (its first line says so).
+RESULTS_MARKER="<!-- written by the recipe's run.sh: a rerun of its last stage replaces this file -->"
+results_stage() {
+  local label=$1 exp=$2 title=$3 command=$4
+  local out=$exp/RESULTS.md
+  echo "$label: $out"
+  if [ -z "$(find "$exp/decode" -name result.json -print -quit 2>/dev/null)" ]; then
+    echo "run.sh: $exp/decode holds no result.json: run the evaluation stage first" >&2
+    exit 1
+  fi
+  if [ -e "$out" ] && [ "$(head -n 1 "$out")" != "$RESULTS_MARKER" ]; then
+    echo "run.sh: $out was not written by run.sh (your own or edited: its first line is not the marker); move it away to write the table" >&2
+    exit 1
+  fi
+  local tmp=$out.tmp.$$
+  if ! { echo "$RESULTS_MARKER"
+         echo "# $title ($(date +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+         echo
+         echo "    $command"
+         echo
+         asr compare "$exp/decode"; } > "$tmp"; then
+    rm -f "$tmp"
+    echo "run.sh: $out not written (asr compare failed)" >&2
+    exit 1
+  fi
+  mv -f "$tmp" "$out"
+  cat "$out"
+}
+
 # manifest_label NAME MANIFEST: "NAME (N utterances, H h)" measured from the manifest itself, for
 # results files; just NAME when the manifest is not there (yet).
 manifest_label() {

@@ -292,3 +292,39 @@ def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # all done: skips
     assert again.returncode == 0 and "model.pt exists" in again.stdout and "already scored" in again.stdout
     assert "already scored with the LM" in again.stdout
+
+
+def test_results_stage_needs_results_and_keeps_the_users_file(tmp_path):
+    """The recipes' last stage (recipes/common.sh results_stage): no table without a result, never
+    over a RESULTS.md it did not write, and a failed table leaves the earlier file whole."""
+    exp = tmp_path / "exp"
+    cmd = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--exp", str(exp), "--ngpu", "0",
+           "--stage", "7", "--stop-stage", "7"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 1 and "holds no result.json: run the evaluation stage first" in run.stderr
+    assert not (exp / "RESULTS.md").exists()
+
+    (exp / "decode" / "dev").mkdir(parents=True)
+    (exp / "decode" / "dev" / "result.json").write_text('{"test_set": "dev", "wer": "bad"}')
+    mine = exp / "RESULTS.md"
+    mine.write_text("# my notes\n")
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 1 and "was not written by run.sh" in run.stderr
+    assert mine.read_text() == "# my notes\n"
+
+    marker = "<!-- written by the recipe's run.sh: a rerun of its last stage replaces this file -->"
+    mine.write_text(marker + "\nan earlier table\n")
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)  # asr compare fails
+    assert run.returncode == 1 and "not written (asr compare failed)" in run.stderr, run.stderr
+    assert mine.read_text() == marker + "\nan earlier table\n" and sorted(p.name for p in exp.iterdir()) == [
+        "RESULTS.md", "decode", "log"]
+
+    result = {"test_set": "mini_librispeech-dev", "wer": 12.5, "train_data": "t", "model": "m",
+              "decoding": "greedy", "hardware": "2-core CPU"}
+    (exp / "decode" / "dev" / "result.json").write_text(json.dumps(result))
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    table = mine.read_text()
+    assert table.startswith(marker + "\n# mini-LibriSpeech, conf medium_aug (") and "| mini_librispeech-dev |" in table
+    assert "12.5" in table

@@ -15,7 +15,7 @@ from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, load_preset
 from asr.results import (PAPER_ROWS, MeasuredResult, ResultsError, comparison_table, read_results,
                          write_result)
-from asr.text import CharTokenizer
+from asr.tokenizer import CharTokenizer
 
 # The DS2 paper's Table 13, as the issue quotes it: (DS1, DS2, human) WER in %.
 PAPER = {
@@ -199,3 +199,13 @@ def test_results_null_optional_fields_lists_and_deep_json(tmp_path):
         read_results([tmp_path / "deep.json"])
     path.write_text(json.dumps(_BASE))
     assert [r.test_set for r in read_results([tmp_path])] == ["t"]  # the folder search passes over deep.json
+
+
+def test_folder_search_reads_json_lines_and_names_what_it_skips(tmp_path, caplog):
+    a, b = _result(), _result("librispeech-test-other", 30.0)
+    (tmp_path / "lines.json").write_text(json.dumps(a.to_dict()) + "\n" + json.dumps(b.to_dict()) + "\n")
+    (tmp_path / "cut.json").write_text(json.dumps(a.to_dict())[:40])  # a results file cut short
+    (tmp_path / "other.json").write_text('{"num_utterances": 3}')
+    assert read_results([tmp_path]) == [a, b]
+    assert [r.getMessage() for r in caplog.records] == [f"skipped {tmp_path / 'cut.json'}:1: invalid JSON "
+                                                        "(Unterminated string starting at)"]

@@ -104,13 +104,6 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  echo "stage 6: $exp/RESULTS.md"
-  {
-    echo "# LibriSpeech, conf $conf ($(date +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-    echo
-    echo "    bash recipes/librispeech/run.sh --conf $conf --ngpu $ngpu ${extra[*]}"
-    echo
-    asr compare "$exp/decode"
-  } > "$exp/RESULTS.md"
-  cat "$exp/RESULTS.md"
+  results_stage "stage 6" "$exp" "LibriSpeech, conf $conf" \
+    "bash recipes/librispeech/run.sh --conf $conf --ngpu $ngpu ${extra[*]}"
 fi

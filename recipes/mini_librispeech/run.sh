@@ -142,13 +142,6 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  echo "stage 7: $exp/RESULTS.md"
-  {
-    echo "# mini-LibriSpeech, conf $conf ($(date +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-    echo
-    echo "    bash recipes/mini_librispeech/run.sh --conf $conf --ngpu $ngpu ${extra[*]}"
-    echo
-    asr compare "$exp/decode"
-  } > "$exp/RESULTS.md"
-  cat "$exp/RESULTS.md"
+  results_stage "stage 7" "$exp" "mini-LibriSpeech, conf $conf" \
+    "bash recipes/mini_librispeech/run.sh --conf $conf --ngpu $ngpu ${extra[*]}"
 fi

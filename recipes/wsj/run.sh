@@ -151,13 +151,6 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ] && [ "$lm" != none ]; then
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  echo "stage 6: $exp/RESULTS.md"
-  {
-    echo "# WSJ, conf $conf, LM $lm ($(date +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-    echo
-    echo "    bash recipes/wsj/run.sh --wsj0 $wsj0 --wsj1 $wsj1 --lm $lm --conf $conf --ngpu $ngpu ${extra[*]}"
-    echo
-    asr compare "$exp/decode"
-  } > "$exp/RESULTS.md"
-  cat "$exp/RESULTS.md"
+  results_stage "stage 6" "$exp" "WSJ, conf $conf, LM $lm" \
+    "bash recipes/wsj/run.sh --wsj0 $wsj0 --wsj1 $wsj1 --lm $lm --conf $conf --ngpu $ngpu ${extra[*]}"
 fi
