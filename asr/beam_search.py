@@ -18,6 +18,7 @@ import contextlib
 import copy
 import logging
 import math
+import numbers
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -27,9 +28,10 @@ from typing import Literal
 
 import torch
 
-from asr.decode import DecodeError, Hypothesis, ctc_collapse, separator_id, spell, token_units
-from asr.lm import WORD_BOUNDARY, LMError, lm_vocabulary
-from asr.tokenizer import Tokenizer
+from asr.decode import (DecodeError, Hypothesis, check_batch, ctc_collapse, separator_id, spell, token_units,
+                        tokens_to_text)
+from asr.lm import LMError, lm_vocabulary
+from asr.tokenizer import CharTokenizer, Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ class BeamSearchConfig:
     def __post_init__(self) -> None:
         """Raises ``ValueError`` as ``"<field>=<value>: must be ..."``, for the first bad field."""
         for name, least in (("beam_size", 1), ("beam_size_token", 0), ("nbest", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers pass
+                raise ValueError(f"{name}={value!r}: must be a whole number")
+            object.__setattr__(self, name, int(value))
             if getattr(self, name) < least:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= {least}")
         if not self.beam_threshold > 0:  # NaN too; inf keeps every hypothesis the beam size allows
@@ -148,6 +154,8 @@ class BeamSearchDecoder:
         self, tokenizer: Tokenizer, lm: str | Path | None = None, lexicon: str | Path | Sequence[str] | None = None,
         lexicon_free: bool = False, config: BeamSearchConfig = BeamSearchConfig(),
     ) -> None:
+        if not isinstance(config, BeamSearchConfig):
+            raise TypeError(f"config: expected a BeamSearchConfig, got {type(config).__name__}")
         try:
             from flashlight.lib.text import decoder as fl
             from flashlight.lib.text.dictionary import Dictionary
@@ -200,9 +208,11 @@ class BeamSearchDecoder:
         return vocab
 
     def _is_token_lm(self, vocab: list[str]) -> bool:
-        """Whether an LM's words are all token units, including a word-boundary unit."""
-        units = set(self.units)
-        return set(vocab) <= units and any(v == WORD_BOUNDARY or v.startswith("\u2581") for v in vocab)
+        """Whether an LM's words are all token units: a character LM (one built from one-word lines
+        has no ``|``), or a piece LM with a word-start piece (pieces without "▁" can be words too)."""
+        if not set(vocab) <= set(self.units):
+            return False
+        return isinstance(self.tokenizer, CharTokenizer) or any(v.startswith("\u2581") for v in vocab)
 
     def _spellings(self, lexicon: str | Path | Sequence[str]) -> dict[str, list[list[int]]]:
         """word -> spellings in label ids (with the separator appended for character models)."""
@@ -274,6 +284,7 @@ class BeamSearchDecoder:
             log_probs: (B, T, V) CTC log-probabilities.
             lengths: (B,) valid frames per utterance.
         """
+        check_batch(log_probs, lengths)
         emissions = log_probs.detach().float().cpu()  # (B, T, V)
         pad = self.mode == "lexicon" and self.separator is not None
         results = []
@@ -299,7 +310,7 @@ class BeamSearchDecoder:
             words = [self.words[i] for i in result.words if i >= 0]
             text = " ".join(words)
         else:
-            text = " ".join(self.tokenizer.decode(tokens).split())
+            text = tokens_to_text(self.tokenizer, tokens)
             words = text.split()
         return Hypothesis(text=text, tokens=tokens, frames=frames, score=float(result.score),
                           am_score=float(result.emittingModelScore),

@@ -36,8 +36,10 @@ class Hypothesis:
     tokens: list[int] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
     score: float = 0.0
-    # beam search: acoustic log-probability of the hypothesis (its alignments summed as the search
-    # merged them, or its best path with log_add=False)
+    # beam search: the acoustic part of the search score (flashlight's emitting-model score). With
+    # log_add=False it is the log-probability of the hypothesis's best alignment; with log_add=True
+    # (the default) the merging of alignments adds to ``score`` only, so it is neither that nor the
+    # text's CTC log-probability (measured: up to 7 nats from either)
     am_score: float | None = None
     lm_score: float | None = None  # beam search with an LM: unweighted LM log10-probability
     words: list[str] = field(default_factory=list)  # beam search: the words (lexicon decoding)
@@ -74,6 +76,31 @@ def ctc_collapse(path: list[int], blank_id: int, previous: int | None = None) ->
     return tokens, frames
 
 
+def check_batch(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``log_probs`` is a (B, T, V) tensor and ``lengths`` a (B,)
+    integer tensor of lengths from 0 to T, the form every decoder here takes."""
+    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
+        shape = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs).__name__
+        raise ValueError(f"log_probs: expected a (B, T, V) tensor, got {shape}")
+    if (not isinstance(lengths, torch.Tensor) or lengths.shape != log_probs.shape[:1]
+            or lengths.dtype.is_floating_point or lengths.dtype.is_complex):
+        shape = tuple(lengths.shape) if isinstance(lengths, torch.Tensor) else type(lengths).__name__
+        raise ValueError(f"lengths: expected a ({log_probs.size(0)},) integer tensor, got {shape}")
+    if len(lengths) and not (0 <= int(lengths.min()) and int(lengths.max()) <= log_probs.size(1)):
+        raise ValueError(f"lengths: each must be from 0 to the {log_probs.size(1)} frames given, "
+                         f"got {lengths.tolist()}")
+
+
+def tokens_to_text(tokenizer: Tokenizer, tokens: Sequence[int]) -> str:
+    """The text of collapsed label ids, its words separated by single spaces (a model may emit the
+    space twice, or at either end, which would count as character errors).
+
+    >>> tokens_to_text(CharTokenizer(), [1, 3, 1, 1, 4, 1])  # " a  b "
+    'a b'
+    """
+    return " ".join(tokenizer.decode(tokens).split())
+
+
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tokenizer) -> list[Hypothesis]:
     """Best-path CTC decoding of a padded batch.
 
@@ -85,14 +112,18 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, tokenizer: Tok
 
     Returns:
         One ``Hypothesis`` per utterance, in batch order.
+
+    Raises:
+        ValueError: ``log_probs`` is not (B, T, V), or ``lengths`` is not (B,) lengths within 0..T.
     """
+    check_batch(log_probs, lengths)
     best, best_ids = log_probs.detach().float().max(dim=-1)  # (B, T), (B, T)
     hyps = []
     for b, length in enumerate(lengths.tolist()):
         path = best_ids[b, :length].tolist()
         tokens, frames = ctc_collapse(path, tokenizer.blank_id)
         score = float(best[b, :length].sum())
-        hyps.append(Hypothesis(text=tokenizer.decode(tokens), tokens=tokens, frames=frames, score=score))
+        hyps.append(Hypothesis(text=tokens_to_text(tokenizer, tokens), tokens=tokens, frames=frames, score=score))
     return hyps
 
 

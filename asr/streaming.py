@@ -196,6 +196,6 @@ class Stream:
         elif self._text_tokens != len(self._tokens):  # word pieces: the whole text again
             self._text = tokenizer.decode(self._tokens)
         self._text_tokens = len(self._tokens)
-        return Hypothesis(text=self._text, tokens=list(self._tokens), frames=list(self._token_frames),
-                          score=self._score)
+        return Hypothesis(text=" ".join(self._text.split()), tokens=list(self._tokens),  # as tokens_to_text
+                          frames=list(self._token_frames), score=self._score)
 

@@ -12,6 +12,7 @@ import os
 import random
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,6 +76,17 @@ def lms(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def error_set() -> tuple[list[torch.Tensor], list[str]]:
     return [posteriors(s, swaps, seed=i) for i, (s, swaps) in enumerate(ERRORS)], [s for s, _ in ERRORS]
+
+
+def test_a_character_lm_of_one_word_lines_is_taken_for_one(tmp_path):
+    """Its vocabulary has no word boundary "|"; it is still a character LM, not a lexicon of letters."""
+    text = tmp_path / "digits.txt"
+    text.write_text("zero\none\ntwo\nthree\n")
+    lm = build_lm([text], order=4, out=tmp_path / "chars.arpa", units="chars", backend="python").path
+    decoder = BeamSearchDecoder(TOK, lm=lm, config=BeamSearchConfig(lm_weight=0.5))
+    assert decoder.mode == "lexicon-free"
+    log_probs, lengths = batch([posteriors("one", [])])
+    assert decoder(log_probs, lengths)[0].text == "one"
 
 
 def test_greedy_makes_the_planted_errors(error_set):
@@ -187,6 +199,9 @@ def test_decoder_errors(lms, tmp_path):
         BeamSearchDecoder(TOK, lm=lms["chars"], lexicon=["cat"], lexicon_free=True)
     with pytest.raises(ValueError, match="beam_size"):
         BeamSearchConfig(beam_size=0)
+    with pytest.raises(TypeError, match="config: expected a BeamSearchConfig, got dict"):
+        BeamSearchDecoder(TOK, config={"beam_size": 5})
+    assert BeamSearchDecoder(TOK, config=BeamSearchConfig(beam_size=np.int64(3))).config.beam_size == 3
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -200,6 +215,8 @@ def test_decoder_errors(lms, tmp_path):
     ({"word_score": math.inf}, "word_score=inf: must be a finite number"),  # decoded to letter soup
     ({"word_score": -math.inf}, "word_score=-inf: must be a finite number"),
     ({"unk_score": math.nan}, "unk_score=nan: must be a finite number or -inf"),
+    ({"beam_size": 10.5}, "beam_size=10.5: must be a whole number"),  # was pybind's "incompatible arguments"
+    ({"nbest": True}, "nbest=True: must be a whole number"),
 ])
 def test_beam_settings_are_refused_where_they_are_made(lms, setting, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):

@@ -86,6 +86,26 @@ def test_greedy_decode_accepts_logits_and_zero_length():
     assert hyps[1].score == 0.0
 
 
+def test_greedy_text_has_single_spaces_between_words():
+    """A space emitted twice, or at either end, is not a character error of the hypothesis."""
+    log_probs, lens = _posteriors([[SPACE, A, SPACE, 0, SPACE, B, SPACE]])  # " a  b "
+    hyp = greedy_decode(log_probs, lens, TOK)[0]
+    assert hyp.text == "a b" and hyp.tokens == [SPACE, A, SPACE, SPACE, B, SPACE]
+    assert error_report(["a b"], [hyp.text]).cer == 0.0
+
+
+@pytest.mark.parametrize(("log_probs", "lengths", "message"), [
+    (torch.zeros(5, 29), torch.tensor([5]), r"log_probs: expected a \(B, T, V\) tensor, got \(5, 29\)"),
+    (torch.zeros(1, 5, 29), [5], r"lengths: expected a \(1,\) integer tensor, got list"),
+    (torch.zeros(2, 5, 29), torch.tensor([5]), r"lengths: expected a \(2,\) integer tensor, got \(1,\)"),
+    (torch.zeros(1, 5, 29), torch.tensor([5.0]), r"lengths: expected a \(1,\) integer tensor"),
+    (torch.zeros(1, 5, 29), torch.tensor([6]), r"lengths: each must be from 0 to the 5 frames given, got \[6\]"),
+])
+def test_greedy_decode_refuses_malformed_batches(log_probs, lengths, message):
+    with pytest.raises(ValueError, match=message):
+        greedy_decode(log_probs, lengths, TOK)
+
+
 # ---------------------------------------------------------------------------------- error_report
 def test_word_and_char_counts_hand_computed():
     # utt 1: "a x c d e" vs "a b c d": b->x substitution, e inserted; 3 hits.
