@@ -62,10 +62,12 @@ class Recognizer:
 
     @property
     def frame_shift_s(self) -> float:
-        """Seconds between output frames: the feature hop times the model's time stride."""
+        """Seconds between output frames: the feature hop (in whole samples, as the features
+        take it) times the model's time stride."""
         num_frames = 100_000
         out_frames = int(self.model.output_lengths(torch.tensor([num_frames]))[0])
-        return self.features.cfg.hop_ms / 1000 * round(num_frames / out_frames)
+        cfg = self.features.cfg
+        return cfg.hop_length / cfg.sample_rate * round(num_frames / out_frames)
 
     def recognize(
         self, waves: torch.Tensor, wave_lens: torch.Tensor, decoder: Decoder | None = None

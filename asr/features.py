@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -96,6 +97,25 @@ class FeatureConfig:
         return round(self.sample_rate * self.hop_ms / 1000)
 
 
+def fft_size(win_length: int) -> int:
+    """The FFT size of the mel features: the window length rounded up to a power of two.
+
+    >>> fft_size(400), fft_size(512), fft_size(513)
+    (512, 512, 1024)
+    """
+    return 1 << (win_length - 1).bit_length()
+
+
+def _empty_mel_filters(cfg: FeatureConfig) -> int:
+    """How many of the ``n_mels`` HTK triangles (0 Hz to Nyquist) contain no FFT bin frequency."""
+    n_fft = fft_size(cfg.win_length)
+    with warnings.catch_warnings():  # torchaudio warns of the very filters counted here
+        warnings.simplefilter("ignore")
+        fb = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, cfg.sample_rate / 2, cfg.n_mels,
+                                                   cfg.sample_rate, None, "htk")  # (n_fft // 2 + 1, n_mels)
+    return int((fb.max(dim=0).values == 0).sum())
+
+
 def num_frames(num_samples: int, cfg: FeatureConfig) -> int:
     """Exact number of frames ``FeatureExtractor`` makes from ``num_samples`` samples.
 
@@ -136,15 +156,21 @@ class FeatureExtractor(nn.Module):
             self.n_fft = win
             self.transform: nn.Module = transforms.Spectrogram(n_fft=self.n_fft, **common)
         else:
-            self.n_fft = 1 << (win - 1).bit_length()
+            self.n_fft = fft_size(win)
             mel = dict(n_fft=self.n_fft, n_mels=cfg.n_mels, f_min=0.0, f_max=None, norm=None,
                        mel_scale="htk", **common)
-            if cfg.kind == "fbank":
-                self.transform = transforms.MelSpectrogram(sample_rate=cfg.sample_rate, **mel)
-            else:  # log_mels=True: log(mel + 1e-6), not the batch-dependent top_db-clamped dB scale
-                self.transform = transforms.MFCC(
-                    sample_rate=cfg.sample_rate, n_mfcc=cfg.n_mfcc, dct_type=2, norm="ortho",
-                    log_mels=True, melkwargs=mel)
+            if empty := _empty_mel_filters(cfg):  # a warning, not an error: such checkpoints still load
+                logger.warning("features: n_mels=%d at %d Hz with a %d-point FFT (%g ms window) leaves %d mel "
+                               "filters without an FFT bin, whose features are constant; use fewer mel filters "
+                               "or a longer window", cfg.n_mels, cfg.sample_rate, self.n_fft, cfg.window_ms, empty)
+            with warnings.catch_warnings():  # torchaudio's own warning of the same, less clear
+                warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
+                if cfg.kind == "fbank":
+                    self.transform = transforms.MelSpectrogram(sample_rate=cfg.sample_rate, **mel)
+                else:  # log_mels=True: log(mel + 1e-6), not the batch-dependent top_db-clamped dB scale
+                    self.transform = transforms.MFCC(
+                        sample_rate=cfg.sample_rate, n_mfcc=cfg.n_mfcc, dct_type=2, norm="ortho",
+                        log_mels=True, melkwargs=mel)
         # Window, filters and DCT follow .to() but stay out of checkpoints (rebuilt from cfg).
         for module in self.transform.modules():
             for name in list(module._buffers):

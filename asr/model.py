@@ -334,8 +334,9 @@ class DeepSpeech2(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def output_lengths(self, feat_lens: Tensor) -> Tensor:
-        """Number of output frames (B,) for input lengths (B,), exactly as ``forward`` gives."""
-        return self.frontend.output_lengths(feat_lens.long())
+        """Number of output frames (B,) for input lengths (B,), exactly as ``forward`` gives; 0 for
+        an input too short for the front-end (``forward`` refuses it)."""
+        return self.frontend.output_lengths(feat_lens.long()).clamp(min=0)
 
     def num_params(self) -> int:
         """Number of trainable parameters."""
@@ -362,9 +363,9 @@ class DeepSpeech2(nn.Module):
         if lens.shape != feats.shape[:1] or bool(((lens < 1) | (lens > feats.size(1))).any()):
             raise ValueError(f"feat_lens: expected {feats.size(0)} lengths in [1, {feats.size(1)}],"
                              f" got {feat_lens.tolist()}")
-        x, lens = self.frontend(feats, lens)  # (B, T', D)
-        if bool((lens < 1).any()):
+        if bool((self.output_lengths(lens) < 1).any()):  # before the convolutions, which would fail less clearly
             raise ValueError(f"feat_lens {feat_lens.tolist()}: too short for the front-end")
+        x, lens = self.frontend(feats, lens)  # (B, T', D)
         for rnn in self.rnns:
             x = self.dropout(rnn(x, lens))  # (B, T', H)
         if self.lookahead is not None:

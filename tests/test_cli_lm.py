@@ -292,3 +292,22 @@ def test_best_path_beam_without_lm_gives_greedy_text(work, tmp_path):
                     for d in ("greedy", "best"))
     assert best == greedy and len(best) == len(UTTS)
     assert json.loads(result.read_text())["decoding"] == "beam 20 best-path"
+
+
+def test_frame_shift_is_the_hop_in_whole_samples():
+    """At 22.05 kHz a 10 ms hop is 220 samples (9.977 ms): word times drifted 0.14 s a minute when
+    the nominal 10 ms was used."""
+    import torch
+
+    from asr.checkpoint import Recognizer
+    from asr.features import FeatureConfig, FeatureExtractor
+    from asr.model import DeepSpeech2, load_preset
+    from asr.tokenizer import CharTokenizer
+
+    features = FeatureExtractor(FeatureConfig(kind="fbank", sample_rate=22050, n_mels=40))
+    model = DeepSpeech2(load_preset("tiny"), num_features=features.num_features, vocab_size=29)
+    recognizer = Recognizer(features=features, model=model, tokenizer=CharTokenizer())
+    assert recognizer.frame_shift_s == pytest.approx(2 * 220 / 22050)
+    samples = 60 * 22050
+    frames = int(model.output_lengths(torch.tensor([1 + (samples - features.cfg.win_length) // 220]))[0])
+    assert frames * recognizer.frame_shift_s == pytest.approx(60.0, abs=2 * 220 / 22050)

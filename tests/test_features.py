@@ -262,3 +262,21 @@ def test_cuda_matches_cpu(waves, kind, normalize):
     assert gpu_feats.is_cuda and torch.equal(gpu_frames.cpu(), cpu_frames)
     # cuFFT vs pocketfft in float32: agree to float32 rounding in the log domain.
     torch.testing.assert_close(gpu_feats.cpu(), cpu_feats, rtol=0, atol=1e-3)
+
+
+def test_mel_filters_without_an_fft_bin_are_named(caplog):
+    """128 mel filters at 8 kHz with a 256-point FFT: 6 triangles fall between FFT bins, so their
+    log energies are constant. A warning says so (a checkpoint with such features still loads)."""
+    with caplog.at_level("WARNING", logger="asr.features"):
+        fx = FeatureExtractor(FeatureConfig(kind="fbank", sample_rate=8000, n_mels=128))
+    assert [r.getMessage()[:93] for r in caplog.records] == [
+        "features: n_mels=128 at 8000 Hz with a 256-point FFT (20 ms window) leaves 6 mel filters with"]
+    rng = np.random.default_rng(0)
+    wave = torch.from_numpy(rng.standard_normal(8000).astype(np.float32))  # white noise: every bin has energy
+    fx = FeatureExtractor(FeatureConfig(kind="fbank", sample_rate=8000, n_mels=128, normalize="none")).eval()
+    feats, _ = fx(wave[None], torch.tensor([8000]))  # (1, T, 128)
+    assert int((feats[0].std(dim=0) == 0).sum()) == 6
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="asr.features"):
+        FeatureExtractor(FeatureConfig(kind="fbank", sample_rate=8000, n_mels=40))
+    assert caplog.records == []

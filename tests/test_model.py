@@ -197,3 +197,18 @@ def test_forward_rejects_bad_inputs() -> None:
     with pytest.raises(ValueError, match="no frequency bins"):
         DeepSpeech2(ModelConfig(conv_channels=(2,), conv_kernels=((3, 9),), conv_strides=((1, 1),),
                                 conv_paddings=((1, 0),)), 5, 11)
+
+
+def test_input_too_short_for_an_unpadded_front_end_is_refused_before_the_convolutions() -> None:
+    """Without padding the kernels need more frames than a short input has: a ValueError naming
+    the lengths (torch's "kernel size can't be greater" before), and output_lengths says 0."""
+    cfg = ModelConfig(conv_channels=(4, 4), conv_kernels=((5, 5), (3, 3)), conv_strides=((2, 2), (2, 1)),
+                      conv_paddings=((0, 0), (0, 0)), rnn_hidden=16, rnn_layers=1)
+    model = DeepSpeech2(cfg, num_features=40, vocab_size=11).eval()
+    assert model.output_lengths(torch.tensor([4, 8, 9, 30])).tolist() == [0, 0, 1, 6]
+    for lens in ([4], [30, 4]):
+        feats = torch.randn(len(lens), max(lens), 40)  # (B, T, F)
+        with pytest.raises(ValueError, match=rf"feat_lens \[{', '.join(map(str, lens))}\]: too short for the front-end"):
+            model(feats, torch.tensor(lens))
+    logits, out_lens = model(torch.randn(1, 9, 40), torch.tensor([9]))
+    assert out_lens.tolist() == [1] and logits.shape[:2] == (1, 1)
