@@ -22,7 +22,7 @@ import torch.nn.functional as nnf
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from asr.audio import AudioError, load_audio
+from asr.audio import RESAMPLING_FILTER, AudioError, load_audio
 from asr.config import check_ranges
 from asr.manifest import ManifestError, Utterance, read_manifest
 
@@ -289,7 +289,7 @@ def speed_perturb(wave: Tensor, factor: float, sample_rate: int) -> Tensor:
         return wave
     orig = int(round(sample_rate * factor))
     divisor = _gcd(orig, sample_rate)
-    return AF.resample(wave, orig // divisor, sample_rate // divisor)
+    return AF.resample(wave, orig // divisor, sample_rate // divisor, **RESAMPLING_FILTER)
 
 
 def _gcd(a: int, b: int) -> int:
