@@ -11,11 +11,18 @@ Channels are averaged; a file at another rate is resampled with
 to the segment and decode only it (Ogg files are decoded from the start: libsndfile's Ogg seek is
 not sample-exact).
 
+A source is a path, the encoded file's bytes (``bytes``, ``bytearray``, ``memoryview``) or a readable
+binary file object (``io.BytesIO``, a file opened with ``"rb"``: its bytes are read from where it
+stands). Audio already in memory is turned into mono float32 by :func:`mono_samples`, with the same
+integer scaling and channel averaging as files. Sample rates may be any integral number (``16000``,
+``np.int64(16000)``, ``16000.0``); booleans, fractions and non-positive rates raise ``ValueError``.
+
 Every problem with a file raises :class:`AudioError`, whose one-line message starts with the path
-(or ``<bytes>``) and names the cause. Truncation is caught where the format allows it: WAV and NIST
-headers declare their length (libsndfile silently shortens both to what is present, so the header is
-read here), and FLAC/MP3 return fewer frames than declared or fail to decode. A truncated Ogg file
-reports its shortened length consistently and cannot be told apart from a short one.
+(``<bytes>``; for a file object its ``name``, else its type: ``<BytesIO>``) and names the cause.
+Truncation is caught where the format allows it: WAV and NIST headers declare their length
+(libsndfile silently shortens both to what is present, so the header is read here), and FLAC/MP3
+return fewer frames than declared or fail to decode. A truncated Ogg file reports its shortened
+length consistently and cannot be told apart from a short one.
 
 Example:
     >>> import io, numpy as np, soundfile as sf
@@ -33,6 +40,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import numbers
 import os
 import stat
 import struct
@@ -50,7 +58,7 @@ from asr.sphere import SphereError, SphereReader, read_header
 
 logger = logging.getLogger(__name__)
 
-AudioSource = str | os.PathLike | bytes
+AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 MIN_SAMPLE_RATE = 8000  # Hz; narrower-band audio is rejected
 MAX_SAMPLE_RATE = 768_000  # Hz; the highest rate audio interfaces record at; a larger one is a damaged header
 # torchaudio's "kaiser_best" filter (64 zero crossings, Kaiser window): flat to 0.95 of the lower
@@ -60,7 +68,9 @@ MAX_SAMPLE_RATE = 768_000  # Hz; the highest rate audio interfaces record at; a 
 RESAMPLING_FILTER = dict(resampling_method="sinc_interp_kaiser", lowpass_filter_width=64,
                          rolloff=0.9475937167399596, beta=14.769656459379492)
 MAX_RESAMPLE_TERMS = 2000  # largest reduced rate ratio resampled exactly (44.1 kHz -> 16 kHz: 160/441)
-MAX_STREAM_BYTES = 2**31  # a pipe or device given as a file is read into memory, up to this much
+MAX_STREAM_BYTES = 2**31  # a pipe, device or file object is read into memory, up to this much
+MAX_CHANNELS = 8  # an in-memory array with a longer short axis is not one multichannel recording
+PCM_SCALES = {np.dtype(np.int8): 2**7, np.dtype(np.int16): 2**15, np.dtype(np.int32): 2**31}  # full scale
 _MP3_SLACK_FRAMES = 2 * 1152  # MP3 lengths without a Xing/LAME header are estimates (2 MPEG frames)
 _MP3_PREROLL_FRAMES = 2 * 1152  # decoded and dropped before an MP3 segment (see _seek)
 _SOUNDFILE_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError)
@@ -120,8 +130,8 @@ def load_audio_with_rate(
     """Load a segment of ``source`` as mono float32 and return it with its sample rate.
 
     Args:
-        source: path, or the encoded file's bytes.
-        sample_rate: output rate in Hz; ``None`` keeps the file's rate.
+        source: path, the encoded file's bytes, or a readable binary file object.
+        sample_rate: output rate in Hz (any integral number); ``None`` keeps the file's rate.
         offset_s: start of the segment, seconds (rounded to the nearest frame at the file's rate).
         duration_s: length of the segment, seconds; ``None`` reads to the end. A segment running
             past the end of the file stops at the end.
@@ -134,10 +144,11 @@ def load_audio_with_rate(
     Raises:
         AudioError: missing, empty, truncated or corrupt file; unknown or unsupported format;
             zero samples; NaN/inf samples; file rate below 8000 Hz; offset beyond the end.
-        ValueError: a negative ``offset_s``, a non-positive ``duration_s`` or ``sample_rate``.
+        ValueError: a negative ``offset_s``, a non-positive ``duration_s``, a ``sample_rate`` that
+            is not a positive integer (see :func:`check_rate`).
     """
-    if sample_rate is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
-        raise ValueError(f"sample_rate must be a positive integer or None, got {sample_rate!r}")
+    if sample_rate is not None:
+        sample_rate = check_rate(sample_rate)
     if not offset_s >= 0.0:
         raise ValueError(f"offset_s must be >= 0, got {offset_s!r}")
     if duration_s is not None and not duration_s > 0.0:
@@ -179,7 +190,81 @@ def load_audio_with_rate(
     wave = np.ascontiguousarray(wave, dtype=np.float32)
     if sample_rate is None or sample_rate == file_rate:
         return wave, file_rate
-    return resample(wave, file_rate, int(sample_rate)), int(sample_rate)
+    return resample(wave, file_rate, sample_rate), sample_rate
+
+
+def check_rate(rate: object, name: str = "sample_rate") -> int:
+    """``rate`` as an ``int`` if it is a positive integral number (``np.int64(8000)`` and
+    ``16000.0`` are); ``name`` is the argument named in the error.
+
+    Raises:
+        ValueError: a bool, a non-number, a fraction, NaN/inf, or zero or less.
+
+    >>> check_rate(np.int64(8000)), check_rate(16000.0)
+    (8000, 16000)
+    """
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real):
+        raise ValueError(f"{name}={rate!r}: must be a positive integer (Hz)")
+    if not (math.isfinite(rate) and rate == int(rate) and rate > 0):
+        raise ValueError(f"{name}={rate!r}: must be a positive integer (Hz)")
+    return int(rate)
+
+
+def mono_samples(samples: np.ndarray | torch.Tensor, label: str) -> np.ndarray:
+    """An in-memory recording (numpy array or torch tensor, any device) as mono float32 ``(S,)``.
+
+    Integer PCM is scaled as files are: int8, int16, int32 by their full scale (1/32768 for int16),
+    uint8 as offset binary ((x - 128) / 128); floats are kept as they are. A 2-D array is one
+    recording of several channels, the short axis (at most ``MAX_CHANNELS``), which are averaged:
+    ``(S, C)`` as soundfile reads, ``(C, S)`` as torchaudio loads. A tensor that requires grad is
+    detached.
+
+    Raises:
+        AudioError: ``"label: cause"``: not an array, a scalar, bool/complex/object or wider integer
+            samples (int64: ambiguous scale), more than 2 dimensions or no short axis of at most
+            ``MAX_CHANNELS`` (several recordings go as a list of 1-D arrays), no samples, NaN/inf.
+
+    >>> stereo = np.array([[16384, -16384], [8192, 8192], [0, 16384]], dtype=np.int16)  # (S, C)
+    >>> mono_samples(stereo, "<array>").tolist(), mono_samples(stereo.T, "<array>").tolist()
+    ([0.0, 0.25, 0.25], [0.0, 0.25, 0.25])
+    """
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu()
+        if samples.dtype == torch.bfloat16:  # numpy has no bfloat16
+            samples = samples.float()
+        samples = samples.numpy()
+    elif isinstance(samples, np.generic):  # a numpy scalar: refused below as a 0-d array
+        samples = np.asarray(samples)
+    elif not isinstance(samples, np.ndarray):
+        raise AudioError(f"{label}: not audio: expected a numpy array or torch tensor, got {type(samples).__name__}")
+    if samples.ndim == 0:
+        raise AudioError(f"{label}: a single number ({samples.dtype}), not a waveform")
+    dtype = samples.dtype
+    if dtype in PCM_SCALES:
+        wave = samples.astype(np.float32) / PCM_SCALES[dtype]
+    elif dtype == np.uint8:
+        wave = (samples.astype(np.float32) - 128.0) / 128.0
+    elif dtype.kind == "f":
+        wave = samples.astype(np.float32, copy=False)
+    else:
+        what = {"b": "boolean samples", "c": f"complex samples ({dtype})",
+                "i": f"{dtype} samples (PCM of unknown full scale)",
+                "u": f"{dtype} samples (PCM of unknown full scale)"}.get(dtype.kind, f"{dtype} samples (not numbers)")
+        raise AudioError(f"{label}: {what}; give float samples in [-1, 1] or int16/int32/uint8 PCM")
+    if wave.size == 0:
+        raise AudioError(f"{label}: zero samples (shape {samples.shape})")
+    if wave.ndim == 2:
+        channels_axis = int(np.argmin(wave.shape))
+        if wave.shape[channels_axis] > MAX_CHANNELS or wave.shape[0] == wave.shape[1]:
+            raise AudioError(f"{label}: shape {wave.shape} is not one recording of at most {MAX_CHANNELS} "
+                             "channels (S, C) or (C, S); pass several recordings as a list of 1-D arrays")
+        wave = wave.mean(axis=channels_axis, dtype=np.float32)  # (S,)
+    elif wave.ndim > 2:
+        raise AudioError(f"{label}: {wave.ndim}-D shape {wave.shape} is not a recording; pass several "
+                         "recordings as a list of 1-D arrays")
+    if not np.isfinite(wave).all():
+        raise AudioError(f"{label}: {int(np.count_nonzero(~np.isfinite(wave)))} NaN or infinite samples")
+    return np.ascontiguousarray(wave, dtype=np.float32)
 
 
 def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
@@ -191,9 +276,13 @@ def resample(wave: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     replaced by the nearest fraction with smaller terms: a shift of pitch and speed by at most a few
     hundredths of a percent (8,001 Hz taken as 8,000 Hz: 0.0125 %), far below speed perturbation's.
 
+    Raises:
+        ValueError: ``orig_rate`` or ``new_rate`` is not a positive integer (see :func:`check_rate`).
+
     >>> resample(np.ones(44101, dtype=np.float32), 44101, 16000).shape  # 16,000 samples ± 1
     (16000,)
     """
+    orig_rate, new_rate = check_rate(orig_rate, "orig_rate"), check_rate(new_rate, "new_rate")
     if orig_rate == new_rate:
         return wave
     ratio = Fraction(new_rate, orig_rate)
@@ -230,21 +319,44 @@ def _seek(f: sf.SoundFile, start: int) -> None:
         skip -= got
 
 
+def _is_file_object(source: object) -> bool:
+    return hasattr(source, "read") and not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike))
+
+
 def _label(source: AudioSource) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>"
+    if _is_file_object(source):  # an open file is named by its path; io.BytesIO by its type, <BytesIO>
+        name = getattr(source, "name", None)
+        return name if isinstance(name, str) else f"<{type(source).__name__}>"
     return str(os.fspath(source))
 
 
 def _contents_if_stream(source: AudioSource, label: str) -> AudioSource:
-    """The bytes of a pipe or character device given as a file (``<(cmd)``, a FIFO, /dev/stdin),
-    which can be read only once and has no size; any other source as it is.
+    """The bytes of a binary file object (read from its position on), or of a pipe or character
+    device given as a file (``<(cmd)``, a FIFO, /dev/stdin), which can be read only once and has no
+    size; any other source as it is.
 
     Raises:
-        AudioError: the stream holds more than ``MAX_STREAM_BYTES`` (/dev/zero, say) or cannot be read.
+        AudioError: the stream holds more than ``MAX_STREAM_BYTES`` (/dev/zero, say) or cannot be
+            read; a file object in text mode, closed, or with nothing left to read.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         return source
+    if _is_file_object(source):
+        if isinstance(source, io.TextIOBase):
+            raise AudioError(f"{label}: a file opened in text mode; open it in binary mode ('rb')")
+        try:
+            data = source.read(MAX_STREAM_BYTES + 1)
+        except (OSError, ValueError) as e:  # ValueError: a closed file
+            raise AudioError(f"{label}: cannot read ({e})") from None
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise AudioError(f"{label}: read() gave {type(data).__name__}, not bytes; give a binary file object")
+        if len(data) > MAX_STREAM_BYTES:
+            raise AudioError(f"{label}: a stream of more than {MAX_STREAM_BYTES >> 30} GiB; give a file")
+        if not data:
+            raise AudioError(f"{label}: empty input (0 bytes from its current position)")
+        return bytes(data)
     try:
         mode = os.stat(source).st_mode
     except (OSError, ValueError):

@@ -11,6 +11,8 @@ import os
 import re
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +55,29 @@ class Recognizer:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.inference_mode()
+    @contextmanager
+    def evaluating(self) -> Iterator["Recognizer"]:
+        """Features and model in eval mode inside the block; each submodule's own mode is restored
+        after it (a model left in training mode keeps training, its BatchNorm statistics untouched)."""
+        modes = [(m, m.training) for part in (self.features, self.model) for m in part.modules()]
+        self.eval()
+        try:
+            yield self
+        finally:
+            for module, training in modes:
+                module.training = training
+
     def log_probs(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """CTC log-probabilities of a padded batch: (B, S), (B,) -> (B, T', V), (B,)."""
-        feats, feat_lens = self.features(waves.to(self.device), wave_lens.to(self.device))  # (B, T, F)
-        logits, out_lens = self.model(feats, feat_lens)  # (B, T', V)
-        return logits.float().log_softmax(dim=-1), out_lens
+        """CTC log-probabilities of a padded batch: (B, S), (B,) -> (B, T', V), (B,).
+
+        Computed in eval mode (see :meth:`evaluating`) without gradients; the results are ordinary
+        tensors, which may be edited in place.
+        """
+        with self.evaluating(), torch.inference_mode():  # no_grad: 6-13 % slower on CPU
+            feats, feat_lens = self.features(waves.to(self.device), wave_lens.to(self.device))  # (B, T, F)
+            logits, out_lens = self.model(feats, feat_lens)  # (B, T', V)
+            log_probs = logits.float().log_softmax(dim=-1)
+        return log_probs.clone(), out_lens.clone()  # copies outside inference mode: ordinary tensors
 
     @property
     def frame_shift_s(self) -> float:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from asr.audio import AudioError, mono_samples
 from asr.checkpoint import Recognizer
 from asr.decode import Decoder, Hypothesis, ctc_collapse
 from asr.features import num_frames
@@ -41,8 +42,13 @@ class StreamingError(Exception):
 class Stream:
     """One utterance, recognized chunk by chunk; see the module docstring.
 
+    A stream takes no sample rate: its chunks must be mono samples at the model's rate,
+    ``recognizer.features.cfg.sample_rate`` (``asr.audio.resample`` converts others; audio at another
+    rate is not detected and gives wrong transcripts).
+
     Args:
-        recognizer: features, a forward-only model and the tokenizer (put in eval mode here).
+        recognizer: features, a forward-only model and the tokenizer (run in eval mode while a chunk
+            is processed, whatever mode it was left in).
         decoder: used by ``finish`` on the whole utterance's log-probs (e.g. a beam search with an
             LM); partial results are always greedy.
 
@@ -58,7 +64,7 @@ class Stream:
         if features.cfg.normalize == "utterance":
             raise StreamingError("streaming needs features normalized with global statistics "
                                  "(features.normalize: global); this model normalizes per utterance")
-        self.recognizer, self.decoder = recognizer.eval(), decoder
+        self.recognizer, self.decoder = recognizer, decoder
         self.stride, self.left_pad, self.field = model.frontend.time_context()
         self.finished = False
         self._samples = np.zeros(0, dtype=np.float32)  # arrived samples not yet in a frame
@@ -89,20 +95,30 @@ class Stream:
 
     @torch.inference_mode()
     def accept(self, samples: np.ndarray | Tensor) -> Hypothesis:
-        """Add samples (mono, at the features' sample rate, float in [-1, 1]); returns the greedy
-        transcript of everything computed so far.
+        """Add samples (N,): mono, at the model's sample rate (``features.cfg.sample_rate``), float in
+        [-1, 1] or integer PCM (int16, int32, uint8: scaled as ``asr.audio`` scales files); returns
+        the greedy transcript of everything computed so far. A chunk that is refused leaves the
+        stream as it was.
 
         Raises:
-            StreamingError: after ``finish``, or ``samples`` is not one-dimensional.
+            StreamingError: after ``finish``; ``samples`` is not one-dimensional, is bool, complex or
+                int64, or holds NaN/inf.
         """
         if self.finished:
             raise StreamingError("accept: the stream is finished; start a new Stream")
-        samples = np.asarray(samples, dtype=np.float32)
+        if not isinstance(samples, (np.ndarray, Tensor)):
+            samples = np.asarray(samples)
         if samples.ndim != 1:
-            raise StreamingError(f"accept: expected mono samples (N,), got shape {samples.shape}")
-        self._samples = np.concatenate([self._samples, samples])
-        self._num_samples += len(samples)
-        self._add_frames(final=False)
+            raise StreamingError(f"accept: expected mono samples (N,), got shape {tuple(samples.shape)}")
+        if len(samples):
+            try:
+                samples = mono_samples(samples, "accept")  # (N,) float32
+            except AudioError as e:
+                raise StreamingError(str(e)) from None
+            self._samples = np.concatenate([self._samples, samples])
+            self._num_samples += len(samples)
+        with self.recognizer.evaluating():
+            self._add_frames(final=False)
         return self._partial()
 
     @torch.inference_mode()
@@ -112,7 +128,8 @@ class Stream:
         if self.finished:
             raise StreamingError("finish: the stream is already finished")
         self.finished = True
-        self._add_frames(final=True)
+        with self.recognizer.evaluating():
+            self._add_frames(final=True)
         if not self._num_out:
             return Hypothesis(text="")
         if self.decoder is None:

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from asr.align import AlignmentError, WordTiming, align_words
-from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, load_audio
+from asr.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, check_rate, load_audio,
+                       mono_samples, resample)
 from asr.checkpoint import Recognizer, load_recognizer
 from asr.beam_search import BeamSearchDecoder
-from asr.decode import Decoder, Hypothesis, greedy_decode, separator_id
+from asr.decode import DecodeError, Decoder, Hypothesis, greedy_decode, separator_id
 from asr.segment import MIN_SEGMENT_S, pause_cuts, valid_max_segment_s
 
 logger = logging.getLogger(__name__)
 
-AudioInput = str | os.PathLike | bytes | np.ndarray | torch.Tensor
+AudioInput = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO | np.ndarray | torch.Tensor
 Key = tuple[int, int]  # (input index, piece index) of a decoded waveform
 WINDOW_BATCHES = 8  # Transcriber.transcribe_iter reads this many batches' worth of audio at a time
 
@@ -45,9 +49,16 @@ class Transcript:
 class Transcriber:
     """Transcription of files or arrays with a trained checkpoint.
 
+    An input is a path, an encoded file (``bytes``/``bytearray``/``memoryview``, or a binary file
+    object such as ``io.BytesIO``), or a recording in memory: a numpy array or torch tensor of float
+    samples in [-1, 1] or integer PCM (int16, int32, uint8: scaled as files are). A 1-D array is
+    mono; a 2-D array is one recording whose short axis, of at most 8 channels, holds the channels
+    (soundfile's ``(S, C)`` or torchaudio's ``(C, S)``), averaged to mono as files' channels are.
+    Several recordings go as a list; one input alone is taken as a list of one.
+
     Args:
-        recognizer: features, model and tokenizer.
-        max_batch_s: padded audio seconds per batch.
+        recognizer: features, model and tokenizer (run in eval mode, whatever mode it is left in).
+        max_batch_s: padded audio seconds per batch (> 0).
         decoder: maps (log-probs (B, T, V), lengths (B,)) to hypotheses, e.g. a
             ``BeamSearchDecoder`` (whose N-best then lands in ``Transcript.nbest``); default: greedy.
         word_timestamps: time each word by forced alignment (``Transcript.words``).
@@ -63,11 +74,15 @@ class Transcriber:
 
     def __init__(self, recognizer: Recognizer, max_batch_s: float = 120.0, decoder: Decoder | None = None,
                  word_timestamps: bool = False, max_segment_s: float = 40.0):
-        if not valid_max_segment_s(max_segment_s):
+        if not valid_max_segment_s(_check_number("max_segment_s", max_segment_s)):
             raise ValueError(f"max_segment_s={max_segment_s}: must be 0 (never cut) or at least {MIN_SEGMENT_S} s")
-        self.recognizer = recognizer.eval()
+        if not (math.isfinite(_check_number("max_batch_s", max_batch_s)) and max_batch_s > 0):
+            raise ValueError(f"max_batch_s={max_batch_s!r}: must be a finite number of seconds > 0")
+        if decoder is not None and not callable(decoder):
+            raise TypeError(f"decoder={decoder!r}: must be callable (log-probs, lengths) -> hypotheses")
+        self.recognizer = recognizer  # Recognizer.log_probs runs it in eval mode
         self.sample_rate = recognizer.features.cfg.sample_rate
-        self.max_batch_s = max_batch_s
+        self.max_batch_s = float(max_batch_s)
         self.decoder = decoder
         self.word_timestamps = word_timestamps
         self.max_segment_s = max_segment_s
@@ -83,14 +98,18 @@ class Transcriber:
         """Transcribe files (any format the audio module reads) or mono arrays.
 
         Args:
-            items: paths, encoded bytes, or 1-D float arrays/tensors (one of them alone is taken
-                as a list of one).
-            sample_rate: rate of the arrays in ``items`` (default: the model's rate); files carry their own.
+            items: inputs as the class docstring describes (one of them alone is taken as a list of
+                one).
+            sample_rate: rate of the arrays in ``items`` in Hz, any integral number (default: the
+                model's rate); they are resampled as files are (``asr.audio.resample``). Files carry
+                their own rate.
 
         Raises:
-            AudioError: on the first input that cannot be read, is not audio (a number, None) or
-                holds NaN/inf samples (use ``transcribe_iter`` to go on).
+            AudioError: on the first input that cannot be read, is not audio (a number, None, a
+                bool or complex array, an array of more than 2 dimensions) or holds NaN/inf samples
+                (use ``transcribe_iter`` to go on).
             ValueError: ``sample_rate`` is not None or an integer from 8000 to 768000 Hz.
+            DecodeError: ``decoder`` gave a number of hypotheses other than its batch's.
         """
         results = []
         for result in self.transcribe_iter(items, sample_rate=sample_rate):
@@ -108,10 +127,9 @@ class Transcriber:
         time, in their order, so memory stays bounded on a long list of files and the first
         transcripts come before the last files are read.
         """
-        if sample_rate is not None and not (isinstance(sample_rate, int) and MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
-            raise ValueError(f"sample_rate={sample_rate!r}: must be an integer from {MIN_SAMPLE_RATE} to "
-                             f"{MAX_SAMPLE_RATE} Hz, or None for the model's rate")
-        if isinstance(items, (str, os.PathLike, bytes)) or (isinstance(items, (np.ndarray, torch.Tensor)) and items.ndim == 1):
+        if sample_rate is not None:
+            sample_rate = _array_rate(sample_rate)
+        if _is_single_input(items):
             items = [items]  # one input, not a sequence of them (a path's characters, an array's samples)
         window: list[tuple[int, str, np.ndarray | AudioError]] = []
         window_samples = 0
@@ -149,22 +167,10 @@ class Transcriber:
                 yield self._join(name, cuts[i], [results[(i, k)] for k in range(len(cuts[i]))])
 
     def _load(self, item: AudioInput, sample_rate: int | None, name: str) -> np.ndarray:
-        if isinstance(item, (np.ndarray, torch.Tensor)):
-            try:
-                wave = torch.as_tensor(item, dtype=torch.float32)
-            except (TypeError, ValueError, RuntimeError) as e:
-                raise AudioError(f"{name}: not a waveform ({e})") from None
-            if wave.ndim != 1 or wave.numel() == 0:
-                raise AudioError(f"{name}: expected a non-empty 1-D waveform, got shape {tuple(wave.shape)}")
-            if not torch.isfinite(wave).all():
-                raise AudioError(f"{name}: {int((~torch.isfinite(wave)).sum())} NaN or infinite samples")
-            rate = sample_rate or self.sample_rate
-            if rate != self.sample_rate:
-                import torchaudio.functional as AF
-
-                wave = AF.resample(wave, rate, self.sample_rate)
-            return wave.numpy()
-        if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
+        if isinstance(item, (np.ndarray, torch.Tensor, np.generic)):
+            wave = mono_samples(item, name)  # (S,)
+            return resample(wave, sample_rate or self.sample_rate, self.sample_rate)
+        if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) and not _is_file(item):
             raise AudioError(f"{name}: not audio: expected a path, the file's bytes or a 1-D array, "
                              f"got {type(item).__name__}")
         return load_audio(item, sample_rate=self.sample_rate)
@@ -182,6 +188,7 @@ class Transcriber:
         else:
             decoder = self.decoder or (lambda lp, ln: greedy_decode(lp, ln, self.recognizer.tokenizer))
             hyps, nbests = decoder(log_probs, out_lens), [None] * len(batch)
+        _check_hypotheses(hyps, len(batch), self.decoder)
         batch_s = time.perf_counter() - start
         results = {}
         for b, ((i, name, w), h) in enumerate(zip(batch, hyps)):
@@ -226,13 +233,61 @@ class Transcriber:
             return None
 
 
+def _check_number(name: str, value: object) -> float:
+    """``value`` as a float if it is a real number (not a bool, not a string), else ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name}={value!r}: must be a number")
+    return float(value)
+
+
+def _array_rate(sample_rate: object) -> int:
+    """The rate of in-memory arrays, checked: an integral number from MIN_SAMPLE_RATE to MAX_SAMPLE_RATE."""
+    message = (f"sample_rate={sample_rate!r}: must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, "
+               "or None for the model's rate")
+    try:
+        rate = check_rate(sample_rate)
+    except ValueError:
+        raise ValueError(message) from None
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ValueError(message)
+    return rate
+
+
+def _is_file(item: object) -> bool:
+    """A binary file object (``io.BytesIO``, ``open(path, "rb")``), read whole by ``load_audio``."""
+    return hasattr(item, "read") and not isinstance(item, (str, bytes, bytearray, memoryview, os.PathLike))
+
+
+def _is_single_input(items: object) -> bool:
+    """Whether ``items`` is one input rather than a collection of them: a path, an encoded file, an
+    array of any shape (a 2-D one is one multichannel recording), or anything not iterable."""
+    single = (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, np.generic, torch.Tensor)
+    return isinstance(items, single) or _is_file(items) or not isinstance(items, Iterable)
+
+
+def _check_hypotheses(hyps: object, batch_size: int, decoder: object) -> None:
+    """Raise ``DecodeError`` unless ``hyps`` is a sequence of ``batch_size`` ``Hypothesis``."""
+    if isinstance(hyps, Sequence) and len(hyps) == batch_size and all(isinstance(h, Hypothesis) for h in hyps):
+        return
+    name = getattr(decoder, "__qualname__", None) or type(decoder).__name__
+    if not isinstance(hyps, Sequence):
+        got = f"a {type(hyps).__name__}"
+    else:
+        got = f"{len(hyps)} results" + (f" ({', '.join(sorted({type(h).__name__ for h in hyps}))})" if hyps else "")
+    raise DecodeError(f"decoder {name}: returned {got} for a batch of size {batch_size}; "
+                      "it must return a list of one Hypothesis per input")
+
+
 def _name(item: AudioInput, index: int) -> str:
     if isinstance(item, (str, os.PathLike)):
         return str(item)
     if isinstance(item, (bytes, bytearray, memoryview)):
         return f"<bytes {index}>"
-    if isinstance(item, (np.ndarray, torch.Tensor)):
+    if isinstance(item, (np.ndarray, torch.Tensor, np.generic)):
         return f"<array {index}>"
+    if _is_file(item):
+        name = getattr(item, "name", None)
+        return name if isinstance(name, str) else f"<file {index}>"
     return f"<item {index}>"
 
 

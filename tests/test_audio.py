@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,10 @@ import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
-from asr.audio import AudioError, AudioInfo, audio_info, load_audio, load_audio_with_rate, resample
+from asr.audio import (AudioError, AudioInfo, audio_info, check_rate, load_audio, load_audio_with_rate, mono_samples,
+                       resample)
 
 UTT = "LibriSpeech/dev-4spk/8226/274371/8226-274371-0020.flac"  # 2.37 s, 16 kHz
 UTT2 = "LibriSpeech/dev-4spk/5652/19215/5652-19215-0032.flac"  # 2.48 s, 16 kHz
@@ -380,7 +383,112 @@ def test_empty_bytes():
 
 
 @pytest.mark.parametrize("kwargs", [{"offset_s": -1.0}, {"duration_s": 0.0}, {"sample_rate": 0},
-                                    {"offset_s": float("nan")}])
+                                    {"offset_s": float("nan")}, {"sample_rate": True}, {"sample_rate": 16000.5},
+                                    {"sample_rate": -16000}, {"sample_rate": "16000"}])
 def test_bad_arguments(shared_data, kwargs):
     with pytest.raises(ValueError):
         load_audio(shared_data / DIGIT, **kwargs)
+
+
+# ---------------------------------------------------------------------------- rates, file objects, arrays
+
+
+def test_rates_as_numpy_integers_or_integral_floats(shared_data):
+    expected = load_audio(shared_data / DIGIT)  # 8 kHz -> 16 kHz
+    for rate in (np.int64(16000), np.int32(16000), 16000.0, np.float64(16000.0)):
+        wave, got = load_audio_with_rate(shared_data / DIGIT, sample_rate=rate)
+        assert type(got) is int and got == 16000
+        np.testing.assert_array_equal(wave, expected)
+        np.testing.assert_array_equal(load_audio(shared_data / DIGIT, sample_rate=rate), expected)
+    native = load_audio(shared_data / DIGIT, sample_rate=None)
+    np.testing.assert_array_equal(resample(native, np.int64(8000), 16000.0), expected)
+    for bad in (True, False, 16000.5, 0, -8000, float("nan"), float("inf"), "16000", None):
+        with pytest.raises(ValueError, match=r"^sample_rate=.*: must be a positive integer"):
+            check_rate(bad)
+        with pytest.raises(ValueError, match=r"^new_rate="):
+            resample(native, 8000, bad)
+        with pytest.raises(ValueError, match=r"^orig_rate="):
+            resample(native, bad, 16000)
+
+
+def test_binary_file_objects_are_read_like_bytes(tmp_path, shared_data):
+    """soundfile users pass io.BytesIO or an open file; it is read from its position to its end."""
+    import io
+
+    path = shared_data / UTT
+    expected = load_audio(path)
+    np.testing.assert_array_equal(load_audio(io.BytesIO(path.read_bytes())), expected)
+    with open(path, "rb") as f:
+        np.testing.assert_array_equal(load_audio(f, sample_rate=8000), load_audio(path, sample_rate=8000))
+    with open(path, "rb") as f:
+        assert audio_info(f) == audio_info(path)
+    # errors name the file object: its path, or its type
+    with pytest.raises(AudioError, match=r"^<BytesIO>: unknown or unsupported audio format"):
+        load_audio(io.BytesIO(b"not audio at all" * 10))
+    corrupt = _write(tmp_path / "corrupt.wav", b"RIFF\x24\x00\x00\x00WAVEfmt nonsense" * 4)
+    with open(corrupt, "rb") as f, pytest.raises(AudioError, match=rf"^{re.escape(str(corrupt))}: "):
+        load_audio(f)
+    spent = io.BytesIO(path.read_bytes())
+    spent.read()
+    with pytest.raises(AudioError, match=r"^<BytesIO>: empty input \(0 bytes from its current position\)"):
+        load_audio(spent)
+    with open(path, encoding="latin-1") as f, pytest.raises(AudioError, match=r"text mode; open it in binary mode"):
+        load_audio(f)
+    closed = io.BytesIO(path.read_bytes())
+    closed.close()
+    with pytest.raises(AudioError, match=r"^<BytesIO>: cannot read \(I/O operation on closed file"):
+        load_audio(closed)
+
+
+@pytest.mark.parametrize(("kind", "dtype"), [("uint8", np.uint8), ("int16", np.int16), ("int32", np.int32),
+                                             ("float32", np.float32), ("float64", np.float64)])
+def test_arrays_are_scaled_as_files_are(tmp_path, kind, dtype):
+    """The same samples as an array and as a WAV file give the same floats (uint8: offset binary)."""
+    content, _ = SCALING[kind]
+    from_file = load_audio(_write(tmp_path / f"{kind}.wav", content), sample_rate=None)
+    raw = np.frombuffer(content[44:], dtype=np.dtype(dtype).newbyteorder("<"))
+    np.testing.assert_array_equal(mono_samples(raw, "<array>"), from_file)
+    np.testing.assert_array_equal(mono_samples(torch.from_numpy(raw.astype(dtype)), "<tensor>"), from_file)
+
+
+def test_a_2d_array_is_one_recording_with_channels_on_its_short_axis(tmp_path, shared_data):
+    left, _ = sf.read(shared_data / UTT, dtype="int16")
+    right, _ = sf.read(shared_data / UTT2, dtype="int16")
+    n = min(len(left), len(right))
+    stereo = np.stack([left[:n], right[:n]], axis=1)  # (S, 2), as soundfile reads
+    path = tmp_path / "stereo.wav"
+    sf.write(path, stereo, 16000, subtype="PCM_16")
+    from_file = load_audio(path)
+    np.testing.assert_allclose(mono_samples(stereo, "<array>"), from_file, atol=1e-7)
+    np.testing.assert_allclose(mono_samples(stereo.T.copy(), "<array>"), from_file, atol=1e-7)  # (2, S)
+    as_float = torch.from_numpy(stereo.T / 32768.0)  # (C, S) float64, as torchaudio.load gives
+    np.testing.assert_allclose(mono_samples(as_float, "<tensor>"), from_file, atol=1e-7)
+    eight = np.repeat(stereo[:, :1], 8, axis=1)  # (S, 8): the most channels taken
+    np.testing.assert_allclose(mono_samples(eight, "<array>"), left[:n] / 32768, atol=1e-7)
+    np.testing.assert_array_equal(mono_samples(left[:n, None], "<array>"), left[:n] / 32768)  # (S, 1)
+
+
+def test_arrays_that_are_not_recordings_are_audio_errors(shared_data):
+    wave = load_audio(shared_data / DIGIT)
+    grad = torch.from_numpy(wave).requires_grad_(True)  # a model's output, say: detached
+    np.testing.assert_array_equal(mono_samples(grad, "<tensor>"), wave)
+    cases = {
+        "<a>: a single number (float32), not a waveform": np.float32(0.5),
+        "<a>: a single number (float64), not a waveform": np.array(0.5),
+        "<a>: boolean samples; give float samples in [-1, 1] or int16/int32/uint8 PCM": wave > 0,
+        "<a>: complex samples (complex64)": wave.astype(np.complex64),
+        "<a>: int64 samples (PCM of unknown full scale)": np.arange(100),
+        "<a>: object samples (not numbers)": np.array([wave, wave[:10]], dtype=object),
+        "<a>: shape (20, 2384) is not one recording of at most 8 channels": np.tile(wave[::2], (20, 1)),
+        "<a>: shape (16, 16) is not one recording": np.zeros((16, 16), np.float32),
+        "<a>: 3-D shape (2, 2, 2384) is not a recording; pass several recordings as a list of 1-D arrays":
+            np.zeros((2, 2, 2384), np.float32),
+        "<a>: zero samples (shape (0, 2))": np.zeros((0, 2), np.float32),
+        "<a>: 1 NaN or infinite samples": np.concatenate([wave, [np.inf]]),
+        "<a>: not audio: expected a numpy array or torch tensor, got list": [0.0, 0.1],
+    }
+    for message, value in cases.items():
+        with pytest.raises(AudioError, match=f"^{re.escape(message)}"):
+            mono_samples(value, "<a>")
+    with pytest.raises(AudioError, match=r"list of 1-D arrays$"):
+        mono_samples(np.zeros((16, 16), np.float32), "<a>")

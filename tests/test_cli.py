@@ -596,6 +596,129 @@ def test_python_api_bad_inputs_are_audio_errors(work):
         "<item 1>: not audio: expected a path, the file's bytes or a 1-D array, got NoneType",
         "<array 2>: 1 NaN or infinite samples"]
     assert all(isinstance(r, AudioError) for r in results[:3]) and results[3].text == alone[0].text
-    for rate in (0, -1, 4000, 16000.0):
-        with pytest.raises(ValueError, match=rf"sample_rate={rate!r}: must be an integer from 8000 to 768000 Hz"):
+    for rate in (0, -1, 4000, True, 16000.5, "16000", 10**6, float("nan")):
+        with pytest.raises(ValueError, match=rf"sample_rate={re.escape(repr(rate))}: must be an integer from 8000 "
+                                             "to 768000 Hz"):
             t.transcribe([wave], sample_rate=rate)
+    for rate in (np.int64(16000), 16000.0, np.float32(16000)):  # integral numbers of any type
+        assert t.transcribe(wave, sample_rate=rate)[0].hypothesis == alone[0].hypothesis
+
+
+def _same(a, b) -> bool:
+    """Two transcripts of the same samples: the same tokens and (to float rounding) score."""
+    return a.hypothesis.tokens == b.hypothesis.tokens and a.hypothesis.score == pytest.approx(b.hypothesis.score, abs=1e-4)
+
+
+def test_python_api_arrays_are_read_as_files_are(work, shared_data, tmp_path):
+    """Integer PCM is scaled, a 2-D array is one multichannel recording (either way round), a tensor
+    that requires grad is detached, arrays are resampled as files are: each gives what the file gives."""
+    from asr.transcribe import Transcriber
+
+    t = Transcriber.from_checkpoint(work["model"])
+    flac = str(work["flac"])
+    from_file = t.transcribe(flac)[0]
+    pcm, _ = sf.read(flac, dtype="int16")  # (S,) int16 at 16 kHz
+    as_ints = t.transcribe(pcm)
+    assert len(as_ints) == 1 and _same(as_ints[0], from_file)  # was used unscaled: 32768 times too loud
+    assert _same(t.transcribe(torch.from_numpy(pcm.astype(np.int32) << 16))[0], from_file)
+
+    digits = shared_data / "fsdd" / "recordings"
+    left, rate = sf.read(digits / "3_theo_5.wav", dtype="int16")  # 8 kHz
+    right, _ = sf.read(digits / "3_theo_6.wav", dtype="int16")
+    n = min(len(left), len(right))
+    stereo = np.stack([left[:n], right[:n]], axis=1)  # (S, 2), as soundfile reads
+    path = tmp_path / "stereo.wav"
+    sf.write(path, stereo, rate, subtype="PCM_16")
+    expected = t.transcribe([path])[0]
+    tensor = torch.from_numpy(stereo.T / 32768).float().requires_grad_(True)  # (2, S), as torchaudio.load gives
+    for array in (stereo, stereo.T, tensor):
+        got = t.transcribe(array, sample_rate=np.int64(rate))  # was S inputs of 2 samples, or 2 inputs
+        assert len(got) == 1 and got[0].source == "<array 0>" and _same(got[0], expected)
+        assert got[0].duration_s == pytest.approx(n / rate)
+    both = t.transcribe([left[:n], right[:n]], sample_rate=rate)  # a list of arrays: a list of inputs
+    assert [r.source for r in both] == ["<array 0>", "<array 1>"]
+
+    # 8,001 Hz has no small ratio to 16 kHz: asr.audio.resample takes it as 8,000 Hz (2:1), exactly as
+    # the 8 kHz file is resampled; torchaudio's exact 16000:8001 filter bank differs (and takes 0.5 GB)
+    mono = load_audio(digits / "3_theo_5.wav", sample_rate=None)
+    assert _same(t.transcribe(mono, sample_rate=8001)[0], t.transcribe([digits / "3_theo_5.wav"])[0])
+    assert t.transcribe(mono, sample_rate=8001)[0].hypothesis.score == t.transcribe(mono, sample_rate=8000)[0].hypothesis.score
+
+
+def test_python_api_encoded_files_in_memory_and_non_recordings(work):
+    import io
+
+    from asr.audio import AudioError
+    from asr.transcribe import Transcriber
+
+    t = Transcriber.from_checkpoint(work["model"])
+    flac = work["flac"]
+    expected = t.transcribe([flac])[0]
+    data = flac.read_bytes()
+    for one in (data, bytearray(data), memoryview(data), io.BytesIO(data)):  # alone: one encoded file
+        got = t.transcribe(one)
+        assert len(got) == 1 and _same(got[0], expected), type(one)
+    with open(flac, "rb") as f:
+        assert [r.source for r in t.transcribe([f, io.BytesIO(data)])] == [str(flac), "<file 1>"]
+    wave = load_audio(flac)
+    results = list(t.transcribe_iter([np.float32(0.5), np.array(1.0), np.stack([wave] * 3)[None], np.zeros((20, 20)),
+                                      wave > 0, wave.astype(np.complex64)]))
+    assert [str(r) for r in results] == [
+        "<array 0>: a single number (float32), not a waveform",
+        "<array 1>: a single number (float64), not a waveform",
+        f"<array 2>: 3-D shape (1, 3, {len(wave)}) is not a recording; pass several recordings as a list of 1-D arrays",
+        "<array 3>: shape (20, 20) is not one recording of at most 8 channels (S, C) or (C, S); pass several "
+        "recordings as a list of 1-D arrays",
+        "<array 4>: boolean samples; give float samples in [-1, 1] or int16/int32/uint8 PCM",
+        "<array 5>: complex samples (complex64); give float samples in [-1, 1] or int16/int32/uint8 PCM"]
+    assert all(isinstance(r, AudioError) for r in results)
+    for alone in (np.float32(0.5), np.array(1.0), 3.5):  # alone: one bad input, not a traceback
+        with pytest.raises(AudioError, match=r"^<(array|item) 0>: "):
+            t.transcribe(alone)
+
+
+def test_python_api_bad_settings_and_decoders(work):
+    from asr.decode import DecodeError, Hypothesis
+    from asr.transcribe import Transcriber
+
+    for bad in (float("nan"), 0, -1, "10", float("inf"), True, None):
+        with pytest.raises(ValueError, match=rf"^max_batch_s={re.escape(repr(bad))}: must be a"):
+            Transcriber.from_checkpoint(work["model"], max_batch_s=bad)
+    for bad in ("10", True, float("nan"), -1, 0.5):
+        with pytest.raises(ValueError, match=rf"^max_segment_s={re.escape(str(bad) if bad != '10' else repr(bad))}: must"):
+            Transcriber.from_checkpoint(work["model"], max_segment_s=bad)
+    wave = load_audio(work["flac"])
+    for returned, got in (([], "0 results"), ([Hypothesis("a")] * 3, "3 results (Hypothesis)"),
+                          (["a", "b"], "2 results (str)"), (None, "a NoneType")):
+        t = Transcriber.from_checkpoint(work["model"], decoder=lambda lp, ln, r=returned: r)
+        with pytest.raises(DecodeError, match=rf"^decoder .*<lambda>: returned {re.escape(got)} for a batch of size 2; "
+                                              "it must return a list of one Hypothesis per input$"):
+            t.transcribe([wave, wave])
+    with pytest.raises(TypeError, match="^decoder='greedy': must be callable"):
+        Transcriber.from_checkpoint(work["model"], decoder="greedy")
+
+
+def test_transcriber_runs_a_model_left_in_train_mode_in_eval_mode(work):
+    """Recognizer.log_probs switches to eval mode and back, module by module: a model being trained
+    (BatchNorm updating its statistics, dropout) transcribes as in eval mode and is left as it was."""
+    from asr.transcribe import Transcriber
+
+    t = Transcriber.from_checkpoint(work["model"])
+    expected = t.transcribe([work["flac"]])[0]
+    recognizer = t.recognizer
+    norms = [m for m in recognizer.model.modules() if type(m).__name__ == "MaskedBatchNorm"]
+    assert norms  # the tiny preset batch-normalizes its convolutions and recurrent inputs
+    recognizer.model.train()
+    norms[0].eval()  # a frozen layer inside a training model keeps its own mode
+    modes = [m.training for m in recognizer.model.modules()]
+    state = {k: v.clone() for k, v in recognizer.model.state_dict().items()}
+    got = t.transcribe([work["flac"]])[0]
+    assert got.hypothesis == expected.hypothesis
+    assert [m.training for m in recognizer.model.modules()] == modes
+    assert all(torch.equal(v, state[k]) for k, v in recognizer.model.state_dict().items())  # running stats
+
+    wave = torch.from_numpy(load_audio(work["flac"]))[None]  # (1, S)
+    log_probs, lens = recognizer.log_probs(wave, torch.tensor([wave.shape[1]]))
+    assert not log_probs.requires_grad and not log_probs.is_inference()
+    log_probs[:, :, 0] -= 2  # ordinary tensors: an in-place edit such as a blank penalty works
+    lens -= 1

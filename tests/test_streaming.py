@@ -140,6 +140,53 @@ def test_models_that_need_the_whole_utterance_are_refused():
         Stream(_recognizer(MODELS["conv-gru-lookahead"])).accept(np.zeros((2, 160), dtype=np.float32))
 
 
+def test_integer_pcm_is_scaled_and_bad_chunks_are_refused_without_harm(shared_data):
+    """int16/uint8 chunks (as sound cards deliver) are scaled as files are; a chunk of NaN, booleans
+    or complex numbers is a StreamingError naming the cause, and the stream goes on as if it had not come."""
+    recognizer = _recognizer(MODELS["conv-gru-lookahead"])
+    pcm, rate = sf.read(_flac(shared_data, UTTS[0]), dtype="int16")  # (S,) int16 at 16 kHz
+    assert rate == recognizer.features.cfg.sample_rate
+    floats, _ = _streamed(recognizer, pcm / np.float32(32768), 1600)
+    ints, _ = _streamed(recognizer, pcm, 1600)
+    assert ints.finish() == floats.finish() and torch.equal(ints.log_probs, floats.log_probs)
+    offset8 = (pcm >> 8).astype(np.int16)  # 8-bit PCM: (x - 128) / 128 of the offset-binary bytes
+    bytes8, _ = _streamed(recognizer, (offset8 + 128).astype(np.uint8), 1600)
+    floats8, _ = _streamed(recognizer, offset8 / np.float32(128), 1600)
+    assert torch.equal(bytes8.log_probs, floats8.log_probs)
+
+    wave = pcm / np.float32(32768)
+    stream = Stream(recognizer)
+    stream.accept(torch.from_numpy(wave[:8000]).requires_grad_(True))  # detached, not a traceback
+    bad = wave[8000:9600].copy()
+    bad[[3, 7]] = [np.nan, np.inf]
+    refused = {"accept: 2 NaN or infinite samples": bad, "accept: boolean samples": bad > 0,
+               "accept: complex samples (complex64)": bad.astype(np.complex64),
+               "accept: int64 samples (PCM of unknown full scale)": pcm[8000:9600].astype(np.int64),
+               "accept: expected mono samples (N,), got shape (800, 2)": wave[:1600].reshape(800, 2)}
+    for message, chunk in refused.items():
+        with pytest.raises(StreamingError, match=f"^{re.escape(message)}"):
+            stream.accept(chunk)
+    stream.accept(np.zeros(0, dtype=np.float32))  # an empty read from a device: nothing happens
+    stream.accept(wave[8000:])
+    stream.finish()
+    assert stream.log_probs.shape == floats.log_probs.shape  # the refused chunks left no trace
+    assert torch.allclose(stream.log_probs, floats.log_probs, atol=1e-5)  # (other chunk sizes: float rounding)
+
+
+def test_a_recognizer_left_in_train_mode_streams_in_eval_mode_and_stays_in_train_mode(shared_data):
+    recognizer = _recognizer(MODELS["conv-gru-lookahead"])
+    wave = load_audio(_flac(shared_data, UTTS[1]))
+    expected, _ = _streamed(recognizer, wave, 1600)
+    expected.finish()
+    recognizer.model.train()
+    stats = {k: v.clone() for k, v in recognizer.model.state_dict().items()}
+    streamed, _ = _streamed(recognizer, wave, 1600)
+    streamed.finish()
+    assert torch.equal(streamed.log_probs, expected.log_probs)
+    assert recognizer.model.training and all(m.training for m in recognizer.model.modules())
+    assert all(torch.equal(v, stats[k]) for k, v in recognizer.model.state_dict().items())  # BatchNorm untouched
+
+
 # ------------------------------------------------------------------------------------- asr stream
 @pytest.fixture(scope="module")
 def trained(short_utterances: list[dict], tmp_path_factory) -> dict[str, Path]:
