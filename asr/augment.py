@@ -22,7 +22,8 @@ import torch.nn.functional as nnf
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from asr.audio import RESAMPLING_FILTER, AudioError, load_audio
+from asr.audio import AudioError, load_audio
+from asr.waveform import RESAMPLING_FILTER
 from asr.config import check_ranges
 from asr.manifest import ManifestError, Utterance, read_manifest
 

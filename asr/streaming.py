@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asr.audio import AudioError, mono_samples
+from asr.audio import AudioError
+from asr.waveform import mono_samples
 from asr.checkpoint import Recognizer
 from asr.decode import Decoder, Hypothesis, ctc_collapse
 from asr.features import num_frames

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from asr.align import AlignmentError, WordTiming, align_words
-from asr.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, check_rate, load_audio,
-                       mono_samples, resample)
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, load_audio
+from asr.waveform import check_rate, mono_samples, resample
 from asr.checkpoint import Recognizer, load_recognizer
 from asr.beam_search import BeamSearchDecoder
 from asr.decode import DecodeError, Decoder, Hypothesis, greedy_decode, separator_id

@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.audio import (AudioError, AudioInfo, audio_info, check_rate, load_audio, load_audio_with_rate, mono_samples,
-                       resample)
+from asr.audio import AudioError, AudioInfo, audio_info, load_audio, load_audio_with_rate
+from asr.waveform import check_rate, mono_samples, resample
 
 UTT = "LibriSpeech/dev-4spk/8226/274371/8226-274371-0020.flac"  # 2.37 s, 16 kHz
 UTT2 = "LibriSpeech/dev-4spk/5652/19215/5652-19215-0032.flac"  # 2.48 s, 16 kHz

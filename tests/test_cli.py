@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -126,6 +127,8 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path):
     # the reader of the output goes away: no traceback
     proc = subprocess.Popen([*ASR, "transcribe", str(work["model"]), *[flac] * 400],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    if hasattr(fcntl, "F_SETPIPE_SZ"):  # a one-page pipe: the 400 lines (> 20 KB) cannot all fit in it
+        fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)  # before we close it, even on a busy machine
     proc.stdout.read(10)
     proc.stdout.close()  # as `| head -c 10` does
     err = proc.stderr.read().decode()

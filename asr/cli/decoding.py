@@ -117,7 +117,8 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from asr.audio import AudioError, load_audio, pcm16_chunks
+    from asr.audio import AudioError, load_audio
+    from asr.waveform import pcm16_chunks
     from asr.checkpoint import load_recognizer
     from asr.streaming import Stream, StreamingError
 
