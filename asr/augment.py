@@ -23,9 +23,9 @@ import torchaudio.functional as AF
 from torch import Tensor, nn
 
 from asr.audio import AudioError, load_audio
-from asr.waveform import RESAMPLING_FILTER
-from asr.config import check_ranges
+from asr.config import check_ranges, check_types
 from asr.manifest import ManifestError, Utterance, read_manifest
+from asr.waveform import RESAMPLING_FILTER
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class AugmentConfig:
     edge_trim: float = 0.0  # cut a share drawn from [0, edge_trim] of the waveform off each end
 
     def __post_init__(self) -> None:
+        check_types(self, "augment.")
         # also finite and bounded: an infinite gain_db or noise_snr_db trained a NaN model (60 dB: 1000x
         # the amplitude); a mask is a Python loop step, so a billion of them never end
         check_ranges(self, "augment.", freq_masks=(0, 1000), freq_mask_width=(0, None), time_masks=(0, 1000),

@@ -74,8 +74,10 @@ class ModelEMA:
         self.module.load_state_dict(state["weights"])
 
 
-def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
+def average_checkpoints(paths: list[str | Path] | str | Path) -> dict[str, Any]:
     """The average of the model weights of several checkpoints of one run, as a checkpoint payload.
+
+    ``paths`` lists the checkpoint files; a single path (a string or ``Path``) is one file.
 
     Floating-point weights are averaged (in float64, then cast back), integer buffers (such as
     BatchNorm's ``num_batches_tracked``) are taken from the last checkpoint, and so are the feature
@@ -86,6 +88,9 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
         CheckpointError: no checkpoint given, an unreadable or damaged one, or one whose architecture
             (model or feature config, vocabulary, weight names or shapes) differs from the last's.
     """
+    if isinstance(paths, (str, os.PathLike)):  # one file, not a sequence of one-character names
+        paths = [paths]
+    paths = list(paths)
     if not paths:
         raise CheckpointError("average: no checkpoints given")
     payloads = [load_checkpoint(p) for p in paths]
@@ -106,7 +111,7 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     return out
 
 
-def write_average(paths: list[str | Path], out: str | Path) -> Path:
+def write_average(paths: list[str | Path] | str | Path, out: str | Path) -> Path:
     """``average_checkpoints(paths)`` written to ``out``; refuses to overwrite an existing file.
 
     Raises:

@@ -17,7 +17,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
+import os
 import re
 import types
 import typing
@@ -148,6 +151,8 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = 
     """Build dataclass ``cls`` from ``data``; nested dataclass fields are built recursively.
 
     Raises ``ConfigError`` for unknown keys or values of the wrong type, naming the dotted key.
+    Values are converted to the field's type (lists to tuples, ints to floats, mappings to nested
+    dataclasses); a dataclass that calls :func:`check_types` checks the same rules when built in Python.
     """
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -157,15 +162,52 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = 
         raise ConfigError(
             f"unknown key '{prefix}{unknown[0]}' in {cls.__name__} (allowed: {', '.join(fields)})"
         )
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(hints[name], value, key)
+        kwargs[name] = _coerce(hints[name], value, key, mappings=True)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
+
+
+def check_types(cfg: Any, prefix: str = "") -> None:
+    """Raise ``ConfigError`` for the first field of dataclass ``cfg`` whose value does not fit its
+    type hint, for ``__post_init__``: a config built in Python is checked as one read from YAML.
+
+    The rules are :func:`config_from_dict`'s (they share one checker), except that a nested config
+    must be given as its dataclass, not as a mapping. Values are stored in their canonical form,
+    as YAML gives them: ints become floats where a float is expected, lists become tuples, paths
+    become strings. The message names the field after ``prefix`` (e.g. ``"data."``).
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Opt:
+    ...     name: typing.Literal["adamw", "sgd"] = "adamw"
+    ...     betas: tuple[float, float] = (0.9, 0.98)
+    ...     def __post_init__(self):
+    ...         check_types(self, "optim.")
+    >>> Opt(betas=[0, 1]).betas
+    (0.0, 1.0)
+    >>> Opt(name="adam")
+    Traceback (most recent call last):
+    ...
+    asr.config.ConfigError: optim.name: 'adam' is not one of 'adamw', 'sgd'
+    """
+    hints = _type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if not f.init:
+            continue
+        value = getattr(cfg, f.name)
+        checked = _coerce(hints[f.name], value, prefix + f.name, mappings=False)
+        if checked is not value:
+            object.__setattr__(cfg, f.name, checked)  # a frozen dataclass sets its own fields so
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def config_to_dict(obj: Any) -> dict[str, Any]:
@@ -221,7 +263,9 @@ def _numbers(value: Any) -> typing.Iterator[Any]:
         yield value
 
 
-def _coerce(hint: Any, value: Any, key: str) -> Any:
+def _coerce(hint: Any, value: Any, key: str, mappings: bool) -> Any:
+    """``value`` in the form ``hint`` asks for, or ``ConfigError`` naming ``key``. ``mappings``: a
+    nested dataclass may be given as a mapping of its fields (YAML), not only as itself (Python)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -232,13 +276,15 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(arg, value, key)
+                return _coerce(arg, value, key, mappings)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
+        if not mappings:
+            raise ConfigError(f"{key}: expected a {hint.__name__}, got {type(value).__name__} {value!r}")
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return config_from_dict(hint, value, key)
@@ -246,14 +292,14 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v, key) for v in value)
+            return tuple(_coerce(args[0], v, key, mappings) for v in value)
         if len(args) != len(value):
             raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(a, v, key) for a, v in zip(args, value))
+        return tuple(_coerce(a, v, key, mappings) for a, v in zip(args, value))
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(args[0], v, key) for v in value] if args else list(value)
+        return [_coerce(args[0], v, key, mappings) for v in value] if args else list(value)
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -264,19 +310,21 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return value
     if hint is Any:
         return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if hint is float:  # numbers.Real and Integral: numpy's numbers too, from Python callers
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        return value if type(value) is float else float(value)
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
+        return value if type(value) is int else int(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
     if hint is str:
+        if isinstance(value, os.PathLike):  # a path from a Python caller
+            return os.fspath(value)
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value

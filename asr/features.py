@@ -41,7 +41,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-from asr.config import check_ranges
+from asr.config import check_ranges, check_types
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,12 @@ class FeatureConfig:
     dither: float = 0.0  # std of Gaussian noise added in training mode, in 16-bit sample units
 
     def __post_init__(self) -> None:
+        check_types(self, "features.")  # kind and normalize among them
         # finite and bounded: window_ms=1e400 (inf) or 1e300 overflowed in win_length with a
         # traceback; an infinite dither trained a NaN model (32768: the 16-bit full scale)
         check_ranges(self, "features.", sample_rate=(1, 384_000), window_ms=(0, 1000, "(]"),
                      hop_ms=(0, 1000, "(]"), n_mels=(1, 1024), n_mfcc=(1, 1024), dither=(0, 32768))
         checks = [
-            (self.kind in ("spectrogram", "fbank", "mfcc"),
-             f"kind={self.kind!r} is not one of spectrogram, fbank, mfcc"),
-            (self.normalize in ("utterance", "global", "none"),
-             f"normalize={self.normalize!r} is not one of utterance, global, none"),
             (self.sample_rate > 0, f"sample_rate={self.sample_rate} must be positive"),
             (self.window_ms > 0 and self.hop_ms > 0,
              f"window_ms={self.window_ms}, hop_ms={self.hop_ms} must be positive"),

@@ -37,6 +37,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import typing
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 Units = Literal["words", "chars"]
+Backend = Literal["auto", "kenlm", "python"]
 
 
 def sentence_units(text: str, units: Units = "words") -> list[str]:
@@ -203,13 +205,13 @@ class BuildReport:
 
 
 def build_lm(
-    texts: Sequence[str | Path], order: int, out: str | Path, prune: Sequence[int] = (),
-    units: Units = "words", backend: Literal["auto", "kenlm", "python"] = "auto",
+    texts: Sequence[str | Path] | str | Path, order: int, out: str | Path, prune: Sequence[int] = (),
+    units: Units = "words", backend: Backend = "auto",
 ) -> BuildReport:
     """Build an n-gram LM from text files and write it to ``out`` (ARPA, or KenLM binary by suffix).
 
     Args:
-        texts: text files, one sentence per line (normalized here).
+        texts: text files, one sentence per line (normalized here); a single path is one file.
         order: n-gram order.
         out: ``*.arpa`` for ARPA text; ``*.bin``/``*.binary``/``*.klm`` for a KenLM binary (needs
             ``build_binary``).
@@ -219,8 +221,15 @@ def build_lm(
 
     Raises:
         LMError: an order outside 1..``KENLM_MAX_ORDER`` (beam search could not load the model),
-            unreadable or empty text, bad thresholds, a missing KenLM tool, or a KenLM failure.
+            unknown ``units`` or ``backend``, unreadable or empty text, bad thresholds, a missing KenLM
+            tool, or a KenLM failure.
     """
+    for name, value, allowed in (("units", units, typing.get_args(Units)),
+                                 ("backend", backend, typing.get_args(Backend))):
+        if value not in allowed:
+            raise LMError(f"{name}={value!r}: must be one of {', '.join(allowed)}")
+    if isinstance(texts, (str, os.PathLike)):  # one file, not a sequence of one-character names
+        texts = [texts]
     if not 1 <= order <= KENLM_MAX_ORDER:
         raise LMError(f"order {order}: must be from 1 to {KENLM_MAX_ORDER} (the highest order KenLM loads)")
     out = Path(out)

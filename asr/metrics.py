@@ -61,29 +61,49 @@ def error_report(refs: Sequence[str], hyps: Sequence[str], ids: Sequence[str] | 
     """Score hypotheses against references (both already normalized).
 
     Args:
-        refs: reference transcripts.
+        refs: reference transcripts, one string per utterance.
         hyps: hypotheses, same length and order.
-        ids: utterance names for the aligned report (default: their index).
+        ids: utterance names for the aligned report, same length (default: their index).
 
     Raises:
+        TypeError: ``refs``, ``hyps`` or ``ids`` is a single string (a string is not a list of
+            utterances), or holds something else than strings.
         ValueError: if the lists differ in length or are empty.
 
     >>> r = error_report(["the cat sat"], ["the cat sit down"])
     >>> r.words.summary("WER")
     'WER 66.67 % [ 2 / 3, 1 ins, 0 del, 1 sub ]'
+    >>> error_report("the cat", "the hat")
+    Traceback (most recent call last):
+    ...
+    TypeError: refs: expected a list of transcripts (one string per utterance), got a string: 'the cat'
     """
+    refs, hyps = _texts("refs", refs, "transcripts"), _texts("hyps", hyps, "transcripts")
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     if not refs:
         raise ValueError("nothing to score: no references")
-    ids = [str(i) for i in range(len(refs))] if ids is None else list(ids)
-    words = jiwer.process_words(list(refs), list(hyps))
-    chars = jiwer.process_characters(list(refs), list(hyps))
+    ids = [str(i) for i in range(len(refs))] if ids is None else _texts("ids", ids, "names")
+    if len(ids) != len(refs):  # zip() below would drop the extra ones, or the utterances without one
+        raise ValueError(f"{len(ids)} utterance ids for {len(refs)} references")
+    words = jiwer.process_words(refs, hyps)
+    chars = jiwer.process_characters(refs, hyps)
     alignments = [
         _align_block(name, ref, hyp, chunks)
         for name, ref, hyp, chunks in zip(ids, words.references, words.hypotheses, words.alignments)
     ]
     return ErrorReport(words=_counts(words), chars=_counts(chars), alignments=alignments)
+
+
+def _texts(name: str, texts: Sequence[str], what: str) -> list[str]:
+    """``texts`` as a list, once checked to be strings, one per utterance; TypeError naming ``name``."""
+    if isinstance(texts, str):
+        raise TypeError(f"{name}: expected a list of {what} (one string per utterance), got a string: {texts!r}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{name}[{i}]: expected a string, got {type(text).__name__} {text!r}")
+    return texts
 
 
 def _counts(output) -> ErrorCounts:

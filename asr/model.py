@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr.config import check_ranges, config_from_dict, load_yaml
+from asr.config import ConfigError, check_ranges, check_types, config_from_dict, load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,12 @@ _RNNS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a :class:`DeepSpeech2` model (defaults: the ``small`` preset's layout)."""
+    """Architecture of a :class:`DeepSpeech2` model.
+
+    The defaults (two 32-channel convolutions under four bidirectional GRU layers of 256 units) are
+    no preset's; the presets (``asr/presets/``, :func:`load_preset`) are the tested layouts, and a
+    ``TrainConfig`` without a ``model`` takes its preset's.
+    """
 
     frontend: Literal["conv", "fc"] = "conv"  # DS2 convolutions, or DS1 frame stacking + FC
     # --- conv front-end: one entry per layer (1-3 layers); pairs are (time, frequency) ---
@@ -66,6 +71,7 @@ class ModelConfig:
     clip: float = 20.0  # clipped ReLU: min(max(x, 0), clip)
 
     def __post_init__(self) -> None:
+        check_types(self, "model.")
         if self.frontend == "conv":
             n = len(self.conv_channels)
             if not 1 <= n <= 3:
@@ -384,13 +390,22 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def preset_path(name: str) -> Path:
+    """The file of the bundled preset ``name``.
+
+    Raises:
+        ConfigError: unknown name (the message lists the presets).
+    """
+    names = list_presets()
+    if name not in names:
+        raise ConfigError(f"preset: unknown model preset {name!r} (available: {', '.join(names)})")
+    return PRESET_DIR / f"{name}.yaml"
+
+
 def load_preset(name: str) -> ModelConfig:
     """Load the bundled preset ``name`` (e.g. ``"small"``) as a :class:`ModelConfig`.
 
     Raises:
-        ValueError: unknown name (the message lists the presets); ConfigError: a bad preset file.
+        ConfigError: unknown name (the message lists the presets), or a bad preset file.
     """
-    names = list_presets()
-    if name not in names:
-        raise ValueError(f"unknown model preset {name!r} (available: {', '.join(names)})")
-    return config_from_dict(ModelConfig, load_yaml(PRESET_DIR / f"{name}.yaml"), where=name)
+    return config_from_dict(ModelConfig, load_yaml(preset_path(name)), where=name)

@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from asr.config import check_ranges
+from asr.config import check_ranges, check_types
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class OptimConfig:
     grad_clip: float = 5.0  # max global gradient norm (0: no clipping)
 
     def __post_init__(self) -> None:
+        check_types(self, "optim.")
         if not 0 < self.lr <= 1e3:  # (1e300 passed once and overflowed in the optimizer)
             raise ValueError(f"optim.lr must be positive and at most 1000, got {self.lr}")
         if not 0 < self.final_lr_ratio <= 1:

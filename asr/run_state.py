@@ -10,12 +10,13 @@ by one background thread (:class:`BackgroundWriter`) while training goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def caller_state_kept() -> Iterator[None]:
+    """Give back torch's CPU thread count and the python, torch and CUDA random states on leaving,
+    also on an error: a training run sets and seeds them, the caller's program goes on with its own.
+
+    CUDA's generators are read only when CUDA is initialized already (reading them would initialize
+    it before the run picks its device); if the run initializes it, they are seeded on leaving as
+    the caller would have found them, from torch's initial seed.
+    """
+    threads = torch.get_num_threads()
+    cuda_before = torch.cuda.is_available() and torch.cuda.is_initialized()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if cuda_before:
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        set_rng_state(state)
+        if not cuda_before and torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.manual_seed_all(torch.initial_seed())  # a generator never drawn from: its seed only
 
 
 def write_run_config(cfg: TrainConfig, run_dir: Path) -> None:

@@ -51,9 +51,9 @@ from asr.manifest import read_manifest
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
-from asr.run_state import (BackgroundWriter, LogWindow, check_new_run_dir, config_differences, get_rng_state,
-                           init_checkpoint, seed_everything, set_rng_state, snapshot, tokenizer_difference, trim_log,
-                           write_event, write_run_config)
+from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_new_run_dir, config_differences,
+                           get_rng_state, init_checkpoint, seed_everything, set_rng_state, snapshot,
+                           tokenizer_difference, trim_log, write_event, write_run_config)
 from asr.train_config import TrainConfig, TrainError, resolve_config  # noqa: F401 (resolve_config: re-exported)
 from asr.text import normalize_text
 from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, oov_report, tokenizer_from_dict
@@ -228,7 +228,20 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- training
     def run(self) -> TrainResult:
+        """Train until the epochs, ``max_steps`` or ``max_minutes`` end. A resumed run that had already
+        reached its epochs or ``max_steps`` trains nothing and leaves its files as they are (it writes
+        ``model.pt`` only if that is missing); its result repeats the run's steps and epochs."""
         cfg = self.cfg
+        reached = self.limit_reached()
+        if reached:
+            logger.warning("resume: the run already reached %s (step=%d epoch=%d); nothing to train",
+                           reached, self.step, self.epoch)
+            if self.dist.is_main and not (self.run_dir / "model.pt").is_file():  # stopped before writing it
+                self.write_final_model()
+                self.wait_for_checkpoints()
+            barrier(self.dist)
+            shutdown(self.dist)
+            return self.result(stopped_early=self.epoch < cfg.epochs)
         start = time.monotonic()
         start_step = self.step
         stopped_early = False
@@ -292,9 +305,20 @@ class Trainer:
             self.wait_for_checkpoints()
         barrier(self.dist)
         shutdown(self.dist)
+        return self.result(stopped_early=bool(stopped_early))
+
+    def limit_reached(self) -> str | None:
+        """The limit a resumed run has reached already (``"max_steps=3"``, ``"epochs=2"``), or None."""
+        if self.cfg.max_steps and self.step >= self.cfg.max_steps:
+            return f"max_steps={self.cfg.max_steps}"
+        if self.epoch >= self.cfg.epochs:
+            return f"epochs={self.cfg.epochs}"
+        return None
+
+    def result(self, stopped_early: bool) -> TrainResult:
         return TrainResult(
             run_dir=self.run_dir, steps=self.step, epochs_done=self.epoch, best_dev_wer=self.best_dev_wer,
-            stopped_early=bool(stopped_early), skipped_batches=self.skipped_batches,
+            stopped_early=stopped_early, skipped_batches=self.skipped_batches,
             zeroed_utterances=self.zeroed_utterances,
         )
 
@@ -430,8 +454,19 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train ``cfg`` (see ``Trainer``); ``resume`` continues from ``<run_dir>/last.pt``."""
-    return Trainer(cfg, resume=resume, on_event=on_event).run()
+    """Train ``cfg`` (see ``Trainer``); ``resume`` continues from ``<run_dir>/last.pt``.
+
+    The caller's global state is given back on return and on error: the run sets torch's CPU
+    thread count (``threads``) and seeds python's ``random`` and torch's generators (``seed``); the
+    thread count and the python, torch and CUDA random states are restored as they were. (A
+    ``Trainer`` used directly leaves them as the run set them.)
+
+    Raises:
+        TrainError: the run cannot start or go on (see ``Trainer``); ConfigError, CheckpointError,
+            OutputError and others from the modules it uses.
+    """
+    with caller_state_kept():
+        return Trainer(cfg, resume=resume, on_event=on_event).run()
 
 
 def ctc_feasible(tokens: torch.Tensor, token_lens: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,16 @@
 
 A recipe's YAML holds overrides only; ``resolve_config`` merges them over the chosen model preset
 (``asr/presets/<preset>.yaml``) and the defaults below, and rejects unknown keys.
+
+A ``TrainConfig`` built in Python is checked as one read from YAML (types, ``Literal`` values, ranges,
+the preset's name), and without a ``model`` it takes its preset's:
+
+    >>> TrainConfig(preset="tiny").model == load_preset("tiny")
+    True
+    >>> TrainConfig(device="gpu")
+    Traceback (most recent call last):
+    ...
+    asr.config.ConfigError: device: 'gpu' is not one of 'auto', 'cpu', 'cuda'
 """
 
 from __future__ import annotations
@@ -11,9 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 from asr.augment import AugmentConfig
-from asr.config import ConfigError, apply_overrides, check_ranges, config_from_dict, load_yaml, merge
+from asr.config import ConfigError, apply_overrides, check_ranges, check_types, config_from_dict, load_yaml, merge
 from asr.features import FeatureConfig
-from asr.model import PRESET_DIR, ModelConfig, list_presets
+from asr.model import ModelConfig, load_preset, preset_path
 from asr.optim import OptimConfig
 
 
@@ -36,6 +46,7 @@ class DataConfig:
     cache_audio: bool = False  # decode train and dev audio once, before training, and keep it in memory
 
     def __post_init__(self) -> None:
+        check_types(self, "data.")
         check_ranges(self, "data.", dev_every_epochs=(1, None), max_batch_s=(1e-3, None), max_batch_size=(1, None),
                      num_workers=(0, None), cmvn_max_utts=(1, None), eval_batch_s=(1e-3, None))
         check_ranges(self, "data.", num_workers=(0, 1024))  # then a bound, apart: the message above stays ">= 0"
@@ -47,6 +58,7 @@ class TokenizerConfig:
     vocab_size: int = 256  # SentencePiece vocabulary size (ignored for characters)
 
     def __post_init__(self) -> None:  # sentencepiece reads the size as a 32-bit int, and needs <unk> + 1
+        check_types(self, "tokenizer.")
         check_ranges(self, "tokenizer.", vocab_size=(2, 2**31 - 1))
 
 
@@ -70,11 +82,16 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | None = None  # None: the preset's model (filled in on construction)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
+        check_types(self)
+        if self.model is None:
+            object.__setattr__(self, "model", load_preset(self.preset))  # frozen: set once, here
+        else:
+            preset_path(self.preset)  # an unknown preset is an error even with a model of one's own
         check_ranges(self, seed=(0, 2**32 - 1), epochs=(1, None), max_steps=(0, None), max_minutes=(0, None),
                      threads=(0, None), log_every_steps=(1, None), checkpoint_every_steps=(0, None),
                      keep_epoch_checkpoints=(0, None), ema_decay=(0, 1, "[)"))
@@ -92,10 +109,7 @@ def resolve_config(path: str | Path | None, overrides: list[str] = ()) -> TrainC
     """
     raw = load_yaml(path) if path is not None else {}
     raw = apply_overrides(raw, list(overrides))
-    preset = raw.get("preset", TrainConfig.preset)
-    if preset not in list_presets():
-        raise ConfigError(f"unknown model preset {preset!r} (available: {', '.join(list_presets())})")
-    base = load_yaml(PRESET_DIR / f"{preset}.yaml")
+    base = load_yaml(preset_path(raw.get("preset", TrainConfig.preset)))
     if not isinstance(raw.get("model") or {}, dict):
         raise ConfigError(f"model: expected a mapping of model settings, got {raw['model']!r}")
     raw["model"] = merge(base, raw.get("model") or {})

@@ -115,6 +115,17 @@ def test_average_refuses_mismatch_and_overwrite(tmp_path, capsys):
         average_checkpoints([])
 
 
+def test_average_takes_one_file_as_a_string_or_path(tmp_path):
+    a = _checkpoint(tmp_path / "epoch-4.pt", seed=4)
+    original = load_checkpoint(a)["model_state"]
+    for one in (str(a), a):  # a string was split into one-character file names ('e', 'p', ...)
+        averaged = average_checkpoints(one)
+        assert averaged["metrics"]["averaged_from"] == [str(a)]
+        assert all(torch.equal(averaged["model_state"][k], v) for k, v in original.items())
+    out = write_average(str(a), tmp_path / "avg.pt")
+    assert load_checkpoint(out)["metrics"]["averaged_from"] == [str(a)]
+
+
 # ---------------------------------------------------------------------- EMA in training, resume
 @pytest.fixture(scope="module")
 def manifest(shared_data: Path, tmp_path_factory) -> Path:

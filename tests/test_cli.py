@@ -81,6 +81,16 @@ def test_help_lists_exactly_the_commands():
                       "export", "compare", "presets"]
 
 
+def test_python_m_asr_is_the_asr_command():
+    result = subprocess.run([sys.executable, "-m", "asr", "--help"], capture_output=True, text=True, env=ENV,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == _asr("--help").stdout
+    result = subprocess.run([sys.executable, "-m", "asr"], capture_output=True, text=True, env=ENV, cwd=REPO,
+                            timeout=120)
+    assert result.returncode == 2 and "COMMAND" in result.stderr
+
+
 def test_usage_errors_and_no_command_are_one_line_with_status_2():
     result = _asr("transcribe", "--nbest")
     assert result.returncode == 2 and result.stderr == (

@@ -10,9 +10,14 @@ from typing import Literal
 import pytest
 
 from asr.config import ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml, merge, save_yaml
-from asr.model import ModelConfig
+from asr.augment import AugmentConfig
+from asr.features import FeatureConfig
+from asr.model import ModelConfig, list_presets, load_preset
 from asr.optim import OptimConfig
 from asr.train import TrainConfig, resolve_config
+from asr.train_config import DataConfig, TokenizerConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -300,3 +305,76 @@ def test_yaml_aliases_that_expand_beyond_reason_and_deep_nesting(tmp_path):
     assert load_yaml(_write(tmp_path, shared)) == {"a": [1, 2], "b": [[1, 2], [1, 2], {"c": [1, 2]}]}
     with pytest.raises(ConfigError, match=r"conf\.yaml: invalid YAML: nested too deeply"):
         load_yaml(_write(tmp_path, "a: " + "[" * 5000 + "]" * 5000 + "\n"))
+
+
+# ------------------------------------------------------------ configs built in Python, not from YAML
+@pytest.mark.parametrize("preset", list_presets())
+def test_python_config_takes_its_preset_as_the_yaml_path_does(preset):
+    cfg = TrainConfig(preset=preset)
+    assert cfg.model == load_preset(preset)  # was the default ModelConfig, whatever the preset
+    assert cfg == resolve_config(None, [f"preset={preset}"])
+    assert config_from_dict(TrainConfig, config_to_dict(cfg)) == cfg  # a checkpoint's stored config
+    assert TrainConfig() == resolve_config(None, [])
+
+
+def test_an_explicit_model_wins_over_the_preset():
+    own = ModelConfig(rnn_hidden=32, rnn_layers=1)
+    cfg = TrainConfig(preset="tiny", model=own)
+    assert cfg.model == own and cfg.preset == "tiny"
+    # the YAML path merges the model section over the preset instead
+    merged = resolve_config(None, ["preset=tiny", "model.rnn_hidden=32"]).model
+    assert merged.rnn_hidden == 32 and merged.conv_channels == load_preset("tiny").conv_channels
+
+
+@pytest.mark.parametrize("conf", sorted(REPO.glob("recipes/*/conf/*.yaml")),
+                         ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_recipe_configs_resolve_to_their_preset_merged_with_their_model_section(conf):
+    raw = load_yaml(conf)
+    preset = load_preset(raw.get("preset", "small"))
+    expected = config_from_dict(ModelConfig, merge(config_to_dict(preset), raw.get("model") or {}))
+    assert resolve_config(conf).model == expected
+
+
+@pytest.mark.parametrize(("kwargs", "pattern"), [
+    ({"preset": "nonexistent"},
+     r"^preset: unknown model preset 'nonexistent' \(available: ds1, ds2, medium, small, tiny\)$"),
+    ({"preset": "nonexistent", "model": ModelConfig()}, r"unknown model preset 'nonexistent'"),
+    ({"device": "gpu"}, r"^device: 'gpu' is not one of 'auto', 'cpu', 'cuda'$"),
+    ({"precision": "fp8"}, r"^precision: 'fp8' is not one of 'fp32', 'bf16', 'fp16'$"),
+    ({"data": {"train_manifest": "x.jsonl"}},
+     r"^data: expected a DataConfig, got dict \{'train_manifest': 'x.jsonl'\}$"),
+    ({"model": {"rnn_hidden": 32}}, r"^model: expected a ModelConfig, got dict"),
+    ({"tokenizer": None}, r"^tokenizer: expected a TokenizerConfig, got NoneType None$"),
+    ({"epochs": "3"}, r"^epochs: expected an integer, got '3'$"),
+    ({"ema_decay": "0.9"}, r"^ema_decay: expected a number, got '0.9'$"),
+])
+def test_python_train_config_is_checked_as_yaml_is(kwargs, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        TrainConfig(**kwargs)
+    with pytest.raises(ValueError, match=r"^epochs must be >= 1, got 0$"):  # ranges: check_ranges, as before
+        TrainConfig(epochs=0)
+
+
+@pytest.mark.parametrize(("build", "pattern"), [
+    (lambda: DataConfig(train_manifest=3), r"^data\.train_manifest: expected a string, got 3$"),
+    (lambda: DataConfig(sortagrad="yes"), r"^data\.sortagrad: expected true or false"),
+    (lambda: TokenizerConfig(kind="word"), r"^tokenizer\.kind: 'word' is not one of 'char', 'bpe', 'unigram'"),
+    (lambda: ModelConfig(rnn_type="transformer"), r"^model\.rnn_type: 'transformer' is not one of"),
+    (lambda: ModelConfig(conv_kernels=((11, 41), (11, "x"))), r"^model\.conv_kernels: expected an integer"),
+    (lambda: OptimConfig(name="adam"), r"^optim\.name: 'adam' is not one of 'adamw', 'sgd'$"),
+    (lambda: FeatureConfig(kind="wav2vec"), r"^features\.kind: 'wav2vec' is not one of"),
+    (lambda: AugmentConfig(speed_factors=0.9), r"^augment\.speed_factors: expected a list, got 0\.9$"),
+])
+def test_nested_configs_check_their_own_types(build, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        build()
+
+
+def test_python_values_are_stored_as_yaml_gives_them(tmp_path):
+    cfg = TrainConfig(out_dir=Path("exp/x"), data=DataConfig(train_manifest=Path("a.jsonl"), max_batch_s=60),
+                      model=ModelConfig(conv_channels=[8, 8]))
+    assert cfg.out_dir == "exp/x" and cfg.data.train_manifest == "a.jsonl"
+    assert isinstance(cfg.data.max_batch_s, float) and cfg.model.conv_channels == (8, 8)
+    hash(cfg)  # lists would make the frozen config unhashable
+    save_yaml(config_to_dict(cfg), tmp_path / "config.yaml")
+    assert config_from_dict(TrainConfig, load_yaml(tmp_path / "config.yaml")) == cfg

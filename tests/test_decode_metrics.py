@@ -143,6 +143,22 @@ def test_error_report_rejects_bad_input():
         error_report(["a", "b"], ["a"])
     with pytest.raises(ValueError, match="nothing to score"):
         error_report([], [])
+    # a string is not a list of utterances: "abc" against "abd" scored 3 one-character utterances
+    with pytest.raises(TypeError, match="refs: expected a list of transcripts .* got a string: 'abc'"):
+        error_report("abc", "abd")
+    with pytest.raises(TypeError, match="hyps: expected a list"):
+        error_report(["abc"], "abd")
+    with pytest.raises(TypeError, match=r"hyps\[1\]: expected a string, got NoneType None"):
+        error_report(["a", "b"], ["a", None])
+    # ids: one per utterance; zip() cut the report short without a word before
+    with pytest.raises(ValueError, match="1 utterance ids for 2 references"):
+        error_report(["a b", "c"], ["a b", "c"], ids=["u1"])
+    with pytest.raises(ValueError, match="3 utterance ids for 2 references"):
+        error_report(["a b", "c"], ["a b", "c"], ids=["u1", "u2", "u3"])
+    with pytest.raises(TypeError, match="ids: expected a list of names"):
+        error_report(["a", "b"], ["a", "b"], ids="u1")
+    r = error_report(("a b", "c"), iter(["a x", "c"]), ids=(f"u{i}" for i in range(2)))  # any iterables
+    assert r.words.substitutions == 1 and [a.split("\n")[0] for a in r.alignments] == ["u0", "u1"]
 
 
 def _columns(row: str) -> list[int]:

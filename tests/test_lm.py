@@ -120,6 +120,21 @@ def test_build_lm_errors(tmp_path):
         build_lm([tmp_path / "missing.txt"], order=3, out=tmp_path / "x.arpa", backend="python")
     with pytest.raises(LMError, match="build_binary"):
         build_lm([empty], order=3, out=tmp_path / "x.bin", backend="python")
+    with pytest.raises(LMError, match="units='word': must be one of words, chars"):  # was a word LM
+        build_lm([empty], order=3, out=tmp_path / "x.arpa", units="word", backend="python")
+    with pytest.raises(LMError, match="backend='pyhton': must be one of auto, kenlm, python"):
+        build_lm([empty], order=3, out=tmp_path / "x.arpa", backend="pyhton")
+    assert not (tmp_path / "x.arpa").exists()
+
+
+def test_build_lm_takes_one_file_as_a_string_or_path(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("the cat sat\nthe cat ran\n", encoding="utf-8")
+    from_list = build_lm([text], order=2, out=tmp_path / "list.arpa", backend="python")
+    for one in (str(text), text):  # a string was split into one-character file names
+        report = build_lm(one, order=2, out=tmp_path / f"{type(one).__name__}.arpa", backend="python")
+        assert report.sentences == 2 and report.ngram_counts == from_list.ngram_counts
+        assert report.path.read_text() == from_list.path.read_text()
     bad = tmp_path / "bad.arpa"
     bad.write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\n", encoding="utf-8")
     with pytest.raises(LMError, match="bad.arpa:5"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import shutil
 from pathlib import Path
 
@@ -13,14 +14,16 @@ import soundfile as sf
 import torch
 
 from asr.checkpoint import load_checkpoint, recognizer_from_payload
-from asr.config import config_from_dict, load_yaml
+from asr.config import config_from_dict, config_to_dict, load_yaml
 from asr.data import SpeechDataset, collate, iter_waves
-from asr.features import FeatureExtractor, compute_cmvn
+from asr.features import FeatureConfig, FeatureExtractor, compute_cmvn
 from asr.manifest import read_manifest
+from asr.model import load_preset
 from asr.outputs import OutputError
 from asr.text import normalize_text
 from asr.tokenizer import tokenizer_from_dict
 from asr.train import Trainer, TrainConfig, TrainError, resolve_config, train
+from asr.train_config import DataConfig
 from asr.transcribe import Transcriber
 
 # The eight shortest utterances of dev-4spk (2.4-3.2 s), shortest first.
@@ -170,6 +173,91 @@ def test_resume_after_crash_is_exact_with_cosine_schedule(libri, tmp_path):
     fb = _fingerprint(tmp_path / "b")
     assert [f[0] for f in fb] == list(range(1, 10))  # the lost step is not logged twice
     assert _fingerprint(tmp_path / "a") == fb
+
+
+def _files(run_dir: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(run_dir.iterdir()) if p.is_file()}
+
+
+def test_resume_of_a_run_at_its_step_or_epoch_limit_trains_nothing(libri, tmp_path, caplog):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:4]])
+    common = ("epochs=2", "data.max_batch_size=2")  # 2 batches per epoch
+    at_steps = _config(tmp_path / "steps", manifest, *common, "max_steps=3")
+    assert (train(at_steps).steps, len(_steps(at_steps.run_dir))) == (3, 3)
+    before = _files(at_steps.run_dir)
+    with caplog.at_level(logging.WARNING, logger="asr.train"):
+        result = train(at_steps, resume=True)  # trained a 4th step and rewrote model.pt
+    assert (result.steps, result.epochs_done, result.stopped_early) == (3, 1, True)
+    assert "the run already reached max_steps=3 (step=3 epoch=1); nothing to train" in caplog.text
+    after = _files(at_steps.run_dir)
+    assert after.pop("config.yaml")[1] == before.pop("config.yaml")[1]  # rewritten, as by any resume
+    assert after == before
+    assert load_checkpoint(at_steps.run_dir / "last.pt")["train_state"]["step"] == 3
+
+    at_epochs = _config(tmp_path / "epochs", manifest, *common)
+    assert train(at_epochs).steps == 4
+    before = _files(at_epochs.run_dir)
+    result = train(at_epochs, resume=True)
+    assert (result.steps, result.epochs_done, result.stopped_early) == (4, 2, False)
+    assert {k: v for k, v in _files(at_epochs.run_dir).items() if k != "config.yaml"} == \
+        {k: v for k, v in before.items() if k != "config.yaml"}
+    (at_epochs.run_dir / "model.pt").unlink()  # a run stopped between last.pt and model.pt
+    assert train(at_epochs, resume=True).steps == 4
+    assert load_checkpoint(at_epochs.run_dir / "model.pt")["metrics"]["step"] == 4
+
+    more = _config(tmp_path / "steps", manifest, *common, "max_steps=4")  # a higher limit trains on
+    assert train(more, resume=True).steps == 4 and len(_steps(more.run_dir)) == 4
+
+
+def test_train_gives_back_the_callers_threads_and_random_state(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # the run sets 1
+
+    def check_unchanged(run, *args, **kwargs):
+        random.seed(11)
+        torch.manual_seed(11)
+        python_state, torch_state = random.getstate(), torch.get_rng_state()
+        run(*args, **kwargs)
+        assert torch.get_num_threads() == 3
+        assert random.getstate() == python_state and torch.equal(torch.get_rng_state(), torch_state)
+
+    def fail(event: dict) -> None:
+        raise _Crash
+
+    try:
+        check_unchanged(train, _config(tmp_path / "a", manifest, "max_steps=2", "seed=5"))
+        with pytest.raises(_Crash):  # an error while training
+            check_unchanged(train, _config(tmp_path / "b", manifest, "max_steps=2", "seed=5"), on_event=fail)
+        with pytest.raises(TrainError, match="data.train_manifest is not set"):  # an error in setting up
+            check_unchanged(train, _config(tmp_path / "c", "", "seed=5"))
+        trainer = Trainer(_config(tmp_path / "d", manifest, "max_steps=1", "seed=5"))  # what train() undoes
+        assert torch.get_num_threads() == 1 and trainer.run().steps == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_on_cuda_gives_back_the_cuda_random_state(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
+    torch.cuda.manual_seed_all(11)
+    torch.rand(1, device="cuda")  # a state that is not a fresh seed's
+    cuda_state = torch.cuda.get_rng_state_all()
+    train(_config(tmp_path / "run", manifest, "max_steps=2", "seed=5", "device=cuda", "model.dropout=0.3"))
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), cuda_state))
+
+
+def test_a_config_built_in_python_trains_its_preset(libri, tmp_path):
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
+    cfg = TrainConfig(preset="tiny", out_dir=tmp_path / "run", data=DataConfig(train_manifest=manifest),
+                      features=FeatureConfig(kind="fbank"), device="cpu", threads=1, log_every_steps=1, max_steps=1)
+    assert cfg == _config(tmp_path / "run", manifest, "max_steps=1")  # as the YAML path resolves it
+    result = train(cfg)
+    payload = load_checkpoint(result.run_dir / "model.pt")
+    assert payload["model_config"] == config_to_dict(load_preset("tiny"))  # was the default ModelConfig
+    assert load_yaml(result.run_dir / "config.yaml")["model"] == config_to_dict(load_preset("tiny"))
+    assert config_from_dict(TrainConfig, payload["config"]) == cfg
 
 
 # ------------------------------------------------------------------------------- checkpoints
