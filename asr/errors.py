@@ -12,7 +12,7 @@ from asr.manifest import ManifestError
 from asr.outputs import OutputError
 from asr.results import ResultsError
 from asr.streaming import StreamingError
-from asr.train import TrainError
+from asr.train_config import TrainError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     AudioError, CheckpointError, DecodeError, LMError, ConfigError, ManifestError, DownloadError, TrainError,

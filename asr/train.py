@@ -28,7 +28,6 @@ import logging
 import math
 import multiprocessing
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -43,20 +42,19 @@ from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint, state_mismatch
 from asr.config import config_to_dict
-from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, available_memory_gb, collate, iter_waves
+from asr.data import DurationBatchSampler, SpeechDataset, collate
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
-from asr.features import FeatureExtractor, compute_cmvn
-from asr.manifest import read_manifest
+from asr.features import FeatureExtractor
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
+from asr.run_data import build_tokenizer, preload_audio, read_run_manifests, set_global_cmvn
 from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_new_run_dir, config_differences,
                            get_rng_state, init_checkpoint, seed_everything, set_rng_state, snapshot,
                            tokenizer_difference, trim_log, write_event, write_run_config)
-from asr.train_config import TrainConfig, TrainError, resolve_config  # noqa: F401 (resolve_config: re-exported)
-from asr.text import normalize_text
-from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, oov_report, tokenizer_from_dict
+from asr.train_config import TrainConfig, TrainError
+from asr.tokenizer import oov_report, tokenizer_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -101,20 +99,16 @@ class Trainer:
         barrier(self.dist)  # every rank has checked before rank 0 creates the run (at the end of __init__)
         seed_everything(cfg.seed)
 
-        if not cfg.data.train_manifest:
-            raise TrainError("data.train_manifest is not set")
-        self.train_utts = read_manifest(cfg.data.train_manifest, skip_bad=cfg.data.skip_bad)
-        self.dev_utts = (
-            read_manifest(cfg.data.dev_manifest, skip_bad=cfg.data.skip_bad) if cfg.data.dev_manifest else []
-        )
-        if not self.train_utts:
-            raise TrainError(f"{cfg.data.train_manifest}: no usable training utterances")
-        self.audio_cache = self._preload_audio() if cfg.data.cache_audio else None
+        self.train_utts, self.dev_utts = read_run_manifests(cfg)
+        self.audio_cache = None
+        if cfg.data.cache_audio:  # the dev audio too, on rank 0, which scores it
+            self.audio_cache = preload_audio(self.train_utts + (self.dev_utts if self.dist.is_main else []),
+                                             cfg.features.sample_rate)
         state = load_checkpoint(last) if resume else None
         if state is not None and "train_state" not in state:
             raise TrainError(f"{last}: holds no training state (an inference checkpoint); cannot resume from it")
         start = state or init
-        self.tokenizer = tokenizer_from_dict(start["tokenizer"]) if start else self._build_tokenizer()
+        self.tokenizer = tokenizer_from_dict(start["tokenizer"]) if start else build_tokenizer(cfg, self.train_utts)
         self.features = FeatureExtractor(cfg.features)
         self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)
         if start:
@@ -128,7 +122,7 @@ class Trainer:
             self.features.load_state_dict(start["features_state"])
             self.model.load_state_dict(start["model_state"])
         elif cfg.features.normalize == "global":
-            self._compute_cmvn()
+            set_global_cmvn(self.features, cfg, self.train_utts, self.audio_cache)
         self.features.to(self.device)
         self.model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
@@ -169,39 +163,6 @@ class Trainer:
             write_run_config(cfg, self.run_dir)
 
     # ----------------------------------------------------------------------------------- setup
-    def _build_tokenizer(self) -> Tokenizer:
-        kind = self.cfg.tokenizer.kind
-        if kind == "char":
-            return CharTokenizer()
-        texts = [normalize_text(u.text) for u in self.train_utts]
-        return SentencePieceTokenizer.train(texts, vocab_size=self.cfg.tokenizer.vocab_size, model_type=kind)
-
-    def _preload_audio(self) -> AudioCache:
-        """Decode the training audio (and, on rank 0, the dev audio) into memory, on every CPU core."""
-        utts = self.train_utts + (self.dev_utts if self.dist.is_main else [])
-        hours = sum(u.duration for u in utts) / 3600
-        need_gb = hours * 3600 * self.cfg.features.sample_rate * 4 / 1e9  # float32 samples
-        free_gb = available_memory_gb()
-        if free_gb is not None and need_gb > 0.8 * free_gb:
-            raise TrainError(f"data.cache_audio: the {hours:.1f} h of audio need {need_gb:.1f} GB of memory, "
-                             f"only {free_gb:.1f} GB is available; set data.cache_audio=false")
-        cache = AudioCache(self.cfg.features.sample_rate)
-        start = time.monotonic()
-        held_s = cache.preload(utts, threads=os.cpu_count() or 1)
-        logger.info("cached_audio_h=%.2f utterances=%d memory_gb=%.2f seconds=%.1f", held_s / 3600, len(cache),
-                    cache.nbytes / 1e9, time.monotonic() - start)
-        return cache
-
-    def _compute_cmvn(self) -> None:
-        utts = list(self.train_utts)
-        random.Random(self.cfg.seed).shuffle(utts)
-        utts = utts[: self.cfg.data.cmvn_max_utts]
-        cache = self.audio_cache
-        waves = (cache.load(u) for u in utts) if cache else iter_waves(utts, self.cfg.features.sample_rate)
-        mean, std = compute_cmvn(self.features, waves)
-        self.features.set_cmvn(mean, std)
-        logger.info("global CMVN from %d utterances", len(utts))
-
     def _load_train_state(self, st: dict[str, Any]) -> None:
         ours = [sorted(group) for group in self.optimizer.state_dict()["param_groups"]]
         if [sorted(group) for group in st["optimizer"].get("param_groups", [])] != ours:

@@ -284,7 +284,8 @@ def test_time_warp_of_a_ramp_is_monotonic():
 
 # ------------------------------------------------------------------------------- in training
 def test_training_with_every_augmentation(shared_data, noise_manifest, tmp_path):
-    from asr.train import Trainer, resolve_config
+    from asr.train import Trainer
+    from asr.train_config import resolve_config
 
     flacs = sorted((shared_data / "LibriSpeech" / "dev-4spk" / "8226").rglob("*.flac"))[:2]
     manifest = tmp_path / "train.jsonl"

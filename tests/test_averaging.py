@@ -16,7 +16,8 @@ from asr.cli import main
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, load_preset
 from asr.tokenizer import CharTokenizer
-from asr.train import resolve_config, train
+from asr.train import train
+from asr.train_config import resolve_config
 
 SHORT = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]
 

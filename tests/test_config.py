@@ -14,7 +14,7 @@ from asr.augment import AugmentConfig
 from asr.features import FeatureConfig
 from asr.model import ModelConfig, list_presets, load_preset
 from asr.optim import OptimConfig
-from asr.train import TrainConfig, resolve_config
+from asr.train_config import TrainConfig, resolve_config
 from asr.train_config import DataConfig, TokenizerConfig
 
 REPO = Path(__file__).resolve().parents[1]

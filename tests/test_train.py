@@ -22,7 +22,8 @@ from asr.model import load_preset
 from asr.outputs import OutputError
 from asr.text import normalize_text
 from asr.tokenizer import tokenizer_from_dict
-from asr.train import Trainer, TrainConfig, TrainError, resolve_config, train
+from asr.train import Trainer, train
+from asr.train_config import TrainConfig, TrainError, resolve_config
 from asr.train_config import DataConfig
 from asr.transcribe import Transcriber
 
@@ -498,7 +499,7 @@ def test_cached_audio_trains_and_scores_exactly_as_decoding_each_epoch(libri, tm
               "features.normalize=global", "features.dither=30.0", "augment.speed_factors=[0.9,1.1]",
               "augment.gain_db=6", "seed=3")
     plain = train(_config(tmp_path / "plain", train_manifest, *common))
-    with caplog.at_level(logging.INFO, logger="asr.train"):
+    with caplog.at_level(logging.INFO, logger="asr.run_data"):
         trainer = Trainer(_config(tmp_path / "cached", train_manifest, *common, "data.cache_audio=true"))
     assert "cached_audio_h=" in caplog.text and "utterances=6" in caplog.text
     shutil.rmtree(tmp_path / "audio")  # training, its workers and the dev scoring read memory only

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from asr.train import Trainer, resolve_config
+from asr.train import Trainer
+from asr.train_config import resolve_config
 
 REPO = Path(__file__).resolve().parent.parent
 DEV = REPO.parent / "shared" / "data" / "LibriSpeech" / "dev-4spk" / "8226" / "274371"

@@ -231,7 +231,7 @@ def main() -> None:
     if not args.no_baseline:
         models["packed"] = packed_baseline(model)
         with torch.inference_mode():  # same function? (eval mode: running BatchNorm statistics)
-            b, (x, x_lens) = batches[0], batch_feats[0]
+            x, x_lens = batch_feats[0]
             la, lens = models["asr"].eval()(x, x_lens)  # (B, T', V), (B,)
             lb, _ = models["packed"].eval()(x, x_lens)
             valid = length_mask(lens, la.size(1))[:, :, None]  # (B, T', 1)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from asr.train import resolve_config, train
+    from asr.train import train
+    from asr.train_config import resolve_config
 
     cfg = resolve_config(args.config, args.overrides)
     progress = _Progress(cfg.epochs, cfg.max_steps)
