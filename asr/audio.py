@@ -275,16 +275,16 @@ def _open(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
     else:
         target = label
         try:
-            size = os.stat(target).st_size
+            info = os.stat(target)
         except FileNotFoundError:
             raise AudioError(f"{label}: no such file") from None
         except OSError as e:
             raise AudioError(f"{label}: cannot access file ({e.strerror or e})") from None
         except ValueError:  # a NUL byte, e.g. from a binary file given as a file list
             raise AudioError(f"{label!r}: not a file name (it holds a NUL byte)") from None
-        if os.path.isdir(target):
+        if stat.S_ISDIR(info.st_mode):
             raise AudioError(f"{label}: is a directory, not an audio file")
-        if size == 0:
+        if info.st_size == 0:
             raise AudioError(f"{label}: empty file (0 bytes)")
     try:
         header = read_header(source)

@@ -72,20 +72,19 @@ def read_sentences(paths: Iterable[str | Path], units: Units = "words") -> Itera
         yield sentence_units(text, units)
 
 
-def _discounts(counts: Iterable[int], order: int) -> tuple[float, float, float]:
-    """Modified Kneser-Ney discounts (D1, D2, D3+) from the adjusted counts of one order."""
+def _discounts(counts: Iterable[int], order: int, fallbacks: list[str]) -> tuple[float, float, float]:
+    """Modified Kneser-Ney discounts (D1, D2, D3+) from the adjusted counts of one order; a discount
+    that takes its fallback is noted in ``fallbacks``."""
     t = Counter(c for c in counts if c <= 4)
     if t[1] == 0 or t[2] == 0:
-        logger.warning("order=%d: no count-of-counts to estimate discounts, using the fallback %s",
-                       order, FALLBACK_DISCOUNTS)
+        fallbacks.append(f"order {order}: all three (no n-gram seen {'once' if t[1] == 0 else 'twice'})")
         return FALLBACK_DISCOUNTS
     y = t[1] / (t[1] + 2 * t[2])
     discounts = []
     for k in (1, 2, 3):
         d = k - (k + 1) * y * t[k + 1] / t[k] if t[k] else float("nan")
         if not 0.0 < d <= k:
-            logger.warning("order=%d: discount D%d=%.3f is out of range, using %.1f",
-                           order, k, d, FALLBACK_DISCOUNTS[k - 1])
+            fallbacks.append(f"order {order}: D{k}={d:.3f}")
             d = FALLBACK_DISCOUNTS[k - 1]
         discounts.append(d)
     return discounts[0], discounts[1], discounts[2]
@@ -143,7 +142,8 @@ def estimate_kneser_ney(
     ngrams: list[dict[tuple[str, ...], tuple[float, float]]] = [{} for _ in range(order)]
     probs: list[dict[tuple[str, ...], float]] = [{} for _ in range(order)]
     # unigrams, interpolated with the uniform distribution over the vocabulary (with <unk>, no <s>)
-    d1 = _discounts(adjusted[0].values(), 1)
+    fallbacks: list[str] = []
+    d1 = _discounts(adjusted[0].values(), 1, fallbacks)
     total = sum(adjusted[0].values())
     gamma = sum(d1[min(a, 3) - 1] for a in adjusted[0].values()) / total
     vocab_size = len(adjusted[0]) + (0 if (UNK,) in adjusted[0] else 1)
@@ -151,7 +151,7 @@ def estimate_kneser_ney(
     probs[0].setdefault((UNK,), gamma / vocab_size)
     backoffs: list[dict[tuple[str, ...], float]] = [{} for _ in range(order)]
     for n in range(2, order + 1):
-        discounts = _discounts(adjusted[n - 1].values(), n)
+        discounts = _discounts(adjusted[n - 1].values(), n, fallbacks)
         kept = {g for g in adjusted[n - 1] if raw[n - 1][g] > thresholds[n - 1]}
         context_total: defaultdict[tuple[str, ...], float] = defaultdict(float)
         freed: defaultdict[tuple[str, ...], float] = defaultdict(float)  # discounts + pruned counts
@@ -166,6 +166,9 @@ def estimate_kneser_ney(
         backoffs[n - 2] = gammas
         logger.info("order=%d ngrams=%d pruned=%d discounts=%s", n, len(kept),
                     len(adjusted[n - 1]) - len(kept), ",".join(f"{d:.3f}" for d in discounts))
+    if fallbacks:  # one line: a tiny text, or a character model's few and frequent unigrams
+        logger.warning("discounts out of range or not computable from this text, fallback %s used (as lmplz "
+                       "--discount_fallback): %s", FALLBACK_DISCOUNTS, "; ".join(fallbacks))
     for n in range(1, order + 1):
         table = ngrams[n - 1]
         for g, p in probs[n - 1].items():

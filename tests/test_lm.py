@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from pathlib import Path
@@ -163,8 +164,12 @@ def test_build_lm_refuses_orders_kenlm_cannot_load(tmp_path):
         KenLM(str(beyond), dictionary)
 
 
-def test_tiny_text_falls_back_to_default_discounts(tmp_path):
-    lm = estimate_kneser_ney([["hello", "world"]], order=3)
+def test_tiny_text_falls_back_to_default_discounts(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="asr.lm_build"):
+        lm = estimate_kneser_ney([["hello", "world"]], order=3)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # one line for all orders, not one per discount
+    assert "order 1: all three" in warnings[0] and "order 3: all three" in warnings[0]
     assert abs(sum(10 ** lm.log10_prob(w, ["hello"]) for w in lm.predictable_words()) - 1) < 1e-9
     path = Path(tmp_path / "tiny.arpa")
     lm.write_arpa(path)
