@@ -130,6 +130,24 @@ def test_a_manifest_asr_prepare_did_not_finish_is_not_replaced(tree, tmp_path, c
     assert len(read_manifest(out / "tiny.jsonl")) == 7
 
 
+@pytest.mark.parametrize("summary", ['{"name": "tiny", "num_utt', '["tiny"]', '{"name": "tiny", "older_field": 1}'])
+def test_a_summary_that_is_not_ours_is_one_line_and_keeps_the_manifest(tree, tmp_path, capsys, summary):
+    """A damaged summary, or one of other fields, was a JSONDecodeError / TypeError traceback."""
+    split, _ = tree
+    out = tmp_path / "out"
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out)]) == 0
+    manifest = (out / "tiny.jsonl").read_bytes()
+    (out / "tiny.summary.json").write_text(summary)
+    capsys.readouterr()
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"asr: error: {out / 'tiny.summary.json'}: not a summary asr prepare wrote (")
+    assert err.endswith("); tiny.jsonl not overwritten (remove both, or pass --force to prepare it again)\n")
+    assert err.count("\n") == 1 and (out / "tiny.jsonl").read_bytes() == manifest
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "tiny.summary.json").read_text())["num_utterances"] == 7
+
+
 def test_durations_come_from_headers_not_decoding(tree, tmp_path, monkeypatch):
     import asr.audio
 
