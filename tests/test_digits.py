@@ -109,6 +109,22 @@ def test_recipe_streaming_conf_streams_the_test_set(recordings, tmp_path):
     assert missing.returncode == 2 and "no recipes/digits/conf/nope.yaml" in missing.stderr
 
 
+def test_recipe_relative_data_dir_is_the_callers(recordings, tmp_path):
+    """run.sh works from the repository root; a relative --data-dir was looked up there, not in
+    the folder the user ran it from ('no FSDD recordings found')."""
+    work = tmp_path / "checkout"
+    (work / "recipes").mkdir(parents=True)
+    shutil.copytree(REPO / "recipes" / "digits", work / "recipes" / "digits")
+    shutil.copy(REPO / "recipes" / "common.sh", work / "recipes" / "common.sh")
+    caller = tmp_path / "home"
+    shutil.copytree(recordings.parent, caller / "my-fsdd")
+    run = subprocess.run(["bash", str(work / "recipes/digits/run.sh"), "--data-dir", "my-fsdd", "--stop-stage", "0"],
+                         capture_output=True, text=True, timeout=300, cwd=caller)
+    assert run.returncode == 0, run.stderr
+    train = read_manifest(work / "exp" / "digits" / "data" / "train.jsonl")
+    assert len(train) == 40 and Path(train[0].audio_filepath).is_relative_to(work / "exp" / "digits" / "data" / "wav")
+
+
 @pytest.mark.parametrize("recipe", ["digits", "librispeech", "mini_librispeech", "wsj"])
 def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
     """A stage that is not a number, a missing value, a stage range with nothing in it: one line and

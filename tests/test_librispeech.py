@@ -312,6 +312,33 @@ def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
     assert "already scored with the LM" in again.stdout
 
 
+def test_recipe_paths_are_the_callers_and_stage_2_reruns(shared_data, tmp_path):
+    """recipes/mini_librispeech/run.sh stages 1-2 from another folder with relative paths: they
+    were taken relative to the repository root (--exp made a folder inside the checkout); a
+    --data-dir that does not exist is one line before any stage (it was two lines of find, then
+    asr's); a rerun of stage 2 keeps the manifests."""
+    caller = tmp_path / "home"
+    build_tree(shared_data, caller / "corpus" / "tiny-train")
+    build_tree(shared_data, caller / "corpus" / "tiny-dev", picks=(("8226", "274371", 2),))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", "corpus/tiny-train",
+           "--dev-dir", "corpus/tiny-dev", "--exp", "my-exp", "--ngpu", "0", "--stop-stage", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=caller)
+    assert run.returncode == 0, run.stderr
+    data = caller / "my-exp" / "data"
+    assert len(read_manifest(data / "tiny-train.jsonl")) == 7 and len(read_manifest(data / "tiny-dev.jsonl")) == 2
+    assert not (REPO / "my-exp").exists()
+    manifest = (data / "tiny-train.jsonl").read_bytes()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=caller)
+    assert again.returncode == 0 and again.stdout.count("(already prepared)") == 2, again.stdout
+    assert (data / "tiny-train.jsonl").read_bytes() == manifest
+
+    missing = subprocess.run([*cmd[:3], "corpus/nope", *cmd[4:]], capture_output=True, text=True, env=env,
+                             timeout=60, cwd=caller)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr == f"run.sh: --data-dir {caller / 'corpus/nope'}: no such folder\n"
+
+
 def test_results_stage_needs_results_and_keeps_the_users_file(tmp_path):
     """The recipes' last stage (recipes/common.sh results_stage): no table without a result, never
     over a RESULTS.md it did not write, and a failed table leaves the earlier file whole."""
