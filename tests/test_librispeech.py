@@ -231,6 +231,19 @@ def test_bad_lines(tree):
     assert skipped == 4  # 0001, 0002, 0003 (bad lines) and 0009 (no audio)
 
 
+def test_tab_separated_lines_and_a_byte_order_mark_are_read(tree):
+    """An editor's byte-order mark, CRLF line ends, a tab or several spaces after the id: each of
+    these lines was 'utterance id ... is not <speaker>-<chapter>-<number>' and its audio skipped."""
+    split, expected = tree
+    folder, trans = _chapter(split, "5652", "39938")
+    lines = trans.read_text().splitlines()
+    edited = [lines[0].replace(" ", "\t", 1), lines[1].replace(" ", "  \t ", 1) + "  ", lines[2], lines[3]]
+    trans.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(edited).encode() + b"\r\n")
+    utts, problems, skipped = read_split(split)
+    assert (problems, skipped) == ([], 0)
+    assert {Path(u.audio_filepath).stem: u.text for u in utts} == {uid: text for uid, (text, _) in expected.items()}
+
+
 def test_stray_files_reported(tree):
     split, _ = tree
     folder, _ = _chapter(split)

@@ -130,14 +130,13 @@ def _read_transcripts(path: Path, prefix: str, problems: list[str]) -> tuple[dic
     for lineno, raw in enumerate(path.read_bytes().splitlines(), start=1):
         where = f"{path}:{lineno}"
         try:
-            line = raw.decode("utf-8").strip()
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()  # an editor's byte-order mark
         except UnicodeDecodeError as e:
             problems.append(f"{where}: not valid UTF-8 (byte {e.start + 1}); line skipped")
             continue
         if not line:
             continue
-        uid, _, text = line.partition(" ")
-        text = text.strip()
+        uid, text = (line.split(None, 1) + [""])[:2]  # the id ends at any whitespace (a tab, too)
         if not (uid.startswith(prefix) and uid[len(prefix):].isdigit()):
             problems.append(f"{where}: utterance id {uid!r} is not {prefix}<number>; line skipped")
             continue
