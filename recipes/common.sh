@@ -109,6 +109,16 @@ print("{} ({} utterances, {:.1f} h)".format(sys.argv[1], len(utts), sum(u["durat
   fi
 }
 
+# from_caller PATH: PATH made absolute against $caller_dir, the folder run.sh was started in (set
+# before its `cd` to the repository root), so that `--data-dir ../fsdd` names what the caller
+# sees. An absolute or empty PATH is kept.
+from_caller() {
+  case "$1" in
+    '' | /*) printf '%s\n' "$1" ;;
+    *) printf '%s/%s\n' "$caller_dir" "$1" ;;
+  esac
+}
+
 # check_options SCRIPT "$@": --help prints the comment block at the top of SCRIPT (its usage and
 # stages) and exits 0; any other --option needs a value after it (FLAGS lists those that take
 # none). Run it before the option loop, so that a missing value is one line, not bash's error.

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
 from asr.datasets.digits import DIGIT_WORDS, find_recordings, prepare_digits
+from asr.datasets.download import DownloadError
 from asr.manifest import read_manifest
 from asr.outputs import OutputError
 
@@ -104,6 +107,22 @@ def test_recipe_streaming_conf_streams_the_test_set(recordings, tmp_path):
     missing = subprocess.run(["bash", str(work / "recipes/digits/run.sh"), "--conf", "nope"], capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 2 and "no recipes/digits/conf/nope.yaml" in missing.stderr
+
+
+def test_recipe_relative_data_dir_is_the_callers(recordings, tmp_path):
+    """run.sh works from the repository root; a relative --data-dir was looked up there, not in
+    the folder the user ran it from ('no FSDD recordings found')."""
+    work = tmp_path / "checkout"
+    (work / "recipes").mkdir(parents=True)
+    shutil.copytree(REPO / "recipes" / "digits", work / "recipes" / "digits")
+    shutil.copy(REPO / "recipes" / "common.sh", work / "recipes" / "common.sh")
+    caller = tmp_path / "home"
+    shutil.copytree(recordings.parent, caller / "my-fsdd")
+    run = subprocess.run(["bash", str(work / "recipes/digits/run.sh"), "--data-dir", "my-fsdd", "--stop-stage", "0"],
+                         capture_output=True, text=True, timeout=300, cwd=caller)
+    assert run.returncode == 0, run.stderr
+    train = read_manifest(work / "exp" / "digits" / "data" / "train.jsonl")
+    assert len(train) == 40 and Path(train[0].audio_filepath).is_relative_to(work / "exp" / "digits" / "data" / "wav")
 
 
 @pytest.mark.parametrize("recipe", ["digits", "librispeech", "mini_librispeech", "wsj"])
@@ -237,4 +256,37 @@ def test_find_recordings(recordings, tmp_path):
     # without data_dir, an earlier download under download_dir is used (no network)
     downloaded = tmp_path / "dl" / "free-spoken-digit-dataset-1.0.10" / "recordings"
     downloaded.mkdir(parents=True)
-    assert find_recordings(None, download_dir=tmp_path / "dl") == downloaded
+    (tmp_path / "dl" / ".complete").write_text("extracted\n")
+    assert find_recordings(None, download_dir=tmp_path / "dl", url="http://127.0.0.1:9/unused") == downloaded
+
+
+def _fsdd_archive(recordings: Path) -> bytes:
+    """A tar.gz laid out like FSDD's GitHub archive, holding the 60 test recordings."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path in sorted(recordings.glob("*_*_*.wav")):
+            tar.add(path, f"free-spoken-digit-dataset-1.0.10/recordings/{path.name}")
+    return buf.getvalue()
+
+
+def test_fsdd_download_damaged_or_half_extracted_is_fetched_again(recordings, http_server, tmp_path):
+    """A damaged archive (no checksum is published) used to stay and fail on every run; a download
+    whose extraction stopped half-way used to count as done, with the files it had."""
+    good = _fsdd_archive(recordings)
+    dl, url = tmp_path / "dl", f"{http_server.url}/fsdd.tar.gz"
+    http_server.files["/fsdd.tar.gz"] = good[:-4000] + bytes(4000)  # same size, the tail zeroed
+    with pytest.raises(DownloadError, match=r"fsdd-v1\.0\.10\.tar\.gz: not a readable tar archive .*"
+                                            r"the archive was removed: run again"):
+        find_recordings(None, download_dir=dl, url=url)
+    assert not (dl / "fsdd-v1.0.10.tar.gz").exists() and not (dl / ".complete").exists()
+    http_server.files["/fsdd.tar.gz"] = good
+    found = find_recordings(None, download_dir=dl, url=url)
+    assert sorted(p.name for p in found.glob("*.wav")) == sorted(p.name for p in recordings.glob("*_*_*.wav"))
+    assert (dl / ".complete").is_file() and len(http_server.log) == 2
+
+    # an extraction cut short: a few files and no marker; the archive kept is extracted again
+    (dl / ".complete").unlink()
+    for path in sorted(found.glob("*.wav"))[5:]:
+        path.unlink()
+    assert len(list(find_recordings(None, download_dir=dl, url=url).glob("*.wav"))) == 60
+    assert len(http_server.log) == 2  # the archive on disk was used, not fetched again

@@ -130,6 +130,24 @@ def test_a_manifest_asr_prepare_did_not_finish_is_not_replaced(tree, tmp_path, c
     assert len(read_manifest(out / "tiny.jsonl")) == 7
 
 
+@pytest.mark.parametrize("summary", ['{"name": "tiny", "num_utt', '["tiny"]', '{"name": "tiny", "older_field": 1}'])
+def test_a_summary_that_is_not_ours_is_one_line_and_keeps_the_manifest(tree, tmp_path, capsys, summary):
+    """A damaged summary, or one of other fields, was a JSONDecodeError / TypeError traceback."""
+    split, _ = tree
+    out = tmp_path / "out"
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out)]) == 0
+    manifest = (out / "tiny.jsonl").read_bytes()
+    (out / "tiny.summary.json").write_text(summary)
+    capsys.readouterr()
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"asr: error: {out / 'tiny.summary.json'}: not a summary asr prepare wrote (")
+    assert err.endswith("); tiny.jsonl not overwritten (remove both, or pass --force to prepare it again)\n")
+    assert err.count("\n") == 1 and (out / "tiny.jsonl").read_bytes() == manifest
+    assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "tiny.summary.json").read_text())["num_utterances"] == 7
+
+
 def test_durations_come_from_headers_not_decoding(tree, tmp_path, monkeypatch):
     import asr.audio
 
@@ -213,6 +231,19 @@ def test_bad_lines(tree):
     assert skipped == 4  # 0001, 0002, 0003 (bad lines) and 0009 (no audio)
 
 
+def test_tab_separated_lines_and_a_byte_order_mark_are_read(tree):
+    """An editor's byte-order mark, CRLF line ends, a tab or several spaces after the id: each of
+    these lines was 'utterance id ... is not <speaker>-<chapter>-<number>' and its audio skipped."""
+    split, expected = tree
+    folder, trans = _chapter(split, "5652", "39938")
+    lines = trans.read_text().splitlines()
+    edited = [lines[0].replace(" ", "\t", 1), lines[1].replace(" ", "  \t ", 1) + "  ", lines[2], lines[3]]
+    trans.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(edited).encode() + b"\r\n")
+    utts, problems, skipped = read_split(split)
+    assert (problems, skipped) == ([], 0)
+    assert {Path(u.audio_filepath).stem: u.text for u in utts} == {uid: text for uid, (text, _) in expected.items()}
+
+
 def test_stray_files_reported(tree):
     split, _ = tree
     folder, _ = _chapter(split)
@@ -292,6 +323,33 @@ def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # all done: skips
     assert again.returncode == 0 and "model.pt exists" in again.stdout and "already scored" in again.stdout
     assert "already scored with the LM" in again.stdout
+
+
+def test_recipe_paths_are_the_callers_and_stage_2_reruns(shared_data, tmp_path):
+    """recipes/mini_librispeech/run.sh stages 1-2 from another folder with relative paths: they
+    were taken relative to the repository root (--exp made a folder inside the checkout); a
+    --data-dir that does not exist is one line before any stage (it was two lines of find, then
+    asr's); a rerun of stage 2 keeps the manifests."""
+    caller = tmp_path / "home"
+    build_tree(shared_data, caller / "corpus" / "tiny-train")
+    build_tree(shared_data, caller / "corpus" / "tiny-dev", picks=(("8226", "274371", 2),))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", "corpus/tiny-train",
+           "--dev-dir", "corpus/tiny-dev", "--exp", "my-exp", "--ngpu", "0", "--stop-stage", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=caller)
+    assert run.returncode == 0, run.stderr
+    data = caller / "my-exp" / "data"
+    assert len(read_manifest(data / "tiny-train.jsonl")) == 7 and len(read_manifest(data / "tiny-dev.jsonl")) == 2
+    assert not (REPO / "my-exp").exists()
+    manifest = (data / "tiny-train.jsonl").read_bytes()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=caller)
+    assert again.returncode == 0 and again.stdout.count("(already prepared)") == 2, again.stdout
+    assert (data / "tiny-train.jsonl").read_bytes() == manifest
+
+    missing = subprocess.run([*cmd[:3], "corpus/nope", *cmd[4:]], capture_output=True, text=True, env=env,
+                             timeout=60, cwd=caller)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr == f"run.sh: --data-dir {caller / 'corpus/nope'}: no such folder\n"
 
 
 def test_results_stage_needs_results_and_keeps_the_users_file(tmp_path):

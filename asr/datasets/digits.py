@@ -21,7 +21,7 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.audio import AudioError, load_audio
-from asr.datasets.download import download, extract_tar
+from asr.datasets.download import DownloadError, download, extract_tar
 from asr.manifest import Utterance, write_manifest
 from asr.outputs import atomic_output, check_output
 
@@ -48,14 +48,17 @@ class DigitsSplit:
     words: Path  # the ten digit words, one per line: a closed-vocabulary lexicon for decoding
 
 
-def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "data/fsdd") -> Path:
+def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "data/fsdd", url: str = FSDD_URL) -> Path:
     """The ``recordings/`` folder of an FSDD copy: ``data_dir`` if given, else a download.
 
-    ``data_dir`` may be the folder holding ``recordings/`` or ``recordings/`` itself.
+    ``data_dir`` may be the folder holding ``recordings/`` or ``recordings/`` itself. A download
+    (of ``url`` into ``download_dir``) counts as done only once its archive is wholly extracted
+    (``download_dir/.complete``); an archive that does not extract is removed, so that the next
+    run fetches it again (FSDD publishes no checksum to check it against).
 
     Raises:
         FileNotFoundError: ``data_dir`` holds no FSDD recordings.
-        DownloadError: the download failed.
+        DownloadError: the download or its extraction failed.
     """
     if data_dir is not None:
         data_dir = Path(data_dir)
@@ -64,14 +67,20 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
                 return candidate
         raise FileNotFoundError(f"{data_dir}: no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) found")
     download_dir = Path(download_dir)
+    done = download_dir / ".complete"
     existing = sorted(download_dir.glob("*/recordings"))
-    if existing:
+    if existing and done.is_file():
         return existing[0]
-    archive = download(FSDD_URL, download_dir / "fsdd-v1.0.10.tar.gz")
-    extract_tar(archive, download_dir)
+    archive = download(url, download_dir / "fsdd-v1.0.10.tar.gz")
+    try:
+        extract_tar(archive, download_dir)
+    except DownloadError as e:
+        archive.unlink()
+        raise DownloadError(f"{e}; the archive was removed: run again to download it again") from None
     found = sorted(download_dir.glob("*/recordings"))
     if not found:
         raise FileNotFoundError(f"{archive}: the archive holds no recordings/ folder")
+    done.write_text(f"{url}\n")
     return found[0]
 
 

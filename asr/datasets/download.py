@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import logging
+import lzma
+import re
 import tarfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -24,10 +28,12 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
     """Fetch ``url`` to ``dest``, resuming a partial ``dest.part`` with an HTTP Range request.
 
     A finished file that already passes the checks is not fetched again. The data goes to
-    ``dest.part`` and is renamed only after the size and checksum match.
+    ``dest.part`` and is renamed only after the size and checksum match. A ``dest.part`` that the
+    server says is complete (HTTP 416) is checked like a finished download; one that does not fit
+    the file on the server (longer, or of another size) is removed and the download starts again.
 
     Raises:
-        DownloadError: naming the URL or file and the cause.
+        DownloadError: naming the URL or file and the cause (a failed write names ``dest.part``).
     """
     dest = Path(dest)
     if matches(dest, size, sha256, md5):
@@ -43,24 +49,39 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
                 logger.info("%s: server ignored the range request; downloading from the start", url)
             expected = response.headers.get("Content-Length", "")
             received = 0
-            with part.open("ab" if resumed else "wb") as out:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
+            try:
+                with part.open("ab" if resumed else "wb") as out:
+                    while chunk := _read(response, url):
+                        out.write(chunk)
+                        received += len(chunk)
+            except OSError as e:  # the local disk: full, read-only, ...
+                raise DownloadError(f"{part}: cannot write ({e.strerror or e}); run again to resume once it can be written") from None
             if expected.isdigit() and received < int(expected):  # http.client does not raise for this
                 raise DownloadError(f"{url}: connection closed after {received} of {expected} bytes; "
                                     f"run again to resume")
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have and size == have:  # the part file is already complete
-            pass
-        else:
+        if e.code != 416 or not have:
             raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
+        total = re.fullmatch(r"bytes \*/(\d+)", e.headers.get("Content-Range", "").strip())
+        if have != (int(total[1]) if total else size):  # not the whole file: a stale or foreign part
+            logger.info("%s: %s (%d bytes) does not fit the file on the server; downloading from the start", url, part, have)
+            part.unlink()
+            return download(url, dest, size=size, sha256=sha256, md5=md5, timeout_s=timeout_s)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise DownloadError(f"{url}: download failed ({reason}); run again to resume") from None
     _verified(part, size, sha256, md5, raise_error=True)
     part.replace(dest)
     return dest
+
+
+def _read(response: http.client.HTTPResponse, url: str) -> bytes:
+    """The next chunk of the body; a network failure is a DownloadError (not an OSError, which
+    means the local file here)."""
+    try:
+        return response.read(CHUNK)
+    except (OSError, http.client.HTTPException) as e:
+        raise DownloadError(f"{url}: download failed ({e}); run again to resume") from None
 
 
 def matches(path: Path, size: int | None = None, sha256: str | None = None, md5: str | None = None) -> bool:
@@ -93,12 +114,13 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
     """Extract ``archive`` under ``target``; reject members that would land outside it.
 
     Absolute paths, ``..`` components, and symbolic/hard links pointing outside the target are
-    rejected before anything is written. Device files and FIFOs are rejected too.
+    rejected before anything is written. Device files and FIFOs are rejected too, and so is a
+    compressed archive cut short or failing its CRC (read to its end before anything is written).
 
     Returns:
         The extracted regular files.
     Raises:
-        DownloadError: naming the archive and the offending member.
+        DownloadError: naming the archive and the offending member or the damage, in one line.
     """
     archive, target = Path(archive), Path(target)
     root = target.resolve()
@@ -107,10 +129,16 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
             members = tar.getmembers()
             for m in members:
                 _check_member(archive, root, m)
+            if isinstance(tar.fileobj, (gzip.GzipFile, lzma.LZMAFile)):
+                while tar.fileobj.read(CHUNK):  # the rest: its CRC, checked only at the end of the stream
+                    pass
             target.mkdir(parents=True, exist_ok=True)
             tar.extractall(target, members=members, filter="data")
-    except tarfile.TarError as e:
-        raise DownloadError(f"{archive}: not a readable tar archive ({e})") from None
+    except tarfile.FilterError as e:  # a path through a link of the archive itself
+        raise DownloadError(f"{archive}: unsafe member ({e})") from None
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:  # damaged, cut short
+        reason = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
+        raise DownloadError(f"{archive}: not a readable tar archive ({reason})") from None
     return [target / m.name for m in members if m.isfile()]
 
 

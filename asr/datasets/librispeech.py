@@ -130,14 +130,13 @@ def _read_transcripts(path: Path, prefix: str, problems: list[str]) -> tuple[dic
     for lineno, raw in enumerate(path.read_bytes().splitlines(), start=1):
         where = f"{path}:{lineno}"
         try:
-            line = raw.decode("utf-8").strip()
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()  # an editor's byte-order mark
         except UnicodeDecodeError as e:
             problems.append(f"{where}: not valid UTF-8 (byte {e.start + 1}); line skipped")
             continue
         if not line:
             continue
-        uid, _, text = line.partition(" ")
-        text = text.strip()
+        uid, text = (line.split(None, 1) + [""])[:2]  # the id ends at any whitespace (a tab, too)
         if not (uid.startswith(prefix) and uid[len(prefix):].isdigit()):
             problems.append(f"{where}: utterance id {uid!r} is not {prefix}<number>; line skipped")
             continue
@@ -246,25 +245,31 @@ def prepare_split(split_dir: str | Path, out_dir: str | Path, name: str | None =
 def prepared_split(out_dir: Path, name: str) -> SplitReport | None:
     """The report of ``out_dir/<name>.jsonl`` if a finished preparation wrote it; None if there is
     no such manifest (see :func:`finished_summary` for the errors)."""
-    manifest = out_dir / f"{name}.jsonl"
-    saved = finished_summary(manifest, out_dir / f"{name}.summary.json")
-    return None if saved is None else SplitReport(**{**saved, "manifest": manifest, "reused": True})
+    return finished_summary(out_dir / f"{name}.jsonl", out_dir / f"{name}.summary.json", SplitReport)
 
 
-def finished_summary(manifest: Path, summary_path: Path) -> dict | None:
-    """The summary saved beside ``manifest`` by the preparation that finished it; None when the
-    manifest does not exist (or is not a file), so that it is free to write.
+def finished_summary(manifest: Path, summary_path: Path, report_type: type) -> Any:
+    """The report (a ``report_type``, marked ``reused``) saved beside ``manifest`` by the
+    preparation that finished it; None when the manifest does not exist (or is not a file), so
+    that it is free to write.
 
     Raises:
-        OutputError: the manifest exists without a summary: a manifest made or edited by hand, or
-            left by an interrupted preparation. It is not replaced unless the preparation is forced.
+        OutputError: the manifest exists without a summary (a manifest made or edited by hand, or
+            left by an interrupted preparation), or with one that is not a summary of this kind
+            (damaged, or written by another version). It is not replaced unless the preparation is
+            forced.
     """
     if not os.path.lexists(manifest):
         return None
     if not summary_path.is_file():
         raise OutputError(f"{manifest}: exists, but no {summary_path.name} beside it says asr prepare finished it; "
                           "not overwritten (remove it, or pass --force to prepare it again)")
-    return json.loads(summary_path.read_text(encoding="utf-8"))
+    try:
+        saved = json.loads(summary_path.read_text(encoding="utf-8"))
+        return report_type(**{**saved, "manifest": manifest, "reused": True})
+    except (ValueError, TypeError) as e:  # not JSON, not an object, other fields
+        raise OutputError(f"{summary_path}: not a summary asr prepare wrote ({e}); {manifest.name} not overwritten "
+                          "(remove both, or pass --force to prepare it again)") from None
 
 
 def write_split(out_dir: Path, name: str, utts: list[Utterance], problems: list[str], skipped: int) -> SplitReport:

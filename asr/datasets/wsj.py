@@ -368,8 +368,8 @@ def prepare_wsj(wsj0: list[str | Path], wsj1: list[str | Path], out_dir: str | P
     reports = []
     for name in names:
         manifest, summary_path = out_dir / f"{name}.jsonl", out_dir / f"{name}.summary.json"
-        if not force and (saved := finished_summary(manifest, summary_path)) is not None:
-            reports.append(SetReport(**{**saved, "manifest": manifest, "reused": True}))
+        if not force and (saved := finished_summary(manifest, summary_path, SetReport)) is not None:
+            reports.append(saved)
             continue
         if index is None:
             if not [*wsj0, *wsj1]:

@@ -12,6 +12,7 @@
 # small_stream: a forward-only model for `asr stream`, official split; stage 2 then also streams
 # the test set in 100 ms chunks and checks that it gives the transcripts of the greedy decoding).
 set -euo pipefail
+caller_dir=$PWD  # relative paths on the command line are the caller's (from_caller)
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
 check_options recipes/digits/run.sh "$@"
@@ -24,7 +25,7 @@ stop_stage=2
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --data-dir) data_dir="$2"; shift 2 ;;
+    --data-dir) data_dir=$(from_caller "$2"); shift 2 ;;
     --split) split="$2"; shift 2 ;;
     --conf) conf_name="$2"; shift 2 ;;
     --stage) stage="$2"; shift 2 ;;

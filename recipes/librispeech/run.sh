@@ -20,6 +20,7 @@
 # --data-dir DIR: an existing LibriSpeech tree (a folder of splits, or one holding LibriSpeech/);
 # stage 1 is then skipped. key=value arguments go to `asr train` (e.g. epochs=1).
 set -euo pipefail
+caller_dir=$PWD  # relative paths on the command line are the caller's (from_caller)
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
 FLAGS="--skip-lm" check_options recipes/librispeech/run.sh "$@"
@@ -37,10 +38,10 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --conf) conf="$2"; shift 2 ;;
     --ngpu) ngpu="$2"; shift 2 ;;
-    --data-dir) data_dir="$2"; shift 2 ;;
+    --data-dir) data_dir=$(from_caller "$2"); shift 2 ;;
     --skip-lm) skip_lm=true; shift ;;
-    --manifest-dir) manifests="$2"; shift 2 ;;
-    --exp) exp="$2"; shift 2 ;;
+    --manifest-dir) manifests=$(from_caller "$2"); shift 2 ;;
+    --exp) exp=$(from_caller "$2"); shift 2 ;;
     --stage) stage="$2"; shift 2 ;;
     --stop-stage) stop_stage="$2"; shift 2 ;;
     *=*) extra+=("$1"); shift ;;

@@ -17,10 +17,12 @@
 # Every sentence sharing a word 8-gram with a --dev transcript is left out, tools/lm_overlap.py
 # checks the whole text (the script fails unless it is clean), and `asr build-lm` estimates the
 # LM (modified Kneser-Ney, singleton n-grams above 2-grams pruned). Output:
-# <out>/<books>_train.<order>gram.arpa, its path printed last (give it to run.sh --lm).
+# <out>/<books>_train.<order>gram.arpa, its absolute path printed last (give it to run.sh --lm).
 # Existing sentence files are reused; --force makes everything again.
 set -euo pipefail
+caller_dir=$PWD  # relative paths on the command line are the caller's (from_caller)
 cd "$(dirname "$0")/../.."
+. recipes/common.sh
 
 train=""
 devs=()
@@ -31,12 +33,12 @@ texts=()
 force=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --train) train="$2"; shift 2 ;;
-    --dev) devs+=("$2"); shift 2 ;;
-    --out) out="$2"; shift 2 ;;
+    --train) train=$(from_caller "$2"); shift 2 ;;
+    --dev) devs+=("$(from_caller "$2")"); shift 2 ;;
+    --out) out=$(from_caller "$2"); shift 2 ;;
     --order) order="$2"; shift 2 ;;
     --books) books="$2"; shift 2 ;;
-    --text) texts+=("$2"); shift 2 ;;
+    --text) texts+=("${2%%:*}:$(from_caller "${2#*:}")"); shift 2 ;;
     --force) force=(--force); shift ;;
     *) echo "make_lm.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -117,4 +119,4 @@ if [ -s "$lm" ] && [ ${#force[@]} -eq 0 ]; then
 else
   asr build-lm "${sentences[@]}" --order "$order" --prune "${prune[@]:0:$order}" --out "$lm"
 fi
-echo "$lm"
+case "$lm" in /*) echo "$lm" ;; *) echo "$PWD/$lm" ;; esac  # for run.sh --lm from any folder

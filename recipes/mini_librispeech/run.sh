@@ -27,6 +27,7 @@
 # --train-split names the split to train on (default train-clean-5, or the folder itself when it
 # is a split). key=value arguments go to `asr train` (e.g. preset=tiny epochs=1).
 set -euo pipefail
+caller_dir=$PWD  # relative paths on the command line are the caller's (from_caller)
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
 check_options recipes/mini_librispeech/run.sh "$@"
@@ -50,14 +51,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --conf) conf="$2"; shift 2 ;;
     --ngpu) ngpu="$2"; shift 2 ;;
-    --data-dir) data_dir="$2"; shift 2 ;;
-    --dev-dir) dev_dir="$2"; shift 2 ;;
+    --data-dir) data_dir=$(from_caller "$2"); shift 2 ;;
+    --dev-dir) dev_dir=$(from_caller "$2"); shift 2 ;;
     --train-split) train_split="$2"; shift 2 ;;
     --name) name="$2"; shift 2 ;;
-    --exp) exp="$2"; shift 2 ;;
+    --exp) exp=$(from_caller "$2"); shift 2 ;;
     --stage) stage="$2"; shift 2 ;;
     --stop-stage) stop_stage="$2"; shift 2 ;;
-    --lm) lm="$2"; shift 2 ;;
+    --lm) lm=$(from_caller "$2"); shift 2 ;;
     --lm-weights) lm_weights="$2"; shift 2 ;;
     --word-scores) word_scores="$2"; shift 2 ;;
     --tune-beam-size) tune_beam_size="$2"; shift 2 ;;
@@ -67,6 +68,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 check_stages "$stage" "$stop_stage" 7
+if [ -n "$data_dir" ] && [ ! -d "$data_dir" ]; then echo "run.sh: --data-dir $data_dir: no such folder" >&2; exit 2; fi
 check_count --ngpu "$ngpu"
 check_count --tune-beam-size "$tune_beam_size"
 check_count --beam-size "$beam_size"

@@ -23,6 +23,7 @@
 #     `asr evaluate --lm` scores the sets: exp/.../decode/<set>_<lm>/
 #   6 exp/.../RESULTS.md: `asr compare` (eval'92 / eval'93 rows beside DS1 / DS2 / human)
 set -euo pipefail
+caller_dir=$PWD  # relative paths on the command line are the caller's (from_caller)
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
 check_options recipes/wsj/run.sh "$@"
@@ -39,13 +40,13 @@ stop_stage=6
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --wsj0) wsj0="$2"; shift 2 ;;
-    --wsj1) wsj1="$2"; shift 2 ;;
+    --wsj0) wsj0=$(from_caller "$2"); shift 2 ;;
+    --wsj1) wsj1=$(from_caller "$2"); shift 2 ;;
     --lm) lm="$2"; shift 2 ;;
-    --data) data="$2"; shift 2 ;;
+    --data) data=$(from_caller "$2"); shift 2 ;;
     --conf) conf="$2"; shift 2 ;;
     --ngpu) ngpu="$2"; shift 2 ;;
-    --exp) exp="$2"; shift 2 ;;
+    --exp) exp=$(from_caller "$2"); shift 2 ;;
     --stage) stage="$2"; shift 2 ;;
     --stop-stage) stop_stage="$2"; shift 2 ;;
     *=*) extra+=("$1"); shift ;;
