@@ -223,6 +223,7 @@ def test_make_lm_script_builds_a_clean_lm_from_books_and_training_transcripts(de
     texts = (out / "train.sentences.txt").read_text() + (out / "story.sentences.txt").read_text()
     assert unigrams == set(texts.split()) | {"<s>", "</s>", "<unk>"}
 
-    for bad, cause in ((["--books", "poems"], "unknown book poems"), (["--dev", str(tmp_path / "no.jsonl")], "no.jsonl")):
+    for bad, cause in ((["--books", "poems"], "unknown book poems"), (["--dev", str(tmp_path / "no.jsonl")], "no.jsonl"),
+                       (["--text", str(book)], "expected FORMAT:FILE")):
         run = subprocess.run(cmd + bad, capture_output=True, text=True, timeout=60)
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and cause in run.stderr, run.stderr

@@ -38,7 +38,9 @@ while [ $# -gt 0 ]; do
     --out) out=$(from_caller "$2"); shift 2 ;;
     --order) order="$2"; shift 2 ;;
     --books) books="$2"; shift 2 ;;
-    --text) texts+=("${2%%:*}:$(from_caller "${2#*:}")"); shift 2 ;;
+    --text)
+      case "$2" in *?:?*) ;; *) echo "make_lm.sh: --text '$2': expected FORMAT:FILE (e.g. plain:books.txt)" >&2; exit 2 ;; esac
+      texts+=("${2%%:*}:$(from_caller "${2#*:}")"); shift 2 ;;
     --force) force=(--force); shift ;;
     *) echo "make_lm.sh: unknown argument $1" >&2; exit 2 ;;
   esac
