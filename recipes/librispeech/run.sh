@@ -80,9 +80,11 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   echo "stage 2: manifests in $manifests"
   splits=$(echo $train_parts $eval_sets | tr ' ' ',')
   asr prepare librispeech --data-dir "$data_dir" --out "$manifests" --splits "$splits" 2>&1 | tee -a "$exp/log/prepare.log"
-  if [ "$train" = train-960 ] && [ ! -f "$manifests/train-960.jsonl" ]; then
-    cat "$manifests"/train-clean-100.jsonl "$manifests"/train-clean-360.jsonl \
-        "$manifests"/train-other-500.jsonl > "$manifests/.train-960.jsonl.tmp"
+  parts=("$manifests"/train-clean-100.jsonl "$manifests"/train-clean-360.jsonl "$manifests"/train-other-500.jsonl)
+  stale=false
+  for part in "${parts[@]}"; do [ "$part" -nt "$manifests/train-960.jsonl" ] && stale=true; done
+  if [ "$train" = train-960 ] && $stale; then  # missing, or a part prepared again since
+    cat "${parts[@]}" > "$manifests/.train-960.jsonl.tmp"
     mv "$manifests/.train-960.jsonl.tmp" "$manifests/train-960.jsonl"
   fi
 fi

@@ -136,7 +136,10 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     asr tune-lm "$exp/model.pt" "$data/$dev.jsonl" --lm "$lm" --lm-weights "$lm_weights" \
       --word-scores="$word_scores" --beam-size "$tune_beam_size" --cache "$exp/decode/$dev.logprobs.pt" --device "$device" \
       2>&1 | tee "$exp/log/tune-lm-$dev.log"
-    read -r alpha beta < <(sed -n 's/^best lm_weight \(\S*\) word_score \(\S*\) .*/\1 \2/p' "$exp/log/tune-lm-$dev.log")
+    if ! read -r alpha beta < <(sed -n 's/^best lm_weight \(\S*\) word_score \(\S*\) .*/\1 \2/p' "$exp/log/tune-lm-$dev.log"); then
+      echo "run.sh: stage 6: no 'best lm_weight ... word_score ...' line in $exp/log/tune-lm-$dev.log" >&2
+      exit 1
+    fi
     asr evaluate "$exp/model.pt" "$data/$dev.jsonl" --out "$out" --results-json "$out/result.json" \
       --test-set "mini_librispeech-$dev" --lm "$lm" --lm-weight "$alpha" --word-score "$beta" --beam-size "$beam_size" \
       --device "$device" --hardware "$hardware" 2>&1 | tee "$exp/log/decode-$dev-lm.log"
