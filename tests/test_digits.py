@@ -123,6 +123,15 @@ def test_recipe_relative_data_dir_is_the_callers(recordings, tmp_path):
     assert run.returncode == 0, run.stderr
     train = read_manifest(work / "exp" / "digits" / "data" / "train.jsonl")
     assert len(train) == 40 and Path(train[0].audio_filepath).is_relative_to(work / "exp" / "digits" / "data" / "wav")
+    again = subprocess.run(["bash", str(work / "recipes/digits/run.sh"), "--data-dir", str(caller / "my-fsdd"),
+                            "--stop-stage", "0"], capture_output=True, text=True, timeout=60, cwd=work)
+    assert again.returncode == 0 and "already prepared" in again.stdout, again.stderr
+    # another copy of FSDD: stage 0 does not go on with the manifests of the first one
+    shutil.copytree(recordings.parent, caller / "other-fsdd")
+    other = subprocess.run(["bash", str(work / "recipes/digits/run.sh"), "--data-dir", "other-fsdd", "--stop-stage", "0"],
+                           capture_output=True, text=True, timeout=60, cwd=caller)
+    assert other.returncode == 2 and len(other.stderr.splitlines()) == 1, other.stderr
+    assert f"prepared from {(caller / 'my-fsdd').resolve()}, not {(caller / 'other-fsdd').resolve()}" in other.stderr
 
 
 @pytest.mark.parametrize("recipe", ["digits", "librispeech", "mini_librispeech", "wsj"])

@@ -48,12 +48,19 @@ if [ -n "$conf_name" ]; then
 fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  source_dir=download
+  if [ -n "$data_dir" ]; then source_dir=$(cd "$data_dir" 2>/dev/null && pwd -P || echo "$data_dir"); fi
   if [ -f "$exp/data/.done" ]; then
+    prepared_from=$(cat "$exp/data/.done")  # empty in a marker written before 2026-11-25
+    if [ -n "$prepared_from" ] && [ "$prepared_from" != "$source_dir" ]; then
+      echo "run.sh: stage 0: $exp/data was prepared from $prepared_from, not $source_dir; delete $exp to prepare it again" >&2
+      exit 2
+    fi
     echo "stage 0: $exp/data already prepared"
   else
     echo "stage 0: prepare FSDD ($split split)"
     asr prepare digits ${data_dir:+--data-dir "$data_dir"} --split "$split" --out "$exp/data"
-    touch "$exp/data/.done"
+    echo "$source_dir" > "$exp/data/.done"
   fi
 fi
 
