@@ -130,6 +130,19 @@ def test_a_manifest_asr_prepare_did_not_finish_is_not_replaced(tree, tmp_path, c
     assert len(read_manifest(out / "tiny.jsonl")) == 7
 
 
+@pytest.mark.parametrize("corpus", ["librispeech", "digits"])
+def test_prepare_out_that_is_a_file_is_refused_before_reading(tree, tmp_path, capsys, corpus):
+    """--out naming a file: one line, the file untouched, and before the corpus is read (it read
+    the whole split first)."""
+    split, _ = tree
+    out = tmp_path / "notes.txt"
+    out.write_text("mine\n")
+    data = split if corpus == "librispeech" else tmp_path / "no-fsdd-here"
+    assert main(["prepare", corpus, "--data-dir", str(data), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"asr: error: {out}: exists and is not a folder (--out names the folder for the manifests)\n"
+    assert out.read_text() == "mine\n"
+
+
 @pytest.mark.parametrize("summary", ['{"name": "tiny", "num_utt', '["tiny"]', '{"name": "tiny", "older_field": 1}'])
 def test_a_summary_that_is_not_ours_is_one_line_and_keeps_the_manifest(tree, tmp_path, capsys, summary):
     """A damaged summary, or one of other fields, was a JSONDecodeError / TypeError traceback."""

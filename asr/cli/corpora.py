@@ -11,7 +11,10 @@ from asr.cli.parser import EXIT_USER_ERROR
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from asr.datasets.digits import find_recordings, prepare_digits
+    from asr.outputs import OutputError
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before reading a whole corpus
+        raise OutputError(f"{args.out}: exists and is not a folder (--out names the folder for the manifests)")
     if args.corpus == "librispeech":
         return _prepare_librispeech(args)
     if args.corpus == "wsj":
