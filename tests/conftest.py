@@ -53,7 +53,7 @@ class _RangeHandler(BaseHTTPRequestHandler):
             return
         start = 0
         if rng and server.honour_range:
-            start = int(rng.removeprefix("bytes=").split("-")[0])
+            start = int(rng.removeprefix("bytes=").split("-")[0]) + server.range_shift
             if start >= len(data):
                 server.log.append((self.path, rng, 416))
                 self.send_response(416)
@@ -84,10 +84,11 @@ def http_server():
     """A ThreadingHTTPServer on 127.0.0.1 (port 0) serving ``files`` {path: bytes}.
 
     ``log`` records (path, Range header, status) per request; ``cut_after`` closes the next
-    response after that many body bytes; ``honour_range = False`` ignores Range requests.
+    response after that many body bytes; ``honour_range = False`` ignores Range requests;
+    ``range_shift`` answers a range request from that many bytes later (a misbehaving server).
     """
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    httpd.files, httpd.log, httpd.cut_after, httpd.honour_range = {}, [], None, True
+    httpd.files, httpd.log, httpd.cut_after, httpd.honour_range, httpd.range_shift = {}, [], None, True, 0
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"

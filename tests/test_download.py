@@ -50,6 +50,16 @@ def test_resume_after_interrupted_transfer(server, tmp_path):
     assert server.log == [("/data.bin", None, 200), ("/data.bin", "bytes=100000-", 206)]
 
 
+def test_resume_from_the_wrong_offset_is_refused(server, tmp_path):
+    """A 206 that starts elsewhere than asked would splice the file; the part is kept as it was."""
+    dest, part = tmp_path / "data.bin", tmp_path / "data.bin.part"
+    part.write_bytes(PAYLOAD[:100_000])
+    server.range_shift = -10
+    with pytest.raises(DownloadError, match=r"asked for bytes from 100000, the server sent bytes 99990-"):
+        download(f"{server.url}/data.bin", dest, timeout_s=10)
+    assert part.read_bytes() == PAYLOAD[:100_000] and not dest.exists()
+
+
 def test_resume_twice_interrupted(server, tmp_path):
     dest = tmp_path / "data.bin"
     for cut in (50_000, 70_000):

@@ -47,6 +47,10 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
             resumed = have and response.status == 206
             if have and not resumed:
                 logger.info("%s: server ignored the range request; downloading from the start", url)
+            content_range = response.headers.get("Content-Range", "")
+            if resumed and not content_range.startswith(f"bytes {have}-"):  # appending would splice the file
+                raise DownloadError(f"{url}: asked for bytes from {have}, the server sent {content_range or 'no Content-Range'}; "
+                                    f"remove {part} and run again")
             expected = response.headers.get("Content-Length", "")
             received = 0
             try:
