@@ -121,13 +121,23 @@ def test_srt_never_replaces_a_subtitle_file(work, tmp_path):
     assert sorted(p.name for p in srt.iterdir()) == ["a.srt", "a_1.srt", "b.srt"]
 
 
-def test_output_the_system_refuses_is_one_line(work, tmp_path):
+def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
     assert result.returncode == 2 and result.stdout == ""
     _one_line_error(result.stderr, "--srt", "model.pt: exists and is not a folder")
     result = _asr("export", str(work["model"]), "--out", str(work["model"] / "x.pt"))  # below a file
     _one_line_error(result.stderr, "model.pt")
+    if Path("/proc/self").is_dir():  # a folder where the system refuses new files (a checkpoint once gave a traceback)
+        result = _asr("average", str(work["model"]), str(work["model"]), "--out", "/proc/average.pt")
+        assert result.returncode == 2 and result.stdout == ""
+        _one_line_error(result.stderr, "/proc/average.pt: cannot write a file there (No such file or directory)")
+        for command in (["export", str(work["model"])], ["build-lm", str(work["manifest"])]):
+            assert main([*command, "--out", "/proc/out.arpa"]) == 2, command
+            assert capsys.readouterr().err.splitlines()[-1] == (
+                "asr: error: /proc/out.arpa: cannot write a file there (No such file or directory)")
+        assert main(["export", str(work["model"]), "--out", "/proc/none/x.pt"]) == 2  # was "[Errno 2] ...: '/proc/none'"
+        assert capsys.readouterr().err == "asr: error: /proc/none: No such file or directory\n"
     if Path("/dev/full").exists():  # a full disk
         with open("/dev/full", "w") as full:
             result = subprocess.run([*ASR, "transcribe", str(work["model"]), flac],
