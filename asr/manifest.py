@@ -92,14 +92,17 @@ def read_manifest_report(
 ) -> tuple[list[Utterance], list[ManifestError]]:
     """Like ``read_manifest`` but never raises for a bad line: returns ``(utterances, problems)``,
     one ``ManifestError`` (``manifest.jsonl:LINE: cause``) per bad line; raises ``ManifestError``
-    only when the file itself cannot be read.
+    only when the file itself cannot be read or holds binary data (NUL bytes, as audio does).
     """
     base = os.path.dirname(os.path.abspath(path))
     try:
         with open(path, "rb") as f:
-            raw_lines = f.read().splitlines()
+            data = f.read()
     except OSError as e:
         raise ManifestError(path, None, f"cannot read manifest: {e.strerror or e}") from None
+    if b"\x00" in data[:65536]:  # one line, not a line per chunk of an audio file given by mistake
+        raise ManifestError(path, None, "not a JSON-lines manifest (binary data: an audio file or a checkpoint?)")
+    raw_lines = data.splitlines()
     utts: list[Utterance] = []
     problems: list[ManifestError] = []
     for lineno, raw in enumerate(raw_lines, start=1):

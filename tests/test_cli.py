@@ -222,6 +222,23 @@ def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
     _one_line_error(_asr("transcribe", str(work["model"])).stderr, "no audio files given")
 
 
+def test_audio_given_as_a_manifest_or_file_list_is_one_line_error(work, capsys, tmp_path):
+    """An audio file or a checkpoint where a manifest or a list of files belongs (arguments in the
+    wrong order) was read line by line: hundreds of 'skipped' lines of binary garbage."""
+    flac, model = str(work["flac"]), str(work["model"])
+    for command, culprit in (
+            (["evaluate", model, flac, "--out", str(tmp_path / "report")], flac),
+            (["evaluate", model, model, "--out", str(tmp_path / "report")], model),
+            (["train", str(work["conf"]), f"out_dir={tmp_path / 'run'}", f"data.train_manifest={flac}"], flac)):
+        assert main(command) == 2, command
+        _one_line_error(capsys.readouterr().err, f"{culprit}: not a JSON-lines manifest (binary data")
+    assert not (tmp_path / "report").exists() and not (tmp_path / "run").exists()
+    for source, stdin in ((flac, None), ("-", "a.wav\0b.wav\0")):  # find -print0 on stdin
+        result = _asr("transcribe", model, "--files-from", source, input=stdin)
+        assert result.returncode == 2 and result.stdout == ""
+        _one_line_error(result.stderr, f"{source}: not a list of file names, one per line (binary data")
+
+
 def test_file_list_on_a_closed_stdin_is_one_line_error(work):
     result = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *ASR, "transcribe", str(work["model"]),
                              "--files-from", "-"], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)

@@ -93,7 +93,8 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
     needed. A line is taken as the bytes of a file name, so names that are not UTF-8 work too.
 
     Raises:
-        AudioError: ``files_from`` cannot be opened (raised here, before any audio is read).
+        AudioError: ``files_from`` cannot be opened, or its first line holds a NUL byte (binary data);
+            raised here, before any audio is read.
     """
     from asr.audio import AudioError
 
@@ -105,10 +106,15 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
         stream = sys.stdin.buffer if files_from == "-" else open(files_from, "rb")
     except OSError as e:
         raise AudioError(f"{files_from}: cannot read the file list ({e.strerror or e})") from None
+    first = stream.readline(1 << 20)
+    if b"\0" in first:  # an audio file given as the list: one line, not a skipped "name" per chunk of it
+        stream.close()
+        raise AudioError(f"{files_from}: not a list of file names, one per line (binary data: an audio file? "
+                         "find -print0 output?)")
 
     def listed() -> Iterator[str]:
         with stream:
-            for raw in stream:
+            for raw in itertools.chain([first], stream):
                 line = os.fsdecode(raw.rstrip(b"\r\n"))  # the name as written: spaces are part of it
                 if line.strip() and not line.startswith("#"):
                     yield line
