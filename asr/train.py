@@ -227,10 +227,12 @@ class Trainer:
                 self.features.train()
                 self.spec_augment.train()
                 window = LogWindow()
+                unreadable = 0  # batches of this epoch with no readable file
                 for batch in loader:
                     if batch is None:  # every file of the batch was unreadable (logged by the dataset)
                         self.batches_done += 1
                         self.skipped_batches += 1
+                        unreadable += 1
                         continue
                     loss, audio_s, grad_norm = self.train_step(batch)
                     self.batches_done += 1
@@ -255,6 +257,9 @@ class Trainer:
                     if over_steps or over_time:
                         stopped_early = self.batches_done < self.steps_per_epoch or self.epoch + 1 < cfg.epochs
                         break
+                if unreadable == self.steps_per_epoch:  # not a model to save as if it had been trained
+                    raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read "
+                                     "(the files are named above); nothing was trained")
                 if self.batches_done >= self.steps_per_epoch:
                     self.end_epoch(log, start)
                 else:  # max_steps or max_minutes inside the epoch

@@ -576,6 +576,20 @@ def test_train_bad_config_key(work, capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_train_on_audio_none_of_which_can_be_read_fails_and_saves_no_model(work, capsys, tmp_path):
+    """It used to finish with status 0 and a model.pt of untrained weights."""
+    (tmp_path / "a.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense")
+    shutil.copy(work["conf"], tmp_path / "notes.txt")  # not audio either
+    bad = tmp_path / "unreadable.jsonl"
+    bad.write_text("".join(json.dumps({"audio_filepath": name, "duration": 1.0, "text": "a b"}) + "\n"
+                           for name in ("a.wav", "notes.txt")))
+    run = tmp_path / "run"
+    assert main(["train", str(work["conf"]), f"out_dir={run}", "threads=1", f"data.train_manifest={bad}"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"asr: error: {bad}: none of the training audio could be read (the files are named above); nothing was trained")
+    assert not any((run / name).exists() for name in ("model.pt", "best.pt", "last.pt"))
+
+
 def test_train_into_existing_run(work, capsys):
     args = ["train", str(work["conf"]), f"out_dir={work['run']}", "device=cpu", "threads=1", "features.kind=fbank"]
     assert main(args) == 2
