@@ -562,6 +562,27 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
 
 
+def test_a_set_none_of_whose_audio_can_be_read_is_named(work, capsys, tmp_path):
+    """evaluate, tune-lm and train's dev scoring said only 'no utterance of the set could be read'."""
+    (tmp_path / "a.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense")
+    bad = tmp_path / "unreadable.jsonl"
+    bad.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "a b"}) + "\n")
+    (tmp_path / "text.txt").write_text("a b\n")
+    assert main(["build-lm", str(tmp_path / "text.txt"), "--out", str(tmp_path / "lm.arpa"), "--order", "2"]) == 0
+    commands = {
+        "nothing to score": ["evaluate", str(work["model"]), str(bad), "--out", str(tmp_path / "report")],
+        "nothing to tune on": ["tune-lm", str(work["model"]), str(bad), "--lm", str(tmp_path / "lm.arpa"),
+                               "--lm-weights", "1", "--word-scores", "0", "--jobs", "1"],
+        "nothing to score ": ["train", str(work["conf"]), f"out_dir={tmp_path / 'run'}", "threads=1", "epochs=1",
+                              f"data.dev_manifest={bad}"]}
+    for cause, command in commands.items():
+        capsys.readouterr()
+        assert main(command) == 2, command
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"asr: error: {bad}: no utterance of the set could be read: {cause.strip()}")
+    assert not (tmp_path / "report").exists()
+
+
 # --------------------------------------------------------------------------------------- train
 def test_train_bad_config_key(work, capsys, tmp_path):
     assert main(["train", str(work["conf"]), f"out_dir={tmp_path / 'r'}", "optim.lrr=1"]) == 2
