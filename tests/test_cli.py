@@ -617,6 +617,19 @@ def test_train_into_existing_run(work, capsys):
     _one_line_error(capsys.readouterr().err, str(work["run"]), "already exists", "--resume")
 
 
+def test_output_folder_that_is_a_file_is_refused_in_words(work, capsys, tmp_path):
+    """A run or sweep folder named where a file is: 'File exists' once, and train said it only
+    after reading the data and building the model."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["train", str(work["conf"]), f"out_dir={taken}", f"data.train_manifest={tmp_path / 'none.jsonl'}"]) == 2
+    assert capsys.readouterr().err == (  # refused before the (missing) manifest is read
+        f"asr: error: {taken}: exists and is not a folder; no run written there (choose another out_dir)\n")
+    assert main(["sweep", str(work["conf"]), "--grid", "optim.lr=1e-3", "--out", str(taken)]) == 2
+    assert capsys.readouterr().err == f"asr: error: {taken}: exists and is not a folder\n"
+    assert taken.read_text() == "mine"
+
+
 def test_train_stopped_by_max_steps_scores_the_dev_set(work, capsys, tmp_path):
     args = ["train", str(work["conf"]), f"out_dir={tmp_path / 'run'}", "device=cpu", "threads=1", "features.kind=fbank",
             "data.max_batch_size=2", f"data.dev_manifest={work['manifest']}", "max_steps=3"]

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         where = f"{e.filename}: " if e.filename else "standard output: " if _stdout_failed() else ""
-        print(f"asr: error: {where}{e.strerror or e}", file=sys.stderr)
+        cause = "exists and is not a folder" if isinstance(e, FileExistsError) else e.strerror or e  # from mkdir
+        print(f"asr: error: {where}{cause}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 
