@@ -83,7 +83,7 @@ def _parse_entry(entry: Any, base: str, check_audio: bool) -> Utterance:
     speaker = _field(entry, "speaker", (str, int), "a string") if has["speaker"] else None
     path = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
     if check_audio and not os.path.isfile(path):
-        raise ValueError(f"audio file not found: {path}")
+        raise ValueError(f"{'a folder, not an audio file' if os.path.isdir(path) else 'audio file not found'}: {path}")
     return Utterance(path, duration, text, offset, None if speaker is None else str(speaker))
 
 

@@ -281,6 +281,29 @@ def test_not_a_checkpoint_is_one_line_error(work, capsys):
                     "not the zip archive torch.save writes")
 
 
+def test_a_folder_where_a_file_belongs_is_called_a_folder(work, capsys, tmp_path):
+    """A folder given as the checkpoint, LM or a manifest's audio was 'no such ... file'; a lexicon or
+    LM text that cannot be read showed Python's '[Errno 21] Is a directory: ...' or codec message."""
+    folder, flac, model = tmp_path / "folder", str(work["flac"]), str(work["model"])
+    folder.mkdir()
+    for command, line in (
+            (["transcribe", str(folder), flac], f"{folder}: a folder, not a checkpoint file"),
+            (["transcribe", model, flac, "--lm", str(folder)], f"{folder}: a folder, not a language model file"),
+            (["transcribe", model, flac, "--beam-size", "2", "--lexicon", str(folder)],
+             f"{folder}: cannot read the lexicon (Is a directory)"),
+            (["transcribe", model, flac, "--beam-size", "2", "--lexicon", flac],
+             f"{flac}: cannot read the lexicon (not UTF-8 text)"),
+            (["build-lm", str(tmp_path / "none.txt"), "--out", str(tmp_path / "lm.arpa")],
+             f"{tmp_path / 'none.txt'}: cannot read the text (No such file or directory)")):
+        assert main(command) == 2, command
+        assert capsys.readouterr().err == f"asr: error: {line}\n"
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "folder", "duration": 1.0, "text": "a"}) + "\n"
+                        + work["manifest"].read_text().splitlines()[0] + "\n")
+    assert main(["evaluate", model, str(manifest), "--out", str(tmp_path / "report")]) == 1
+    assert f"asr: skipped {manifest}:1: a folder, not an audio file: {folder}\n" in capsys.readouterr().err
+
+
 def test_cut_short_or_foreign_checkpoint_is_one_line_error_without_torch_advice(work, capsys):
     cut = work["tmp"] / "cut.pt"  # a download or copy that stopped half way
     data = work["model"].read_bytes()
