@@ -343,12 +343,13 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.decode import DecodeError
     from asr.tune import MAX_GRID_POINTS, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
 
-    try:
-        lm_weights, word_scores = parse_grid(args.lm_weights), parse_grid(args.word_scores)
-    except ValueError as e:
-        raise DecodeError(str(e)) from None
-    if not lm_weights or not word_scores:
-        raise DecodeError("tune-lm: the grids must not be empty")
+    grids = {}
+    for option, spec in (("--lm-weights", args.lm_weights), ("--word-scores", args.word_scores)):
+        try:
+            grids[option] = parse_grid(spec)
+        except ValueError as e:
+            raise DecodeError(f"{option}: {e}") from None
+    lm_weights, word_scores = grids.values()
     if not 0 <= args.refine <= MAX_REFINE_ROUNDS:  # each round halves the step: 20 take it to a millionth
         raise DecodeError(f"--refine {args.refine}: must be from 0 to {MAX_REFINE_ROUNDS}")
     if len(lm_weights) * len(word_scores) > MAX_GRID_POINTS:
