@@ -146,6 +146,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
     ended = _FirstInterrupt()
     for path in args.audio:
         if path == "-":
+            container = _container_on(sys.stdin.buffer)
+            if container:  # its header would be heard as samples, and any other rate or width as noise
+                failed += 1
+                print(f"asr: skipped -: standard input holds a {container} file, and '-' reads raw 16-bit mono "
+                      "PCM; give the file's name instead", file=sys.stderr)
+                continue
             chunks = ended.until_interrupt(pcm16_chunks(sys.stdin.buffer, chunk))
         else:
             try:
@@ -182,6 +188,15 @@ def cmd_stream(args: argparse.Namespace) -> int:
     if failed:
         print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+_CONTAINERS = {b"RIFF": "WAV", b"RIFX": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"NIST_1A": "SPHERE"}
+
+
+def _container_on(stream) -> str | None:
+    """The audio file format whose header begins ``stream`` (read without consuming it), or None."""
+    head = stream.peek(8)[:8] if hasattr(stream, "peek") else b""
+    return next((kind for magic, kind in _CONTAINERS.items() if head.startswith(magic)), None)
 
 
 class _FirstInterrupt:
