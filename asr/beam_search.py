@@ -89,8 +89,9 @@ def read_lexicon(path: str | Path) -> dict[str, list[list[str]]]:
                     spellings = lexicon.setdefault(fields[0], [])
                     if len(fields) > 1:
                         spellings.append(fields[1:])
-    except (OSError, UnicodeDecodeError) as e:
-        raise DecodeError(f"{path}: cannot read the lexicon ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:  # the cause without Python's "[Errno 2] ...: 'path'"
+        cause = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror or e
+        raise DecodeError(f"{path}: cannot read the lexicon ({cause})") from None
     if not lexicon:
         raise DecodeError(f"{path}: the lexicon has no words")
     return lexicon
@@ -116,7 +117,7 @@ def _load_kenlm(path: Path, dictionary):
     from flashlight.lib.text.decoder.kenlm import KenLM
 
     if not path.is_file():
-        raise DecodeError(f"{path}: no such language model file")
+        raise DecodeError(f"{path}: {'a folder, not a' if path.is_dir() else 'no such'} language model file")
     try:
         with _captured_stderr():
             return KenLM(str(path), dictionary)
@@ -198,7 +199,7 @@ class BeamSearchDecoder:
     def _lm_vocabulary(self) -> list[str]:
         assert self.lm_path is not None
         if not self.lm_path.is_file():
-            raise DecodeError(f"{self.lm_path}: no such language model file")
+            raise DecodeError(f"{self.lm_path}: {'a folder, not a' if self.lm_path.is_dir() else 'no such'} language model file")
         try:
             vocab = lm_vocabulary(self.lm_path)
         except LMError as e:

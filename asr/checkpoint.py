@@ -135,7 +135,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint with ``weights_only=True``; raises ``CheckpointError`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: {'a folder, not a checkpoint file' if path.is_dir() else 'no such checkpoint file'}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index is at the end
         raise CheckpointError(f"{path}: not a readable checkpoint (not the zip archive torch.save "
                               "writes: another kind of file, or a checkpoint cut short)")

@@ -83,7 +83,7 @@ def _parse_entry(entry: Any, base: str, check_audio: bool) -> Utterance:
     speaker = _field(entry, "speaker", (str, int), "a string") if has["speaker"] else None
     path = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
     if check_audio and not os.path.isfile(path):
-        raise ValueError(f"audio file not found: {path}")
+        raise ValueError(f"{'a folder, not an audio file' if os.path.isdir(path) else 'audio file not found'}: {path}")
     return Utterance(path, duration, text, offset, None if speaker is None else str(speaker))
 
 
@@ -92,14 +92,17 @@ def read_manifest_report(
 ) -> tuple[list[Utterance], list[ManifestError]]:
     """Like ``read_manifest`` but never raises for a bad line: returns ``(utterances, problems)``,
     one ``ManifestError`` (``manifest.jsonl:LINE: cause``) per bad line; raises ``ManifestError``
-    only when the file itself cannot be read.
+    only when the file itself cannot be read or holds binary data (NUL bytes, as audio does).
     """
     base = os.path.dirname(os.path.abspath(path))
     try:
         with open(path, "rb") as f:
-            raw_lines = f.read().splitlines()
+            data = f.read()
     except OSError as e:
         raise ManifestError(path, None, f"cannot read manifest: {e.strerror or e}") from None
+    if b"\x00" in data[:65536]:  # one line, not a line per chunk of an audio file given by mistake
+        raise ManifestError(path, None, "not a JSON-lines manifest (binary data: an audio file or a checkpoint?)")
+    raw_lines = data.splitlines()
     utts: list[Utterance] = []
     problems: list[ManifestError] = []
     for lineno, raw in enumerate(raw_lines, start=1):

@@ -51,15 +51,19 @@ def check_output(path: str | Path, is_ours: Callable[[Path], bool], what: str) -
 
 @contextmanager
 def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> Iterator[Path]:
-    """A hidden temporary name beside ``path`` to write; once the ``with`` block ends without an
-    error it is renamed onto ``path`` (the same folder, so the rename is atomic). On an error or
-    Ctrl-C the temporary file is removed and ``path`` keeps what it held.
+    """A hidden temporary file beside ``path`` to write (created empty); once the ``with`` block ends
+    without an error it is renamed onto ``path`` (the same folder, so the rename is atomic). On an
+    error or Ctrl-C the temporary file is removed and ``path`` keeps what it held.
 
     Args:
         path: the file to write.
         suffix: kept at the end of the temporary name, for writers that choose a format by extension.
         durable: flush the file to the disk before the rename (checkpoints, manifests), so that a
             crash of the machine leaves the old file or the new one, never an empty one.
+
+    Raises:
+        OSError: the temporary file cannot be created (a missing or read-only folder): the
+            ``OSError`` subclass of the cause, its ``filename`` being ``path``.
 
     Example:
         >>> import tempfile
@@ -71,6 +75,10 @@ def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> 
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_serial)}.tmp{suffix}")
+    try:  # made here, so that a folder the system refuses is named as the user gave it, before any work
+        open(tmp, "xb").close()
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot write a file there ({e.strerror})", str(path)) from None
     try:
         yield tmp
         if durable:

@@ -158,7 +158,8 @@ def _is_results_file(path: Path) -> bool:
 def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
     """Read results files; a folder is searched (recursively) for the ``*.json`` files that hold
     results of ``asr evaluate --results-json``, whatever their name: other JSON is passed over, and
-    a file that is not JSON at all is passed over with a warning naming it.
+    a file that is not JSON at all, or a results file with a malformed record, is passed over with
+    a warning naming it.
 
     Raises:
         ResultsError: unreadable file, invalid JSON (a file given by name), or a malformed record
@@ -168,6 +169,7 @@ def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
     out: list[MeasuredResult] = []
     for p in map(Path, paths):
         if p.is_dir():
+            found = len(out)
             for f in sorted(p.rglob("*.json")):
                 if not f.is_file():
                     continue
@@ -177,7 +179,12 @@ def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
                     logger.warning("skipped %s", e)
                     continue
                 if records and all(isinstance(v, dict) and {"test_set", "wer"} <= set(v) for _, v in records):
-                    out.extend(MeasuredResult.from_dict(v, where) for where, v in records)
+                    try:
+                        out.extend([MeasuredResult.from_dict(v, where) for where, v in records])
+                    except ResultsError as e:  # one damaged file does not hide the others
+                        logger.warning("skipped %s", e)
+            if len(out) == found:
+                logger.warning("%s: no results of asr evaluate --results-json found in this folder", p)
         elif p.is_file():
             out.extend(MeasuredResult.from_dict(v, where) for where, v in _json_records(p))
         else:

@@ -196,7 +196,8 @@ def read_normalized_lines(paths: Iterable[str | Path], error: type[Exception] = 
                     norm = normalize_text(line)
                     if norm:
                         yield norm
-        except (OSError, UnicodeDecodeError) as e:
-            raise error(f"{path}: cannot read the text ({e})") from None
+        except (OSError, UnicodeDecodeError) as e:  # the cause without Python's "[Errno 2] ...: 'path'"
+            cause = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror or e
+            raise error(f"{path}: cannot read the text ({cause})") from None
 
 

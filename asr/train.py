@@ -43,6 +43,7 @@ from asr.averaging import ModelEMA
 from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint, state_mismatch
 from asr.config import config_to_dict
 from asr.data import DurationBatchSampler, SpeechDataset, collate
+from asr.decode import DecodeError
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor
@@ -227,10 +228,12 @@ class Trainer:
                 self.features.train()
                 self.spec_augment.train()
                 window = LogWindow()
+                unreadable = 0  # batches of this epoch with no readable file
                 for batch in loader:
                     if batch is None:  # every file of the batch was unreadable (logged by the dataset)
                         self.batches_done += 1
                         self.skipped_batches += 1
+                        unreadable += 1
                         continue
                     loss, audio_s, grad_norm = self.train_step(batch)
                     self.batches_done += 1
@@ -255,6 +258,9 @@ class Trainer:
                     if over_steps or over_time:
                         stopped_early = self.batches_done < self.steps_per_epoch or self.epoch + 1 < cfg.epochs
                         break
+                if unreadable == self.steps_per_epoch:  # not a model to save as if it had been trained
+                    raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read "
+                                     "(the files are named above); nothing was trained")
                 if self.batches_done >= self.steps_per_epoch:
                     self.end_epoch(log, start)
                 else:  # max_steps or max_minutes inside the epoch
@@ -329,8 +335,11 @@ class Trainer:
         """Score the dev set with the weights to ship, into ``event`` (WER, CER and the seconds it
         took, ``dev_s``); True when it is the best so far."""
         t0 = time.monotonic()
-        result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
-                                     cache=self.audio_cache)
+        try:
+            result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
+                                         cache=self.audio_cache)
+        except DecodeError as e:  # none of the dev audio could be read (each file is named above)
+            raise TrainError(f"{self.cfg.data.dev_manifest}: {e}") from None
         event.update(dev_wer=result.report.wer, dev_cer=result.report.cer, dev_s=time.monotonic() - t0)
         improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
         if improved:

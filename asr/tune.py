@@ -188,11 +188,14 @@ def parse_grid(spec: str) -> list[float]:
     ([0.0, 0.25, 0.5, 0.75, 1.0], [-1.0, 2.0])
 
     Raises:
-        ValueError: malformed text, a range with a non-positive step, a value that is not finite, or
-            more than ``MAX_GRID_POINTS`` values (each is a decoding of the whole dev set).
+        ValueError: malformed text, a range with a non-positive step, a value that is not finite, no
+            value (a range whose start is above its stop), or more than ``MAX_GRID_POINTS`` values
+            (each is a decoding of the whole dev set).
     """
     try:
         if ":" in spec:
+            if spec.count(":") != 2:
+                raise ValueError("a range has three parts")
             start, stop, step = (float(x) for x in spec.split(":"))
             values = [start, stop, step]
         else:
@@ -209,6 +212,8 @@ def parse_grid(spec: str) -> list[float]:
         raise ValueError(f"grid {spec!r}: expected 'a,b,c' or 'start:stop:step' ({e})") from None
     if count > MAX_GRID_POINTS:  # e.g. a step typed as 1e-9: the search would not end
         raise ValueError(f"grid {spec!r}: {count:,} values; at most {MAX_GRID_POINTS:,} are tried")
+    if count <= 0:
+        raise ValueError(f"grid {spec!r}: no values" + (" (the start is above the stop)" if ":" in spec else ""))
     if ":" in spec:
         return [round(start + i * step, 6) for i in range(max(count, 0))]
     return values

@@ -276,6 +276,10 @@ def test_decoding_on_several_processes_equals_one(lms, error_set, lm):
     ("0:inf:1", "grid '0:inf:1': expected 'a,b,c' or 'start:stop:step' (the values must be finite numbers)"),
     ("0,nan", "grid '0,nan': expected 'a,b,c' or 'start:stop:step' (the values must be finite numbers)"),
     ("1:2:0", "grid '1:2:0': expected 'a,b,c' or 'start:stop:step' (the step must be positive)"),
+    ("3:0:1", "grid '3:0:1': no values (the start is above the stop)"),  # was an empty grid
+    (" , ", "grid ' , ': no values"),
+    ("0:1", "grid '0:1': expected 'a,b,c' or 'start:stop:step' (a range has three parts)"),  # was Python's unpacking
+    ("0:1:0.5:2", "grid '0:1:0.5:2': expected 'a,b,c' or 'start:stop:step' (a range has three parts)"),
 ])
 def test_grids_that_would_not_end_or_mean_nothing_are_refused(spec, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):

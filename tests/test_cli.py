@@ -121,13 +121,23 @@ def test_srt_never_replaces_a_subtitle_file(work, tmp_path):
     assert sorted(p.name for p in srt.iterdir()) == ["a.srt", "a_1.srt", "b.srt"]
 
 
-def test_output_the_system_refuses_is_one_line(work, tmp_path):
+def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
     assert result.returncode == 2 and result.stdout == ""
     _one_line_error(result.stderr, "--srt", "model.pt: exists and is not a folder")
     result = _asr("export", str(work["model"]), "--out", str(work["model"] / "x.pt"))  # below a file
     _one_line_error(result.stderr, "model.pt")
+    if Path("/proc/self").is_dir():  # a folder where the system refuses new files (a checkpoint once gave a traceback)
+        result = _asr("average", str(work["model"]), str(work["model"]), "--out", "/proc/average.pt")
+        assert result.returncode == 2 and result.stdout == ""
+        _one_line_error(result.stderr, "/proc/average.pt: cannot write a file there (No such file or directory)")
+        for command in (["export", str(work["model"])], ["build-lm", str(work["manifest"])]):
+            assert main([*command, "--out", "/proc/out.arpa"]) == 2, command
+            assert capsys.readouterr().err.splitlines()[-1] == (
+                "asr: error: /proc/out.arpa: cannot write a file there (No such file or directory)")
+        assert main(["export", str(work["model"]), "--out", "/proc/none/x.pt"]) == 2  # was "[Errno 2] ...: '/proc/none'"
+        assert capsys.readouterr().err == "asr: error: /proc/none: No such file or directory\n"
     if Path("/dev/full").exists():  # a full disk
         with open("/dev/full", "w") as full:
             result = subprocess.run([*ASR, "transcribe", str(work["model"]), flac],
@@ -212,6 +222,23 @@ def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
     _one_line_error(_asr("transcribe", str(work["model"])).stderr, "no audio files given")
 
 
+def test_audio_given_as_a_manifest_or_file_list_is_one_line_error(work, capsys, tmp_path):
+    """An audio file or a checkpoint where a manifest or a list of files belongs (arguments in the
+    wrong order) was read line by line: hundreds of 'skipped' lines of binary garbage."""
+    flac, model = str(work["flac"]), str(work["model"])
+    for command, culprit in (
+            (["evaluate", model, flac, "--out", str(tmp_path / "report")], flac),
+            (["evaluate", model, model, "--out", str(tmp_path / "report")], model),
+            (["train", str(work["conf"]), f"out_dir={tmp_path / 'run'}", f"data.train_manifest={flac}"], flac)):
+        assert main(command) == 2, command
+        _one_line_error(capsys.readouterr().err, f"{culprit}: not a JSON-lines manifest (binary data")
+    assert not (tmp_path / "report").exists() and not (tmp_path / "run").exists()
+    for source, stdin in ((flac, None), ("-", "a.wav\0b.wav\0")):  # find -print0 on stdin
+        result = _asr("transcribe", model, "--files-from", source, input=stdin)
+        assert result.returncode == 2 and result.stdout == ""
+        _one_line_error(result.stderr, f"{source}: not a list of file names, one per line (binary data")
+
+
 def test_file_list_on_a_closed_stdin_is_one_line_error(work):
     result = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *ASR, "transcribe", str(work["model"]),
                              "--files-from", "-"], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
@@ -252,6 +279,29 @@ def test_not_a_checkpoint_is_one_line_error(work, capsys):
     assert main(["transcribe", str(work["manifest"]), str(work["flac"])]) == 2
     _one_line_error(capsys.readouterr().err, "dev.jsonl", "not a readable checkpoint",
                     "not the zip archive torch.save writes")
+
+
+def test_a_folder_where_a_file_belongs_is_called_a_folder(work, capsys, tmp_path):
+    """A folder given as the checkpoint, LM or a manifest's audio was 'no such ... file'; a lexicon or
+    LM text that cannot be read showed Python's '[Errno 21] Is a directory: ...' or codec message."""
+    folder, flac, model = tmp_path / "folder", str(work["flac"]), str(work["model"])
+    folder.mkdir()
+    for command, line in (
+            (["transcribe", str(folder), flac], f"{folder}: a folder, not a checkpoint file"),
+            (["transcribe", model, flac, "--lm", str(folder)], f"{folder}: a folder, not a language model file"),
+            (["transcribe", model, flac, "--beam-size", "2", "--lexicon", str(folder)],
+             f"{folder}: cannot read the lexicon (Is a directory)"),
+            (["transcribe", model, flac, "--beam-size", "2", "--lexicon", flac],
+             f"{flac}: cannot read the lexicon (not UTF-8 text)"),
+            (["build-lm", str(tmp_path / "none.txt"), "--out", str(tmp_path / "lm.arpa")],
+             f"{tmp_path / 'none.txt'}: cannot read the text (No such file or directory)")):
+        assert main(command) == 2, command
+        assert capsys.readouterr().err == f"asr: error: {line}\n"
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "folder", "duration": 1.0, "text": "a"}) + "\n"
+                        + work["manifest"].read_text().splitlines()[0] + "\n")
+    assert main(["evaluate", model, str(manifest), "--out", str(tmp_path / "report")]) == 1
+    assert f"asr: skipped {manifest}:1: a folder, not an audio file: {folder}\n" in capsys.readouterr().err
 
 
 def test_cut_short_or_foreign_checkpoint_is_one_line_error_without_torch_advice(work, capsys):
@@ -535,6 +585,27 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
 
 
+def test_a_set_none_of_whose_audio_can_be_read_is_named(work, capsys, tmp_path):
+    """evaluate, tune-lm and train's dev scoring said only 'no utterance of the set could be read'."""
+    (tmp_path / "a.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense")
+    bad = tmp_path / "unreadable.jsonl"
+    bad.write_text(json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "a b"}) + "\n")
+    (tmp_path / "text.txt").write_text("a b\n")
+    assert main(["build-lm", str(tmp_path / "text.txt"), "--out", str(tmp_path / "lm.arpa"), "--order", "2"]) == 0
+    commands = {
+        "nothing to score": ["evaluate", str(work["model"]), str(bad), "--out", str(tmp_path / "report")],
+        "nothing to tune on": ["tune-lm", str(work["model"]), str(bad), "--lm", str(tmp_path / "lm.arpa"),
+                               "--lm-weights", "1", "--word-scores", "0", "--jobs", "1"],
+        "nothing to score ": ["train", str(work["conf"]), f"out_dir={tmp_path / 'run'}", "threads=1", "epochs=1",
+                              f"data.dev_manifest={bad}"]}
+    for cause, command in commands.items():
+        capsys.readouterr()
+        assert main(command) == 2, command
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            f"asr: error: {bad}: no utterance of the set could be read: {cause.strip()}")
+    assert not (tmp_path / "report").exists()
+
+
 # --------------------------------------------------------------------------------------- train
 def test_train_bad_config_key(work, capsys, tmp_path):
     assert main(["train", str(work["conf"]), f"out_dir={tmp_path / 'r'}", "optim.lrr=1"]) == 2
@@ -549,10 +620,37 @@ def test_train_bad_config_key(work, capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_train_on_audio_none_of_which_can_be_read_fails_and_saves_no_model(work, capsys, tmp_path):
+    """It used to finish with status 0 and a model.pt of untrained weights."""
+    (tmp_path / "a.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense")
+    shutil.copy(work["conf"], tmp_path / "notes.txt")  # not audio either
+    bad = tmp_path / "unreadable.jsonl"
+    bad.write_text("".join(json.dumps({"audio_filepath": name, "duration": 1.0, "text": "a b"}) + "\n"
+                           for name in ("a.wav", "notes.txt")))
+    run = tmp_path / "run"
+    assert main(["train", str(work["conf"]), f"out_dir={run}", "threads=1", f"data.train_manifest={bad}"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"asr: error: {bad}: none of the training audio could be read (the files are named above); nothing was trained")
+    assert not any((run / name).exists() for name in ("model.pt", "best.pt", "last.pt"))
+
+
 def test_train_into_existing_run(work, capsys):
     args = ["train", str(work["conf"]), f"out_dir={work['run']}", "device=cpu", "threads=1", "features.kind=fbank"]
     assert main(args) == 2
     _one_line_error(capsys.readouterr().err, str(work["run"]), "already exists", "--resume")
+
+
+def test_output_folder_that_is_a_file_is_refused_in_words(work, capsys, tmp_path):
+    """A run or sweep folder named where a file is: 'File exists' once, and train said it only
+    after reading the data and building the model."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["train", str(work["conf"]), f"out_dir={taken}", f"data.train_manifest={tmp_path / 'none.jsonl'}"]) == 2
+    assert capsys.readouterr().err == (  # refused before the (missing) manifest is read
+        f"asr: error: {taken}: exists and is not a folder; no run written there (choose another out_dir)\n")
+    assert main(["sweep", str(work["conf"]), "--grid", "optim.lr=1e-3", "--out", str(taken)]) == 2
+    assert capsys.readouterr().err == f"asr: error: {taken}: exists and is not a folder\n"
+    assert taken.read_text() == "mine"
 
 
 def test_train_stopped_by_max_steps_scores_the_dev_set(work, capsys, tmp_path):

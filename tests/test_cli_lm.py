@@ -232,7 +232,9 @@ def test_tune_lm_grids_that_would_not_end_are_refused(work, arpa, capsys):
     assert main([*common, "--lm-weights", "0:1e9:1e-9"]) == 2  # ran for ever
     _one_line_error(capsys, "grid '0:1e9:1e-9': 1,000,000,000,000,000,001 values; at most 1,000 are tried")
     assert main([*common, "--word-scores", "0:inf:1"]) == 2  # OverflowError
-    _one_line_error(capsys, "grid '0:inf:1'", "finite")
+    _one_line_error(capsys, "--word-scores: grid '0:inf:1'", "finite")
+    assert main([*common, "--word-scores", "3:-1:1"]) == 2  # was "tune-lm: the grids must not be empty": which?
+    _one_line_error(capsys, "--word-scores: grid '3:-1:1': no values (the start is above the stop)")
     assert main([*common, "--lm-weights", "0:99:1", "--word-scores", "0:99:1"]) == 2  # 10,000 decodings of the set
     _one_line_error(capsys, "--lm-weights 0:99:1 --word-scores 0:99:1: 10,000 pairs; at most 1,000 are tried")
     assert main([*common, "--refine", "1000000000"]) == 2  # steps below float resolution, for ever

@@ -209,3 +209,23 @@ def test_folder_search_reads_json_lines_and_names_what_it_skips(tmp_path, caplog
     assert read_results([tmp_path]) == [a, b]
     assert [r.getMessage() for r in caplog.records] == [f"skipped {tmp_path / 'cut.json'}:1: invalid JSON "
                                                         "(Unterminated string starting at)"]
+
+
+def test_folder_search_skips_a_malformed_results_file_and_says_when_none_is_found(tmp_path, caplog, capsys):
+    """``asr compare DIR`` is a batch over the folder: one damaged results file is named and passed
+    over, the others are still compared; a folder without any result says so."""
+    good = _result()
+    write_result(good, tmp_path / "exp" / "good.json")
+    (tmp_path / "exp" / "edited.json").write_text(json.dumps({**good.to_dict(), "wer": "12.5"}))
+    (tmp_path / "exp" / "partial.json").write_text('{"test_set": "x", "wer": 1.0}')
+    assert read_results([tmp_path / "exp"]) == [good]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"skipped {tmp_path / 'exp' / 'edited.json'}: 'wer' must be a percentage >= 0 (a finite number), got '12.5'",
+        f"skipped {tmp_path / 'exp' / 'partial.json'}: missing keys train_data, model, decoding, hardware"]
+    assert main(["compare", str(tmp_path / "exp")]) == 0
+    assert "| read | LibriSpeech test-clean | 7.89 | 5.33 | 5.83 | 12.50 |" in capsys.readouterr().out
+    caplog.clear()
+    (tmp_path / "empty").mkdir()
+    assert read_results([tmp_path / "empty"]) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'empty'}: no results of asr evaluate --results-json found in this folder"]

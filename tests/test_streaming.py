@@ -230,6 +230,14 @@ def test_asr_stream_reads_raw_pcm_from_stdin(trained):
                            capture_output=True, env=env, cwd=REPO, timeout=120, text=True)
     assert streamed.stdout.decode().split("\t")[1] == whole.stdout.split("\t")[1]
     assert streamed.stdout.decode().startswith("-\t")
+    # a WAV file on stdin (`asr stream CKPT - < a.wav`): its header was heard as samples; any other
+    # rate or sample width gave a transcript of noise, with status 0
+    as_file = subprocess.run([sys.executable, "-m", "asr.cli", "stream", str(trained["model"]), "-"],
+                             input=wav.read_bytes(), capture_output=True, env=env, cwd=REPO, timeout=120)
+    assert as_file.returncode == 1 and as_file.stdout == b""
+    assert as_file.stderr.decode().splitlines() == [
+        "asr: skipped -: standard input holds a WAV file, and '-' reads raw 16-bit mono PCM; give the file's name instead",
+        "asr: 1 of 1 files could not be read"]
 
 
 def test_asr_stream_errors(trained, capsys):

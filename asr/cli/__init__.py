@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as e:
-        print(f"asr: error: {e}", file=sys.stderr)
+        print(f"asr: error: {_error_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("asr: interrupted", file=sys.stderr)
@@ -58,8 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         where = f"{e.filename}: " if e.filename else "standard output: " if _stdout_failed() else ""
-        print(f"asr: error: {where}{e.strerror or e}", file=sys.stderr)
+        cause = "exists and is not a folder" if isinstance(e, FileExistsError) else e.strerror or e  # from mkdir
+        print(f"asr: error: {where}{cause}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _error_line(e: BaseException) -> str:
+    """A user error in words: ``file: cause`` for one the system raised (FileNotFoundError...),
+    whose own text is ``[Errno 2] cause: 'file'``."""
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
 
 
 def _stdout_failed() -> bool:

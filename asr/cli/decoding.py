@@ -93,7 +93,8 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
     needed. A line is taken as the bytes of a file name, so names that are not UTF-8 work too.
 
     Raises:
-        AudioError: ``files_from`` cannot be opened (raised here, before any audio is read).
+        AudioError: ``files_from`` cannot be opened, or its first line holds a NUL byte (binary data);
+            raised here, before any audio is read.
     """
     from asr.audio import AudioError
 
@@ -105,10 +106,15 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
         stream = sys.stdin.buffer if files_from == "-" else open(files_from, "rb")
     except OSError as e:
         raise AudioError(f"{files_from}: cannot read the file list ({e.strerror or e})") from None
+    first = stream.readline(1 << 20)
+    if b"\0" in first:  # an audio file given as the list: one line, not a skipped "name" per chunk of it
+        stream.close()
+        raise AudioError(f"{files_from}: not a list of file names, one per line (binary data: an audio file? "
+                         "find -print0 output?)")
 
     def listed() -> Iterator[str]:
         with stream:
-            for raw in stream:
+            for raw in itertools.chain([first], stream):
                 line = os.fsdecode(raw.rstrip(b"\r\n"))  # the name as written: spaces are part of it
                 if line.strip() and not line.startswith("#"):
                     yield line
@@ -140,6 +146,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
     ended = _FirstInterrupt()
     for path in args.audio:
         if path == "-":
+            container = _container_on(sys.stdin.buffer)
+            if container:  # its header would be heard as samples, and any other rate or width as noise
+                failed += 1
+                print(f"asr: skipped -: standard input holds a {container} file, and '-' reads raw 16-bit mono "
+                      "PCM; give the file's name instead", file=sys.stderr)
+                continue
             chunks = ended.until_interrupt(pcm16_chunks(sys.stdin.buffer, chunk))
         else:
             try:
@@ -176,6 +188,15 @@ def cmd_stream(args: argparse.Namespace) -> int:
     if failed:
         print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+_CONTAINERS = {b"RIFF": "WAV", b"RIFX": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"NIST_1A": "SPHERE"}
+
+
+def _container_on(stream) -> str | None:
+    """The audio file format whose header begins ``stream`` (read without consuming it), or None."""
+    head = stream.peek(8)[:8] if hasattr(stream, "peek") else b""
+    return next((kind for magic, kind in _CONTAINERS.items() if head.startswith(magic)), None)
 
 
 class _FirstInterrupt:
@@ -232,6 +253,7 @@ def _report_skipped(manifest: str, total: int, scored: int) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
+    from asr.decode import DecodeError
     from asr.evaluate import evaluate_utterances, report_folder
     from asr.results import result_from_evaluation, results_path, write_result
 
@@ -242,8 +264,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     utts, total = _manifest_to_score(args.manifest)
-    result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s,
-                                 decoder=_beam_decoder(args, recognizer.tokenizer), jobs=args.jobs)
+    decoder = _beam_decoder(args, recognizer.tokenizer)
+    try:
+        result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s, decoder=decoder, jobs=args.jobs)
+    except DecodeError as e:  # none of the audio could be read (each file is named above)
+        raise DecodeError(f"{args.manifest}: {e}") from None
     result.write(out, args.manifest)
     print(result.summary())
     print(f"report: {out / 'errs.txt'}")
@@ -333,12 +358,13 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.decode import DecodeError
     from asr.tune import MAX_GRID_POINTS, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
 
-    try:
-        lm_weights, word_scores = parse_grid(args.lm_weights), parse_grid(args.word_scores)
-    except ValueError as e:
-        raise DecodeError(str(e)) from None
-    if not lm_weights or not word_scores:
-        raise DecodeError("tune-lm: the grids must not be empty")
+    grids = {}
+    for option, spec in (("--lm-weights", args.lm_weights), ("--word-scores", args.word_scores)):
+        try:
+            grids[option] = parse_grid(spec)
+        except ValueError as e:
+            raise DecodeError(f"{option}: {e}") from None
+    lm_weights, word_scores = grids.values()
     if not 0 <= args.refine <= MAX_REFINE_ROUNDS:  # each round halves the step: 20 take it to a millionth
         raise DecodeError(f"--refine {args.refine}: must be from 0 to {MAX_REFINE_ROUNDS}")
     if len(lm_weights) * len(word_scores) > MAX_GRID_POINTS:
@@ -348,10 +374,13 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
     utts, total = _manifest_to_score(args.manifest)
-    if args.cache:
-        utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint, batch_s=args.batch_s)
-    else:
-        utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
+    try:
+        if args.cache:
+            utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint, batch_s=args.batch_s)
+        else:
+            utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
+    except DecodeError as e:  # none of the audio could be read (each file is named above)
+        raise DecodeError(f"{args.manifest}: {e}") from None
     print(f"greedy WER {100 * greedy_wer(recognizer.tokenizer, log_probs, [u.text for u in utts]):.2f} %")
     _warn_on_lexicon_coverage(decoder, [u.text for u in utts], args.lm)
     result = tune_weights(decoder, log_probs, [u.text for u in utts], lm_weights, word_scores,
