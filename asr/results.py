@@ -155,11 +155,12 @@ def _is_results_file(path: Path) -> bool:
     return isinstance(record, dict) and {"test_set", "wer"} <= set(record)
 
 
-def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
+def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> list[MeasuredResult]:
     """Read results files; a folder is searched (recursively) for the ``*.json`` files that hold
     results of ``asr evaluate --results-json``, whatever their name: other JSON is passed over, and
     a file that is not JSON at all, or a results file with a malformed record, is passed over with
-    a warning naming it.
+    a warning naming it, as is a folder holding no result; the warnings are appended to ``skipped``
+    too, when it is given.
 
     Raises:
         ResultsError: unreadable file, invalid JSON (a file given by name), or a malformed record
@@ -167,6 +168,12 @@ def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
         FileNotFoundError: a path that does not exist.
     """
     out: list[MeasuredResult] = []
+    skipped = [] if skipped is None else skipped
+
+    def skip(message: str) -> None:
+        logger.warning("%s", message)
+        skipped.append(message)
+
     for p in map(Path, paths):
         if p.is_dir():
             found = len(out)
@@ -176,15 +183,15 @@ def read_results(paths: list[str | Path]) -> list[MeasuredResult]:
                 try:
                     records = _json_records(f)
                 except ResultsError as e:
-                    logger.warning("skipped %s", e)
+                    skip(f"skipped {e}")
                     continue
                 if records and all(isinstance(v, dict) and {"test_set", "wer"} <= set(v) for _, v in records):
                     try:
                         out.extend([MeasuredResult.from_dict(v, where) for where, v in records])
                     except ResultsError as e:  # one damaged file does not hide the others
-                        logger.warning("skipped %s", e)
+                        skip(f"skipped {e}")
             if len(out) == found:
-                logger.warning("%s: no results of asr evaluate --results-json found in this folder", p)
+                skip(f"{p}: no results of asr evaluate --results-json found in this folder")
         elif p.is_file():
             out.extend(MeasuredResult.from_dict(v, where) for where, v in _json_records(p))
         else:

@@ -222,10 +222,11 @@ def test_folder_search_skips_a_malformed_results_file_and_says_when_none_is_foun
     assert [r.getMessage() for r in caplog.records] == [
         f"skipped {tmp_path / 'exp' / 'edited.json'}: 'wer' must be a percentage >= 0 (a finite number), got '12.5'",
         f"skipped {tmp_path / 'exp' / 'partial.json'}: missing keys train_data, model, decoding, hardware"]
-    assert main(["compare", str(tmp_path / "exp")]) == 0
+    assert main(["compare", str(tmp_path / "exp")]) == 1  # the table, and a status saying files were passed over
     assert "| read | LibriSpeech test-clean | 7.89 | 5.33 | 5.83 | 12.50 |" in capsys.readouterr().out
     caplog.clear()
     (tmp_path / "empty").mkdir()
     assert read_results([tmp_path / "empty"]) == []
+    assert main(["compare", str(tmp_path / "exp" / "good.json")]) == 0
     assert [r.getMessage() for r in caplog.records] == [
         f"{tmp_path / 'empty'}: no results of asr evaluate --results-json found in this folder"]
