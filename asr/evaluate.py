@@ -174,6 +174,8 @@ def evaluate_utterances(
         raise DecodeError("no utterance of the set could be read: nothing to score")
     utts = [u for u, _ in kept]
     refs = [normalize_text(u.text) for u in utts]
-    report = error_report(refs, [h.text for _, h in kept], ids=[utterance_id(u) for u in utts])
+    # hypotheses under the references' text policy: a lexicon or LM of upper-case words (OpenSLR's
+    # LibriSpeech ones) writes ZERO, which is the reference's "zero"
+    report = error_report(refs, [normalize_text(h.text) for _, h in kept], ids=[utterance_id(u) for u in utts])
     return EvalResult(utts=utts, refs=refs, hyps=[h for _, h in kept], report=report, audio_s=audio_s,
                       decode_s=decode_s)

@@ -115,8 +115,9 @@ def greedy_wer(tokenizer: Tokenizer, log_probs: Sequence[torch.Tensor], refs: Se
 
 def decode_wer(decoder: Decoder, log_probs: Sequence[torch.Tensor], refs: Sequence[str], jobs: int = 1) -> float:
     """Word error rate of ``decoder`` ((1, T, V), (1,) -> hypotheses) on per-utterance (T, V)
-    log-probs against normalized refs, decoded on ``jobs`` processes (:func:`decode_utterances`)."""
-    hyps = [h.text for h in decode_utterances(decoder, log_probs, jobs)]
+    log-probs against normalized refs, decoded on ``jobs`` processes (:func:`decode_utterances`); the
+    hypotheses are normalized as the refs are (a lexicon of upper-case words writes them so)."""
+    hyps = [normalize_text(h.text) for h in decode_utterances(decoder, log_probs, jobs)]
     return error_report(list(refs), hyps).wer
 
 

@@ -130,6 +130,21 @@ def test_lexicon_file_with_spellings(lms, tmp_path, error_set):
     assert decoder(*batch(error_set[0][:1]))[0].text in ("the cat sat on the mat", "the kat sat on the mat")
 
 
+def test_upper_case_lexicon_words_are_scored_as_the_references(tmp_path, error_set):
+    """OpenSLR's LibriSpeech lexicon and LMs are in upper case: the beam search writes THE CAT, and
+    tuning scores it against the normalized reference "the cat" (every word was an error)."""
+    log_probs, refs = error_set
+    words = sorted({w for line in CORPUS for w in line.split()})
+    wers = []
+    for case in (str.lower, str.upper):
+        path = tmp_path / f"{case.__name__}.txt"
+        path.write_text("".join(f"{case(w)} {' '.join(w)}\n" for w in words), encoding="utf-8")
+        decoder = BeamSearchDecoder(TOK, lexicon=path)
+        assert decoder(*batch(log_probs[:1]))[0].text == case(decoder(*batch(log_probs[:1]))[0].text)
+        wers.append(decode_wer(decoder, log_probs, refs))
+    assert wers[0] == wers[1] < 0.5, wers
+
+
 def test_nbest_is_sorted_and_its_head_is_the_best(lms, error_set):
     decoder = BeamSearchDecoder(TOK, lm=lms["words"], config=BeamSearchConfig(lm_weight=1.0, nbest=4))
     for nbest, best in zip(decoder.decode_nbest(*batch(error_set[0])), decoder(*batch(error_set[0]))):

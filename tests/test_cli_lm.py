@@ -227,6 +227,26 @@ def test_tune_lm_warns_when_the_lexicon_misses_the_dev_words(work, arpa, capsys,
     assert "warning" not in capsys.readouterr().err
 
 
+def test_upper_case_lexicon_words_score_as_the_references(work, capsys, tmp_path):
+    """A lexicon of upper-case words (as OpenSLR's LibriSpeech lexicon and LMs are) makes the beam
+    search write ZERO; scoring normalizes hypotheses as it does references, so WER and CER are those
+    of the same lexicon in lower case (each such word, each letter, counted as an error before)."""
+    words = sorted({w for e in work["entries"] for w in normalize_text(e["text"]).split()})
+    wers = []
+    for name, case in (("lower", str.lower), ("upper", str.upper)):
+        lexicon = tmp_path / f"{name}.txt"
+        lexicon.write_text("".join(f"{case(w)} {' '.join(w)}\n" for w in words))
+        capsys.readouterr()
+        assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / name),
+                     "--lexicon", str(lexicon), "--beam-size", "20"]) == 0
+        out = capsys.readouterr().out
+        wers.append([float(re.search(rf"^{m} ([\d.]+) %", out, flags=re.M)[1]) for m in ("WER", "CER")])
+        if name == "upper":
+            hyps = (tmp_path / name / "hyps.txt").read_text()
+            assert hyps.split() and any(w.isupper() for w in hyps.split()), hyps  # the decoder's own text is kept
+    assert wers[0] == wers[1] and wers[0][1] < 100, wers  # CER: the near-untrained model gets letters right
+
+
 def test_tune_lm_grids_that_would_not_end_are_refused(work, arpa, capsys):
     common = ["tune-lm", str(work["model"]), str(work["manifest"]), "--lm", str(arpa)]
     assert main([*common, "--lm-weights", "0:1e9:1e-9"]) == 2  # ran for ever

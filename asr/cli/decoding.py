@@ -346,7 +346,7 @@ def _warn_on_lexicon_coverage(decoder, texts: list[str], lm: str) -> None:
     running = [w for text in texts for w in normalize_text(text).split()]
     if words is None or not running:
         return
-    vocabulary = set(words)
+    vocabulary = {normalize_text(w) for w in words}  # an upper-case lexicon's words score as these
     covered = sum(w in vocabulary for w in running) / len(running)
     if covered < 0.5:
         print(f"asr: warning: {lm}: the lexicon holds {100 * covered:.1f} % of the dev set's {len(running)} "
