@@ -151,7 +151,7 @@ def _cfg(out_dir: Path, manifest: Path, *extra: str):
         "keep_epoch_checkpoints=2", *extra])
 
 
-def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path):
+def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path, capsys):
     train(_cfg(tmp_path / "a", manifest))  # 4 utterances, 2 per batch: 6 steps
     first = train(_cfg(tmp_path / "b", manifest, "max_steps=3"))
     assert first.steps == 3 and first.stopped_early
@@ -172,3 +172,7 @@ def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path):
     out = tmp_path / "avg.pt"
     assert main(["average", str(tmp_path / "a" / "epoch-2.pt"), str(tmp_path / "a" / "epoch-3.pt"), "--out", str(out)]) == 0
     assert load_checkpoint(out)["model_state"].keys() == shipped.keys()
+    assert "warning" not in capsys.readouterr().err
+    twice = tmp_path / "a" / ".." / "a" / "epoch-3.pt"  # the same file under another name
+    assert main(["average", str(tmp_path / "a" / "epoch-3.pt"), str(twice), "--out", str(tmp_path / "twice.pt")]) == 0
+    assert capsys.readouterr().err == f"asr: warning: {twice}: given more than once; each time counts in the average\n"
