@@ -108,12 +108,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_average(args: argparse.Namespace) -> int:
     from asr.averaging import write_average
 
+    out = write_average(args.checkpoints, args.out)
     seen: set[Path] = set()
     for path in args.checkpoints:  # a shell glob and a name typed again: the file weighs double
         if Path(path).resolve() in seen:
             print(f"asr: warning: {path}: given more than once; each time counts in the average", file=sys.stderr)
         seen.add(Path(path).resolve())
-    out = write_average(args.checkpoints, args.out)
     print(f"{out}: average of {len(args.checkpoints)} checkpoints")
     return 0
 
