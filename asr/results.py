@@ -152,7 +152,12 @@ def _is_results_file(path: Path) -> bool:
         record = json.loads(path.read_bytes()[:1_000_000])
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]] nested too deep
         return False
-    return isinstance(record, dict) and {"test_set", "wer"} <= set(record)
+    return _is_result_record(record)
+
+
+def _is_result_record(value: object) -> bool:
+    """Whether a JSON value is meant as a result of ``asr evaluate --results-json`` (valid or not)."""
+    return isinstance(value, dict) and {"test_set", "wer"} <= set(value)
 
 
 def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> list[MeasuredResult]:
@@ -185,7 +190,7 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
                 except ResultsError as e:
                     skip(f"skipped {e}")
                     continue
-                if records and all(isinstance(v, dict) and {"test_set", "wer"} <= set(v) for _, v in records):
+                if records and all(_is_result_record(v) for _, v in records):
                     try:
                         out.extend([MeasuredResult.from_dict(v, where) for where, v in records])
                     except ResultsError as e:  # one damaged file does not hide the others
