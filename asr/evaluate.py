@@ -16,7 +16,7 @@ from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate
 from asr.decode import Decoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
 from asr.manifest import Utterance
 from asr.metrics import ErrorReport, error_report
-from asr.outputs import OutputError, atomic_output, check_output
+from asr.outputs import OutputError, atomic_output, check_output, check_output_folder
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ def report_folder(out_dir: str | Path, manifest: str | Path) -> Path:
             ``asr evaluate``, or the report there is on another manifest.
     """
     out = Path(out_dir)
-    if os.path.lexists(out) and not out.is_dir():
-        raise OutputError(f"{out}: exists and is not a folder; no report written (name a folder with --out)")
+    check_output_folder(out, "; no report written (name a folder with --out)")
     scored = _scored_manifest(out / "wer.txt")
     for name in REPORT_FILES:
         check_output(out / name, lambda _: scored is not None, "part of a report of asr evaluate")

@@ -49,6 +49,17 @@ def check_output(path: str | Path, is_ours: Callable[[Path], bool], what: str) -
     return path
 
 
+def check_output_folder(path: str | Path, hint: str = "") -> None:
+    """Refuse ``path`` as a folder of outputs when something else is there (a file); call it before
+    the work. ``hint`` ends the message.
+
+    Raises:
+        OutputError: ``path`` exists and is not a folder.
+    """
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise OutputError(f"{path}: exists and is not a folder{hint}")
+
+
 @contextmanager
 def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> Iterator[Path]:
     """A hidden temporary file beside ``path`` to write (created empty); once the ``with`` block ends

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ import torch
 
 from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.config import config_to_dict, save_yaml
-from asr.outputs import OutputError, atomic_output, check_output, json_lines_with, starts_with
+from asr.outputs import atomic_output, check_output, check_output_folder, json_lines_with, starts_with
 from asr.train_config import TrainConfig, TrainError
 
 logger = logging.getLogger(__name__)
@@ -96,8 +95,7 @@ def check_new_run_dir(run_dir: Path) -> None:
     Raises:
         OutputError: ``run_dir`` is not a folder, or one of the two is not a file ``asr train`` wrote.
     """
-    if os.path.lexists(run_dir) and not run_dir.is_dir():  # refused before the data is read, not at mkdir
-        raise OutputError(f"{run_dir}: exists and is not a folder; no run written there (choose another out_dir)")
+    check_output_folder(run_dir, "; no run written there (choose another out_dir)")  # before the data is read
     check_output(run_dir / "config.yaml", lambda p: starts_with(p, RUN_CONFIG_HEADER.encode()),
                  "the configuration asr train wrote for a run")
     check_output(run_dir / "train_log.jsonl", lambda p: json_lines_with(p, {"event"}), "the log of an asr train run")

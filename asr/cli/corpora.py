@@ -11,10 +11,9 @@ from asr.cli.parser import EXIT_USER_ERROR
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from asr.datasets.digits import find_recordings, prepare_digits
-    from asr.outputs import OutputError
+    from asr.outputs import check_output_folder
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():  # before reading a whole corpus
-        raise OutputError(f"{args.out}: exists and is not a folder (--out names the folder for the manifests)")
+    check_output_folder(args.out, " (--out names the folder for the manifests)")  # before reading a whole corpus
     if args.corpus == "librispeech":
         return _prepare_librispeech(args)
     if args.corpus == "wsj":
