@@ -57,18 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # the system refused a read or write: a full disk, a read-only folder, ...
         if args.verbose:
             raise
-        where = f"{e.filename}: " if e.filename else "standard output: " if _stdout_failed() else ""
-        cause = "exists and is not a folder" if isinstance(e, FileExistsError) else e.strerror or e  # from mkdir
-        print(f"asr: error: {where}{cause}", file=sys.stderr)
+        where = "" if e.filename else "standard output: " if _stdout_failed() else ""
+        print(f"asr: error: {where}{_error_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 
 def _error_line(e: BaseException) -> str:
-    """A user error in words: ``file: cause`` for one the system raised (FileNotFoundError...),
-    whose own text is ``[Errno 2] cause: 'file'``."""
-    if isinstance(e, OSError) and e.filename and e.strerror:
-        return f"{e.filename}: {e.strerror}"
-    return str(e)
+    """An error in words: ``file: cause`` for one the system raised (FileNotFoundError...), whose
+    own text is ``[Errno 2] cause: 'file'``; a FileExistsError comes from making a folder."""
+    if not isinstance(e, OSError):
+        return str(e)
+    cause = "exists and is not a folder" if isinstance(e, FileExistsError) else e.strerror or e
+    return f"{e.filename}: {cause}" if e.filename else str(cause)
 
 
 def _stdout_failed() -> bool:

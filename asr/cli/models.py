@@ -111,9 +111,10 @@ def cmd_average(args: argparse.Namespace) -> int:
     out = write_average(args.checkpoints, args.out)
     seen: set[Path] = set()
     for path in args.checkpoints:  # a shell glob and a name typed again: the file weighs double
-        if Path(path).resolve() in seen:
+        resolved = Path(path).resolve()
+        if resolved in seen:
             print(f"asr: warning: {path}: given more than once; each time counts in the average", file=sys.stderr)
-        seen.add(Path(path).resolve())
+        seen.add(resolved)
     print(f"{out}: average of {len(args.checkpoints)} checkpoints")
     return 0
 
