@@ -202,14 +202,15 @@ def _seek(f: sf.SoundFile, start: int) -> None:
         skip -= got
 
 
-def _is_file_object(source: object) -> bool:
+def is_file_object(source: object) -> bool:
+    """Whether ``source`` is a readable file object (``io.BytesIO``, ``open(path, "rb")``), not a path or bytes."""
     return hasattr(source, "read") and not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike))
 
 
 def _label(source: AudioSource) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "<bytes>"
-    if _is_file_object(source):  # an open file is named by its path; io.BytesIO by its type, <BytesIO>
+    if is_file_object(source):  # an open file is named by its path; io.BytesIO by its type, <BytesIO>
         name = getattr(source, "name", None)
         return name if isinstance(name, str) else f"<{type(source).__name__}>"
     return str(os.fspath(source))
@@ -226,7 +227,7 @@ def _contents_if_stream(source: AudioSource, label: str) -> AudioSource:
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         return source
-    if _is_file_object(source):
+    if is_file_object(source):
         if isinstance(source, io.TextIOBase):
             raise AudioError(f"{label}: a file opened in text mode; open it in binary mode ('rb')")
         try:
@@ -235,11 +236,7 @@ def _contents_if_stream(source: AudioSource, label: str) -> AudioSource:
             raise AudioError(f"{label}: cannot read ({e})") from None
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise AudioError(f"{label}: read() gave {type(data).__name__}, not bytes; give a binary file object")
-        if len(data) > MAX_STREAM_BYTES:
-            raise AudioError(f"{label}: a stream of more than {MAX_STREAM_BYTES >> 30} GiB; give a file")
-        if not data:
-            raise AudioError(f"{label}: empty input (0 bytes from its current position)")
-        return bytes(data)
+        return _whole_stream(bytes(data), label, "empty input (0 bytes from its current position)")
     try:
         mode = os.stat(source).st_mode
     except (OSError, ValueError):
@@ -251,10 +248,16 @@ def _contents_if_stream(source: AudioSource, label: str) -> AudioSource:
             data = f.read(MAX_STREAM_BYTES + 1)
     except OSError as e:
         raise AudioError(f"{label}: cannot read ({e.strerror or e})") from None
+    return _whole_stream(data, label, "the stream ended before any data")
+
+
+def _whole_stream(data: bytes, label: str, empty: str) -> bytes:
+    """``data``, read with a limit of ``MAX_STREAM_BYTES + 1``, once it is neither over the limit
+    nor empty (``empty`` says so)."""
     if len(data) > MAX_STREAM_BYTES:
         raise AudioError(f"{label}: a stream of more than {MAX_STREAM_BYTES >> 30} GiB; give a file")
     if not data:
-        raise AudioError(f"{label}: the stream ended before any data")
+        raise AudioError(f"{label}: {empty}")
     return data
 
 

@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from asr.audio import AudioError
-from asr.waveform import mono_samples
+from asr.waveform import AudioError, mono_samples
 from asr.checkpoint import Recognizer
 from asr.decode import Decoder, Hypothesis, ctc_collapse
 from asr.features import num_frames
@@ -44,7 +43,7 @@ class Stream:
     """One utterance, recognized chunk by chunk; see the module docstring.
 
     A stream takes no sample rate: its chunks must be mono samples at the model's rate,
-    ``recognizer.features.cfg.sample_rate`` (``asr.audio.resample`` converts others; audio at another
+    ``recognizer.features.cfg.sample_rate`` (``asr.waveform.resample`` converts others; audio at another
     rate is not detected and gives wrong transcripts).
 
     Args:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from asr.align import AlignmentError, WordTiming, align_words
-from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, load_audio
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, is_file_object, load_audio
 from asr.waveform import check_rate, mono_samples, resample
 from asr.checkpoint import Recognizer, load_recognizer
 from asr.beam_search import BeamSearchDecoder
@@ -101,7 +101,7 @@ class Transcriber:
             items: inputs as the class docstring describes (one of them alone is taken as a list of
                 one).
             sample_rate: rate of the arrays in ``items`` in Hz, any integral number (default: the
-                model's rate); they are resampled as files are (``asr.audio.resample``). Files carry
+                model's rate); they are resampled as files are (``asr.waveform.resample``). Files carry
                 their own rate.
 
         Raises:
@@ -170,7 +170,7 @@ class Transcriber:
         if isinstance(item, (np.ndarray, torch.Tensor, np.generic)):
             wave = mono_samples(item, name)  # (S,)
             return resample(wave, sample_rate or self.sample_rate, self.sample_rate)
-        if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) and not _is_file(item):
+        if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) and not is_file_object(item):
             raise AudioError(f"{name}: not audio: expected a path, the file's bytes or a 1-D array, "
                              f"got {type(item).__name__}")
         return load_audio(item, sample_rate=self.sample_rate)
@@ -253,16 +253,11 @@ def _array_rate(sample_rate: object) -> int:
     return rate
 
 
-def _is_file(item: object) -> bool:
-    """A binary file object (``io.BytesIO``, ``open(path, "rb")``), read whole by ``load_audio``."""
-    return hasattr(item, "read") and not isinstance(item, (str, bytes, bytearray, memoryview, os.PathLike))
-
-
 def _is_single_input(items: object) -> bool:
     """Whether ``items`` is one input rather than a collection of them: a path, an encoded file, an
     array of any shape (a 2-D one is one multichannel recording), or anything not iterable."""
     single = (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, np.generic, torch.Tensor)
-    return isinstance(items, single) or _is_file(items) or not isinstance(items, Iterable)
+    return isinstance(items, single) or is_file_object(items) or not isinstance(items, Iterable)
 
 
 def _check_hypotheses(hyps: object, batch_size: int, decoder: object) -> None:
@@ -285,7 +280,7 @@ def _name(item: AudioInput, index: int) -> str:
         return f"<bytes {index}>"
     if isinstance(item, (np.ndarray, torch.Tensor, np.generic)):
         return f"<array {index}>"
-    if _is_file(item):
+    if is_file_object(item):
         name = getattr(item, "name", None)
         return name if isinstance(name, str) else f"<file {index}>"
     return f"<item {index}>"
