@@ -103,16 +103,6 @@ def fft_size(win_length: int) -> int:
     return 1 << (win_length - 1).bit_length()
 
 
-def _empty_mel_filters(cfg: FeatureConfig) -> int:
-    """How many of the ``n_mels`` HTK triangles (0 Hz to Nyquist) contain no FFT bin frequency."""
-    n_fft = fft_size(cfg.win_length)
-    with warnings.catch_warnings():  # torchaudio warns of the very filters counted here
-        warnings.simplefilter("ignore")
-        fb = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, 0.0, cfg.sample_rate / 2, cfg.n_mels,
-                                                   cfg.sample_rate, None, "htk")  # (n_fft // 2 + 1, n_mels)
-    return int((fb.max(dim=0).values == 0).sum())
-
-
 def num_frames(num_samples: int, cfg: FeatureConfig) -> int:
     """Exact number of frames ``FeatureExtractor`` makes from ``num_samples`` samples.
 
@@ -156,11 +146,7 @@ class FeatureExtractor(nn.Module):
             self.n_fft = fft_size(win)
             mel = dict(n_fft=self.n_fft, n_mels=cfg.n_mels, f_min=0.0, f_max=None, norm=None,
                        mel_scale="htk", **common)
-            if empty := _empty_mel_filters(cfg):  # a warning, not an error: such checkpoints still load
-                logger.warning("features: n_mels=%d at %d Hz with a %d-point FFT (%g ms window) leaves %d mel "
-                               "filters without an FFT bin, whose features are constant; use fewer mel filters "
-                               "or a longer window", cfg.n_mels, cfg.sample_rate, self.n_fft, cfg.window_ms, empty)
-            with warnings.catch_warnings():  # torchaudio's own warning of the same, less clear
+            with warnings.catch_warnings():  # torchaudio's own warning of empty filters, less clear than ours
                 warnings.filterwarnings("ignore", message="At least one mel filterbank has all zero values")
                 if cfg.kind == "fbank":
                     self.transform = transforms.MelSpectrogram(sample_rate=cfg.sample_rate, **mel)
@@ -168,6 +154,11 @@ class FeatureExtractor(nn.Module):
                     self.transform = transforms.MFCC(
                         sample_rate=cfg.sample_rate, n_mfcc=cfg.n_mfcc, dct_type=2, norm="ortho",
                         log_mels=True, melkwargs=mel)
+            fb = next(m.fb for m in self.transform.modules() if isinstance(m, transforms.MelScale))  # (n_fft//2+1, n_mels)
+            if empty := int((fb.max(dim=0).values == 0).sum()):  # a warning, not an error: such checkpoints still load
+                logger.warning("features: n_mels=%d at %d Hz with a %d-point FFT (%g ms window) leaves %d mel "
+                               "filters without an FFT bin, whose features are constant; use fewer mel filters "
+                               "or a longer window", cfg.n_mels, cfg.sample_rate, self.n_fft, cfg.window_ms, empty)
         # Window, filters and DCT follow .to() but stay out of checkpoints (rebuilt from cfg).
         for module in self.transform.modules():
             for name in list(module._buffers):
