@@ -31,6 +31,7 @@ import torch
 from asr.decode import (DecodeError, Hypothesis, check_batch, ctc_collapse, separator_id, spell, token_units,
                         tokens_to_text)
 from asr.lm import LMError, lm_vocabulary
+from asr.text import read_error_cause
 from asr.tokenizer import CharTokenizer, Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -89,9 +90,8 @@ def read_lexicon(path: str | Path) -> dict[str, list[list[str]]]:
                     spellings = lexicon.setdefault(fields[0], [])
                     if len(fields) > 1:
                         spellings.append(fields[1:])
-    except (OSError, UnicodeDecodeError) as e:  # the cause without Python's "[Errno 2] ...: 'path'"
-        cause = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror or e
-        raise DecodeError(f"{path}: cannot read the lexicon ({cause})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DecodeError(f"{path}: cannot read the lexicon ({read_error_cause(e)})") from None
     if not lexicon:
         raise DecodeError(f"{path}: the lexicon has no words")
     return lexicon
@@ -113,11 +113,15 @@ def _captured_stderr() -> Iterator[list[str]]:
             lines.extend(buffer.read().decode("utf-8", "replace").splitlines())
 
 
+def _check_lm_file(path: Path) -> None:
+    if not path.is_file():
+        raise DecodeError(f"{path}: {'a folder, not a' if path.is_dir() else 'no such'} language model file")
+
+
 def _load_kenlm(path: Path, dictionary):
     from flashlight.lib.text.decoder.kenlm import KenLM
 
-    if not path.is_file():
-        raise DecodeError(f"{path}: {'a folder, not a' if path.is_dir() else 'no such'} language model file")
+    _check_lm_file(path)
     try:
         with _captured_stderr():
             return KenLM(str(path), dictionary)
@@ -198,8 +202,7 @@ class BeamSearchDecoder:
     # ------------------------------------------------------------------------------ construction
     def _lm_vocabulary(self) -> list[str]:
         assert self.lm_path is not None
-        if not self.lm_path.is_file():
-            raise DecodeError(f"{self.lm_path}: {'a folder, not a' if self.lm_path.is_dir() else 'no such'} language model file")
+        _check_lm_file(self.lm_path)
         try:
             vocab = lm_vocabulary(self.lm_path)
         except LMError as e:

@@ -196,8 +196,16 @@ def read_normalized_lines(paths: Iterable[str | Path], error: type[Exception] = 
                     norm = normalize_text(line)
                     if norm:
                         yield norm
-        except (OSError, UnicodeDecodeError) as e:  # the cause without Python's "[Errno 2] ...: 'path'"
-            cause = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror or e
-            raise error(f"{path}: cannot read the text ({cause})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise error(f"{path}: cannot read the text ({read_error_cause(e)})") from None
+
+
+def read_error_cause(e: OSError | UnicodeDecodeError) -> str:
+    """Why a text file could not be read, without Python's ``[Errno 2] ...: 'path'`` or codec details.
+
+    >>> read_error_cause(FileNotFoundError(2, "No such file or directory", "x.txt"))
+    'No such file or directory'
+    """
+    return "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e.strerror or e)
 
 
