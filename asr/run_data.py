@@ -10,6 +10,7 @@ import os
 import random
 import time
 
+from asr.audio import AudioError, audio_info
 from asr.data import AudioCache, available_memory_gb, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
 from asr.manifest import Utterance, read_manifest
@@ -17,6 +18,8 @@ from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer
 from asr.train_config import TrainConfig, TrainError
 
 logger = logging.getLogger(__name__)
+
+TRAIN_AUDIO_PROBES = 50  # training files whose headers are read before a run starts, drawn at random
 
 
 def read_run_manifests(cfg: TrainConfig) -> tuple[list[Utterance], list[Utterance]]:
@@ -34,6 +37,42 @@ def read_run_manifests(cfg: TrainConfig) -> tuple[list[Utterance], list[Utteranc
     if not train_utts:
         raise TrainError(f"{data.train_manifest}: no usable training utterances")
     return train_utts, dev_utts
+
+
+def check_run_audio(cfg: TrainConfig, train_utts: list[Utterance], dev_utts: list[Utterance]) -> None:
+    """Read audio headers before anything trains, so that a wrong audio folder fails at once rather
+    than after the first epoch: every dev file, and ``TRAIN_AUDIO_PROBES`` training files drawn
+    with ``seed``. Some unreadable dev files are one warning (the dev scoring leaves them out).
+    Damage inside compressed data shows only when decoding, where it is reported as before.
+
+    Raises:
+        TrainError: none of the training files drawn, or none of the dev files, can be read.
+    """
+    probes = random.Random(cfg.seed).sample(train_utts, min(TRAIN_AUDIO_PROBES, len(train_utts)))
+    failures = _unreadable(probes)
+    if len(failures) == len(probes):
+        drawn = "" if len(probes) == len(train_utts) else f" ({len(probes)} files drawn at random)"
+        raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read{drawn}, "
+                         f"e.g. {failures[0]}; nothing was trained")
+    failures = _unreadable(dev_utts)
+    if dev_utts and len(failures) == len(dev_utts):
+        raise TrainError(f"{cfg.data.dev_manifest}: no utterance of the set could be read, e.g. {failures[0]}; "
+                         "nothing to score the model on")
+    if failures:
+        logger.warning("%s: %d of %d dev utterances cannot be read and are left out of the dev WER, e.g. %s",
+                       cfg.data.dev_manifest, len(failures), len(dev_utts), failures[0])
+
+
+def _unreadable(utts: list[Utterance]) -> list[str]:
+    """One header error per utterance whose audio cannot be opened, in order (a file read once)."""
+    causes: dict[str, str | None] = {}
+    for path in dict.fromkeys(u.audio_filepath for u in utts):
+        try:
+            audio_info(path)
+            causes[path] = None
+        except AudioError as e:
+            causes[path] = str(e)
+    return [cause for cause in (causes[u.audio_filepath] for u in utts) if cause is not None]
 
 
 def preload_audio(utts: list[Utterance], sample_rate: int) -> AudioCache:

@@ -50,7 +50,7 @@ from asr.features import FeatureExtractor
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
-from asr.run_data import build_tokenizer, preload_audio, read_run_manifests, set_global_cmvn
+from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_run_manifests, set_global_cmvn
 from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_new_run_dir, config_differences,
                            get_rng_state, init_checkpoint, seed_everything, set_rng_state, snapshot,
                            tokenizer_difference, trim_log, write_event, write_run_config)
@@ -101,6 +101,7 @@ class Trainer:
         seed_everything(cfg.seed)
 
         self.train_utts, self.dev_utts = read_run_manifests(cfg)
+        check_run_audio(cfg, self.train_utts, self.dev_utts)
         self.audio_cache = None
         if cfg.data.cache_audio:  # the dev audio too, on rank 0, which scores it
             self.audio_cache = preload_audio(self.train_utts + (self.dev_utts if self.dist.is_main else []),

@@ -595,15 +595,20 @@ def test_a_set_none_of_whose_audio_can_be_read_is_named(work, capsys, tmp_path):
     commands = {
         "nothing to score": ["evaluate", str(work["model"]), str(bad), "--out", str(tmp_path / "report")],
         "nothing to tune on": ["tune-lm", str(work["model"]), str(bad), "--lm", str(tmp_path / "lm.arpa"),
-                               "--lm-weights", "1", "--word-scores", "0", "--jobs", "1"],
-        "nothing to score ": ["train", str(work["conf"]), f"out_dir={tmp_path / 'run'}", "threads=1", "epochs=1",
-                              f"data.dev_manifest={bad}"]}
+                               "--lm-weights", "1", "--word-scores", "0", "--jobs", "1"]}
     for cause, command in commands.items():
         capsys.readouterr()
         assert main(command) == 2, command
         assert capsys.readouterr().err.splitlines()[-1] == (
-            f"asr: error: {bad}: no utterance of the set could be read: {cause.strip()}")
+            f"asr: error: {bad}: no utterance of the set could be read: {cause}")
     assert not (tmp_path / "report").exists()
+    # train finds it before the first epoch, from the headers, and creates no run folder
+    assert main(["train", str(work["conf"]), f"out_dir={tmp_path / 'run'}", "threads=1", "epochs=1",
+                 f"data.dev_manifest={bad}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"asr: error: {bad}: no utterance of the set could be read, e.g. {tmp_path / 'a.wav'}: ")
+    assert err[-1].endswith("; nothing to score the model on") and len(err) == 1
+    assert not (tmp_path / "run").exists()
 
 
 # --------------------------------------------------------------------------------------- train
@@ -629,9 +634,10 @@ def test_train_on_audio_none_of_which_can_be_read_fails_and_saves_no_model(work,
                            for name in ("a.wav", "notes.txt")))
     run = tmp_path / "run"
     assert main(["train", str(work["conf"]), f"out_dir={run}", "threads=1", f"data.train_manifest={bad}"]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        f"asr: error: {bad}: none of the training audio could be read (the files are named above); nothing was trained")
-    assert not any((run / name).exists() for name in ("model.pt", "best.pt", "last.pt"))
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"asr: error: {bad}: none of the training audio could be read, e.g. ")
+    assert err[0].endswith("; nothing was trained") and ("a.wav: " in err[0] or "notes.txt: " in err[0])
+    assert not run.exists()  # refused before the run folder is made
 
 
 def test_train_into_existing_run(work, capsys):

@@ -547,6 +547,35 @@ def test_dev_set_scored_every_n_epochs_and_after_the_last_picks_best_and_model(l
         _config(tmp_path / "bad", train_manifest, "data.dev_every_epochs=0")
 
 
+def test_audio_headers_are_checked_before_training(libri, tmp_path, caplog):
+    """A wrong audio folder used to show only after the first epoch (the dev set: at its first scoring)."""
+    from asr.run_data import TRAIN_AUDIO_PROBES, check_run_audio
+
+    good = [libri[u] for u in SHORT[:2]]
+    broken = []
+    for i in range(TRAIN_AUDIO_PROBES + 10):  # files that exist (the manifest reader checks that) but hold no audio
+        (tmp_path / f"gone-{i}.flac").write_bytes(b"fLaC" + bytes(40))
+        broken.append({"audio_filepath": str(tmp_path / f"gone-{i}.flac"), "duration": 1.0, "text": "a"})
+    train_manifest = _manifest(tmp_path / "train.jsonl", broken)
+    with pytest.raises(TrainError, match=rf"^{train_manifest}: none of the training audio could be read "
+                                         rf"\({TRAIN_AUDIO_PROBES} files drawn at random\), e\.g\. .*gone-\d+\.flac: "
+                                         r".*; nothing was trained$"):
+        train(_config(tmp_path / "run", train_manifest))
+    assert not (tmp_path / "run").exists()
+
+    # some training files broken: the probe passes (the dataset skips them while training)
+    cfg = _config(tmp_path / "run", _manifest(tmp_path / "mixed.jsonl", good + broken[:3]),
+                  f"data.dev_manifest={_manifest(tmp_path / 'dev.jsonl', good + broken[:1])}")
+    utts = read_manifest(cfg.data.train_manifest)
+    dev = read_manifest(cfg.data.dev_manifest)
+    with caplog.at_level(logging.WARNING, logger="asr.run_data"):
+        check_run_audio(cfg, utts, dev)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{cfg.data.dev_manifest}: 1 of 3 dev utterances cannot be read and are left out of the dev WER, "
+        f"e.g. {broken[0]['audio_filepath']}: {caplog.records[0].getMessage().split(': ')[-1]}"]
+    assert "gone-0.flac" in caplog.records[0].getMessage()
+
+
 def test_sentencepiece_vocabulary_too_large_or_small_for_the_text_is_a_one_line_error(libri, tmp_path, capsys):
     from asr.cli import main
     from asr.tokenizer import TokenizerError
