@@ -3,7 +3,7 @@
 and the random state.
 
 A new run refuses a folder whose ``config.yaml`` or ``train_log.jsonl`` it did not write
-(:func:`check_new_run_dir`); a resumed run drops the log events after its checkpoint
+(:func:`check_run_dir`); a resumed run drops the log events after its checkpoint
 (:func:`trim_log`); checkpoint state is copied off the live tensors (:func:`snapshot`) and written
 by one background thread (:class:`BackgroundWriter`) while training goes on.
 """
@@ -87,14 +87,23 @@ def config_differences(payload: dict[str, Any], cfg: TrainConfig) -> list[str]:
 RUN_CONFIG_HEADER = "# written by asr train: the resolved configuration of this run (preset, defaults, overrides)\n"
 
 
-def check_new_run_dir(run_dir: Path) -> None:
-    """A new run writes ``config.yaml`` and ``train_log.jsonl``: refuse a folder where they would
-    replace anything but the files of an earlier run that saved no checkpoint (a failed sweep
-    point, a run stopped in its first epoch), such as the user's own config.
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A resumed run needs ``last.pt``. A new run needs a folder without a checkpoint, and writes
+    ``config.yaml`` and ``train_log.jsonl``: it refuses a folder where they would replace anything
+    but the files of an earlier run that saved no checkpoint (a failed sweep point, a run stopped
+    in its first epoch), such as the user's own config.
 
     Raises:
+        TrainError: nothing to resume, or a run with a checkpoint is there already.
         OutputError: ``run_dir`` is not a folder, or one of the two is not a file ``asr train`` wrote.
     """
+    last = run_dir / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise TrainError(f"{last}: nothing to resume (no checkpoint)")
+        return
+    if last.exists() or (run_dir / "model.pt").exists():
+        raise TrainError(f"{run_dir}: a run already exists there; pass --resume or choose another name/out_dir")
     check_output_folder(run_dir, "; no run written there (choose another out_dir)")  # before the data is read
     check_output(run_dir / "config.yaml", lambda p: starts_with(p, RUN_CONFIG_HEADER.encode()),
                  "the configuration asr train wrote for a run")

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint, state_mismatch
 from asr.config import config_to_dict
+from asr.ctc_loss import ctc_losses
 from asr.data import DurationBatchSampler, SpeechDataset, collate
 from asr.decode import DecodeError
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
@@ -51,7 +51,7 @@ from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
 from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_run_manifests, set_global_cmvn
-from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_new_run_dir, config_differences,
+from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_run_dir, config_differences,
                            get_rng_state, init_checkpoint, seed_everything, set_rng_state, snapshot,
                            tokenizer_difference, trim_log, write_event, write_run_config)
 from asr.train_config import TrainConfig, TrainError
@@ -89,13 +89,8 @@ class Trainer:
             self.on_event = lambda event: None  # progress is shown by rank 0 only
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
+        check_run_dir(self.run_dir, resume)
         last = self.run_dir / "last.pt"
-        if resume and not last.is_file():
-            raise TrainError(f"{last}: nothing to resume (no checkpoint)")
-        if not resume and (last.exists() or (self.run_dir / "model.pt").exists()):
-            raise TrainError(f"{self.run_dir}: a run already exists there; pass --resume or choose another name/out_dir")
-        if not resume:
-            check_new_run_dir(self.run_dir)
         init = init_checkpoint(cfg) if cfg.init_from and not resume else None  # resuming reads last.pt only
         barrier(self.dist)  # every rank has checked before rank 0 creates the run (at the end of __init__)
         seed_everything(cfg.seed)
@@ -298,19 +293,15 @@ class Trainer:
             feats = self.spec_augment(feats, feat_lens)  # (B, T, F)
         with torch.autocast(self.device.type, dtype=_amp_dtype(self.cfg.precision), enabled=self._autocast()):
             logits, out_lens = self.forward_model(feats, feat_lens)  # (B, T', V), (B,)
-        log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T', B, V)
-        # zero_infinity=True: an impossible alignment (inf loss) gets loss 0 AND gradient 0; with
-        # False, its gradient is NaN even when the loss is masked, which poisons the whole batch.
-        losses = F.ctc_loss(log_probs, batch.tokens, out_lens, batch.token_lens, blank=self.tokenizer.blank_id,
-                            reduction="none", zero_infinity=True)  # (B,)
-        finite = torch.isfinite(losses) & ctc_feasible(batch.tokens, batch.token_lens, out_lens)  # (B,)
-        num_bad = int((~finite).sum())
+        losses, usable = ctc_losses(logits, out_lens, batch.tokens, batch.token_lens,
+                                    blank=self.tokenizer.blank_id)  # (B,), (B,)
+        num_bad = int((~usable).sum())
         audio_s = float(batch.wave_lens.sum()) / self.cfg.features.sample_rate
         self.optimizer.zero_grad(set_to_none=True)
         if num_bad:
             self.zeroed_utterances += num_bad
             logger.warning("step=%d zeroed %d non-finite utterance losses", self.step, num_bad)
-        loss = torch.where(finite, losses, torch.zeros_like(losses)).sum() / len(losses)
+        loss = losses.sum() / len(losses)
         self.scaler.scale(loss).backward()  # always, so data-parallel ranks stay in step
         if any_rank(num_bad == len(losses), self.dist):
             self.skipped_batches += 1
@@ -438,23 +429,6 @@ def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], Non
     """
     with caller_state_kept():
         return Trainer(cfg, resume=resume, on_event=on_event).run()
-
-
-def ctc_feasible(tokens: torch.Tensor, token_lens: torch.Tensor, out_lens: torch.Tensor) -> torch.Tensor:
-    """Which targets CTC can align: each needs a frame per label plus a blank between repeats.
-
-    Args:
-        tokens: (B, L) labels, padded; token_lens: (B,); out_lens: (B,) output frames.
-    Returns:
-        (B,) bool.
-
-    >>> ctc_feasible(torch.tensor([[1, 1, 2], [1, 2, 3]]), torch.tensor([3, 3]), torch.tensor([3, 3]))
-    tensor([False,  True])
-    """
-    L = tokens.size(1)
-    valid = torch.arange(1, L, device=tokens.device)[None, :] < token_lens[:, None].to(tokens.device)  # (B, L-1)
-    repeats = ((tokens[:, 1:] == tokens[:, :-1]) & valid).sum(dim=1)  # (B,)
-    return out_lens.to(tokens.device) >= token_lens.to(tokens.device) + repeats
 
 
 def _amp_dtype(precision: str) -> torch.dtype:
