@@ -5,8 +5,10 @@ The decoded text is aligned to the model's log-probabilities with
 frames of its tokens: it starts at ``first_frame * frame_shift_s`` and ends at
 ``(last_frame + 1) * frame_shift_s`` (clipped to the audio's duration), where ``frame_shift_s`` is
 the feature hop times the model's time stride. Its confidence is the mean posterior probability
-of the aligned label over those frames (in [0, 1]). With a character tokenizer the spaces between
-words are aligned too but belong to no word.
+of its labels over the frames aligned to them (in [0, 1]); the blank frames between them are left
+out, so that a word spoken slowly (few label frames among many blanks, as CTC models emit) is not
+taken for an uncertain one. With a character tokenizer the spaces between words are aligned too
+but belong to no word.
 """
 
 from __future__ import annotations
@@ -99,18 +101,20 @@ def align_words(
     duration_s = num_frames * frame_shift_s if duration_s is None else duration_s
     first: dict[int, int] = {}
     last: dict[int, int] = {}
-    mass: dict[int, float] = {}
+    mass: dict[int, float] = {}  # the posteriors of the word's label frames, summed
+    label_frames: dict[int, int] = {}
     for span, word_index in zip(spans, owner):
         if word_index < 0:
             continue
         first.setdefault(word_index, span.start)
         last[word_index] = span.end
-        mass[word_index] = mass.get(word_index, 0.0) + span.score * (span.end - span.start)
+        mass[word_index] = mass.get(word_index, 0.0) + span.score * (span.end - span.start)  # score: the span's mean
+        label_frames[word_index] = label_frames.get(word_index, 0) + span.end - span.start
     timings = []
     for i, word in enumerate(words):
         start_s = min(first[i] * frame_shift_s, duration_s)
         end_s = min(last[i] * frame_shift_s, duration_s)
-        confidence = mass[i] / (last[i] - first[i]) if last[i] > first[i] else 0.0
+        confidence = mass[i] / label_frames[i] if label_frames[i] else 0.0
         timings.append(WordTiming(word=word, start_s=round(start_s, 6), end_s=round(end_s, 6),
                                   confidence=float(min(1.0, confidence))))
     return timings

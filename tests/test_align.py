@@ -29,6 +29,14 @@ def test_word_spans_follow_the_frames():
     assert all(w.confidence == pytest.approx(0.9, abs=1e-4) for w in words)
 
 
+def test_blank_frames_inside_a_word_do_not_lower_its_confidence():
+    """A word spoken slowly, its letters apart among blanks as CTC emits them, scored 0.2 for 0.9."""
+    lp = _path_posteriors("_z___e___r___o_ _one_")
+    slow, quick = align_words(lp, "zero one", TOK, 0.02)
+    assert (slow.start_s, slow.end_s) == (0.02, 0.28)
+    assert slow.confidence == pytest.approx(0.9, abs=1e-4) and quick.confidence == pytest.approx(0.9, abs=1e-4)
+
+
 def test_alignment_of_other_text_is_less_confident():
     lp = _path_posteriors("__thhe_ _ccat___  _sat__")
     right = align_words(lp, "the cat sat", TOK, 0.02)
