@@ -125,7 +125,14 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
     assert result.returncode == 2 and result.stdout == ""
-    _one_line_error(result.stderr, "--srt", "model.pt: exists and is not a folder")
+    _one_line_error(result.stderr, f"{work['model']}: exists and is not a folder (--srt names the folder for the")
+    # below a file, or where the system makes no folder: refused before the model is read (it is missing here)
+    refused = {str(work["model"] / "srt"): f"{work['model']}: exists and is not a folder (--srt"}
+    if Path("/proc/self").is_dir():
+        refused["/proc/none/srt"] = "/proc: cannot write files there (No such file or directory) (--srt"
+    for srt, error in refused.items():
+        assert main(["transcribe", str(tmp_path / "missing.pt"), flac, "--srt", srt]) == 2
+        assert capsys.readouterr().err.startswith(f"asr: error: {error}")
     result = _asr("export", str(work["model"]), "--out", str(work["model"] / "x.pt"))  # below a file
     _one_line_error(result.stderr, "model.pt")
     if Path("/proc/self").is_dir():  # a folder where the system refuses new files (a checkpoint once gave a traceback)
