@@ -592,6 +592,19 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
 
 
+def test_evaluate_names_the_manifest_line_of_unreadable_audio(work, tmp_path):
+    """The warning named the audio file only; the manifest's line is what to fix or remove."""
+    (tmp_path / "damaged.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
+    good = work["manifest"].read_text().splitlines()[0]
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("\n".join([good, json.dumps({"audio_filepath": "damaged.flac", "duration": 1.0, "text": "a b"})]))
+    result = _asr("evaluate", str(work["model"]), str(manifest), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "utterances 1 " in result.stdout, result.stderr
+    warning = re.findall(r"^WARNING asr.data: skipped unreadable audio: (.*)$", result.stderr, flags=re.M)
+    assert len(warning) == 1 and warning[0].startswith(f"{manifest}:2: {tmp_path / 'damaged.flac'}: "), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_set_none_of_whose_audio_can_be_read_is_named(work, capsys, tmp_path):
     """evaluate, tune-lm and train's dev scoring said only 'no utterance of the set could be read'."""
     (tmp_path / "a.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense")
