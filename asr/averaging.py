@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from asr.checkpoint import CheckpointError, load_checkpoint, rebuild_recognizer, save_checkpoint
+from asr.paths import path_list
 
 
 class ModelEMA:
@@ -88,9 +89,7 @@ def average_checkpoints(paths: list[str | Path] | str | Path) -> dict[str, Any]:
         CheckpointError: no checkpoint given, an unreadable or damaged one, or one whose architecture
             (model or feature config, vocabulary, weight names or shapes) differs from the last's.
     """
-    if isinstance(paths, (str, os.PathLike)):  # one file, not a sequence of one-character names
-        paths = [paths]
-    paths = list(paths)
+    paths = path_list(paths)
     if not paths:
         raise CheckpointError("average: no checkpoints given")
     payloads = [load_checkpoint(p) for p in paths]

@@ -46,6 +46,7 @@ from typing import Literal
 
 from asr.lm import BOS, EOS, KENLM_MAX_ORDER, UNK, WORD_BOUNDARY, LMError, NgramModel, is_lm_file
 from asr.outputs import atomic_output, check_output
+from asr.paths import path_list
 from asr.text import read_normalized_lines
 
 logger = logging.getLogger(__name__)
@@ -231,8 +232,7 @@ def build_lm(
                                  ("backend", backend, typing.get_args(Backend))):
         if value not in allowed:
             raise LMError(f"{name}={value!r}: must be one of {', '.join(allowed)}")
-    if isinstance(texts, (str, os.PathLike)):  # one file, not a sequence of one-character names
-        texts = [texts]
+    texts = path_list(texts)
     if not 1 <= order <= KENLM_MAX_ORDER:
         raise LMError(f"order {order}: must be from 1 to {KENLM_MAX_ORDER} (the highest order KenLM loads)")
     out = Path(out)

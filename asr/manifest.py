@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class Utterance:
         text: raw transcript (normalized later, by the dataset).
         offset: start of the utterance in the file, in seconds.
         speaker: speaker label, if the manifest gives one.
+        source: where it was read, ``manifest.jsonl:LINE`` (None for one made in code): named in
+            warnings about it, not compared.
     """
 
     audio_filepath: str
@@ -43,6 +45,7 @@ class Utterance:
     text: str
     offset: float = 0.0
     speaker: str | None = None
+    source: str | None = field(default=None, compare=False, repr=False)
 
 
 class ManifestError(ValueError):
@@ -66,8 +69,8 @@ def _field(entry: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) 
     return value
 
 
-def _parse_entry(entry: Any, base: str, check_audio: bool) -> Utterance:
-    """One decoded JSON value to an ``Utterance``; raises ValueError with the cause."""
+def _parse_entry(entry: Any, base: str, check_audio: bool, source: str) -> Utterance:
+    """One decoded JSON value to an ``Utterance`` read at ``source``; raises ValueError with the cause."""
     if not isinstance(entry, dict):
         raise ValueError(f"expected a JSON object, got {type(entry).__name__}")
     for key in ("audio_filepath", "duration", "text"):
@@ -84,7 +87,7 @@ def _parse_entry(entry: Any, base: str, check_audio: bool) -> Utterance:
     path = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
     if check_audio and not os.path.isfile(path):
         raise ValueError(f"{'a folder, not an audio file' if os.path.isdir(path) else 'audio file not found'}: {path}")
-    return Utterance(path, duration, text, offset, None if speaker is None else str(speaker))
+    return Utterance(path, duration, text, offset, None if speaker is None else str(speaker), source)
 
 
 def read_manifest_report(
@@ -117,7 +120,7 @@ def read_manifest_report(
                 raise ValueError(f"not valid UTF-8 (byte {e.start + 1})") from None
             except json.JSONDecodeError as e:
                 raise ValueError(f"invalid JSON: {e.msg} (column {e.colno})") from None
-            utts.append(_parse_entry(entry, base, check_audio))
+            utts.append(_parse_entry(entry, base, check_audio, f"{path}:{lineno}"))
         except ValueError as e:
             problems.append(ManifestError(path, lineno, str(e)))
     return utts, problems

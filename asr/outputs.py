@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,14 +51,26 @@ def check_output(path: str | Path, is_ours: Callable[[Path], bool], what: str) -
 
 
 def check_output_folder(path: str | Path, hint: str = "") -> None:
-    """Refuse ``path`` as a folder of outputs when something else is there (a file); call it before
-    the work. ``hint`` ends the message.
+    """Refuse ``path`` as a folder of outputs when it cannot be one: something other than a folder is
+    there or at one of its parents (a file), or the system refuses new files in it (in its nearest
+    existing parent when it is yet to be made: a read-only folder, a system folder). Call it before
+    the work; nothing is made (the file that tries is never visible, or removed at once). ``hint``
+    ends the message.
 
     Raises:
-        OutputError: ``path`` exists and is not a folder.
+        OutputError: ``path`` or one of its parents exists and is not a folder, or no file can be made
+            in the folder that holds or will hold it.
     """
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise OutputError(f"{path}: exists and is not a folder{hint}")
+    for folder in (Path(path), *Path(path).parents):
+        if not os.path.lexists(folder):
+            continue
+        if not os.path.isdir(folder):
+            raise OutputError(f"{folder}: exists and is not a folder{hint}")
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as e:
+            raise OutputError(f"{folder}: cannot write files there ({e.strerror or e}){hint}") from None
+        return
 
 
 @contextmanager

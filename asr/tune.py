@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from asr.decode import Decoder, DecodeError, decode_utterances, greedy_decode
 from asr.evaluate import batch_log_probs
 from asr.manifest import Utterance
 from asr.metrics import error_report
-from asr.outputs import check_output
+from asr.outputs import check_output, check_output_folder
 from asr.text import normalize_text
 from asr.tokenizer import Tokenizer
 
@@ -79,7 +79,7 @@ def cached_dev_log_probs(
     offset and duration must match, else it is computed again and the file replaced).
 
     Raises:
-        OutputError: ``cache`` holds something other than such a cache (never overwritten).
+        OutputError: ``cache`` cannot hold such a cache (see :func:`cache_path`); never overwritten.
     """
     st = os.stat(checkpoint)
     key = {"checkpoint": os.path.abspath(checkpoint), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
@@ -88,13 +88,10 @@ def cached_dev_log_probs(
 
     def is_cache(path: Path) -> bool:  # read once here; anything else at the path is the user's
         nonlocal saved
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 (any file torch cannot read is not a cache)
-            return False
-        return isinstance(saved, dict) and {"key", "kept", "log_probs"} <= set(saved)
+        saved = _read_cache(path) or {}
+        return bool(saved)
 
-    cache = check_output(cache, is_cache, "a log-prob cache of asr tune-lm")
+    cache = cache_path(cache, is_cache)
     if saved.get("key") == key:
         logger.info("log-probs of %d utterances from %s", len(saved["kept"]), cache)
         return [utts[i] for i in saved["kept"]], saved["log_probs"]
@@ -105,6 +102,30 @@ def cached_dev_log_probs(
     payload = {"key": key, "kept": [index[id(u)] for u in kept_utts], "log_probs": log_probs}
     save_checkpoint(payload, cache)  # atomic: a temporary file, then renamed
     return kept_utts, log_probs
+
+
+def cache_path(cache: str | Path, is_cache: Callable[[Path], bool] | None = None) -> Path:
+    """The file to keep log-probs in at ``cache`` (a link followed), once it is certain that writing
+    there loses nothing and can succeed; call it before the model is loaded, so that a bad path is
+    refused before the work. ``is_cache`` recognizes an earlier cache (default: it is read).
+
+    Raises:
+        OutputError: ``cache`` holds something other than a log-prob cache (a folder, another file),
+            or its folder cannot be made or written (a file in its path, a folder the system refuses).
+    """
+    is_cache = is_cache or (lambda p: _read_cache(p) is not None)
+    path = check_output(cache, is_cache, "a log-prob cache of asr tune-lm")
+    check_output_folder(path.parent, f"; no log-prob cache written at {cache}")
+    return path
+
+
+def _read_cache(path: Path) -> dict | None:
+    """What the log-prob cache at ``path`` holds, or None when the file is not such a cache."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 (any file torch cannot read is not a cache)
+        return None
+    return saved if isinstance(saved, dict) and {"key", "kept", "log_probs"} <= set(saved) else None
 
 
 def greedy_wer(tokenizer: Tokenizer, log_probs: Sequence[torch.Tensor], refs: Sequence[str]) -> float:

@@ -125,7 +125,14 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
     assert result.returncode == 2 and result.stdout == ""
-    _one_line_error(result.stderr, "--srt", "model.pt: exists and is not a folder")
+    _one_line_error(result.stderr, f"{work['model']}: exists and is not a folder (--srt names the folder for the")
+    # below a file, or where the system makes no folder: refused before the model is read (it is missing here)
+    refused = {str(work["model"] / "srt"): f"{work['model']}: exists and is not a folder (--srt"}
+    if Path("/proc/self").is_dir():
+        refused["/proc/none/srt"] = "/proc: cannot write files there (No such file or directory) (--srt"
+    for srt, error in refused.items():
+        assert main(["transcribe", str(tmp_path / "missing.pt"), flac, "--srt", srt]) == 2
+        assert capsys.readouterr().err.startswith(f"asr: error: {error}")
     result = _asr("export", str(work["model"]), "--out", str(work["model"] / "x.pt"))  # below a file
     _one_line_error(result.stderr, "model.pt")
     if Path("/proc/self").is_dir():  # a folder where the system refuses new files (a checkpoint once gave a traceback)
@@ -583,6 +590,19 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"asr: skipped {tmp_path / 'empty.jsonl'}:1: invalid JSON")
     assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
+
+
+def test_evaluate_names_the_manifest_line_of_unreadable_audio(work, tmp_path):
+    """The warning named the audio file only; the manifest's line is what to fix or remove."""
+    (tmp_path / "damaged.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
+    good = work["manifest"].read_text().splitlines()[0]
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("\n".join([good, json.dumps({"audio_filepath": "damaged.flac", "duration": 1.0, "text": "a b"})]))
+    result = _asr("evaluate", str(work["model"]), str(manifest), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1 and "utterances 1 " in result.stdout, result.stderr
+    warning = re.findall(r"^WARNING asr.data: skipped unreadable audio: (.*)$", result.stderr, flags=re.M)
+    assert len(warning) == 1 and warning[0].startswith(f"{manifest}:2: {tmp_path / 'damaged.flac'}: "), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_set_none_of_whose_audio_can_be_read_is_named(work, capsys, tmp_path):

@@ -268,6 +268,23 @@ def test_build_lm_refuses_an_order_kenlm_cannot_load(work, capsys, tmp_path):
     assert not out.exists()
 
 
+def test_tune_lm_refuses_a_cache_path_before_the_model_is_read(capsys, tmp_path):
+    """--cache below a file was refused only when the cache was written, after the whole dev set had
+    run through the model. The model, LM and manifest named here are missing: the cache comes first."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    refused = {notes / "lp.pt": f"{notes}: exists and is not a folder; no log-prob cache written at {notes / 'lp.pt'}",
+               notes / "sub" / "lp.pt": f"{notes}: exists and is not a folder; no log-prob cache written at",
+               tmp_path: f"{tmp_path}: exists and is not a plain file; not overwritten"}
+    if Path("/proc/self").is_dir():  # a folder where the system makes no file
+        refused[Path("/proc/lp.pt")] = "/proc: cannot write files there (No such file or directory); no log-prob"
+    for cache, error in refused.items():
+        assert main(["tune-lm", str(tmp_path / "none.pt"), str(tmp_path / "none.jsonl"), "--lm", str(tmp_path / "none.arpa"),
+                     "--lm-weights", "1", "--word-scores", "0", "--cache", str(cache)]) == 2
+        assert capsys.readouterr().err.startswith(f"asr: error: {error}"), cache
+    assert notes.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_outputs_never_replace_what_the_user_had(work, arpa, capsys, tmp_path):
     model, manifest = str(work["model"]), str(work["manifest"])
     victim = tmp_path / "victim.pt"  # a checkpoint given as the log-prob cache by mistake

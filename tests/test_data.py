@@ -150,6 +150,26 @@ def test_skip_bad_logs_each_problem_and_total(tmp_path, libri, caplog):
     assert good == utts and [p.line for p in problems] == [2, 4, 8]
 
 
+def test_unreadable_audio_is_named_with_its_manifest_line(tmp_path, libri, caplog):
+    """A damaged file listed in a manifest: the warning gives the line to fix, as bad lines do."""
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"fLaC" + bytes(range(256)) * 4)  # a FLAC header, then garbage
+    path = _write_lines(tmp_path / "m.jsonl", ["", _line(libri[0].audio_filepath, libri[0].duration), _line(bad)])
+    utts = read_manifest(path)
+    assert [u.source for u in utts] == [f"{path}:2", f"{path}:3"]  # the blank line counts
+    assert utts[0] == Utterance(libri[0].audio_filepath, libri[0].duration, "hi")  # where it was read is not compared
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        dataset = SpeechDataset(utts, CharTokenizer(), skip_unreadable=True)
+        assert dataset[0] is not None and dataset[1] is None
+        AudioCache(16000).preload(utts)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and all(f": {path}:3: {bad}: " in m for m in messages), messages
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="asr.data"):  # made in code: the file and the cause, as before
+        assert SpeechDataset([Utterance(str(bad), 1.0, "hi")], CharTokenizer(), skip_unreadable=True)[0] is None
+    assert caplog.records[0].getMessage().startswith(f"skipped unreadable audio: {bad}: ")
+
+
 def test_an4_manifests_are_relative_to_another_root(shared_data, an4_root, caplog):
     manifest = shared_data / "an4-subset" / "asr" / "an4_train.json"
     with pytest.raises(ManifestError) as err:

@@ -23,13 +23,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.align import to_srt
     from asr.audio import AudioError
     from asr.checkpoint import load_recognizer
+    from asr.outputs import check_output_folder
     from asr.segment import MIN_SEGMENT_S, valid_max_segment_s
     from asr.transcribe import Transcriber
 
     if not valid_max_segment_s(args.max_segment_s):  # these before the model is read
         raise AudioError(f"--max-segment-s {args.max_segment_s:g}: must be 0 (never cut) or at least {MIN_SEGMENT_S:g} s")
-    if args.srt and Path(args.srt).exists() and not Path(args.srt).is_dir():
-        raise AudioError(f"--srt {args.srt}: exists and is not a folder")
+    if args.srt:
+        check_output_folder(args.srt, " (--srt names the folder for the subtitle files)")
     if not args.audio and not args.files_from:
         raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
     _check_decoding_options(args)
@@ -356,7 +357,8 @@ def _warn_on_lexicon_coverage(decoder, texts: list[str], lm: str) -> None:
 def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
     from asr.decode import DecodeError
-    from asr.tune import MAX_GRID_POINTS, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid, tune_weights
+    from asr.tune import (MAX_GRID_POINTS, cache_path, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid,
+                          tune_weights)
 
     grids = {}
     for option, spec in (("--lm-weights", args.lm_weights), ("--word-scores", args.word_scores)):
@@ -371,6 +373,8 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
         raise DecodeError(f"--lm-weights {args.lm_weights} --word-scores {args.word_scores}: "
                           f"{len(lm_weights) * len(word_scores):,} pairs; at most {MAX_GRID_POINTS:,} are tried")
     _check_decoding_options(args)
+    if args.cache:  # refused before the model and the LM are read
+        cache_path(args.cache)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
     utts, total = _manifest_to_score(args.manifest)

@@ -1,0 +1,19 @@
+"""Paths given by a caller where a list of them is expected.
+
+Example:
+    >>> from pathlib import Path
+    >>> path_list("a.txt"), path_list(Path("a.txt")), path_list(("a.txt", "b.txt"))
+    (['a.txt'], [PosixPath('a.txt')], ['a.txt', 'b.txt'])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def path_list(paths: Iterable[str | Path] | str | Path) -> list[str | Path]:
+    """``paths`` as a list; a single path (a string or ``Path``) is a list of that one file, not a
+    sequence of one-character names."""
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)

@@ -1,0 +1,25 @@
+"""``asr.outputs``: output paths refused before the work, on real files made in the test."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from asr.outputs import OutputError, check_output_folder
+
+
+def test_check_output_folder_makes_nothing_and_refuses_what_cannot_be_a_folder(tmp_path: Path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "kept.txt").write_text("mine")
+    for fine in (tmp_path / "run", tmp_path / "run" / "new" / "deeper"):  # there, or to be made below a folder
+        check_output_folder(fine)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["kept.txt"]  # the probe left nothing
+    notes = tmp_path / "run" / "kept.txt"
+    for below in (notes, notes / "sub", notes / "sub" / "deeper"):  # the file in the way is named
+        with pytest.raises(OutputError, match=rf"^{re.escape(str(notes))}: exists and is not a folder; hint$"):
+            check_output_folder(below, "; hint")
+    if Path("/proc/self").is_dir():  # a folder where the system makes no file, even for root
+        with pytest.raises(OutputError, match=r"^/proc: cannot write files there \(.+\)$"):
+            check_output_folder("/proc/new/out")
