@@ -233,6 +233,19 @@ def test_missing_transcript_file(tree):
     assert problems == [f"{trans}: missing; the chapter's 3 audio files are skipped"]
 
 
+def test_a_transcript_that_cannot_be_read_is_a_problem_not_the_end(tree, tmp_path):
+    """A folder named like the transcript (reading it raises, as a file without permission does):
+    one line naming it, the chapter skipped, the rest prepared (it said 'missing')."""
+    split, _ = tree
+    folder, trans = _chapter(split)
+    trans.unlink()
+    trans.mkdir()
+    report = prepare_split(split, tmp_path / "out")
+    assert (report.num_utterances, report.num_skipped) == (4, 3)
+    assert report.problems == [f"{trans}: cannot be read (Is a directory); the chapter's 3 audio files are skipped"]
+    assert (tmp_path / "out" / "tiny.problems.txt").read_text() == report.problems[0] + "\n"
+
+
 def test_transcript_without_audio_and_audio_without_transcript(tree):
     split, _ = tree
     folder, trans = _chapter(split)

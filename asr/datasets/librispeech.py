@@ -126,6 +126,9 @@ def _read_transcripts(path: Path, prefix: str, problems: list[str]) -> tuple[dic
     A line is bad when it has no text, its text normalizes to nothing, it is not UTF-8, its id is
     not ``<prefix><digits>`` (``prefix`` is ``<speaker>-<chapter>-``), or the id repeats (every
     line with that id is then bad: which one is right cannot be told).
+
+    Raises:
+        OSError: the file cannot be read (a folder of that name, no permission).
     """
     good: dict[str, tuple[int, str]] = {}
     bad: set[str] = set()
@@ -171,12 +174,18 @@ def _chapter(chapter_dir: Path, speaker: str, utts: list[Utterance], problems: l
                 skipped += 1
             else:
                 audio[p.stem] = p
-    if trans_path.is_file():
-        lines, bad = _read_transcripts(trans_path, prefix, problems)
-    else:
-        lines, bad = {}, set()
-        if audio:
-            problems.append(f"{trans_path}: missing; the chapter's {len(audio)} audio files are skipped")
+    lines: dict[str, tuple[int, str]] = {}
+    bad: set[str] = set()
+    read = False
+    if os.path.lexists(trans_path):
+        try:
+            lines, bad = _read_transcripts(trans_path, prefix, problems)
+            read = True
+        except OSError as e:
+            problems.append(f"{trans_path}: cannot be read ({e.strerror or e}); "
+                            f"the chapter's {len(audio)} audio files are skipped")
+    elif audio:
+        problems.append(f"{trans_path}: missing; the chapter's {len(audio)} audio files are skipped")
     for uid in sorted(set(audio) | set(lines) | bad, key=utterance_sort_key):
         path = audio.get(uid)
         if uid in bad:
@@ -187,7 +196,7 @@ def _chapter(chapter_dir: Path, speaker: str, utts: list[Utterance], problems: l
             skipped += 1
             continue
         if uid not in lines:
-            if trans_path.is_file():
+            if read:
                 problems.append(f"{path}: no transcript line in {trans_path.name}; skipped")
             skipped += 1
             continue
