@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,10 +159,8 @@ def read_manifest(
 def write_manifest(path: str | os.PathLike, utts: Iterable[Utterance]) -> None:
     """Write utterances as a JSON-lines manifest, atomically.
 
-    The lines go to a temporary file in the same folder, which then replaces ``path``; on any
-    failure ``path`` is left as it was. Audio paths inside the manifest's folder are written
-    relative to it, others absolute; ``offset`` is written only when non-zero and ``speaker``
-    only when set.
+    The lines (see :func:`manifest_lines`) go to a temporary file in the same folder, which then
+    replaces ``path``; on any failure ``path`` is left as it was.
 
     Args:
         path: the manifest to write (its folder is created if needed).
@@ -174,20 +172,31 @@ def write_manifest(path: str | os.PathLike, utts: Iterable[Utterance]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    folder = os.path.abspath(path.parent)
     with atomic_output(path, durable=True) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for i, utt in enumerate(utts):
-            for name, value in (("duration", utt.duration), ("offset", utt.offset)):
-                if not math.isfinite(value) or value < 0:
-                    raise ValueError(f"{path}: utterance {i} ({utt.audio_filepath}): "
-                                     f"{name} must be finite and >= 0, got {value!r}")
-            audio = os.path.abspath(utt.audio_filepath)
-            if os.path.commonpath([folder, audio]) == folder:
-                audio = os.path.relpath(audio, folder)
-            entry: dict[str, Any] = {"audio_filepath": audio, "duration": utt.duration,
-                                     "text": utt.text}
-            if utt.offset:
-                entry["offset"] = utt.offset
-            if utt.speaker is not None:
-                entry["speaker"] = utt.speaker
-            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        f.writelines(manifest_lines(path, utts))
+
+
+def manifest_lines(path: str | os.PathLike, utts: Iterable[Utterance]) -> Iterator[str]:
+    """The lines, each ending in a newline, that :func:`write_manifest` writes to ``path``.
+
+    Audio paths inside the manifest's folder are written relative to it, others absolute;
+    ``offset`` is written only when non-zero and ``speaker`` only when set.
+
+    Raises:
+        ValueError: an utterance has a negative or non-finite duration or offset.
+    """
+    folder = os.path.abspath(Path(path).parent)
+    for i, utt in enumerate(utts):
+        for name, value in (("duration", utt.duration), ("offset", utt.offset)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{path}: utterance {i} ({utt.audio_filepath}): "
+                                 f"{name} must be finite and >= 0, got {value!r}")
+        audio = os.path.abspath(utt.audio_filepath)
+        if os.path.commonpath([folder, audio]) == folder:
+            audio = os.path.relpath(audio, folder)
+        entry: dict[str, Any] = {"audio_filepath": audio, "duration": utt.duration, "text": utt.text}
+        if utt.offset:
+            entry["offset"] = utt.offset
+        if utt.speaker is not None:
+            entry["speaker"] = utt.speaker
+        yield json.dumps(entry, ensure_ascii=False) + "\n"

@@ -284,10 +284,47 @@ def test_damaged_archive_rejected_in_one_line_nothing_written(tmp_path, damage, 
     assert not (tmp_path / "t").exists()
 
 
-def test_link_through_a_link_of_the_archive_is_unsafe(tmp_path):
-    """'b' -> 'a/..' looks inside until 'a' -> '.' exists; tarfile's data filter stops it, reported as unsafe."""
-    archive = _tar(tmp_path / "chain.tar", [("sym", "a", "."), ("sym", "b", "a/.."), ("file", "b/escaped.txt", b"x")])
+@pytest.mark.parametrize(("members", "message"), [
+    ([("sym", "a", "."), ("sym", "b", "a/.."), ("file", "b/escaped.txt", b"x")],
+     "link 'b' -> 'a/..' points outside the target folder"),
+    ([("sym", "sub/up", ".."), ("sym", "sub/up/up2", ".."), ("file", "sub/up/up2/escaped.txt", b"x")],
+     "link 'sub/up/up2' -> '..' points outside the target folder"),
+    ([("sym", "b", "c/.."), ("sym", "c", "."), ("file", "b/escaped.txt", b"x")],
+     "member 'b/escaped.txt' leaves the target folder"),
+    ([("sym", "b", "c/.."), ("sym", "c", ".")],
+     "link 'b' -> 'c/..' points outside the target folder (through a link made after it)"),
+])
+def test_a_chain_of_links_out_of_the_target_is_refused_before_anything_is_written(tmp_path, members, message):
+    """Each link looks inside until the one before it exists: tarfile's data filter stopped the
+    chain only once its first link was on disk."""
+    archive = _tar(tmp_path / "chain.tar", [GOOD_FIRST, *members])
     target = tmp_path / "target" / "inner"
-    with pytest.raises(DownloadError, match=r"chain\.tar: unsafe member \('b' would link to"):
+    with pytest.raises(DownloadError) as e:
         extract_tar(archive, target)
-    assert not (tmp_path / "target" / "escaped.txt").exists()
+    assert str(e.value) == f"{archive}: {message}"
+    assert not (tmp_path / "target").exists()
+    target.mkdir(parents=True)
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(DownloadError):
+        extract_tar(archive, target)
+    assert [p.name for p in target.rglob("*")] == ["keep.txt"] and (target / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.tar", "target"]
+
+
+def test_a_chain_of_links_that_stays_inside_extracts(tmp_path):
+    archive = _tar(tmp_path / "inside.tar", [("dir", "pkg", b""), ("sym", "cur", "pkg"), ("sym", "pkg/up", ".."),
+                                             ("file", "cur/up/cur/f.txt", b"z")])
+    extract_tar(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "pkg" / "f.txt").read_bytes() == b"z"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inside.tar", "out"]
+
+
+def test_a_link_already_in_the_target_that_leads_out_is_refused(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (target / "data").symlink_to(tmp_path / "elsewhere")
+    archive = _tar(tmp_path / "a.tar", [GOOD_FIRST, ("file", "data/f.txt", b"x")])
+    with pytest.raises(DownloadError, match=r"a\.tar: member 'data/f\.txt' leaves the target folder$"):
+        extract_tar(archive, target)
+    assert [p.name for p in target.iterdir()] == ["data"] and not any((tmp_path / "elsewhere").iterdir())

@@ -123,11 +123,56 @@ def test_a_manifest_asr_prepare_did_not_finish_is_not_replaced(tree, tmp_path, c
     (out / "tiny.jsonl").write_text(mine)
     assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"asr: error: {out / 'tiny.jsonl'}: exists, but no tiny.summary.json beside it says asr prepare "
-                   "finished it; not overwritten (remove it, or pass --force to prepare it again)\n")
+    assert err == (f"asr: error: {out / 'tiny.jsonl'}: exists without tiny.summary.json and holds other lines than "
+                   "asr prepare makes of the corpus now; not overwritten (remove it, or pass --force to prepare it again)\n")
     assert (out / "tiny.jsonl").read_text() == mine and [p.name for p in out.iterdir()] == ["tiny.jsonl"]
     assert main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(out), "--force"]) == 0
     assert len(read_manifest(out / "tiny.jsonl")) == 7
+
+
+def test_a_file_that_is_not_a_manifest_is_refused_before_reading(tree, tmp_path, capsys):
+    """Notes of the user's at the manifest's path: refused before the split is read (it is gone)."""
+    split, _ = tree
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny.jsonl").write_text("my notes\n")
+    shutil.rmtree(split / "5652")
+    assert main(["prepare", "librispeech", "--data-dir", str(split.parent), "--splits", "tiny", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"asr: error: {out / 'tiny.jsonl'}: exists, is not a manifest, and no tiny.summary.json beside it says asr "
+        "prepare wrote it; not overwritten (remove it, or pass --force to prepare it again)\n")
+    assert [p.name for p in out.iterdir()] == ["tiny.jsonl"] and (out / "tiny.jsonl").read_text() == "my notes\n"
+
+
+@pytest.mark.parametrize("forced", [False, True])
+def test_a_preparation_stopped_before_its_summary_is_finished_by_a_rerun(tree, tmp_path, capsys, forced):
+    """Stopped between the manifest and its summary (here: the problems file cannot be written),
+    the rerun finishes it by itself (it asked the user to remove the manifest). A forced run
+    that stops so leaves no old summary vouching for the new manifest."""
+    split, _ = tree
+    out = tmp_path / "out"
+    args = ["prepare", "librispeech", "--data-dir", str(split), "--out", str(out)]
+    if forced:
+        assert main(args) == 0
+        (out / "tiny.problems.txt").unlink()
+        (split / "5652" / "39938" / "5652-39938-0003.flac").unlink()  # what --force is for: the corpus changed
+    (out / "tiny.problems.txt").mkdir(parents=True)
+    assert main(args + ["--force"] * forced) == 2
+    assert capsys.readouterr().err == f"asr: error: {out / 'tiny.problems.txt'}: Is a directory\n"
+    manifest = (out / "tiny.jsonl").read_bytes()
+    assert not (out / "tiny.summary.json").exists() and len(manifest.splitlines()) == 7 - forced
+    (out / "tiny.problems.txt").rmdir()
+    mtime = (out / "tiny.jsonl").stat().st_mtime_ns
+    assert main(args) == 0
+    assert "(already prepared)" not in capsys.readouterr().out
+    assert (out / "tiny.jsonl").read_bytes() == manifest and (out / "tiny.jsonl").stat().st_mtime_ns == mtime
+    summary = json.loads((out / "tiny.summary.json").read_text())
+    assert (summary["num_utterances"], summary["num_skipped"]) == (7 - forced, forced)
+    problems = (out / "tiny.problems.txt").read_text().splitlines()
+    assert len(problems) == forced and sorted(p.name for p in out.iterdir()) == [
+        "tiny.jsonl", "tiny.problems.txt", "tiny.summary.json"]
+    again = prepare_split(split, out)
+    assert again.reused and again.num_utterances == 7 - forced
 
 
 @pytest.mark.parametrize("corpus", ["librispeech", "digits"])
@@ -186,6 +231,19 @@ def test_missing_transcript_file(tree):
     utts, problems, skipped = read_split(split)
     assert len(utts) == 4 and skipped == 3
     assert problems == [f"{trans}: missing; the chapter's 3 audio files are skipped"]
+
+
+def test_a_transcript_that_cannot_be_read_is_a_problem_not_the_end(tree, tmp_path):
+    """A folder named like the transcript (reading it raises, as a file without permission does):
+    one line naming it, the chapter skipped, the rest prepared (it said 'missing')."""
+    split, _ = tree
+    folder, trans = _chapter(split)
+    trans.unlink()
+    trans.mkdir()
+    report = prepare_split(split, tmp_path / "out")
+    assert (report.num_utterances, report.num_skipped) == (4, 3)
+    assert report.problems == [f"{trans}: cannot be read (Is a directory); the chapter's 3 audio files are skipped"]
+    assert (tmp_path / "out" / "tiny.problems.txt").read_text() == report.problems[0] + "\n"
 
 
 def test_transcript_without_audio_and_audio_without_transcript(tree):

@@ -7,16 +7,18 @@ import hashlib
 import http.client
 import logging
 import lzma
+import os
 import re
 import tarfile
 import urllib.error
 import urllib.request
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+MAX_LINK_HOPS = 40  # symbolic links followed in one member's path, as the system's own limit (ELOOP)
 
 
 class DownloadError(Exception):
@@ -118,8 +120,11 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
     """Extract ``archive`` under ``target``; reject members that would land outside it.
 
     Absolute paths, ``..`` components, and symbolic/hard links pointing outside the target are
-    rejected before anything is written. Device files and FIFOs are rejected too, and so is a
-    compressed archive cut short or failing its CRC (read to its end before anything is written).
+    rejected before anything is written, and so are paths and links that leave it through a link
+    (one the archive makes before them, or one already in the target): every member is checked
+    where it would land once the members before it are extracted. Device files and FIFOs are
+    rejected too, and so is a compressed archive cut short or failing its CRC (read to its end
+    before anything is written). A refused archive leaves the target as it was.
 
     Returns:
         The extracted regular files.
@@ -131,14 +136,19 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
+            links: dict[str, str] = {}  # the archive's symbolic links: where each lands -> its target
             for m in members:
-                _check_member(archive, root, m)
+                _check_member(archive, root, m, links)
+            for where, linkname in links.items():  # a link made later may have moved an earlier one's target
+                if _landing(root, where, links) is None:
+                    raise DownloadError(f"{archive}: link {where!r} -> {linkname!r} points outside the target folder "
+                                        "(through a link made after it)")
             if isinstance(tar.fileobj, (gzip.GzipFile, lzma.LZMAFile)):
                 while tar.fileobj.read(CHUNK):  # the rest: its CRC, checked only at the end of the stream
                     pass
             target.mkdir(parents=True, exist_ok=True)
             tar.extractall(target, members=members, filter="data")
-    except tarfile.FilterError as e:  # a path through a link of the archive itself
+    except tarfile.FilterError as e:  # checked above; the data filter stays a second guard
         raise DownloadError(f"{archive}: unsafe member ({e})") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:  # damaged, cut short
         reason = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
@@ -146,17 +156,69 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
     return [target / m.name for m in members if m.isfile()]
 
 
-def _check_member(archive: Path, root: Path, m: tarfile.TarInfo) -> None:
+def _check_member(archive: Path, root: Path, m: tarfile.TarInfo, links: dict[str, str]) -> None:
+    """Refuse ``m`` unless it and its link target land inside ``root`` once the members before it
+    (whose symbolic links are in ``links``) are extracted; add its own symbolic link to ``links``.
+
+    Raises:
+        DownloadError: naming the archive, the member and the cause.
+    """
     name = m.name
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise DownloadError(f"{archive}: member {name!r} has an absolute path")
     if ".." in Path(name).parts:
         raise DownloadError(f"{archive}: member {name!r} leaves the target folder ('..')")
-    if not (root / name).resolve().is_relative_to(root):
+    is_link = m.issym() or m.islnk()
+    where = _landing(root, name, links, follow_last=not is_link)  # a link replaces what is at its name
+    if where is None:
         raise DownloadError(f"{archive}: member {name!r} leaves the target folder")
-    if m.issym() or m.islnk():
-        base = (root / name).parent if m.issym() else root
-        if Path(m.linkname).is_absolute() or not (base / m.linkname).resolve().is_relative_to(root):
+    if is_link:
+        base = where[:-1] if m.issym() else []  # a hard link's target is named from the archive's root
+        if Path(m.linkname).is_absolute() or _landing(root, "/".join([*base, m.linkname]), links) is None:
             raise DownloadError(f"{archive}: link {name!r} -> {m.linkname!r} points outside the target folder")
+        if m.issym():
+            links["/".join(where)] = m.linkname
     elif not (m.isfile() or m.isdir()):
         raise DownloadError(f"{archive}: member {name!r} is not a regular file or folder")
+
+
+def _landing(root: Path, name: str, links: dict[str, str], follow_last: bool = True) -> list[str] | None:
+    """Where the relative path ``name`` lands under ``root``, as the parts of a path below it:
+    ``..`` taken and symbolic links followed, those of the archive (``links``, keyed by where each
+    lands) and those already on disk. None when it leaves ``root`` or goes through more than
+    ``MAX_LINK_HOPS`` links.
+
+    Example:
+        >>> _landing(Path("/nowhere"), "a/b/../c", {"a": "x/y"})
+        ['x', 'y', 'c']
+        >>> _landing(Path("/nowhere"), "up/c", {"up": ".."}) is None
+        True
+    """
+    parts: list[str] = []
+    todo = list(PurePosixPath(name).parts)
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        parts.append(part)
+        if not todo and not follow_last:
+            break
+        on_disk = root.joinpath(*parts)
+        if "/".join(parts) in links:
+            todo[:0] = PurePosixPath(links["/".join(parts)]).parts
+            parts.pop()
+        elif os.path.islink(on_disk):
+            real = Path(os.path.realpath(on_disk))
+            if not real.is_relative_to(root):
+                return None
+            parts = list(real.relative_to(root).parts)
+        else:
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS:
+            return None
+    return parts

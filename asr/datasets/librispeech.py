@@ -13,7 +13,9 @@ Damage inside FLAC frames that leaves the header intact shows only when the audi
 (training with ``data.skip_bad`` and evaluation skip such files then).
 
 A split already prepared (its manifest and ``<split>.summary.json`` exist) is not prepared again
-unless ``force`` is set.
+unless ``force`` is set. A manifest without its summary (a preparation stopped between the two, or
+a file of the user's) is prepared again and kept only if it holds exactly the lines made now: then
+the summary is written beside it; otherwise it is not overwritten.
 
 Example:
     >>> sorted(["84-121-10", "84-121-9", "1272-128-0"], key=utterance_sort_key)
@@ -30,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from asr.audio import AudioError, audio_info
-from asr.manifest import Utterance, write_manifest
-from asr.outputs import OutputError, atomic_output
+from asr.manifest import Utterance, manifest_lines, write_manifest
+from asr.outputs import OutputError, atomic_output, json_lines_with
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,9 @@ def _read_transcripts(path: Path, prefix: str, problems: list[str]) -> tuple[dic
     A line is bad when it has no text, its text normalizes to nothing, it is not UTF-8, its id is
     not ``<prefix><digits>`` (``prefix`` is ``<speaker>-<chapter>-``), or the id repeats (every
     line with that id is then bad: which one is right cannot be told).
+
+    Raises:
+        OSError: the file cannot be read (a folder of that name, no permission).
     """
     good: dict[str, tuple[int, str]] = {}
     bad: set[str] = set()
@@ -169,12 +174,18 @@ def _chapter(chapter_dir: Path, speaker: str, utts: list[Utterance], problems: l
                 skipped += 1
             else:
                 audio[p.stem] = p
-    if trans_path.is_file():
-        lines, bad = _read_transcripts(trans_path, prefix, problems)
-    else:
-        lines, bad = {}, set()
-        if audio:
-            problems.append(f"{trans_path}: missing; the chapter's {len(audio)} audio files are skipped")
+    lines: dict[str, tuple[int, str]] = {}
+    bad: set[str] = set()
+    read = False
+    if os.path.lexists(trans_path):
+        try:
+            lines, bad = _read_transcripts(trans_path, prefix, problems)
+            read = True
+        except OSError as e:
+            problems.append(f"{trans_path}: cannot be read ({e.strerror or e}); "
+                            f"the chapter's {len(audio)} audio files are skipped")
+    elif audio:
+        problems.append(f"{trans_path}: missing; the chapter's {len(audio)} audio files are skipped")
     for uid in sorted(set(audio) | set(lines) | bad, key=utterance_sort_key):
         path = audio.get(uid)
         if uid in bad:
@@ -185,7 +196,7 @@ def _chapter(chapter_dir: Path, speaker: str, utts: list[Utterance], problems: l
             skipped += 1
             continue
         if uid not in lines:
-            if trans_path.is_file():
+            if read:
                 problems.append(f"{path}: no transcript line in {trans_path.name}; skipped")
             skipped += 1
             continue
@@ -239,31 +250,34 @@ def prepare_split(split_dir: str | Path, out_dir: str | Path, name: str | None =
     name = name or split_dir.name
     if not force and (report := prepared_split(out_dir, name)) is not None:
         return report
-    return write_split(out_dir, name, *read_split(split_dir))
+    return write_split(out_dir, name, *read_split(split_dir), force=force)
 
 
 def prepared_split(out_dir: Path, name: str) -> SplitReport | None:
-    """The report of ``out_dir/<name>.jsonl`` if a finished preparation wrote it; None if there is
-    no such manifest (see :func:`finished_summary` for the errors)."""
+    """The report of ``out_dir/<name>.jsonl`` if a finished preparation wrote it; None if it is to
+    be prepared (see :func:`finished_summary`)."""
     return finished_summary(out_dir / f"{name}.jsonl", out_dir / f"{name}.summary.json", SplitReport)
 
 
 def finished_summary(manifest: Path, summary_path: Path, report_type: type) -> Any:
     """The report (a ``report_type``, marked ``reused``) saved beside ``manifest`` by the
-    preparation that finished it; None when the manifest does not exist (or is not a file), so
-    that it is free to write.
+    preparation that finished it; None when there is no manifest, or a manifest without its
+    summary: it is to be prepared, and :func:`save_prepared` keeps such a manifest unless it holds
+    exactly the lines prepared (then it was left by a preparation stopped before its summary).
 
     Raises:
-        OutputError: the manifest exists without a summary (a manifest made or edited by hand, or
-            left by an interrupted preparation), or with one that is not a summary of this kind
-            (damaged, or written by another version). It is not replaced unless the preparation is
-            forced.
+        OutputError: the manifest exists without a summary and is not a manifest (a folder, or a
+            file whose first line is not an utterance), or with a summary that is not one of this
+            kind (damaged, or written by another version). It is not replaced unless the
+            preparation is forced.
     """
     if not os.path.lexists(manifest):
         return None
     if not summary_path.is_file():
-        raise OutputError(f"{manifest}: exists, but no {summary_path.name} beside it says asr prepare finished it; "
-                          "not overwritten (remove it, or pass --force to prepare it again)")
+        if not (manifest.is_file() and json_lines_with(manifest, {"audio_filepath", "duration", "text"})):
+            raise OutputError(f"{manifest}: exists, is not a manifest, and no {summary_path.name} beside it says "
+                              "asr prepare wrote it; not overwritten (remove it, or pass --force to prepare it again)")
+        return None
     try:
         saved = json.loads(summary_path.read_text(encoding="utf-8"))
         return report_type(**{**saved, "manifest": manifest, "reused": True})
@@ -272,32 +286,59 @@ def finished_summary(manifest: Path, summary_path: Path, report_type: type) -> A
                           "(remove both, or pass --force to prepare it again)") from None
 
 
-def write_split(out_dir: Path, name: str, utts: list[Utterance], problems: list[str], skipped: int) -> SplitReport:
-    """Write ``out_dir/<name>.jsonl``, ``.problems.txt`` and, last, ``.summary.json``; log the
-    first 20 problems (then a count) and return the report."""
+def write_split(out_dir: Path, name: str, utts: list[Utterance], problems: list[str], skipped: int,
+                force: bool = False) -> SplitReport:
+    """Write ``out_dir/<name>.jsonl``, ``.problems.txt`` and, last, ``.summary.json`` (see
+    :func:`save_prepared`); log the first 20 problems (then a count) and return the report."""
     report = SplitReport(name, out_dir / f"{name}.jsonl", len(utts), sum(len(u.text.split()) for u in utts),
                          sum(u.duration for u in utts), skipped, problems)
-    save_prepared(report, utts)
+    save_prepared(report, utts, force=force)
     logger.info("split=%s utterances=%d words=%d hours=%.3f skipped=%d", name, report.num_utterances,
                 report.num_words, report.duration_s / 3600, skipped)
     return report
 
 
-def save_prepared(report: Any, utts: list[Utterance]) -> None:
+def save_prepared(report: Any, utts: list[Utterance], force: bool = False) -> None:
     """Write what a preparation made of one split or set: ``report.manifest``, its
     ``<name>.problems.txt`` and, last, its ``<name>.summary.json`` (the report's fields, read back by
     :func:`finished_summary`); log the first 20 problems, then a count. ``report`` is a
-    ``SplitReport`` or any dataclass with ``name``, ``manifest`` and ``problems`` (WSJ's ``SetReport``)."""
+    ``SplitReport`` or any dataclass with ``name``, ``manifest`` and ``problems`` (WSJ's ``SetReport``).
+
+    Unless ``force`` is set, a manifest already there (one without a summary) is kept, and the
+    summary written beside it, only if it holds exactly the lines of ``utts``.
+
+    Raises:
+        OutputError: not forced, and a manifest there holds other lines (nothing is written).
+    """
     out_dir, name, problems = report.manifest.parent, report.name, report.problems
+    manifest, summary_path = report.manifest, out_dir / f"{name}.summary.json"
+    keep = not force and os.path.lexists(manifest)
+    if keep and not _same_lines(manifest, utts):
+        raise OutputError(f"{manifest}: exists without {summary_path.name} and holds other lines than asr prepare "
+                          "makes of the corpus now; not overwritten (remove it, or pass --force to prepare it again)")
     for line in problems[:20]:
         logger.warning("%s", line)
     if len(problems) > 20:
         logger.warning("... %d more problems in %s", len(problems) - 20, out_dir / f"{name}.problems.txt")
-    write_manifest(report.manifest, utts)
+    if keep:
+        logger.info("%s: left by a preparation stopped before its summary (the same lines); finished", manifest)
+    else:
+        if summary_path.is_file():  # forced: an old summary must not vouch for a manifest being replaced
+            summary_path.unlink()
+        write_manifest(manifest, utts)
     (out_dir / f"{name}.problems.txt").write_text("".join(p + "\n" for p in problems), encoding="utf-8")
     fields = {k: v for k, v in asdict(report).items() if k not in ("manifest", "reused")}
     with atomic_output(out_dir / f"{name}.summary.json") as tmp:  # written last: its presence means it is done
         tmp.write_text(json.dumps(fields, indent=1) + "\n", encoding="utf-8")
+
+
+def _same_lines(manifest: Path, utts: list[Utterance]) -> bool:
+    """Whether ``manifest`` holds exactly what :func:`write_manifest` writes for ``utts``."""
+    with open(manifest, "rb") as f:
+        for line in manifest_lines(manifest, utts):
+            if f.readline() != line.encode("utf-8"):
+                return False
+        return not f.read(1)
 
 
 def prepare_librispeech(data_dir: str | Path, out_dir: str | Path, splits: list[str] | None = None,

@@ -69,5 +69,5 @@ def prepare_musan(data_dir: str | Path, out_dir: str | Path, force: bool = False
             continue
         name = f"musan-{category}"
         report = None if force else prepared_split(out_dir, name)
-        reports.append(report or write_split(out_dir, name, *read_category(root / category)))
+        reports.append(report or write_split(out_dir, name, *read_category(root / category), force=force))
     return reports

@@ -379,7 +379,7 @@ def prepare_wsj(wsj0: list[str | Path], wsj1: list[str | Path], out_dir: str | P
         expected = SETS[name].expected
         report = SetReport(name, manifest, len(utts), sum(len(u.text.split()) for u in utts),
                            sum(u.duration for u in utts), skipped, expected, problems)
-        save_prepared(report, utts)
+        save_prepared(report, utts, force=force)
         if len(utts) != expected:
             logger.warning("set=%s utterances=%d expected=%d (a complete copy)", name, len(utts),
                            expected)
