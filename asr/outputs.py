@@ -34,19 +34,20 @@ class OutputError(Exception):
 
 def check_output(path: str | Path, is_ours: Callable[[Path], bool], what: str) -> Path:
     """The path to write for ``path`` (a symbolic link followed to its target), once it is certain
-    that writing there loses nothing: it does not exist, or it is a plain file that ``is_ours``
-    recognizes as ``what`` (an earlier output of the same kind).
+    that writing there loses nothing and can succeed: it does not exist, or it is a plain file that
+    ``is_ours`` recognizes as ``what`` (an earlier output of the same kind); and its folder can be
+    made and written (:func:`check_output_folder`). Call it before the work.
 
     Raises:
-        OutputError: the path is a folder, device or other non-file, or a file that is not ``what``.
+        OutputError: the path is a folder, device or other non-file, or a file that is not ``what``;
+            or its folder cannot hold it.
     """
     path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
-    if not os.path.lexists(path):
-        return path
-    if not path.is_file():
+    if os.path.lexists(path) and not path.is_file():
         raise OutputError(f"{path}: exists and is not a plain file; not overwritten")
-    if not is_ours(path):
+    if os.path.lexists(path) and not is_ours(path):
         raise OutputError(f"{path}: exists and is not {what}; not overwritten (remove it or choose another path)")
+    check_output_folder(path.parent, f"; nothing written at {path}")
     return path
 
 

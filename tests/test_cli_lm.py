@@ -273,11 +273,11 @@ def test_tune_lm_refuses_a_cache_path_before_the_model_is_read(capsys, tmp_path)
     run through the model. The model, LM and manifest named here are missing: the cache comes first."""
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
-    refused = {notes / "lp.pt": f"{notes}: exists and is not a folder; no log-prob cache written at {notes / 'lp.pt'}",
-               notes / "sub" / "lp.pt": f"{notes}: exists and is not a folder; no log-prob cache written at",
+    refused = {notes / "lp.pt": f"{notes}: exists and is not a folder; nothing written at {notes / 'lp.pt'}",
+               notes / "sub" / "lp.pt": f"{notes}: exists and is not a folder; nothing written at",
                tmp_path: f"{tmp_path}: exists and is not a plain file; not overwritten"}
     if Path("/proc/self").is_dir():  # a folder where the system makes no file
-        refused[Path("/proc/lp.pt")] = "/proc: cannot write files there (No such file or directory); no log-prob"
+        refused[Path("/proc/lp.pt")] = "/proc: cannot write files there (No such file or directory); nothing written"
     for cache, error in refused.items():
         assert main(["tune-lm", str(tmp_path / "none.pt"), str(tmp_path / "none.jsonl"), "--lm", str(tmp_path / "none.arpa"),
                      "--lm-weights", "1", "--word-scores", "0", "--cache", str(cache)]) == 2

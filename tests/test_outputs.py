@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from asr.outputs import OutputError, check_output_folder
+from asr.outputs import OutputError, check_output, check_output_folder
 
 
 def test_check_output_folder_makes_nothing_and_refuses_what_cannot_be_a_folder(tmp_path: Path):
@@ -23,3 +23,14 @@ def test_check_output_folder_makes_nothing_and_refuses_what_cannot_be_a_folder(t
     if Path("/proc/self").is_dir():  # a folder where the system makes no file, even for root
         with pytest.raises(OutputError, match=r"^/proc: cannot write files there \(.+\)$"):
             check_output_folder("/proc/new/out")
+
+
+def test_check_output_refuses_a_file_path_whose_folder_cannot_hold_it(tmp_path: Path):
+    """build-lm --out and evaluate --results-json below a file failed only when writing, after the work."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(OutputError, match=rf"^{re.escape(str(notes))}: exists and is not a folder; "
+                                          rf"nothing written at {re.escape(str(notes / 'lm.arpa'))}$"):
+        check_output(notes / "lm.arpa", lambda p: True, "an LM")
+    assert check_output(tmp_path / "new" / "lm.arpa", lambda p: False, "an LM") == tmp_path / "new" / "lm.arpa"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing made
