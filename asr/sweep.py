@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from asr.config import ConfigError
-from asr.outputs import atomic_output, check_output, json_lines_with, starts_with
+from asr.outputs import atomic_output, check_output, check_output_folder, json_lines_with, starts_with
 from asr.train_config import resolve_config
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
             except (ConfigError, ValueError, TypeError) as e:
                 raise ConfigError(f"sweep point {run_name(point, seed)}: {e}") from None
             todo.append((args, run))
+    check_output_folder(out_dir, "; no sweep written there (choose another --out)")
     records = check_output(out_dir / "sweep.jsonl", lambda p: json_lines_with(p, {"point", "seed", "run_dir"}),
                            "the records of an asr sweep")
     summary = check_output(out_dir / "sweep.md", lambda p: starts_with(p, b"| "), "the table of an asr sweep")
