@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from asr.datasets.digits import DIGIT_WORDS, find_recordings, prepare_digits
-from asr.datasets.download import DownloadError
+from asr.datasets.download import DownloadError, TargetError
 from asr.manifest import read_manifest
 from asr.outputs import OutputError
 
@@ -356,3 +356,21 @@ def test_a_manifest_of_a_run_stopped_over_a_finished_one_is_kept(official, recor
     assert (split.num_train, split.num_test) == (30, 30)
     for name in ("train.jsonl", "test.jsonl", "words.txt", "digits.summary.json"):
         assert (out / name).read_bytes() == (speaker / name).read_bytes(), name
+
+
+def test_fsdd_download_with_a_file_in_the_way_keeps_the_archive(recordings, http_server, tmp_path):
+    """A file where the archive makes its folder is the download folder's fault, not the
+    archive's: it is not removed for a download again, and the run after the file is moved
+    extracts it."""
+    http_server.files["/fsdd.tar.gz"] = _fsdd_archive(recordings)
+    dl, url = tmp_path / "dl", f"{http_server.url}/fsdd.tar.gz"
+    dl.mkdir()
+    (dl / "free-spoken-digit-dataset-1.0.10").write_text("mine\n")
+    with pytest.raises(TargetError, match=r"fsdd-v1\.0\.10\.tar\.gz: member 'free-spoken-digit-dataset-1\.0\.10/"
+                                          r"recordings/0_jackson_10\.wav' needs a folder at .*dl/free-spoken-digit-"
+                                          r"dataset-1\.0\.10, where a file is already in the target"):
+        find_recordings(None, download_dir=dl, url=url)
+    assert sorted(p.name for p in dl.iterdir()) == ["free-spoken-digit-dataset-1.0.10", "fsdd-v1.0.10.tar.gz"]
+    (dl / "free-spoken-digit-dataset-1.0.10").unlink()
+    assert len(list(find_recordings(None, download_dir=dl, url=url).glob("*.wav"))) == 60
+    assert len(http_server.log) == 1

@@ -22,7 +22,7 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.audio import AudioError, load_audio
-from asr.datasets.download import DownloadError, download, extract_tar
+from asr.datasets.download import DownloadError, TargetError, download, extract_tar
 from asr.manifest import Utterance, manifest_lines
 from asr.outputs import atomic_output, check_output
 
@@ -55,7 +55,8 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
     ``data_dir`` may be the folder holding ``recordings/`` or ``recordings/`` itself. A download
     (of ``url`` into ``download_dir``) counts as done only once its archive is wholly extracted
     (``download_dir/.complete``); an archive that does not extract is removed, so that the next
-    run fetches it again (FSDD publishes no checksum to check it against).
+    run fetches it again (FSDD publishes no checksum to check it against), unless what stands in
+    the way is in ``download_dir`` (a file where the archive makes a folder, ...).
 
     Raises:
         FileNotFoundError: ``data_dir`` holds no FSDD recordings.
@@ -75,6 +76,8 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
     archive = download(url, download_dir / "fsdd-v1.0.10.tar.gz")
     try:
         extract_tar(archive, download_dir)
+    except TargetError:  # the archive is sound: kept for the run after the way is cleared
+        raise
     except DownloadError as e:
         archive.unlink()
         raise DownloadError(f"{e}; the archive was removed: run again to download it again") from None
