@@ -87,8 +87,9 @@ def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> 
             crash of the machine leaves the old file or the new one, never an empty one.
 
     Raises:
-        OSError: the temporary file cannot be created (a missing or read-only folder): the
-            ``OSError`` subclass of the cause, its ``filename`` being ``path``.
+        OSError: the temporary file cannot be created (a missing or read-only folder), or cannot
+            replace ``path`` (a folder there): the ``OSError`` subclass of the cause, its
+            ``filename`` being ``path``.
 
     Example:
         >>> import tempfile
@@ -112,7 +113,10 @@ def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> 
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:  # a folder at ``path``, ...: named as given, not as the temporary file (gone)
+            raise type(e)(e.errno, e.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from asr.datasets.digits import DIGIT_WORDS, find_recordings, prepare_digits
-from asr.datasets.download import DownloadError
+from asr.datasets.download import DownloadError, TargetError
 from asr.manifest import read_manifest
 from asr.outputs import OutputError
 
@@ -299,3 +299,78 @@ def test_fsdd_download_damaged_or_half_extracted_is_fetched_again(recordings, ht
         path.unlink()
     assert len(list(find_recordings(None, download_dir=dl, url=url).glob("*.wav"))) == 60
     assert len(http_server.log) == 2  # the archive on disk was used, not fetched again
+
+
+def test_a_preparation_stopped_before_its_summary_is_finished_by_a_rerun(official, recordings, tmp_path, capsys):
+    """Stopped after its outputs and before digits.summary.json (here a folder stands there), the
+    rerun refused train.jsonl as not written by asr prepare digits, for the user to remove by
+    hand; it keeps the files, which hold what it makes, and writes the summary. A file changed
+    since is still refused, with nothing written."""
+    from asr.cli import main
+
+    out = tmp_path / "out"
+    args = ["prepare", "digits", "--data-dir", str(recordings.parent), "--out", str(out)]
+    (out / "digits.summary.json").mkdir(parents=True)
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"asr: error: {out / 'digits.summary.json'}: Is a directory\n"
+    outputs = ("train.jsonl", "test.jsonl", "words.txt")
+    left = {name: ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) for name in outputs}
+    assert len(left["train.jsonl"][0].splitlines()) == 40 and len(list((out / "wav").glob("*.wav"))) == 60
+    (out / "digits.summary.json").rmdir()
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"train 40 utterances -> {out / 'train.jsonl'}"
+    for name in outputs:  # kept as they were, and what a run that is not stopped writes
+        assert ((out / name).read_bytes(), (out / name).stat().st_mtime_ns) == left[name]
+        assert (out / name).read_bytes() == (official[0] / name).read_bytes()
+    assert (out / "digits.summary.json").read_bytes() == (official[0] / "digits.summary.json").read_bytes()
+    assert main(args + ["--split", "speaker"]) == 0  # its own outputs now: replaced
+    assert len(read_manifest(out / "test.jsonl")) == 30
+
+    # stopped again; then the user edits train.jsonl: refused before any work, nothing written
+    (out / "digits.summary.json").unlink()
+    train = out / "train.jsonl"
+    edited = "".join(train.read_text().splitlines(keepends=True)[1:])
+    train.write_text(edited)
+    (out / "wav" / "0_theo_4.wav").unlink()
+    assert main(args + ["--split", "speaker"]) == 2
+    assert capsys.readouterr().err == (
+        f"asr: error: {train}: exists and is not the train.jsonl asr prepare digits wrote or makes now (it was changed "
+        "since, or not written by it); not overwritten (remove it or choose another path)\n")
+    assert train.read_text() == edited and not (out / "digits.summary.json").exists()
+    assert not (out / "wav" / "0_theo_4.wav").exists()
+
+
+def test_a_manifest_of_a_run_stopped_over_a_finished_one_is_kept(official, recordings, tmp_path):
+    """A speaker-split run over a finished official one, stopped after train.jsonl: that file is
+    not the one the summary records, but holds what the speaker split makes, so the rerun keeps
+    it; a rerun with the official split instead refuses it (it cannot tell whose it is)."""
+    shutil.copytree(official[0], tmp_path / "official")
+    speaker = tmp_path / "speaker"
+    shutil.copytree(official[0] / "wav", speaker / "wav")
+    prepare_digits(recordings, speaker, split="speaker")
+    out = tmp_path / "official"
+    shutil.copy(speaker / "train.jsonl", out / "train.jsonl")  # what the stopped run wrote
+    with pytest.raises(OutputError, match=r"train\.jsonl: exists and is not the train\.jsonl"):
+        prepare_digits(recordings, out)
+    split = prepare_digits(recordings, out, split="speaker")
+    assert (split.num_train, split.num_test) == (30, 30)
+    for name in ("train.jsonl", "test.jsonl", "words.txt", "digits.summary.json"):
+        assert (out / name).read_bytes() == (speaker / name).read_bytes(), name
+
+
+def test_fsdd_download_with_a_file_in_the_way_keeps_the_archive(recordings, http_server, tmp_path):
+    """A file where the archive makes its folder is the download folder's fault, not the
+    archive's: it is not removed for a download again, and the run after the file is moved
+    extracts it."""
+    http_server.files["/fsdd.tar.gz"] = _fsdd_archive(recordings)
+    dl, url = tmp_path / "dl", f"{http_server.url}/fsdd.tar.gz"
+    dl.mkdir()
+    (dl / "free-spoken-digit-dataset-1.0.10").write_text("mine\n")
+    with pytest.raises(TargetError, match=r"fsdd-v1\.0\.10\.tar\.gz: member 'free-spoken-digit-dataset-1\.0\.10/"
+                                          r"recordings/0_jackson_10\.wav' needs a folder at .*dl/free-spoken-digit-"
+                                          r"dataset-1\.0\.10, where a file is already in the target"):
+        find_recordings(None, download_dir=dl, url=url)
+    assert sorted(p.name for p in dl.iterdir()) == ["free-spoken-digit-dataset-1.0.10", "fsdd-v1.0.10.tar.gz"]
+    (dl / "free-spoken-digit-dataset-1.0.10").unlink()
+    assert len(list(find_recordings(None, download_dir=dl, url=url).glob("*.wav"))) == 60
+    assert len(http_server.log) == 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from asr.datasets.download import DownloadError, download, extract_tar
+from asr.datasets.download import DownloadError, TargetError, download, extract_tar
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 
@@ -328,3 +329,62 @@ def test_a_link_already_in_the_target_that_leads_out_is_refused(tmp_path):
     with pytest.raises(DownloadError, match=r"a\.tar: member 'data/f\.txt' leaves the target folder$"):
         extract_tar(archive, target)
     assert [p.name for p in target.iterdir()] == ["data"] and not any((tmp_path / "elsewhere").iterdir())
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder``: a file's bytes, None for a folder."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(("member", "obstacle", "message"), [
+    (("file", "pkg/sub/b.txt", b"b"), "file", "member 'pkg/sub/b.txt' needs a folder at {t}/pkg/sub, where a file"),
+    (("file", "pkg/sub", b"b"), "folder", "member 'pkg/sub' needs a file at {t}/pkg/sub, where a folder"),
+    (("dir", "pkg/sub", b""), "file", "member 'pkg/sub' needs a folder at {t}/pkg/sub, where a file"),
+    (("sym", "pkg/sub", "a.txt"), "folder", "member 'pkg/sub' needs a link at {t}/pkg/sub, where a folder"),
+])
+def test_something_in_the_target_in_a_members_way_is_refused_before_anything_is_written(tmp_path, member, obstacle,
+                                                                                       message):
+    """A file where a member needs a folder, or a folder where it makes a file, raised tarfile's
+    NotADirectoryError / IsADirectoryError once the members before it were written (a link onto a
+    folder was skipped without a word, a folder onto a file set the file's modification time). A regular file
+    the archive holds is replaced, as when the same archive is extracted again."""
+    archive = _tar(tmp_path / "a.tar", [("dir", "pkg", b""), ("file", "pkg/a.txt", b"new"), member])
+    target = tmp_path / "t"
+    (target / "pkg").mkdir(parents=True)
+    (target / "pkg" / "a.txt").write_bytes(b"old")
+    if obstacle == "file":
+        (target / "pkg" / "sub").write_bytes(b"mine")
+    else:
+        (target / "pkg" / "sub").mkdir()
+        (target / "pkg" / "sub" / "keep.txt").write_bytes(b"mine")
+    before = _tree(target)
+    with pytest.raises(TargetError) as e:
+        extract_tar(archive, target)
+    assert str(e.value) == (f"{archive}: {message.format(t=target)} is already in the target; nothing was extracted "
+                            "(move it away, or extract elsewhere)")
+    assert _tree(target) == before
+    (target / "pkg" / "sub").rename(tmp_path / "moved")
+    extract_tar(archive, target)
+    assert (target / "pkg" / "a.txt").read_bytes() == b"new" and os.path.lexists(target / member[1])
+    extract_tar(archive, target)  # and again: what it made is replaced
+
+
+def test_a_member_in_the_way_of_a_later_one_is_refused_before_anything_is_written(tmp_path):
+    archive = _tar(tmp_path / "a.tar", [GOOD_FIRST, ("file", "a", b"x"), ("file", "a/b", b"y")])
+    with pytest.raises(TargetError) as e:
+        extract_tar(archive, tmp_path / "t")
+    assert str(e.value) == (f"{archive}: member 'a/b' needs a folder at {tmp_path / 't' / 'a'}, where member 'a' "
+                            "before it makes a file; nothing was extracted")
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_write_the_system_refuses_names_the_member(tmp_path):
+    """What is not known before (here a name too long for the file system) is one line naming
+    the member, and says what was extracted."""
+    long = "x" * 300
+    archive = _tar(tmp_path / "a.tar", [GOOD_FIRST, ("file", f"ok/{long}", b"y")])
+    with pytest.raises(TargetError) as e:
+        extract_tar(archive, tmp_path / "t")
+    assert str(e.value) == (f"{archive}: member 'ok/{long}' could not be extracted ({tmp_path / 't' / 'ok' / long}: "
+                            "File name too long); the members before it are extracted")
+    assert _tree(tmp_path / "t") == {"ok": None, "ok/first.txt": b"harmless"}

@@ -187,3 +187,24 @@ def test_cli_download_list_and_fetch(server, serve, tmp_path, capsys):
 
 def test_default_base_url_is_openslr():
     assert openslr.OPENSLR_URL == "https://www.openslr.org/resources"
+
+
+def test_cli_download_into_a_folder_with_something_in_the_way(server, serve, tmp_path, capsys):
+    """A file where the archive makes its part's folder: one line naming the archive, the member
+    and the file (it was tarfile's 'Not a directory' once README.TXT was written); nothing is
+    extracted, the verified archive is kept, and the run after the file is moved extracts it."""
+    serve("train-clean-5")
+    (tmp_path / "LibriSpeech").mkdir()
+    (tmp_path / "LibriSpeech" / "train-clean-5").write_text("my notes\n")
+    args = ["download", "train-clean-5", "--dest", str(tmp_path), "--base-url", server.url]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        f"asr: error: {tmp_path / 'train-clean-5.tar.gz'}: member 'LibriSpeech/train-clean-5/19/198/19-198.trans.txt' "
+        f"needs a folder at {tmp_path / 'LibriSpeech' / 'train-clean-5'}, where a file is already in the target; "
+        "nothing was extracted (move it away, or extract elsewhere)\n")
+    assert [p.name for p in (tmp_path / "LibriSpeech").iterdir()] == ["train-clean-5"]
+    assert (tmp_path / "LibriSpeech" / "train-clean-5").read_text() == "my notes\n"
+    (tmp_path / "LibriSpeech" / "train-clean-5").rename(tmp_path / "notes.txt")
+    assert main(args) == 0
+    assert (tmp_path / "LibriSpeech/train-clean-5/.complete").is_file() and len(server.log) == 1

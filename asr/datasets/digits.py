@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,8 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.audio import AudioError, load_audio
-from asr.datasets.download import DownloadError, download, extract_tar
-from asr.manifest import Utterance, write_manifest
+from asr.datasets.download import DownloadError, TargetError, download, extract_tar
+from asr.manifest import Utterance, manifest_lines
 from asr.outputs import atomic_output, check_output
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
     ``data_dir`` may be the folder holding ``recordings/`` or ``recordings/`` itself. A download
     (of ``url`` into ``download_dir``) counts as done only once its archive is wholly extracted
     (``download_dir/.complete``); an archive that does not extract is removed, so that the next
-    run fetches it again (FSDD publishes no checksum to check it against).
+    run fetches it again (FSDD publishes no checksum to check it against), unless what stands in
+    the way is in ``download_dir`` (a file where the archive makes a folder, ...).
 
     Raises:
         FileNotFoundError: ``data_dir`` holds no FSDD recordings.
@@ -74,6 +76,8 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
     archive = download(url, download_dir / "fsdd-v1.0.10.tar.gz")
     try:
         extract_tar(archive, download_dir)
+    except TargetError:  # the archive is sound: kept for the run after the way is cleared
+        raise
     except DownloadError as e:
         archive.unlink()
         raise DownloadError(f"{e}; the archive was removed: run again to download it again") from None
@@ -93,8 +97,11 @@ def prepare_digits(
     Work already done is skipped: a resampled file that exists is not written again. Unreadable
     recordings are logged with their path and skipped (counted in ``DigitsSplit.skipped``). The
     manifests and ``words.txt`` are written again only if this function wrote them and they are
-    unchanged since (``digits.summary.json`` records their SHA-256): a manifest edited by hand is
-    refused before any work.
+    unchanged since (``digits.summary.json`` records their SHA-256), or if they hold exactly what
+    this run makes (left by a run stopped before its summary: kept as they are, and the summary
+    written). Any other file there, such as a manifest edited by hand, is refused with nothing
+    written in its place: before any work, or once the missing audio is resampled for a file that
+    holds what the audio already there makes.
 
     Returns:
         The paths of ``train.jsonl`` and ``test.jsonl`` in ``out_dir`` and their sizes, and of
@@ -107,19 +114,49 @@ def prepare_digits(
         raise DigitsError(f"split {split!r} is not 'official' or 'speaker'")
     recordings, out_dir = Path(recordings), Path(out_dir)
     wav_dir = out_dir / "wav"
-    train, test, skipped = [], [], 0
     files = sorted(p for p in recordings.glob("*.wav") if NAME_RE.match(p.name))
     speakers = {NAME_RE.match(p.name)["speaker"] for p in files}
     if split == "speaker" and test_speaker not in speakers:
         raise DigitsError(f"test speaker {test_speaker!r} not in {recordings} (speakers: {', '.join(sorted(speakers))})")
     unchanged = _unchanged_outputs(out_dir)
-    for name in OUTPUTS:  # before any work: a manifest edited by hand is not replaced
-        check_output(out_dir / name, lambda path: path.name in unchanged,
-                     f"the {name} asr prepare digits wrote (it was changed since, or not written by it)")
+    left: dict[str, bytes] = {}  # what a run stopped before its summary left, made of the audio already resampled
+    if any(os.path.lexists(out_dir / name) and name not in unchanged for name in OUTPUTS):
+        train, test, _ = _utterances(files, wav_dir, split, test_speaker, sample_rate, resample=False)
+        left = _outputs(out_dir, train, test)
+    _check_outputs(out_dir, unchanged, left)  # before any work: a manifest edited by hand is not replaced
     wav_dir.mkdir(parents=True, exist_ok=True)
+    train, test, problems = _utterances(files, wav_dir, split, test_speaker, sample_rate)
+    for problem in problems:
+        logger.warning("%s", problem)
+    if problems:
+        logger.warning("skipped %d unreadable recordings of %d", len(problems), len(files))
+    outputs = _outputs(out_dir, train, test)
+    _check_outputs(out_dir, unchanged, outputs)  # again, with every duration known; nothing is written yet
+    for name, data in outputs.items():
+        if not _holds(out_dir / name, data):  # one that holds it already (a stopped run's) is kept as it is
+            with atomic_output(out_dir / name, durable=True) as tmp:
+                tmp.write_bytes(data)
+    summary = {"split": split, "test_speaker": test_speaker if split == "speaker" else None,
+               "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in outputs.items()}}
+    with atomic_output(out_dir / SUMMARY) as tmp:  # last: the record of what this run wrote
+        tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return DigitsSplit(out_dir / "train.jsonl", out_dir / "test.jsonl", len(train), len(test), len(problems),
+                       out_dir / "words.txt")
+
+
+def _utterances(files: list[Path], wav_dir: Path, split: str, test_speaker: str, sample_rate: int,
+                resample: bool = True) -> tuple[list[Utterance], list[Utterance], list[str]]:
+    """The train and test utterances of the recordings ``files``, read from their copies at
+    ``sample_rate`` in ``wav_dir`` (a missing copy is made if ``resample``, else the recording is
+    left out), and one problem line per unreadable recording (left out)."""
+    train: list[Utterance] = []
+    test: list[Utterance] = []
+    problems: list[str] = []
     for path in files:
         m = NAME_RE.match(path.name)
         target = wav_dir / path.name
+        if not resample and not target.is_file():
+            continue
         try:
             if not target.is_file():
                 wave = load_audio(path, sample_rate=sample_rate)
@@ -127,25 +164,33 @@ def prepare_digits(
                     sf.write(tmp, wave, sample_rate, subtype="PCM_16")
             duration = sf.info(target).duration
         except (AudioError, RuntimeError) as e:
-            logger.warning("%s", e)
-            skipped += 1
+            problems.append(str(e))
             continue
         utt = Utterance(audio_filepath=str(target.resolve()), duration=duration,
                         text=DIGIT_WORDS[int(m["digit"])], speaker=m["speaker"])
         is_test = int(m["index"]) < 5 if split == "official" else m["speaker"] == test_speaker
         (test if is_test else train).append(utt)
-    if skipped:
-        logger.warning("skipped %d unreadable recordings of %d", skipped, len(files))
-    write_manifest(out_dir / "train.jsonl", train)
-    write_manifest(out_dir / "test.jsonl", test)
-    words = out_dir / "words.txt"
-    with atomic_output(words) as tmp:
-        tmp.write_text("".join(w + "\n" for w in DIGIT_WORDS), encoding="utf-8")
-    summary = {"split": split, "test_speaker": test_speaker if split == "speaker" else None,
-               "sha256": {name: _sha256(out_dir / name) for name in OUTPUTS}}
-    with atomic_output(out_dir / SUMMARY) as tmp:  # last: the record of what this run wrote
-        tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    return DigitsSplit(out_dir / "train.jsonl", out_dir / "test.jsonl", len(train), len(test), skipped, words)
+    return train, test, problems
+
+
+def _outputs(out_dir: Path, train: list[Utterance], test: list[Utterance]) -> dict[str, bytes]:
+    """What each of ``OUTPUTS`` holds for these utterances, by name."""
+    return {"train.jsonl": "".join(manifest_lines(out_dir / "train.jsonl", train)).encode("utf-8"),
+            "test.jsonl": "".join(manifest_lines(out_dir / "test.jsonl", test)).encode("utf-8"),
+            "words.txt": "".join(w + "\n" for w in DIGIT_WORDS).encode("utf-8")}
+
+
+def _check_outputs(out_dir: Path, unchanged: set[str], expected: dict[str, bytes]) -> None:
+    """Refuse an output in ``out_dir`` that is neither among ``unchanged`` nor holds exactly
+    ``expected[name]`` (see :func:`asr.outputs.check_output` for the errors)."""
+    for name in OUTPUTS:
+        check_output(out_dir / name, lambda path, name=name: name in unchanged or _holds(path, expected.get(name)),
+                     f"the {name} asr prepare digits wrote or makes now (it was changed since, or not written by it)")
+
+
+def _holds(path: Path, data: bytes | None) -> bool:
+    """Whether ``path`` is a file holding exactly ``data``."""
+    return data is not None and path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
 def _unchanged_outputs(out_dir: Path) -> set[str]:

@@ -25,6 +25,11 @@ class DownloadError(Exception):
     """A download or archive is unusable: network error, size or checksum mismatch, unsafe member."""
 
 
+class TargetError(DownloadError):
+    """A sound archive that its target folder cannot take: something already there stands where a
+    member goes, or the system refused a write. The archive is not to blame (keep it)."""
+
+
 def download(url: str, dest: str | Path, size: int | None = None, sha256: str | None = None, md5: str | None = None,
              timeout_s: float = 60.0) -> Path:
     """Fetch ``url`` to ``dest``, resuming a partial ``dest.part`` with an HTTP Range request.
@@ -124,11 +129,17 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
     (one the archive makes before them, or one already in the target): every member is checked
     where it would land once the members before it are extracted. Device files and FIFOs are
     rejected too, and so is a compressed archive cut short or failing its CRC (read to its end
-    before anything is written). A refused archive leaves the target as it was.
+    before anything is written), and a member blocked by what is there before it (a file where it
+    needs a folder, a folder where it makes a file: see :func:`_check_room`); a file of the archive
+    replaces a regular file of that name (extracting the same archive again). A refused archive
+    leaves the target as it was.
 
     Returns:
         The extracted regular files.
     Raises:
+        TargetError: something in the target stands in a member's way (nothing is written), or
+            the system refused a write (the members before it are extracted); naming the archive,
+            the member and the path, in one line.
         DownloadError: naming the archive and the offending member or the damage, in one line.
     """
     archive, target = Path(archive), Path(target)
@@ -137,8 +148,9 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
             links: dict[str, str] = {}  # the archive's symbolic links: where each lands -> its target
+            made: dict[str, tarfile.TarInfo] = {}  # what the members before make: where each lands -> the member
             for m in members:
-                _check_member(archive, root, m, links)
+                _check_room(archive, target, m, _check_member(archive, root, m, links), made)
             for where, linkname in links.items():  # a link made later may have moved an earlier one's target
                 if _landing(root, where, links) is None:
                     raise DownloadError(f"{archive}: link {where!r} -> {linkname!r} points outside the target folder "
@@ -147,7 +159,7 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
                 while tar.fileobj.read(CHUNK):  # the rest: its CRC, checked only at the end of the stream
                     pass
             target.mkdir(parents=True, exist_ok=True)
-            tar.extractall(target, members=members, filter="data")
+            _extract(tar, archive, target, members)
     except tarfile.FilterError as e:  # checked above; the data filter stays a second guard
         raise DownloadError(f"{archive}: unsafe member ({e})") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:  # damaged, cut short
@@ -156,9 +168,77 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
     return [target / m.name for m in members if m.isfile()]
 
 
-def _check_member(archive: Path, root: Path, m: tarfile.TarInfo, links: dict[str, str]) -> None:
+def _extract(tar: tarfile.TarFile, archive: Path, target: Path, members: list[tarfile.TarInfo]) -> None:
+    """Extract the checked ``members`` under ``target`` (tarfile's data filter as a second guard).
+
+    Raises:
+        TargetError: the system refused a write (a full disk, a read-only folder, ...).
+    """
+    current: list[tarfile.TarInfo] = []
+
+    def data_filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        current[:] = [member]  # the member being extracted, for the error
+        return tarfile.data_filter(member, path)
+
+    try:
+        tar.extractall(target, members=members, filter=data_filter)
+    except OSError as e:
+        if not e.filename:  # not the disk: the archive's stream
+            raise
+        raise TargetError(f"{archive}: member {current[0].name!r} could not be extracted ({e.filename}: "
+                          f"{e.strerror or e}); the members before it are extracted") from None
+
+
+def _check_room(archive: Path, target: Path, m: tarfile.TarInfo, where: list[str],
+                made: dict[str, tarfile.TarInfo]) -> None:
+    """Refuse ``m``, which lands at ``where`` (the parts of a path below ``target``), when what is
+    there once the members before it (``made``) are extracted blocks it: something other than a
+    folder at a parent of ``where``, or at ``where`` something ``m`` does not replace (for a
+    folder, anything but a folder; for a file, a folder or a FIFO, device or socket; for a link, a
+    folder). Add ``m`` to ``made``.
+
+    Raises:
+        TargetError: naming the archive, the member and the path in the way.
+    """
+    for i in range(1, len(where) + 1):
+        key, path = "/".join(where[:i]), target.joinpath(*where[:i])
+        if i < len(where) or m.isdir():
+            needs, fits = "a folder", ("a folder",)
+        elif m.isfile():
+            needs, fits = "a file", ("a file", "a link")
+        else:
+            needs, fits = "a link", ("a file", "a link", "something other than a file or folder")
+        kind = _member_kind(made[key]) if key in made else _disk_kind(path)
+        if kind is None or kind in fits:
+            continue
+        if key in made:
+            raise TargetError(f"{archive}: member {m.name!r} needs {needs} at {path}, where member {made[key].name!r} "
+                              f"before it makes {kind}; nothing was extracted")
+        raise TargetError(f"{archive}: member {m.name!r} needs {needs} at {path}, where {kind} is already in the "
+                          "target; nothing was extracted (move it away, or extract elsewhere)")
+    made["/".join(where)] = m
+
+
+def _member_kind(m: tarfile.TarInfo) -> str:
+    """What a member makes, in words."""
+    return "a folder" if m.isdir() else "a file" if m.isfile() else "a link"
+
+
+def _disk_kind(path: Path) -> str | None:
+    """What is at ``path`` (a link not followed), in words; None if nothing."""
+    if os.path.islink(path):
+        return "a link"
+    if path.is_dir():
+        return "a folder"
+    if path.is_file():
+        return "a file"
+    return "something other than a file or folder" if os.path.lexists(path) else None
+
+
+def _check_member(archive: Path, root: Path, m: tarfile.TarInfo, links: dict[str, str]) -> list[str]:
     """Refuse ``m`` unless it and its link target land inside ``root`` once the members before it
     (whose symbolic links are in ``links``) are extracted; add its own symbolic link to ``links``.
+    Return where it lands (see :func:`_landing`).
 
     Raises:
         DownloadError: naming the archive, the member and the cause.
@@ -180,6 +260,7 @@ def _check_member(archive: Path, root: Path, m: tarfile.TarInfo, links: dict[str
             links["/".join(where)] = m.linkname
     elif not (m.isfile() or m.isdir()):
         raise DownloadError(f"{archive}: member {name!r} is not a regular file or folder")
+    return where
 
 
 def _landing(root: Path, name: str, links: dict[str, str], follow_last: bool = True) -> list[str] | None:
