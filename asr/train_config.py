@@ -106,11 +106,33 @@ def resolve_config(path: str | Path | None, overrides: list[str] = ()) -> TrainC
     """Load a YAML config, apply ``key=value`` overrides and merge the model preset under ``model``.
 
     Paths in the file (manifests, out_dir) are taken as given, relative to the working directory.
+
+    Raises:
+        ConfigError: naming the key; a problem of the file's own settings (one the overrides do not
+            make) also names the file, ``conf.yaml: unknown key 'epochz' in TrainConfig (...)``.
     """
-    raw = load_yaml(path) if path is not None else {}
-    raw = apply_overrides(raw, list(overrides))
+    from_file = load_yaml(path) if path is not None else {}
+    try:
+        return _resolve(from_file, list(overrides))
+    except ConfigError as e:
+        if path is None or (overrides and not _fails_alike(from_file, e)):
+            raise
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _resolve(raw: dict, overrides: list[str]) -> TrainConfig:
+    raw = apply_overrides(raw, overrides)
     base = load_yaml(preset_path(raw.get("preset", TrainConfig.preset)))
     if not isinstance(raw.get("model") or {}, dict):
         raise ConfigError(f"model: expected a mapping of model settings, got {raw['model']!r}")
     raw["model"] = merge(base, raw.get("model") or {})
     return config_from_dict(TrainConfig, raw)
+
+
+def _fails_alike(from_file: dict, error: ConfigError) -> bool:
+    """Whether the file's settings without the overrides fail with the same error."""
+    try:
+        _resolve(from_file, [])
+    except ConfigError as e:
+        return str(e) == str(error)
+    return False

@@ -165,6 +165,29 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     assert proc.wait(timeout=120) == 1 and err == ""
 
 
+def test_short_output_the_system_refuses_is_one_line_too():
+    """A command whose whole output waits in Python's buffer until it ends (presets, compare,
+    download --list) met a full disk or a closed pipe only in the interpreter's exit: two lines of
+    'Exception ignored' and status 120. The test suite's own PYTHONUNBUFFERED=1 hid it."""
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
+    commands = [["presets"], ["compare"], ["download", "--list"]]
+    for command in commands:
+        if Path("/dev/full").exists():  # a full disk
+            with open("/dev/full", "w") as full:
+                result = subprocess.run([*ASR, *command], stdout=full, stderr=subprocess.PIPE, text=True, env=env,
+                                        timeout=120)
+            assert result.returncode == 2, (command, result.stderr)
+            assert result.stderr == "asr: error: standard output: No space left on device\n", command
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before anything is written (`asr presets | true`)
+        try:
+            result = subprocess.run([*ASR, *command], stdout=write_end, stderr=subprocess.PIPE, text=True, env=env,
+                                    timeout=120)
+        finally:
+            os.close(write_end)
+        assert result.returncode == 1 and result.stderr == "", (command, result.stderr)
+
+
 def test_presets_with_parameter_counts(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

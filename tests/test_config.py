@@ -378,3 +378,20 @@ def test_python_values_are_stored_as_yaml_gives_them(tmp_path):
     hash(cfg)  # lists would make the frozen config unhashable
     save_yaml(config_to_dict(cfg), tmp_path / "config.yaml")
     assert config_from_dict(TrainConfig, load_yaml(tmp_path / "config.yaml")) == cfg
+
+
+def test_a_problem_in_the_config_file_names_the_file(tmp_path):
+    """`asr train conf.yaml` with an unknown or bad key in the file said only "unknown key 'epochz'
+    in TrainConfig": the file went unnamed. A problem an override makes names the key alone."""
+    bad = _write(tmp_path, "preset: tiny\nepochz: 3\n")
+    for overrides in ([], ["epochs=3"]):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}: unknown key 'epochz' in TrainConfig"):
+            resolve_config(bad, overrides)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}: TrainConfig: epochs must be >= 1, got 0$"):
+        resolve_config(_write(tmp_path, "preset: tiny\nepochs: 0\n"))
+    good = _write(tmp_path, "preset: tiny\nepochs: 2\n")
+    with pytest.raises(ConfigError, match=r"^unknown key 'optim\.lrr' in OptimConfig"):
+        resolve_config(good, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"^preset: unknown model preset 'huge'"):
+        resolve_config(good, ["preset=huge"])
+    assert resolve_config(_write(tmp_path, "preset: tiny\nepochs: 0\n"), ["epochs=1"]).epochs == 1  # mended

@@ -296,3 +296,26 @@ def test_ctrl_c_on_a_live_input_prints_its_final_transcript(trained):
     assert stdout.decode().startswith("-\t") and stdout.decode().count("\n") == 1
     heard_s = float(re.search(r"asr: -: ([\d.]+) s in chunks", stderr.decode())[1])
     assert 0 < heard_s < len(wave) / 16000  # what was read before the interrupt, not all that was sent
+
+
+def test_asr_stream_refuses_an_mp3_without_id3_tag_on_stdin(shared_data, tmp_path):
+    """An MP3 file often starts with its first MPEG frame, not an ID3 tag (libsndfile, radio
+    streams): its bytes were heard as raw PCM and transcribed as noise with status 0. Raw PCM whose
+    first samples happen to look like one frame header (-1 is ``ff ff``) is still heard."""
+    checkpoint = tmp_path / "forward.pt"
+    save_checkpoint(checkpoint_payload(_recognizer(MODELS["conv-gru-lookahead"])), checkpoint)
+    wave = load_audio(_flac(shared_data, UTTS[0]))  # (S,) float at 16 kHz
+    mp3 = tmp_path / "a.mp3"
+    sf.write(mp3, wave, 16000, format="MP3", subtype="MPEG_LAYER_III")
+    assert not mp3.read_bytes().startswith(b"ID3")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    stream = [sys.executable, "-m", "asr.cli", "stream", str(checkpoint), "-"]
+    piped = subprocess.run(stream, input=mp3.read_bytes(), capture_output=True, env=env, cwd=REPO, timeout=120)
+    assert piped.returncode == 1 and piped.stdout == b""
+    assert piped.stderr.decode().splitlines() == [
+        "asr: skipped -: standard input holds a MP3 file, and '-' reads raw 16-bit mono PCM; give the file's name instead",
+        "asr: 1 of 1 files could not be read"]
+    pcm = np.concatenate([np.array([-1, 100], dtype="<i2"),  # ff ff 64 00: MPEG-1 layer I, 192 kbit/s, 48 kHz
+                          (np.clip(wave, -1, 1 - 1 / 32768) * 32768).astype("<i2")]).tobytes()
+    raw = subprocess.run(stream, input=pcm, capture_output=True, env=env, cwd=REPO, timeout=120)
+    assert raw.returncode == 0 and raw.stdout.decode().startswith("-\t"), raw.stderr

@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if sys.stdout is None:  # started with standard output closed (>&-): the output is dropped, as asked
         sys.stdout = open(os.devnull, "w")
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # output still buffered fails here, not in the interpreter's exit (status 120)
+        return status
     except USER_ERRORS as e:
         print(f"asr: error: {_error_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -195,9 +195,54 @@ _CONTAINERS = {b"RIFF": "WAV", b"RIFX": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", 
 
 
 def _container_on(stream) -> str | None:
-    """The audio file format whose header begins ``stream`` (read without consuming it), or None."""
-    head = stream.peek(8)[:8] if hasattr(stream, "peek") else b""
-    return next((kind for magic, kind in _CONTAINERS.items() if head.startswith(magic)), None)
+    """The audio file format whose header begins ``stream`` (read without consuming it: what one
+    read of it brought), or None."""
+    head = stream.peek(8) if hasattr(stream, "peek") else b""
+    kind = next((kind for magic, kind in _CONTAINERS.items() if head.startswith(magic)), None)
+    return kind or ("MP3" if _starts_with_mpeg_frames(head) else None)
+
+
+_MPEG_KBPS = {  # bitrate index 1-14, by (MPEG-1?, layer)
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_KBPS[False, 3] = _MPEG_KBPS[False, 2]
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version id
+
+
+def _mpeg_frame(head: bytes, at: int) -> tuple[tuple[int, int, int], int] | None:
+    """The (version, layer, sample rate) and byte length of the MPEG audio frame whose header is at
+    ``head[at:]``, or None if none is (free-format and reserved values count as none)."""
+    if len(head) < at + 4 or head[at] != 0xFF or head[at + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer = (head[at + 1] >> 3) & 3, 4 - ((head[at + 1] >> 1) & 3)
+    bitrate, rate, padding = head[at + 2] >> 4, (head[at + 2] >> 2) & 3, (head[at + 2] >> 1) & 1
+    if version == 1 or layer == 4 or not 1 <= bitrate <= 14 or rate == 3 or head[at + 3] & 3 == 2:
+        return None
+    bps, hz = 1000 * _MPEG_KBPS[version == 3, layer][bitrate - 1], _MPEG_RATES[version][rate]
+    if layer == 1:
+        length = (12 * bps // hz + padding) * 4
+    else:
+        length = (144 if layer == 2 or version == 3 else 72) * bps // hz + padding
+    return (version, layer, hz), length
+
+
+def _starts_with_mpeg_frames(head: bytes) -> bool:
+    """Whether ``head`` starts with two MPEG audio frames in a row (an MP3 file without an ID3 tag):
+    one header alone is too often a pair of raw PCM samples (-1 is ``ff ff``).
+
+    >>> mp3 = bytes([0xFF, 0xFB, 0x90, 0x64]) + bytes(413)  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz: 417 bytes
+    >>> _starts_with_mpeg_frames(mp3 * 2), _starts_with_mpeg_frames(mp3), _starts_with_mpeg_frames(b"\\xff\\xff" * 400)
+    (True, False, False)
+    """
+    first = _mpeg_frame(head, 0)
+    if first is None:
+        return False
+    second = _mpeg_frame(head, first[1])
+    return second is not None and second[0] == first[0]
 
 
 class _FirstInterrupt:
