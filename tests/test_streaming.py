@@ -313,7 +313,7 @@ def test_asr_stream_refuses_an_mp3_without_id3_tag_on_stdin(shared_data, tmp_pat
     piped = subprocess.run(stream, input=mp3.read_bytes(), capture_output=True, env=env, cwd=REPO, timeout=120)
     assert piped.returncode == 1 and piped.stdout == b""
     assert piped.stderr.decode().splitlines() == [
-        "asr: skipped -: standard input holds a MP3 file, and '-' reads raw 16-bit mono PCM; give the file's name instead",
+        "asr: skipped -: standard input holds an MP3 file, and '-' reads raw 16-bit mono PCM; give the file's name instead",
         "asr: 1 of 1 files could not be read"]
     pcm = np.concatenate([np.array([-1, 100], dtype="<i2"),  # ff ff 64 00: MPEG-1 layer I, 192 kbit/s, 48 kHz
                           (np.clip(wave, -1, 1 - 1 / 32768) * 32768).astype("<i2")]).tobytes()

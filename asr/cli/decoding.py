@@ -150,8 +150,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
             container = _container_on(sys.stdin.buffer)
             if container:  # its header would be heard as samples, and any other rate or width as noise
                 failed += 1
-                print(f"asr: skipped -: standard input holds a {container} file, and '-' reads raw 16-bit mono "
-                      "PCM; give the file's name instead", file=sys.stderr)
+                article = "an" if container in ("MP3", "Ogg") else "a"
+                print(f"asr: skipped -: standard input holds {article} {container} file, and '-' reads raw 16-bit "
+                      "mono PCM; give the file's name instead", file=sys.stderr)
                 continue
             chunks = ended.until_interrupt(pcm16_chunks(sys.stdin.buffer, chunk))
         else:
