@@ -185,6 +185,9 @@ def test_user_errors_are_one_line(work, arpa, capsys, tmp_path):
 
 @pytest.mark.parametrize("options, message", [
     (["--nbest", "0"], "--nbest 0: must be >= 1"),  # transcribe only
+    (["--nbest", "3"], "--nbest 3: lists the hypotheses of a beam search in --json output; add --json and one of"),
+    (["--nbest", "3", "--json"], "--nbest 3: lists the hypotheses of a beam search"),  # greedy: was ignored
+    (["--nbest", "3", "--beam-size", "4"], "--nbest 3: lists the hypotheses of a beam search"),  # no --json
     (["--beam-size", "-1"], "--beam-size -1: must be >= 1"),
     (["--beam-threshold", "-1"], "--beam-threshold -1: must be positive"),  # refused with greedy decoding too
     (["--beam-threshold", "nan"], "--beam-threshold nan: must be positive"),

@@ -23,6 +23,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.align import to_srt
     from asr.audio import AudioError
     from asr.checkpoint import load_recognizer
+    from asr.decode import DecodeError
     from asr.outputs import check_output_folder
     from asr.segment import MIN_SEGMENT_S, valid_max_segment_s
     from asr.transcribe import Transcriber
@@ -34,6 +35,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not args.audio and not args.files_from:
         raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
     _check_decoding_options(args)
+    if args.nbest > 1 and not (_wants_beam(args) and args.json):  # it would be dropped without a word
+        raise DecodeError(f"--nbest {args.nbest}: lists the hypotheses of a beam search in --json output; "
+                          "add --json and one of --lm, --lexicon, --lexicon-free or --beam-size")
     paths = _audio_paths(args.audio, args.files_from)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
