@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Literal
 
 from asr.manifest import ManifestError, read_manifest
-from asr.outputs import atomic_output
+from asr.outputs import OutputError, atomic_output, check_output
 from asr.text import normalize_text, read_normalized_lines
 
 logger = logging.getLogger(__name__)
@@ -316,6 +316,38 @@ def _file_sentences(book: str | Path, fmt: BookFormat, min_words: int) -> Iterat
     return book_sentences(text, fmt, min_words=min_words)
 
 
+def is_lm_text(path: Path, max_lines: int = 1000) -> bool:
+    """Whether a file looks like an output of ``prepare_lm_text``: UTF-8 lines (the first
+    ``max_lines`` are checked) each already normalized (``normalize_text``); an empty file is one.
+    A book, a manifest or other text of the user's is not.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                if i >= max_lines:
+                    break
+                line = line.rstrip("\n")
+                if not line or normalize_text(line) != line:
+                    return False
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def check_lm_text_output(out: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """The path to write an LM text at, once it is certain that nothing of the user's is lost:
+    ``out`` is none of ``inputs`` (books, manifests) and holds nothing or an earlier LM text
+    (:func:`is_lm_text`), and its folder can be written.
+
+    Raises:
+        asr.outputs.OutputError: ``out`` is an input, a folder, a file of another kind, or below a file.
+    """
+    for path in inputs:
+        if Path(out).exists() and Path(path).exists() and Path(out).samefile(path):
+            raise OutputError(f"{out}: is also an input ({path}); not overwritten (choose another --out)")
+    return check_output(out, is_lm_text, "an LM text (one normalized sentence per line)")
+
+
 def prepare_lm_text(books: Sequence[str | Path], out: str | Path, fmt: BookFormat = "plain",
                     exclude: Sequence[str] = (), exclude_order: int = 0, min_words: int = 3) -> PrepareReport:
     """Write the normalized sentences of ``books`` to ``out``, one per line, for ``asr build-lm``.
@@ -333,8 +365,9 @@ def prepare_lm_text(books: Sequence[str | Path], out: str | Path, fmt: BookForma
     Raises:
         LMTextError: a book or manifest cannot be read (the message names the file, and the line
             of a bad manifest line).
+        asr.outputs.OutputError: ``out`` would lose something (:func:`check_lm_text_output`).
     """
-    out = Path(out)
+    out = check_lm_text_output(out, books)
     report = PrepareReport(path=out)
     excluded = {normalize_text(t) for t in exclude} - {""}
     banned: set[tuple[str, ...]] = set()

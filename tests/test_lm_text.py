@@ -227,3 +227,46 @@ def test_make_lm_script_builds_a_clean_lm_from_books_and_training_transcripts(de
                        (["--text", str(book)], "expected FORMAT:FILE")):
         run = subprocess.run(cmd + bad, capture_output=True, text=True, timeout=60)
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1 and cause in run.stderr, run.stderr
+
+
+def test_lm_text_tool_never_replaces_a_file_of_the_users(tmp_path, capsys):
+    """--force rewrites an earlier LM text only: a book (an input or not), a folder, a path below a
+    file are refused in one line with exit 2, and the file keeps what it held."""
+    book = tmp_path / "book.txt"
+    book.write_text("It was a dark and stormy night. The rain fell in torrents.\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("My notes. Not an LM text.\n")
+    (tmp_path / "folder").mkdir()
+    tool = _tool("lm_text")
+    for out, cause in [(book, "is also an input"), (notes, "is not an LM text"),
+                       (tmp_path / "folder", "not a plain file"), (notes / "out.txt", "is not a folder")]:
+        for force in ([], ["--force"]):
+            capsys.readouterr()
+            assert tool.main([str(book), "--out", str(out), *force]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and cause in err[0] and str(out) in err[0], err
+    assert book.read_text().startswith("It was") and notes.read_text() == "My notes. Not an LM text.\n"
+    out = tmp_path / "lm" / "out.txt"
+    assert tool.main([str(book), "--out", str(out)]) == 0
+    assert tool.main([str(book), "--out", str(out), "--force", "--min-words", "5"]) == 0  # its own output: rewritten
+    assert out.read_text() == "it was a dark and stormy night\nthe rain fell in torrents\n"
+
+
+def test_lm_text_and_overlap_refuse_a_manifest_without_transcripts(dev, tmp_path, capsys):
+    """A book or an empty file given as the manifest would keep nothing out (lm_text) or report
+    'clean' (lm_overlap): both stop with exit 2 naming it; negative counts are refused."""
+    book = tmp_path / "book.txt"
+    book.write_text("It was a dark and stormy night. The rain fell in torrents.\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "out.txt"
+    for manifest in (book, empty):
+        capsys.readouterr()
+        assert _tool("lm_text").main([str(book), "--out", str(out), "--exclude-manifest", str(manifest)]) == 2
+        assert "no transcripts" in capsys.readouterr().err and not out.exists()
+        assert _tool("lm_overlap").main([str(book), "--manifest", str(manifest)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert f"{manifest}: no transcripts" in err[-1]
+    assert _tool("lm_overlap").main([str(book), "--manifest", str(dev)]) == 0
+    assert _tool("lm_text").main([str(book), "--out", str(out), "--exclude-order", "-1"]) == 2
+    assert "--exclude-order -1" in capsys.readouterr().err and not out.exists()

@@ -94,3 +94,57 @@ def test_rate_8000_band_limits_and_a_kept_file_at_another_rate_is_rendered_again
     spectrum = np.abs(np.fft.rfft(load_audio(wav, 16000))) ** 2  # what training reads, back at 16 kHz
     above_4400_hz = spectrum[int(len(spectrum) * 0.55):].sum() / spectrum.sum()
     assert above_4400_hz < 1e-3  # the 16 kHz rendering of this word has about 13 % there
+
+
+def _tts_tool():
+    spec = importlib.util.spec_from_file_location("tts_corpus", REPO / "tools" / "tts_corpus.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_tts_corpus_tool_names_an_unreadable_text_in_one_line(tmp_path, capsys):
+    """Runs without a synthesizer: the text is read before one is needed."""
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    (tmp_path / "folder").mkdir()
+    for name, cause in [("missing.txt", "cannot read"), ("folder", "cannot read"), ("latin1.txt", "not UTF-8")]:
+        capsys.readouterr()
+        assert _tts_tool().main([str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{tmp_path / name}: {cause}" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+@needs_espeak
+def test_tts_corpus_tool_refuses_bad_options_and_keeps_the_users_files(tmp_path, capsys):
+    text = tmp_path / "lines.txt"
+    text.write_text("seven\n")
+    (tmp_path / "empty.txt").write_text("\n\n")
+    out = tmp_path / "tts"
+    (out / "wav").mkdir(parents=True)
+    (out / "mine.jsonl").write_text('{"audio_filepath": "a.wav", "duration": 1, "text": "a"}\n')
+    (tmp_path / "afile").write_text("x")
+    tool = _tts_tool()
+    base = ["--engines", "espeak-ng"]
+    cases = [
+        ([str(text), "--out", str(out), "--max-lines", "-1"], "--max-lines -1"),  # used to drop the last line
+        ([str(text), "--out", str(out), "--name", "../up"], "--name '../up'"),
+        ([str(text), "--out", str(out), "--name", "mine"], "mine.jsonl: exists and is not a manifest of tts_corpus"),
+        ([str(text), "--out", str(tmp_path / "afile" / "sub")], "afile: exists and is not a folder"),
+        ([str(tmp_path / "empty.txt"), "--out", str(out)], "no line with words"),
+    ]
+    for args, cause in cases:
+        capsys.readouterr()
+        assert tool.main(args + base) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and cause in err[0], (args, err)
+    assert (out / "mine.jsonl").read_text().startswith('{"audio_filepath": "a.wav"')
+    assert not (tmp_path / "up.jsonl").exists() and not (out / "tts.jsonl").exists()
+    assert tool.main([str(text), "--out", str(out)] + base) == 0
+    wav = next((out / "wav").glob("tts-*.wav"))
+    wav.write_bytes(wav.read_bytes()[:30])  # damaged: named, not a traceback after rendering the others
+    capsys.readouterr()
+    assert tool.main([str(text), "--out", str(out)] + base) == 2
+    assert f"{wav}: damaged" in capsys.readouterr().err
+    wav.unlink()
+    assert tool.main([str(text), "--out", str(out)] + base) == 0  # rendered again; its own manifest replaced

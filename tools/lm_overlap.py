@@ -3,7 +3,7 @@
 Prints, per manifest, how many transcripts are a line of the LM text (after ``normalize_text``),
 the fraction of the transcripts' word n-grams (default 8-grams) found in the LM text, and the
 transcripts all of whose n-grams occur; exits 0 when no manifest overlaps, 1 when one does, 2 on
-an unreadable file. See ``asr/lm_text.py``.
+an unreadable file or a manifest without transcripts. See ``asr/lm_text.py``.
 
 Usage:
     python tools/lm_overlap.py LM_TEXT... --manifest DEV.jsonl [--manifest TEST.jsonl] [--order 8]
@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from asr.lm_text import LMTextError, lm_overlap, read_lm_lines  # noqa: E402
 from asr.manifest import ManifestError, read_manifest  # noqa: E402
+from asr.text import normalize_text  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     overlap = False
     try:
         sets = [(m, read_manifest(m, skip_bad=True, check_audio=False)) for m in args.manifest]
+        for manifest, utts in sets:
+            if not any(normalize_text(u.text) for u in utts):  # a text file given by mistake: "clean" would be false
+                raise LMTextError(f"{manifest}: no transcripts (is it a manifest?); nothing checked")
         for manifest, utts in sets:
             report = lm_overlap(read_lm_lines(args.lm_text), [u.text for u in utts],
                                 ids=[Path(u.audio_filepath).stem for u in utts], order=args.order)

@@ -3,7 +3,8 @@
 Input books are plain text (Project Gutenberg header and licence removed) or the output of Debian's
 ``bible`` program (package ``bible-kjv``: the King James Version, public domain). Sentences equal
 to a transcript of an ``--exclude-manifest``, and with ``--exclude-order N`` every sentence sharing
-a word N-gram with one, are dropped. An existing output is kept unless ``--force``.
+a word N-gram with one, are dropped. An existing output is kept unless ``--force``; a file at
+``--out`` that is not an earlier LM text (a book, one of the inputs, other text) is never replaced.
 
 Recipe (the KJV, about 4.4 MB of text; then check it and build a 3-gram LM)::
 
@@ -28,8 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from asr.lm_text import BOOK_FORMATS, LMTextError, prepare_lm_text  # noqa: E402
+from asr.lm_text import BOOK_FORMATS, LMTextError, check_lm_text_output, prepare_lm_text  # noqa: E402
 from asr.manifest import ManifestError, read_manifest  # noqa: E402
+from asr.outputs import OutputError  # noqa: E402
+from asr.text import normalize_text  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,18 +46,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exclude-order", type=int, default=0,
                         help="also drop sentences sharing a word n-gram of this order with them (0: exact only)")
     parser.add_argument("--min-words", type=int, default=3, help="skip shorter sentences (default 3)")
-    parser.add_argument("--force", action="store_true", help="write the output again when it exists")
+    parser.add_argument("--force", action="store_true", help="write the output again when it exists (only over an earlier LM text)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    if Path(args.out).exists() and not args.force:
-        print(f"{args.out}: exists; nothing to do (--force writes it again)")
-        return 0
+    for option in ("exclude_order", "min_words"):
+        if getattr(args, option) < 0:
+            name = "--" + option.replace("_", "-")
+            print(f"lm_text: error: {name} {getattr(args, option)}: must be >= 0", file=sys.stderr)
+            return 2
     try:
-        exclude = [u.text for m in args.exclude_manifest for u in read_manifest(m, skip_bad=True, check_audio=False)]
-        report = prepare_lm_text(args.books, args.out, fmt=args.format, exclude=exclude,
+        out = check_lm_text_output(args.out, [*args.books, *args.exclude_manifest])
+        if out.exists() and not args.force:
+            print(f"{args.out}: exists; nothing to do (--force writes it again)")
+            return 0
+        exclude = []
+        for manifest in args.exclude_manifest:
+            texts = [u.text for u in read_manifest(manifest, skip_bad=True, check_audio=False)]
+            if not any(normalize_text(t) for t in texts):  # a book given by mistake, an empty file: nothing would be kept out
+                raise LMTextError(f"{manifest}: no transcripts (is it a manifest?); nothing written")
+            exclude += texts
+        report = prepare_lm_text(args.books, out, fmt=args.format, exclude=exclude,
                                  exclude_order=args.exclude_order, min_words=args.min_words)
-    except (LMTextError, ManifestError) as e:
+    except (LMTextError, ManifestError, OutputError) as e:
         print(f"lm_text: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the folder of --out vanished or filled up during the work
+        print(f"lm_text: error: {e.filename or args.out}: cannot write ({e.strerror or e})", file=sys.stderr)
         return 2
     print(report.summary())
     return 0

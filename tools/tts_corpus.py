@@ -13,13 +13,56 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
+import soundfile as sf
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.datasets.tts import TTSError, available_engines, plan_renditions, render_corpus  # noqa: E402
+from asr.outputs import OutputError, check_output, check_output_folder  # noqa: E402
+
+
+def _is_tts_manifest(path: Path, wav_dir: Path, name: str) -> bool:
+    """Whether ``path`` is empty or a manifest that ``render_corpus`` wrote for ``wav_dir``."""
+    with open(path, "rb") as f:
+        first = f.readline(1_000_000)
+    if not first.strip():
+        return not f.read(1)
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return False
+    audio = Path(str(entry.get("audio_filepath", ""))) if isinstance(entry, dict) else Path()
+    folder = (path.parent / audio.parent).resolve()  # written relative to the manifest's folder
+    return folder == wav_dir.resolve() and audio.name.startswith(f"{name}-") and audio.suffix == ".wav"
+
+
+def _read_lines(text: str) -> list[str]:
+    try:
+        return Path(text).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise TTSError(f"{text}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise TTSError(f"{text}: cannot read ({e.strerror or e})") from None
+
+
+def _check_outputs(out: Path, name: str) -> None:
+    """Refuse an output folder that cannot be one, a manifest path holding a file of the user's,
+    and a damaged wav that ``render_corpus`` would trip over after rendering the ones before it."""
+    if not name or name.startswith(".") or "/" in name or "\\" in name:
+        raise TTSError(f"--name {name!r}: must be a plain file name (no folder, not hidden)")
+    check_output_folder(out / "wav", f"; nothing written in {out}")
+    check_output(out / f"{name}.jsonl", lambda p: _is_tts_manifest(p, out / "wav", name),
+                 f"a manifest of tts_corpus for {out / 'wav'}")
+    for wav in sorted((out / "wav").glob(f"{name}-*.wav")) if (out / "wav").is_dir() else []:
+        try:
+            sf.info(wav)
+        except (RuntimeError, OSError) as e:
+            raise TTSError(f"{wav}: damaged ({e}); remove it to render it again") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,21 +82,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample rate of the wavs (default 16000; 8000 band-limits to match 8 kHz corpora)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    engines = args.engines.split(",") if args.engines else available_engines()
+    engines = [e for e in args.engines.split(",") if e] if args.engines else available_engines()
     missing = [e for e in engines if e not in available_engines()]
     try:
         if missing:
             raise TTSError(f"{', '.join(missing)}: not installed (apt-get install espeak-ng flite)")
-        lines = Path(args.text).read_text(encoding="utf-8").splitlines()
+        if args.max_lines < 0:
+            raise ValueError(f"--max-lines {args.max_lines}: must be >= 0 (0: all)")
+        if args.rate < 8000:
+            raise ValueError(f"--rate {args.rate}: below 8000 Hz, which the audio reader refuses")
+        lines = _read_lines(args.text)
         if args.max_lines:
             lines = lines[: args.max_lines]
         plans = plan_renditions(lines, variants=args.variants, seed=args.seed, engines=engines,
                                 speed_range=tuple(args.speed), pitch_range=tuple(args.pitch))
-        if args.rate < 8000:
-            raise ValueError(f"--rate {args.rate}: below 8000 Hz, which the audio reader refuses")
+        if not plans:
+            raise TTSError(f"{args.text}: no line with words to say; nothing written")
+        _check_outputs(Path(args.out), args.name)
         manifest = render_corpus(plans, args.out, name=args.name, sample_rate=args.rate)
-    except (TTSError, ValueError, OSError) as e:
+    except (TTSError, OutputError, ValueError) as e:
         print(f"tts_corpus: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"tts_corpus: error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     print(f"{manifest}: {len(plans)} utterances from {len(lines)} lines ({', '.join(engines)})")
     return 0
