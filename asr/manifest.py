@@ -200,3 +200,21 @@ def manifest_lines(path: str | os.PathLike, utts: Iterable[Utterance]) -> Iterat
         if utt.speaker is not None:
             entry["speaker"] = utt.speaker
         yield json.dumps(entry, ensure_ascii=False) + "\n"
+
+
+def first_entry(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object on the first line of ``path``, ``{}`` for an empty file, None for anything
+    else: enough to tell an earlier output of a tool from a user's file before replacing it.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        first = f.readline(1_000_000)
+        if not first.strip():
+            return None if f.read(1) else {}
+    try:
+        entry = json.loads(first)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None

@@ -434,3 +434,13 @@ def test_dataloader_over_an4(shared_data: Path, an4_root: Path):
         assert int(batch.wave_lens.max()) == batch.waves.shape[1]
         seen += batch.indices.tolist()
     assert sorted(seen) == list(range(len(utts))) == list(range(10))
+
+
+def test_first_entry_tells_a_manifest_from_other_files(tmp_path: Path):
+    from asr.manifest import first_entry
+
+    cases = {"empty": (b"", {}), "manifest": (b'{"audio_filepath": "a.wav"}\n{"x": 1}\n', {"audio_filepath": "a.wav"}),
+             "text": (b"hello world\n", None), "list": (b"[1, 2]\n", None), "blank then text": (b"\nmine\n", None)}
+    for name, (content, expected) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        assert first_entry(tmp_path / name) == expected, name

@@ -27,7 +27,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.audio import AudioError, load_audio  # noqa: E402
-from asr.manifest import ManifestError, read_manifest_report  # noqa: E402
+from asr.manifest import ManifestError, first_entry, read_manifest_report  # noqa: E402
 from asr.outputs import OutputError, atomic_output, check_output, check_output_folder, starts_with  # noqa: E402
 
 
@@ -47,15 +47,10 @@ def _encode(job: tuple[str, str, float]) -> float | str:
 
 def _is_copy_manifest(path: Path, out_dir: Path) -> bool:
     """Whether ``path`` is empty or a manifest this tool wrote for ``out_dir``."""
-    with open(path, "rb") as f:
-        first = f.readline(1_000_000)
-    if not first.strip():
-        return not f.read(1)
-    try:
-        entry = json.loads(first)
-    except ValueError:
-        return False
-    audio = entry.get("audio_filepath", "") if isinstance(entry, dict) else ""
+    entry = first_entry(path)
+    if not entry:
+        return entry is not None  # an empty file is replaced; anything but a manifest is not
+    audio = entry.get("audio_filepath", "")
     return isinstance(audio, str) and audio.startswith(f"{out_dir.name}/") and audio.endswith(".ogg")
 
 

@@ -13,7 +13,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -23,20 +22,16 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.datasets.tts import TTSError, available_engines, plan_renditions, render_corpus  # noqa: E402
+from asr.manifest import first_entry  # noqa: E402
 from asr.outputs import OutputError, check_output, check_output_folder  # noqa: E402
 
 
 def _is_tts_manifest(path: Path, wav_dir: Path, name: str) -> bool:
     """Whether ``path`` is empty or a manifest that ``render_corpus`` wrote for ``wav_dir``."""
-    with open(path, "rb") as f:
-        first = f.readline(1_000_000)
-    if not first.strip():
-        return not f.read(1)
-    try:
-        entry = json.loads(first)
-    except ValueError:
-        return False
-    audio = Path(str(entry.get("audio_filepath", ""))) if isinstance(entry, dict) else Path()
+    entry = first_entry(path)
+    if not entry:
+        return entry is not None  # an empty file is replaced; anything but a manifest is not
+    audio = Path(str(entry.get("audio_filepath", "")))
     folder = (path.parent / audio.parent).resolve()  # written relative to the manifest's folder
     return folder == wav_dir.resolve() and audio.name.startswith(f"{name}-") and audio.suffix == ".wav"
 
