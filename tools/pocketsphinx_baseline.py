@@ -3,7 +3,8 @@
 Decodes a seeded random sample of a LibriSpeech-layout folder (or a manifest) with PocketSphinx's
 default US English acoustic model, 3-gram LM and CMU dictionary, and prints WER and CER (through
 ``asr.metrics``, both sides normalized with ``asr.text.normalize_text``) and the real-time factor
-(decode seconds / audio seconds, one thread). Hypotheses and aligned errors go to ``--out`` if given.
+(decode seconds / audio seconds, one thread). Hypotheses and aligned errors go to ``--out`` if given
+(never over files this script did not write). An unreadable audio file is named and left out.
 
 PocketSphinx is not a dependency of ``asr``; keep it out of the project's environment:
 
@@ -24,10 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from asr.audio import load_audio  # noqa: E402
+from asr.audio import AudioError, load_audio  # noqa: E402
 from asr.datasets.librispeech import read_split  # noqa: E402
 from asr.manifest import Utterance, read_manifest  # noqa: E402
 from asr.metrics import error_report  # noqa: E402
+from asr.outputs import OutputError, atomic_output, check_output, check_output_folder  # noqa: E402
 from asr.text import normalize_text  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -44,13 +46,20 @@ def sample_utterances(source: str, num_utts: int, seed: int) -> list[Utterance]:
     return utts
 
 
-def decode_all(utts: list[Utterance], decoder) -> tuple[list[str], float, float]:
-    """(hypotheses, decode seconds, audio seconds) of ``utts`` with a pocketsphinx ``Decoder``."""
+def decode_all(utts: list[Utterance], decoder) -> tuple[list[Utterance], list[str], float, float]:
+    """(utterances decoded, their hypotheses, decode seconds, audio seconds) of ``utts`` with a
+    pocketsphinx ``Decoder``; an unreadable file is named on stderr and left out."""
+    done: list[Utterance] = []
     hyps: list[str] = []
     decode_s = audio_s = 0.0
     for utt in utts:
-        wave = load_audio(utt.audio_filepath, SAMPLE_RATE, offset_s=utt.offset,
-                          duration_s=utt.duration or None)  # (S,) float32
+        try:
+            wave = load_audio(utt.audio_filepath, SAMPLE_RATE, offset_s=utt.offset,
+                              duration_s=utt.duration or None)  # (S,) float32
+        except AudioError as e:
+            print(f"pocketsphinx_baseline: skipped {e}", file=sys.stderr)
+            continue
+        done.append(utt)
         pcm = (np.clip(wave, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         start = time.perf_counter()
         decoder.start_utt()
@@ -60,7 +69,29 @@ def decode_all(utts: list[Utterance], decoder) -> tuple[list[str], float, float]
         decode_s += time.perf_counter() - start
         audio_s += len(wave) / SAMPLE_RATE
         hyps.append(hyp.hypstr if hyp is not None else "")
-    return hyps, decode_s, audio_s
+    return done, hyps, decode_s, audio_s
+
+
+def _is_our_hyps(path: Path) -> bool:
+    """Whether ``path`` looks like a hyps.txt of this script: 'ID normalized words' lines, or empty."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    pairs = [line.split(" ", 1) for line in lines]  # an empty hypothesis is written 'ID '
+    return all(len(pair) == 2 and normalize_text(pair[1]) == pair[1] for pair in pairs)
+
+
+def check_out(out: Path) -> None:
+    """Refuse ``--out`` before any decoding when its hyps.txt or errs.txt would replace a file this
+    script did not write (errs.txt counts as ours beside our hyps.txt).
+
+    Raises:
+        OutputError: naming the path.
+    """
+    check_output_folder(out, " (--out names a folder)")
+    hyps = check_output(out / "hyps.txt", _is_our_hyps, "a hyps.txt of pocketsphinx_baseline")
+    check_output(out / "errs.txt", lambda _: hyps.is_file(), "an errs.txt of pocketsphinx_baseline")
 
 
 def main() -> int:
@@ -70,17 +101,27 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sample")
     parser.add_argument("--out", help="folder for hyps.txt and errs.txt")
     args = parser.parse_args()
+    try:  # the user's mistakes first, before pocketsphinx or any decoding
+        if args.num_utts < 0:
+            raise ValueError(f"--num-utts {args.num_utts}: must be >= 0 (0: all)")
+        if args.out:
+            check_out(Path(args.out))
+        utts = sample_utterances(args.data, args.num_utts, args.seed)
+        if not utts:
+            raise ValueError(f"{args.data}: no utterances")
+    except (ValueError, OSError, OutputError) as e:  # ManifestError is a ValueError, a missing folder an OSError
+        print(f"pocketsphinx_baseline: {e}", file=sys.stderr)
+        return 2
     try:
         from pocketsphinx import Decoder
     except ImportError:
         print("pocketsphinx_baseline: pocketsphinx is not installed (see the module docstring)", file=sys.stderr)
         return 2
-    utts = sample_utterances(args.data, args.num_utts, args.seed)
-    if not utts:
-        print(f"pocketsphinx_baseline: {args.data}: no utterances", file=sys.stderr)
-        return 2
     decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")  # default en-us model, LM, dictionary
-    hyps, decode_s, audio_s = decode_all(utts, decoder)
+    utts, hyps, decode_s, audio_s = decode_all(utts, decoder)
+    if not utts:
+        print(f"pocketsphinx_baseline: {args.data}: none of the audio could be read", file=sys.stderr)
+        return 2
     ids = [Path(u.audio_filepath).stem for u in utts]
     report = error_report([normalize_text(u.text) for u in utts], [normalize_text(h) for h in hyps], ids)
     version = importlib.metadata.version("pocketsphinx")
@@ -92,8 +133,10 @@ def main() -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "hyps.txt").write_text("".join(f"{i} {normalize_text(h)}\n" for i, h in zip(ids, hyps)))
-        (out / "errs.txt").write_text("\n".join(report.alignments) + "\n")
+        with atomic_output(out / "hyps.txt") as tmp:
+            tmp.write_text("".join(f"{i} {normalize_text(h)}\n" for i, h in zip(ids, hyps)), encoding="utf-8")
+        with atomic_output(out / "errs.txt") as tmp:
+            tmp.write_text("\n".join(report.alignments) + "\n", encoding="utf-8")
     return 0
 
 
