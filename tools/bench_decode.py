@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -20,6 +21,7 @@ import torch
 from asr.checkpoint import load_recognizer
 from asr.beam_search import BeamSearchConfig, BeamSearchDecoder
 from asr.decode import greedy_decode
+from asr.errors import run_tool
 from asr.manifest import read_manifest
 from asr.metrics import error_report
 from asr.text import normalize_text
@@ -38,7 +40,7 @@ def time_each(decode, log_probs: list[torch.Tensor]) -> tuple[list[float], list[
     return times, texts
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("manifest")
@@ -53,6 +55,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="for the acoustic model only (decoding is on CPU)")
     parser.add_argument("--cache", help="log-probs file shared with `asr tune-lm --cache` (same checkpoint and set)")
     args = parser.parse_args()
+    for option, value in (("--limit", args.limit), ("--threads", args.threads)):
+        if value < 1:
+            raise ValueError(f"{option} {value}: must be >= 1")
+    config = BeamSearchConfig(beam_size=args.beam_size, lm_weight=args.lm_weight, word_score=args.word_score)
     torch.set_num_threads(args.threads)
 
     recognizer = load_recognizer(args.checkpoint, device=args.device)
@@ -62,7 +68,6 @@ def main() -> None:
     else:
         utts, log_probs = dev_log_probs(recognizer, utts)
     refs = [normalize_text(u.text) for u in utts]
-    config = BeamSearchConfig(beam_size=args.beam_size, lm_weight=args.lm_weight, word_score=args.word_score)
     beam = BeamSearchDecoder(recognizer.tokenizer, lm=args.lm, lexicon=args.lexicon,
                              lexicon_free=args.lexicon_free, config=config)
     greedy = lambda lp, lengths: greedy_decode(lp, lengths, recognizer.tokenizer)  # noqa: E731
@@ -79,7 +84,8 @@ def main() -> None:
         print(f"{name:<8} {1e3 * means[name]:12.3f} {1e3 * statistics.median(times):14.3f} "
               f"{1e6 * sum(times) / frames:9.2f} {wer:7.2f}")
     print(f"beam / greedy time ratio {means['beam'] / means['greedy']:.1f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool("bench_decode", main))

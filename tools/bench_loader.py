@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import torch
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from asr.augment import AugmentConfig, WaveAugment
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate
+from asr.errors import run_tool
 from asr.manifest import read_manifest
 from asr.tokenizer import CharTokenizer
 
@@ -42,7 +44,7 @@ def one_epoch(dataset: SpeechDataset, max_batch_s: float, workers: int) -> tuple
     return samples / dataset.sample_rate, time.perf_counter() - start
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("manifest")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
@@ -50,6 +52,11 @@ def main() -> None:
     parser.add_argument("--max-batch-s", type=float, default=240.0)
     parser.add_argument("--repeat", type=int, default=1, help="epochs timed per mode (the best is kept)")
     args = parser.parse_args()
+    for option, value, least in (("--workers", args.workers, 0), ("--limit", args.limit, 0), ("--repeat", args.repeat, 1)):
+        if value < least:
+            raise ValueError(f"{option} {value}: must be >= {least}")
+    if not args.max_batch_s > 0:
+        raise ValueError(f"--max-batch-s {args.max_batch_s:g}: must be a positive number of seconds")
     torch.set_num_threads(1)
     utts = read_manifest(args.manifest)
     utts = utts[: args.limit] if args.limit else utts
@@ -72,7 +79,8 @@ def main() -> None:
     print(f"{'preload':>18}: {cache.nbytes / 1e9:.2f} GB in {preload_s:.1f} s on {os.cpu_count()} threads "
           f"(once per run)")
     print(f"cache_audio / decode each epoch: {rates['cache_audio'] / rates['decode each epoch']:.1f}x")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool("bench_loader", main))

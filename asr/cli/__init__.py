@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USER_ERROR
-    from asr.errors import USER_ERRORS  # imported late: --help stays fast
+    from asr.errors import USER_ERRORS, error_line  # imported late: --help stays fast
 
     if sys.stdout is None:  # started with standard output closed (>&-): the output is dropped, as asked
         sys.stdout = open(os.devnull, "w")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # output still buffered fails here, not in the interpreter's exit (status 120)
         return status
     except USER_ERRORS as e:
-        print(f"asr: error: {_error_line(e)}", file=sys.stderr)
+        print(f"asr: error: {error_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("asr: interrupted", file=sys.stderr)
@@ -60,17 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         where = "" if e.filename else "standard output: " if _stdout_failed() else ""
-        print(f"asr: error: {where}{_error_line(e)}", file=sys.stderr)
+        print(f"asr: error: {where}{error_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
-
-
-def _error_line(e: BaseException) -> str:
-    """An error in words: ``file: cause`` for one the system raised (FileNotFoundError...), whose
-    own text is ``[Errno 2] cause: 'file'``; a FileExistsError comes from making a folder."""
-    if not isinstance(e, OSError):
-        return str(e)
-    cause = "exists and is not a folder" if isinstance(e, FileExistsError) else e.strerror or e
-    return f"{e.filename}: {cause}" if e.filename else str(cause)
 
 
 def _stdout_failed() -> bool:
