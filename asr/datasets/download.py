@@ -201,7 +201,8 @@ def _check_room(archive: Path, target: Path, m: tarfile.TarInfo, where: list[str
         TargetError: naming the archive, the member and the path in the way.
     """
     for i in range(1, len(where) + 1):
-        key, path = "/".join(where[:i]), target.joinpath(*where[:i])
+        key = "/".join(where[:i])
+        path = os.path.join(target, key)  # a string: pathlib's parsing, per member and parent, cost as much as the rest
         if i < len(where) or m.isdir():
             needs, fits = "a folder", ("a folder",)
         elif m.isfile():
@@ -224,13 +225,13 @@ def _member_kind(m: tarfile.TarInfo) -> str:
     return "a folder" if m.isdir() else "a file" if m.isfile() else "a link"
 
 
-def _disk_kind(path: Path) -> str | None:
+def _disk_kind(path: str) -> str | None:
     """What is at ``path`` (a link not followed), in words; None if nothing."""
     if os.path.islink(path):
         return "a link"
-    if path.is_dir():
+    if os.path.isdir(path):
         return "a folder"
-    if path.is_file():
+    if os.path.isfile(path):
         return "a file"
     return "something other than a file or folder" if os.path.lexists(path) else None
 
@@ -288,12 +289,12 @@ def _landing(root: Path, name: str, links: dict[str, str], follow_last: bool = T
         parts.append(part)
         if not todo and not follow_last:
             break
-        on_disk = root.joinpath(*parts)
-        if "/".join(parts) in links:
-            todo[:0] = PurePosixPath(links["/".join(parts)]).parts
+        key = "/".join(parts)
+        if key in links:
+            todo[:0] = PurePosixPath(links[key]).parts
             parts.pop()
-        elif os.path.islink(on_disk):
-            real = Path(os.path.realpath(on_disk))
+        elif os.path.islink(os.path.join(root, key)):
+            real = Path(os.path.realpath(os.path.join(root, key)))
             if not real.is_relative_to(root):
                 return None
             parts = list(real.relative_to(root).parts)
