@@ -23,7 +23,7 @@ import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -122,6 +122,18 @@ def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> 
 
 
 _serial = itertools.count()  # distinct temporary names for writes of one path from several threads
+
+
+def holds(path: str | Path, chunks: Iterable[bytes]) -> bool:
+    """Whether ``path`` is a file holding exactly ``chunks`` one after the other, compared as they
+    come (an output left by a run stopped before its record, to be kept as it is)."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        for chunk in chunks:
+            if f.read(len(chunk)) != chunk:
+                return False
+        return not f.read(1)
 
 
 def starts_with(path: Path, prefix: bytes) -> bool:

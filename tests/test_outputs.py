@@ -34,3 +34,14 @@ def test_check_output_refuses_a_file_path_whose_folder_cannot_hold_it(tmp_path: 
         check_output(notes / "lm.arpa", lambda p: True, "an LM")
     assert check_output(tmp_path / "new" / "lm.arpa", lambda p: False, "an LM") == tmp_path / "new" / "lm.arpa"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing made
+
+
+def test_holds_compares_the_whole_file_with_the_chunks(tmp_path: Path):
+    from asr.outputs import holds
+
+    (tmp_path / "m.jsonl").write_bytes(b'{"a": 1}\n{"b": 2}\n')
+    assert holds(tmp_path / "m.jsonl", [b'{"a": 1}\n', b'{"b": 2}\n'])
+    assert not holds(tmp_path / "m.jsonl", [b'{"a": 1}\n'])  # the file goes on
+    assert not holds(tmp_path / "m.jsonl", [b'{"a": 1}\n', b'{"b": 2}\n', b"\n"])  # the file ends first
+    assert not holds(tmp_path / "m.jsonl", [b'{"a": 2}\n', b'{"b": 2}\n'])
+    assert not holds(tmp_path, [b""]) and not holds(tmp_path / "none", [])  # a folder, nothing

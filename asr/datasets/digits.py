@@ -24,7 +24,7 @@ import soundfile as sf
 from asr.audio import AudioError, load_audio
 from asr.datasets.download import DownloadError, TargetError, download, extract_tar
 from asr.manifest import Utterance, manifest_lines
-from asr.outputs import atomic_output, check_output
+from asr.outputs import atomic_output, check_output, holds
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def prepare_digits(
     outputs = _outputs(out_dir, train, test)
     _check_outputs(out_dir, unchanged, outputs)  # again, with every duration known; nothing is written yet
     for name, data in outputs.items():
-        if not _holds(out_dir / name, data):  # one that holds it already (a stopped run's) is kept as it is
+        if not holds(out_dir / name, [data]):  # one that holds it already (a stopped run's) is kept as it is
             with atomic_output(out_dir / name, durable=True) as tmp:
                 tmp.write_bytes(data)
     summary = {"split": split, "test_speaker": test_speaker if split == "speaker" else None,
@@ -184,13 +184,11 @@ def _check_outputs(out_dir: Path, unchanged: set[str], expected: dict[str, bytes
     """Refuse an output in ``out_dir`` that is neither among ``unchanged`` nor holds exactly
     ``expected[name]`` (see :func:`asr.outputs.check_output` for the errors)."""
     for name in OUTPUTS:
-        check_output(out_dir / name, lambda path, name=name: name in unchanged or _holds(path, expected.get(name)),
+        check_output(out_dir / name,
+                     lambda path, name=name: name in unchanged or (name in expected and holds(path, [expected[name]])),
                      f"the {name} asr prepare digits wrote or makes now (it was changed since, or not written by it)")
 
 
-def _holds(path: Path, data: bytes | None) -> bool:
-    """Whether ``path`` is a file holding exactly ``data``."""
-    return data is not None and path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
 def _unchanged_outputs(out_dir: Path) -> set[str]:

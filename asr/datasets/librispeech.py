@@ -33,7 +33,7 @@ from typing import Any
 
 from asr.audio import AudioError, audio_info
 from asr.manifest import Utterance, manifest_lines, write_manifest
-from asr.outputs import OutputError, atomic_output, json_lines_with
+from asr.outputs import OutputError, atomic_output, holds, json_lines_with
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ def save_prepared(report: Any, utts: list[Utterance], force: bool = False) -> No
     out_dir, name, problems = report.manifest.parent, report.name, report.problems
     manifest, summary_path = report.manifest, out_dir / f"{name}.summary.json"
     keep = not force and os.path.lexists(manifest)
-    if keep and not _same_lines(manifest, utts):
+    if keep and not holds(manifest, (line.encode("utf-8") for line in manifest_lines(manifest, utts))):
         raise OutputError(f"{manifest}: exists without {summary_path.name} and holds other lines than asr prepare "
                           "makes of the corpus now; not overwritten (remove it, or pass --force to prepare it again)")
     for line in problems[:20]:
@@ -328,17 +328,8 @@ def save_prepared(report: Any, utts: list[Utterance], force: bool = False) -> No
         write_manifest(manifest, utts)
     (out_dir / f"{name}.problems.txt").write_text("".join(p + "\n" for p in problems), encoding="utf-8")
     fields = {k: v for k, v in asdict(report).items() if k not in ("manifest", "reused")}
-    with atomic_output(out_dir / f"{name}.summary.json") as tmp:  # written last: its presence means it is done
+    with atomic_output(summary_path) as tmp:  # written last: its presence means it is done
         tmp.write_text(json.dumps(fields, indent=1) + "\n", encoding="utf-8")
-
-
-def _same_lines(manifest: Path, utts: list[Utterance]) -> bool:
-    """Whether ``manifest`` holds exactly what :func:`write_manifest` writes for ``utts``."""
-    with open(manifest, "rb") as f:
-        for line in manifest_lines(manifest, utts):
-            if f.readline() != line.encode("utf-8"):
-                return False
-        return not f.read(1)
 
 
 def prepare_librispeech(data_dir: str | Path, out_dir: str | Path, splits: list[str] | None = None,
