@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from asr.manifest import ManifestError, read_manifest
+from asr.manifest import ManifestError, Utterance, read_manifest
 from asr.outputs import OutputError, atomic_output, check_output
 from asr.text import normalize_text, read_normalized_lines
 
@@ -228,6 +228,21 @@ class OverlapReport:
 def read_lm_lines(paths: Iterable[str | Path]) -> Iterator[str]:
     """The normalized non-empty lines of text files; raises ``LMTextError`` naming an unreadable one."""
     return read_normalized_lines(paths, LMTextError)
+
+
+def read_transcripts(manifest: str | Path, consequence: str) -> list[Utterance]:
+    """The utterances of a dev or test manifest whose transcripts are kept out of LM text or checked
+    against it (the audio is not looked at).
+
+    Raises:
+        ManifestError: the manifest cannot be read.
+        LMTextError: it holds no transcript (a book or an empty file given by mistake, which would
+            keep nothing out, or check nothing); ``consequence`` ends the message.
+    """
+    utts = read_manifest(manifest, skip_bad=True, check_audio=False)
+    if not any(normalize_text(u.text) for u in utts):
+        raise LMTextError(f"{manifest}: no transcripts (is it a manifest?); {consequence}")
+    return utts
 
 
 def lm_overlap(lm_lines: Iterable[str], transcripts: Sequence[str], ids: Sequence[str] | None = None,

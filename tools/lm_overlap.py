@@ -17,9 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from asr.lm_text import LMTextError, lm_overlap, read_lm_lines  # noqa: E402
-from asr.manifest import ManifestError, read_manifest  # noqa: E402
-from asr.text import normalize_text  # noqa: E402
+from asr.lm_text import LMTextError, lm_overlap, read_lm_lines, read_transcripts  # noqa: E402
+from asr.manifest import ManifestError  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     overlap = False
     try:
-        sets = [(m, read_manifest(m, skip_bad=True, check_audio=False)) for m in args.manifest]
-        for manifest, utts in sets:
-            if not any(normalize_text(u.text) for u in utts):  # a text file given by mistake: "clean" would be false
-                raise LMTextError(f"{manifest}: no transcripts (is it a manifest?); nothing checked")
+        sets = [(m, read_transcripts(m, "nothing checked")) for m in args.manifest]  # all before any report
         for manifest, utts in sets:
             report = lm_overlap(read_lm_lines(args.lm_text), [u.text for u in utts],
                                 ids=[Path(u.audio_filepath).stem for u in utts], order=args.order)

@@ -29,10 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from asr.lm_text import BOOK_FORMATS, LMTextError, check_lm_text_output, prepare_lm_text  # noqa: E402
-from asr.manifest import ManifestError, read_manifest  # noqa: E402
+from asr.lm_text import BOOK_FORMATS, LMTextError, check_lm_text_output, prepare_lm_text, read_transcripts  # noqa: E402
+from asr.manifest import ManifestError  # noqa: E402
 from asr.outputs import OutputError  # noqa: E402
-from asr.text import normalize_text  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and not args.force:
             print(f"{args.out}: exists; nothing to do (--force writes it again)")
             return 0
-        exclude = []
-        for manifest in args.exclude_manifest:
-            texts = [u.text for u in read_manifest(manifest, skip_bad=True, check_audio=False)]
-            if not any(normalize_text(t) for t in texts):  # a book given by mistake, an empty file: nothing would be kept out
-                raise LMTextError(f"{manifest}: no transcripts (is it a manifest?); nothing written")
-            exclude += texts
+        exclude = [u.text for m in args.exclude_manifest for u in read_transcripts(m, "nothing written")]
         report = prepare_lm_text(args.books, out, fmt=args.format, exclude=exclude,
                                  exclude_order=args.exclude_order, min_words=args.min_words)
     except (LMTextError, ManifestError, OutputError) as e:
