@@ -14,7 +14,7 @@ import torch
 from asr.checkpoint import Recognizer
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate
 from asr.decode import Decoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
-from asr.manifest import Utterance
+from asr.manifest import Utterance, manifest_of
 from asr.metrics import ErrorReport, error_report
 from asr.outputs import OutputError, atomic_output, check_output, check_output_folder
 from asr.text import normalize_text
@@ -131,6 +131,13 @@ def batch_log_probs(
             yield batch.indices.tolist(), log_probs, out_lens, audio_s
 
 
+def none_readable(utts: Sequence[Utterance], purpose: str) -> DecodeError:
+    """The error for a set of which no utterance could be read, naming its manifest; ``purpose``:
+    what there is then nothing to do, e.g. "score"."""
+    where = manifest_of(utts)
+    return DecodeError(f"{where + ': ' if where else ''}no utterance of the set could be read: nothing to {purpose}")
+
+
 def evaluate_utterances(
     recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, decoder: Decoder | None = None,
     cache: AudioCache | None = None, jobs: int = 1,
@@ -170,7 +177,7 @@ def evaluate_utterances(
         logger.warning("skipped %d of %d utterances with unreadable audio (not scored)", unreadable, len(utts))
     kept = [(u, h) for u, h in zip(utts, hyps) if h is not None]
     if not kept:
-        raise DecodeError("no utterance of the set could be read: nothing to score")
+        raise none_readable(utts, "score")
     utts = [u for u, _ in kept]
     refs = [normalize_text(u.text) for u in utts]
     # hypotheses under the references' text policy: a lexicon or LM of upper-case words (OpenSLR's

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,17 @@ class Utterance:
     offset: float = 0.0
     speaker: str | None = None
     source: str | None = field(default=None, compare=False, repr=False)
+
+
+def manifest_of(utts: Sequence[Utterance]) -> str | None:
+    """The manifest the first of ``utts`` was read from (its ``source`` without the line), or None
+    for utterances made in code.
+
+    >>> manifest_of([Utterance("a.flac", 1.0, "a", source="dev.jsonl:3")])
+    'dev.jsonl'
+    """
+    source = utts[0].source if utts else None
+    return source.rpartition(":")[0] if source else None
 
 
 class ManifestError(ValueError):

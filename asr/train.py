@@ -331,7 +331,7 @@ class Trainer:
             result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
                                          cache=self.audio_cache)
         except DecodeError as e:  # none of the dev audio could be read (each file is named above)
-            raise TrainError(f"{self.cfg.data.dev_manifest}: {e}") from None
+            raise TrainError(str(e)) from None
         event.update(dev_wer=result.report.wer, dev_cer=result.report.cer, dev_s=time.monotonic() - t0)
         improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
         if improved:

@@ -21,8 +21,8 @@ import torch
 
 from asr.checkpoint import Recognizer, save_checkpoint
 from asr.beam_search import BeamSearchDecoder
-from asr.decode import Decoder, DecodeError, decode_utterances, greedy_decode
-from asr.evaluate import batch_log_probs
+from asr.decode import Decoder, decode_utterances, greedy_decode
+from asr.evaluate import batch_log_probs, none_readable
 from asr.manifest import Utterance
 from asr.metrics import error_report
 from asr.outputs import check_output
@@ -66,7 +66,7 @@ def dev_log_probs(
     if len(kept) < len(utts):
         logger.warning("skipped %d of %d utterances with unreadable audio", len(utts) - len(kept), len(utts))
     if not kept:
-        raise DecodeError("no utterance of the set could be read: nothing to tune on")
+        raise none_readable(utts, "tune on")
     return [u for u, _ in kept], [lp for _, lp in kept]
 
 

@@ -304,7 +304,6 @@ def _report_skipped(manifest: str, total: int, scored: int) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
-    from asr.decode import DecodeError
     from asr.evaluate import evaluate_utterances, report_folder
     from asr.results import result_from_evaluation, results_path, write_result
 
@@ -316,10 +315,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     utts, total = _manifest_to_score(args.manifest)
     decoder = _beam_decoder(args, recognizer.tokenizer)
-    try:
-        result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s, decoder=decoder, jobs=args.jobs)
-    except DecodeError as e:  # none of the audio could be read (each file is named above)
-        raise DecodeError(f"{args.manifest}: {e}") from None
+    result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s, decoder=decoder, jobs=args.jobs)
     result.write(out, args.manifest)
     print(result.summary())
     print(f"report: {out / 'errs.txt'}")
@@ -428,13 +424,10 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
     utts, total = _manifest_to_score(args.manifest)
-    try:
-        if args.cache:
-            utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint, batch_s=args.batch_s)
-        else:
-            utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
-    except DecodeError as e:  # none of the audio could be read (each file is named above)
-        raise DecodeError(f"{args.manifest}: {e}") from None
+    if args.cache:
+        utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint, batch_s=args.batch_s)
+    else:
+        utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
     print(f"greedy WER {100 * greedy_wer(recognizer.tokenizer, log_probs, [u.text for u in utts]):.2f} %")
     _warn_on_lexicon_coverage(decoder, [u.text for u in utts], args.lm)
     result = tune_weights(decoder, log_probs, [u.text for u in utts], lm_weights, word_scores,
