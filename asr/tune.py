@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,51 +70,60 @@ def dev_log_probs(
     return [u for u, _ in kept], [lp for _, lp in kept]
 
 
-def cached_dev_log_probs(
-    recognizer: Recognizer, utts: Sequence[Utterance], cache: str | Path, checkpoint: str | Path,
-    batch_s: float = 300.0,
-) -> tuple[list[Utterance], list[torch.Tensor]]:
-    """:func:`dev_log_probs`, kept in the file ``cache`` for the next call on the same checkpoint
-    and utterances (the checkpoint's path, size and modification time and each utterance's audio,
-    offset and duration must match, else it is computed again and the file replaced).
+@dataclass(frozen=True)
+class LogProbCache:
+    """A file to keep a set's log-probs in (see :func:`open_cache`) and what it held when opened."""
 
-    Raises:
-        OutputError: ``cache`` cannot hold such a cache (see :func:`cache_path`); never overwritten.
-    """
-    st = os.stat(checkpoint)
-    key = {"checkpoint": os.path.abspath(checkpoint), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-           "utts": [(u.audio_filepath, u.offset, u.duration) for u in utts]}
-    saved: dict = {}
-
-    def is_cache(path: Path) -> bool:  # read once here; anything else at the path is the user's
-        nonlocal saved
-        saved = _read_cache(path) or {}
-        return bool(saved)
-
-    cache = cache_path(cache, is_cache)
-    if saved.get("key") == key:
-        logger.info("log-probs of %d utterances from %s", len(saved["kept"]), cache)
-        return [utts[i] for i in saved["kept"]], saved["log_probs"]
-    if saved:
-        logger.info("%s was made for another checkpoint or set; computing again", cache)
-    kept_utts, log_probs = dev_log_probs(recognizer, utts, batch_s=batch_s)
-    index = {id(u): i for i, u in enumerate(utts)}
-    payload = {"key": key, "kept": [index[id(u)] for u in kept_utts], "log_probs": log_probs}
-    save_checkpoint(payload, cache)  # atomic: a temporary file, then renamed
-    return kept_utts, log_probs
+    path: Path
+    saved: dict  # an earlier cache's {"key", "kept", "log_probs"}, or {} when there was none
 
 
-def cache_path(cache: str | Path, is_cache: Callable[[Path], bool] | None = None) -> Path:
-    """The file to keep log-probs in at ``cache`` (a link followed), once it is certain that writing
+def open_cache(cache: str | Path) -> LogProbCache:
+    """The log-prob cache at ``cache`` (a link followed), read once, when it is certain that writing
     there loses nothing and can succeed; call it before the model is loaded, so that a bad path is
-    refused before the work. ``is_cache`` recognizes an earlier cache (default: it is read).
+    refused before the work.
 
     Raises:
         OutputError: ``cache`` holds something other than a log-prob cache (a folder, another file),
             or its folder cannot be made or written (a file in its path, a folder the system refuses).
     """
-    is_cache = is_cache or (lambda p: _read_cache(p) is not None)
-    return check_output(cache, is_cache, "a log-prob cache of asr tune-lm")
+    saved: dict = {}
+
+    def is_cache(path: Path) -> bool:  # anything else at the path is the user's
+        nonlocal saved
+        saved = _read_cache(path) or {}
+        return bool(saved)
+
+    path = check_output(cache, is_cache, "a log-prob cache of asr tune-lm")
+    return LogProbCache(path, saved)
+
+
+def cached_dev_log_probs(
+    recognizer: Recognizer, utts: Sequence[Utterance], cache: str | Path | LogProbCache, checkpoint: str | Path,
+    batch_s: float = 300.0,
+) -> tuple[list[Utterance], list[torch.Tensor]]:
+    """:func:`dev_log_probs`, kept in the file ``cache`` (a path, or one :func:`open_cache` opened)
+    for the next call on the same checkpoint and utterances (the checkpoint's path, size and
+    modification time and each utterance's audio, offset and duration must match, else it is
+    computed again and the file replaced).
+
+    Raises:
+        OutputError: ``cache`` cannot hold such a cache (see :func:`open_cache`); never overwritten.
+    """
+    cache = cache if isinstance(cache, LogProbCache) else open_cache(cache)
+    st = os.stat(checkpoint)
+    key = {"checkpoint": os.path.abspath(checkpoint), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+           "utts": [(u.audio_filepath, u.offset, u.duration) for u in utts]}
+    if cache.saved.get("key") == key:
+        logger.info("log-probs of %d utterances from %s", len(cache.saved["kept"]), cache.path)
+        return [utts[i] for i in cache.saved["kept"]], cache.saved["log_probs"]
+    if cache.saved:
+        logger.info("%s was made for another checkpoint or set; computing again", cache.path)
+    kept_utts, log_probs = dev_log_probs(recognizer, utts, batch_s=batch_s)
+    index = {id(u): i for i, u in enumerate(utts)}
+    payload = {"key": key, "kept": [index[id(u)] for u in kept_utts], "log_probs": log_probs}
+    save_checkpoint(payload, cache.path)  # atomic: a temporary file, then renamed
+    return kept_utts, log_probs
 
 
 def _read_cache(path: Path) -> dict | None:

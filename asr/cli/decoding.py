@@ -403,8 +403,8 @@ def _warn_on_lexicon_coverage(decoder, texts: list[str], lm: str) -> None:
 def cmd_tune_lm(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
     from asr.decode import DecodeError
-    from asr.tune import (MAX_GRID_POINTS, cache_path, cached_dev_log_probs, dev_log_probs, greedy_wer, parse_grid,
-                          tune_weights)
+    from asr.tune import (MAX_GRID_POINTS, cached_dev_log_probs, dev_log_probs, greedy_wer, open_cache,
+                          parse_grid, tune_weights)
 
     grids = {}
     for option, spec in (("--lm-weights", args.lm_weights), ("--word-scores", args.word_scores)):
@@ -419,13 +419,12 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
         raise DecodeError(f"--lm-weights {args.lm_weights} --word-scores {args.word_scores}: "
                           f"{len(lm_weights) * len(word_scores):,} pairs; at most {MAX_GRID_POINTS:,} are tried")
     _check_decoding_options(args)
-    if args.cache:  # refused before the model and the LM are read
-        cache_path(args.cache)
+    cache = open_cache(args.cache) if args.cache else None  # refused before the model and the LM are read
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
     utts, total = _manifest_to_score(args.manifest)
-    if args.cache:
-        utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint, batch_s=args.batch_s)
+    if cache is not None:
+        utts, log_probs = cached_dev_log_probs(recognizer, utts, cache, args.checkpoint, batch_s=args.batch_s)
     else:
         utts, log_probs = dev_log_probs(recognizer, utts, batch_s=args.batch_s)
     print(f"greedy WER {100 * greedy_wer(recognizer.tokenizer, log_probs, [u.text for u in utts]):.2f} %")
