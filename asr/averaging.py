@@ -8,14 +8,13 @@ at inference time.
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from asr.checkpoint import CheckpointError, load_checkpoint, rebuild_recognizer, save_checkpoint
+from asr.checkpoint import CheckpointError, load_checkpoint, new_checkpoint_path, rebuild_recognizer, save_checkpoint
 from asr.paths import path_list
 
 
@@ -115,10 +114,9 @@ def write_average(paths: list[str | Path] | str | Path, out: str | Path) -> Path
 
     Raises:
         CheckpointError: ``out`` exists, or see ``average_checkpoints``.
+        OutputError: ``out``'s folder cannot take a file (checked before any checkpoint is read).
     """
-    out = Path(out)
-    if os.path.lexists(out):  # a link too, even one to nothing: it is the user's
-        raise CheckpointError(f"{out}: already exists; refusing to overwrite it")
+    out = new_checkpoint_path(out)
     save_checkpoint(average_checkpoints(paths), out)
     return out
 

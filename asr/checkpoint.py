@@ -23,7 +23,7 @@ from asr.config import ConfigError, config_from_dict, config_to_dict
 from asr.decode import Decoder, Hypothesis, greedy_decode
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, ModelConfig
-from asr.outputs import atomic_output
+from asr.outputs import atomic_output, check_output_folder
 from asr.tokenizer import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 1
@@ -236,15 +236,29 @@ def export_payload(payload: dict[str, Any], dtype: str = "fp16") -> dict[str, An
     return out
 
 
+def new_checkpoint_path(out: str | Path) -> Path:
+    """``out`` as the path of a new checkpoint, checked before the work: nothing may be there yet,
+    and its folder must be able to take a file.
+
+    Raises:
+        CheckpointError: ``out`` exists (a link too, even one to nothing: it is the user's).
+        OutputError: its folder cannot be one (see :func:`asr.outputs.check_output_folder`).
+    """
+    out = Path(out)
+    if os.path.lexists(out):
+        raise CheckpointError(f"{out}: already exists; refusing to overwrite it")
+    check_output_folder(out.parent)
+    return out
+
+
 def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
     """``export_payload(load_checkpoint(src), dtype)`` written to ``out``; refuses to overwrite a file.
 
     Raises:
         CheckpointError: ``out`` exists, ``src`` is unreadable or damaged, or ``dtype`` is unknown.
+        OutputError: ``out``'s folder cannot take a file (checked before ``src`` is read).
     """
-    out = Path(out)
-    if os.path.lexists(out):  # a link too, even one to nothing: it is the user's
-        raise CheckpointError(f"{out}: already exists; refusing to overwrite it")
+    out = new_checkpoint_path(out)
     source = load_checkpoint(src)
     rebuild_recognizer(source, src)  # no file is written from a checkpoint that cannot be used
     payload = export_payload(source, dtype)

@@ -462,6 +462,18 @@ def test_export_refuses_to_overwrite(work, capsys):
     assert not (work["tmp"] / "new.pt").exists()
 
 
+
+def test_export_and_average_refuse_an_out_folder_before_reading_a_checkpoint(work, capsys):
+    """--out below a file was refused only when the new checkpoint was written, after every input
+    had been read (averaging many large checkpoints first)."""
+    notes = work["tmp"] / "notes.txt"
+    notes.write_text("mine")
+    missing = str(work["tmp"] / "nope.pt")  # never read: the output is refused first
+    for command in (["export", missing], ["average", missing, str(work["model"])]):
+        assert main([*command, "--out", str(notes / "model.pt")]) == 2
+        _one_line_error(capsys.readouterr().err, str(notes), "exists and is not a folder")
+    assert notes.read_text() == "mine"
+
 # ------------------------------------------------------------------------------- long recordings
 def test_long_recording_is_cut_at_pauses_and_joined(work, short_utterances, capsys):
     gap = np.zeros(int(0.5 * 16000), dtype=np.float32)  # half a second of silence between utterances
