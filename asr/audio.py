@@ -289,6 +289,10 @@ def _open(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
             raise AudioError(f"{label}: is a directory, not an audio file")
         if info.st_size == 0:
             raise AudioError(f"{label}: empty file (0 bytes)")
+        try:  # the header readers and libsndfile would call a file they may not open corrupt
+            open(target, "rb").close()
+        except OSError as e:
+            raise AudioError(f"{label}: cannot read file ({e.strerror or e})") from None
     try:
         header = read_header(source)
         if header is not None and (header.compression or SphereReader.supports(header)):

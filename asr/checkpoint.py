@@ -136,7 +136,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: {'a folder, not a checkpoint file' if path.is_dir() else 'no such checkpoint file'}")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its index is at the end
+    try:  # is_zipfile(path) would call a file it may not open no zip archive
+        with open(path, "rb") as f:
+            is_zip = zipfile.is_zipfile(f)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
+    if not is_zip:  # torch.save writes a zip archive; its index is at the end
         raise CheckpointError(f"{path}: not a readable checkpoint (not the zip archive torch.save "
                               "writes: another kind of file, or a checkpoint cut short)")
     try:

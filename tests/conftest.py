@@ -1,8 +1,17 @@
+import importlib
+import os
+import pkgutil
+import shutil
+import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+import asr
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -13,6 +22,44 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         raise RuntimeError(f"{SHARED_DATA}: shared test data not found beside the checkout")
     return SHARED_DATA
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[tuple[Path, Callable[[], AbstractContextManager[None]]]]:
+    """A folder every user may enter, and a context in which the system's permission checks apply:
+    the files there that a test makes unreadable or read-only (chmod) are then refused to us.
+
+    Root passes every such check, so as root the context runs with the effective user and group
+    ``nobody`` (65534), switched back after it. The interpreter's own folder may be closed to that
+    user: every ``asr`` module is imported here, and what a command imports from other libraries
+    must be imported before the context (run such a command once outside it). The folder is
+    removed afterwards.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="asr-perm-"))
+    folder.chmod(0o777)
+
+    @contextmanager
+    def as_user() -> Iterator[None]:
+        if os.geteuid() != 0:
+            yield
+            return
+        os.setegid(65534)
+        os.seteuid(65534)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+
+    for module in pkgutil.walk_packages(asr.__path__, "asr."):  # those the commands import inside functions
+        if not module.name.endswith(".__main__"):  # (which would run the command line)
+            importlib.import_module(module.name)
+    yield folder, as_user
+    for top, folders, files in os.walk(folder):  # what the test closed, opened again (top-down) to remove it
+        for name in folders + files:
+            if not os.path.islink(os.path.join(top, name)):
+                os.chmod(os.path.join(top, name), 0o777)
+    shutil.rmtree(folder)
 
 
 SHORT_UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]  # one per speaker

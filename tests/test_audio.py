@@ -361,6 +361,20 @@ def test_errors_name_path_and_cause(tmp_path, shared_data, utt, case):
             load_audio(path.read_bytes())
 
 
+def test_a_file_we_may_not_read_is_called_so(shared_data, unprivileged):
+    """It was reported as "corrupt or truncated header (System error)": libsndfile's words when it
+    cannot open the file at all."""
+    folder, as_user = unprivileged
+    closed = folder / "closed.flac"
+    closed.write_bytes((shared_data / UTT).read_bytes())
+    closed.chmod(0)
+    with as_user():
+        for read in (load_audio, audio_info):
+            with pytest.raises(AudioError) as err:
+                read(closed)
+            assert str(err.value) == f"{closed}: cannot read file (Permission denied)", read
+
+
 def test_audio_info_rejects_truncated_wav_header(tmp_path, utt):
     path = _cut(_encoded(tmp_path, utt, "WAV", "PCM_16", "wav"), tmp_path / "cut.wav", 0.5)
     with pytest.raises(AudioError, match="truncated data"):

@@ -165,6 +165,57 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     assert proc.wait(timeout=120) == 1 and err == ""
 
 
+def test_files_and_folders_the_system_closes_to_us_are_one_line(work, capsys, unprivileged):
+    """Unreadable audio was skipped as "corrupt or truncated header (System error)", an unreadable
+    checkpoint called "not the zip archive torch.save writes"; read-only output folders are refused
+    before the work, and nothing is made in them."""
+    folder, as_user = unprivileged
+    model, closed_model = folder / "model.pt", folder / "closed.pt"
+    for path in (model, closed_model):
+        shutil.copy(work["model"], path)
+    good, closed_audio = folder / "good.wav", folder / "closed.wav"
+    for path in (good, closed_audio):
+        shutil.copy(work["audio"] / "b.wav", path)
+    manifest, closed_manifest = folder / "dev.jsonl", folder / "closed.jsonl"
+    for path in (manifest, closed_manifest):
+        shutil.copy(work["manifest"], path)
+    conf = folder / "conf.yaml"
+    shutil.copy(work["conf"], conf)
+    read_only = folder / "read-only"
+    read_only.mkdir()
+    for path in (model, good, manifest, conf):
+        path.chmod(0o644)
+    for path in (closed_model, closed_audio, closed_manifest):
+        path.chmod(0)
+    read_only.chmod(0o555)
+    assert main(["evaluate", str(model), str(manifest), "--out", str(folder / "warm-up")]) == 0  # imports
+    capsys.readouterr()
+    refused = {
+        ("transcribe", str(closed_model), str(good)): f"{closed_model}: cannot read the checkpoint (Permission denied)",
+        ("average", str(model), str(closed_model), "--out", str(folder / "avg.pt")):
+            f"{closed_model}: cannot read the checkpoint (Permission denied)",
+        ("evaluate", str(model), str(closed_manifest), "--out", str(folder / "report")):
+            f"{closed_manifest}: cannot read manifest: Permission denied",
+        ("evaluate", str(model), str(manifest), "--out", str(read_only / "report")):
+            f"{read_only}: cannot write files there (Permission denied)",
+        ("export", str(model), "--out", str(read_only / "small.pt")):
+            f"{read_only}: cannot write files there (Permission denied)",
+        ("train", str(conf), f"out_dir={read_only / 'run'}", f"data.train_manifest={manifest}", "threads=1"):
+            f"{read_only}: cannot write files there (Permission denied)",
+    }
+    with as_user():
+        assert main(["transcribe", str(model), str(closed_audio), str(good)]) == 1
+        out, err = capsys.readouterr()
+        assert out.startswith(f"{good}\t") and out.count("\n") == 1
+        assert err.splitlines() == [f"asr: skipped {closed_audio}: cannot read file (Permission denied)",
+                                    "asr: 1 of 2 files could not be read"]
+        for command, error in refused.items():
+            assert main(list(command)) == 2, command
+            _one_line_error(capsys.readouterr().err, error)
+    assert not any(read_only.iterdir())
+    assert not (folder / "avg.pt").exists() and not (folder / "report").exists()
+
+
 def test_short_output_the_system_refuses_is_one_line_too():
     """A command whose whole output waits in Python's buffer until it ends (presets, compare,
     download --list) met a full disk or a closed pipe only in the interpreter's exit: two lines of
