@@ -39,12 +39,17 @@ def check_output(path: str | Path, is_ours: Callable[[Path], bool], what: str) -
     made and written (:func:`check_output_folder`). Call it before the work.
 
     Raises:
-        OutputError: the path is a folder, device or other non-file, or a file that is not ``what``;
-            or its folder cannot hold it.
+        OutputError: the path is a folder, device or other non-file, a file we may not read, or a
+            file that is not ``what``; or its folder cannot hold it.
     """
     path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     if os.path.lexists(path) and not path.is_file():
         raise OutputError(f"{path}: exists and is not a plain file; not overwritten")
+    if os.path.lexists(path):
+        try:  # one we may not read cannot be told ours, and would be refused as "not what" below
+            open(path, "rb").close()
+        except OSError as e:
+            raise OutputError(f"{path}: exists and cannot be read ({e.strerror or e}); not overwritten") from None
     if os.path.lexists(path) and not is_ours(path):
         raise OutputError(f"{path}: exists and is not {what}; not overwritten (remove it or choose another path)")
     check_output_folder(path.parent, f"; nothing written at {path}")

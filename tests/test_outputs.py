@@ -36,6 +36,19 @@ def test_check_output_refuses_a_file_path_whose_folder_cannot_hold_it(tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing made
 
 
+def test_check_output_refuses_a_file_it_may_not_read_in_those_words(unprivileged):
+    """tune-lm --cache on a file it could not open called it 'not a log-prob cache'."""
+    folder, as_user = unprivileged
+    closed = folder / "cache.pt"
+    closed.write_bytes(b"the user's")
+    closed.chmod(0)
+    with as_user(), pytest.raises(OutputError) as err:
+        check_output(closed, lambda p: True, "a log-prob cache")
+    assert str(err.value) == f"{closed}: exists and cannot be read (Permission denied); not overwritten"
+    closed.chmod(0o644)
+    assert closed.read_bytes() == b"the user's"
+
+
 def test_holds_compares_the_whole_file_with_the_chunks(tmp_path: Path):
     from asr.outputs import holds
 
