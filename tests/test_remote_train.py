@@ -258,3 +258,13 @@ def test_finish_names_a_failed_export_in_one_line(tmp_path):
     assert done.stderr.splitlines()[-1].startswith(f"remote_train: error: {exp / 'best.pt'}: `asr export` failed "
                                                    f"(asr: error: {exp / 'best.pt'}: not a readable checkpoint")
     assert list((tmp_path / "out").iterdir()) == []  # an empty folder, which `finish` takes again
+
+
+def test_runs_where_torch_and_the_carried_packages_are_missing(tmp_path):
+    """`start` runs on the GPU machine before the wheels are installed: remote_train imports none of them."""
+    hide = "import sys; sys.modules.update(dict.fromkeys(['torch', 'numpy', 'soundfile', 'jiwer', 'rapidfuzz']))"
+    run = f"{hide}; import runpy; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", run, str(REPO / "tools" / "remote_train.py"), "watch", "--exp",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (
+        2, f"remote_train: error: {tmp_path / 'pid'}: missing; no run was started in {tmp_path} (`start` one)\n")
