@@ -26,9 +26,9 @@ def test_bad_options_and_outputs_are_refused_before_any_decoding(shared_data: Pa
     for options, error in refused.items():
         result = _run(split, *options)
         assert result.returncode == 2 and result.stdout == "", options
-        assert result.stderr.startswith(f"pocketsphinx_baseline: {error}") and len(result.stderr.splitlines()) == 1
+        assert result.stderr.startswith(f"pocketsphinx_baseline: error: {error}") and len(result.stderr.splitlines()) == 1
     missing = _run(str(tmp_path / "none.jsonl"))
-    assert missing.returncode == 2 and missing.stderr.startswith(f"pocketsphinx_baseline: {tmp_path / 'none.jsonl'}: ")
+    assert missing.returncode == 2 and missing.stderr.startswith(f"pocketsphinx_baseline: error: {tmp_path / 'none.jsonl'}: ")
     assert (tmp_path / "hyps.txt").read_text() == "My Notes, not hypotheses\n" and (tmp_path / "file").read_text() == "mine"
     assert not (tmp_path / "errs.txt").exists()
 

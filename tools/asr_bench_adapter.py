@@ -15,7 +15,9 @@ Usage, beside the peer (run from the repository root)::
         --impl tools/asr_bench_adapter.py:make_adapter@. --json-out runs.jsonl
 
 ``--impl-opt preset=NAME`` uses that preset's front-end instead of the peer's (the recurrent stack
-still follows ``cfg``).
+still follows ``cfg``). A preset or a ``cfg`` the model refuses (an unknown name, 0 hidden units)
+stops the harness with one line, ``asr_bench_adapter: error: ...``, when the adapter is made,
+before the features are timed (the harness's own user errors are ``sys.exit`` messages too).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import asr
 from asr.audio import load_audio
 from asr.decode import greedy_decode
 from asr.features import FeatureConfig, FeatureExtractor
-from asr.model import DeepSpeech2, load_preset
+from asr.model import DeepSpeech2, ModelConfig, load_preset
 from asr.optim import OptimConfig, build_optimizer, build_scheduler
 from asr.text import normalize_text
 from asr.tokenizer import CharTokenizer
@@ -69,6 +71,7 @@ class AsrAdapter:
         self.features = FeatureExtractor(self.feature_cfg).eval()
         self.tokenizer = CharTokenizer()
         self.model: DeepSpeech2 | None = None
+        self.model_cfg(cfg)  # refused here, before the harness times anything
 
     # ------------------------------------------------------------------ untimed / bookkeeping
     def meta(self) -> dict[str, Any]:
@@ -95,15 +98,22 @@ class AsrAdapter:
         return feats[0, : int(frames[0])].T.contiguous()  # (F, T)
 
     # ------------------------------------------------------------------ stage 2: training
+    def model_cfg(self, cfg: dict[str, Any]) -> ModelConfig:
+        """The model for the harness's ``cfg``; a value the model refuses ends the run in one line
+        (``SystemExit``, as the harness's own user errors)."""
+        try:
+            base = load_preset(self.opts.get("preset", "small"))
+            return dataclasses.replace(
+                base, frontend="conv", conv_paddings=None, **(PEER_FRONTEND if "preset" not in self.opts else {}),
+                rnn_type=cfg["rnn_type"], rnn_hidden=int(cfg["hidden"]), rnn_layers=int(cfg["layers"]),
+                bidirectional=bool(cfg["bidirectional"]), dropout=0.0,
+                lookahead_context=0 if cfg["bidirectional"] else 20,  # the peer's UniDirectionalConfig
+            )
+        except ValueError as e:  # a ConfigError (an unknown preset, rnn type) or a size out of range
+            raise SystemExit(f"asr_bench_adapter: error: {e}") from None
+
     def build(self, cfg: dict[str, Any]) -> None:
-        base = load_preset(self.opts.get("preset", "small"))
-        model_cfg = dataclasses.replace(
-            base, frontend="conv", conv_paddings=None, **(PEER_FRONTEND if "preset" not in self.opts else {}),
-            rnn_type=cfg["rnn_type"], rnn_hidden=int(cfg["hidden"]), rnn_layers=int(cfg["layers"]),
-            bidirectional=bool(cfg["bidirectional"]), dropout=0.0,
-            lookahead_context=0 if cfg["bidirectional"] else 20,  # the peer's UniDirectionalConfig
-        )
-        self.model = DeepSpeech2(model_cfg, num_features=self.features.num_features,
+        self.model = DeepSpeech2(self.model_cfg(cfg), num_features=self.features.num_features,
                                  vocab_size=self.tokenizer.vocab_size)
         # Project optimizer and schedule; clipping at the harness's value (the peer clips at 400).
         self.optim_cfg = OptimConfig(grad_clip=float(cfg["grad_clip"]))

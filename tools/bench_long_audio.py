@@ -15,6 +15,7 @@ than a random one.
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,50 @@ import numpy as np
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
 DEV = REPO.parent / "shared" / "data" / "LibriSpeech" / "dev-4spk"
+
+from asr.errors import run_tool  # noqa: E402
+
+
+def check_args(args: argparse.Namespace) -> list[Path]:
+    """The speaker's FLAC files, in order, once the options are known to be usable (before any work).
+
+    Raises:
+        ValueError: naming the option and the value, or the missing checkpoint or speaker.
+    """
+    for option, value in (("--minutes", args.minutes), ("--max-segment-s", args.max_segment_s)):
+        if not 0 < value < math.inf:
+            raise ValueError(f"{option} {value:g}: must be a positive number")
+    if not Path(args.checkpoint).is_file():
+        what = "a folder, not a checkpoint file" if Path(args.checkpoint).is_dir() else "no such checkpoint file"
+        raise ValueError(f"{args.checkpoint}: {what}")
+    flacs = sorted((DEV / args.speaker).glob("*/*.flac"))
+    if not flacs:
+        speakers = sorted(p.name for p in DEV.iterdir() if p.is_dir()) if DEV.is_dir() else []
+        raise ValueError(f"--speaker {args.speaker}: no FLAC files in {DEV / args.speaker} "
+                         f"(speakers there: {', '.join(speakers) or 'none'})")
+    return flacs
+
+
+def measure(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak resident GB) of an ``asr transcribe`` command run in a fresh parent
+    interpreter, whose RUSAGE_CHILDREN then reports that command's own peak.
+
+    Raises:
+        ValueError: the command failed (its last line of stderr, e.g. ``asr: error: ...``, says why).
+    """
+    probe = [sys.executable, "-c", "import subprocess, sys, resource, time; t = time.perf_counter(); "
+             "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True); "
+             "sys.stderr.write(done.stderr); sys.exit(done.returncode) if done.returncode else None; "
+             "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6)",
+             *command]
+    done = subprocess.run(probe, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = ([line for line in done.stderr.splitlines() if line.strip()] or [f"exit {done.returncode}"])[-1]
+        raise ValueError(f"`asr transcribe` failed: {last.strip()}")
+    wall, rss = done.stdout.split()
+    return float(wall), float(rss)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speaker", default="4088")
     parser.add_argument("--max-segment-s", type=float, default=30.0)
     args = parser.parse_args(argv)
+    flacs = check_args(args)
 
     parts, total = [], 0
-    for flac in sorted((DEV / args.speaker).glob("*/*.flac")):
+    for flac in flacs:
         wave, rate = sf.read(flac, dtype="float32")
         parts.append(wave)
         total += len(wave)
@@ -47,15 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tmp) / "long.flac"
         sf.write(path, wave, rate)
         base = [sys.executable, "-m", "asr.cli", "transcribe", args.checkpoint, str(path), "--json"]
-        # each setting in its own parent interpreter: RUSAGE_CHILDREN reports the largest child's peak
-        results = {}
-        for label, max_s in (("whole", 0.0), ("cut", args.max_segment_s)):
-            probe = [sys.executable, "-c", "import subprocess, sys, resource, time; t = time.perf_counter(); "
-                     "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
-                     "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6)",
-                     *base, "--max-segment-s", str(max_s)]
-            out = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()
-            results[label] = (float(out[0]), float(out[1]))
+        results = {label: measure([*base, "--max-segment-s", str(max_s)])
+                   for label, max_s in (("whole", 0.0), ("cut", args.max_segment_s))}
     print(f"{len(wave) / rate / 60:.1f} min of speaker {args.speaker} (all of it if less than --minutes), {args.checkpoint}")
     for label, (wall, rss) in results.items():
         print(f"  {label:5s} (--max-segment-s {0.0 if label == 'whole' else args.max_segment_s:g}): "
@@ -66,4 +104,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("bench_long_audio", main))

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from asr.errors import run_tool
 from asr.model import RecurrentLayer
 
 
@@ -31,7 +33,7 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=3)
@@ -41,6 +43,11 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=3)
     args = parser.parse_args()
+    sizes = [("--threads", args.threads, 1), ("--repeats", args.repeats, 1), ("--batch", args.batch, 1),
+             ("--input-size", args.input_size, 1), ("--hidden", args.hidden, 1), ("--layers", args.layers, 1)]
+    for option, value, least in [*sizes, *(("--lengths", n, 2) for n in args.lengths)]:  # T/2..T frames: T >= 2
+        if value < least:
+            raise ValueError(f"{option} {value}: must be >= {least}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -74,7 +81,8 @@ def main() -> None:
         t_packed = median_time(lambda: run_packed(x, lens), args.repeats)
         t_masked = median_time(lambda: run_masked(x, lens), args.repeats)
         print(f"{max_len:>6} {t_packed:>10.3f} {t_masked:>10.3f} {t_packed / t_masked:>7.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool("bench_rnn_packing", main))

@@ -34,6 +34,7 @@ import os
 import random
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -45,10 +46,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from asr.audio import audio_info, load_audio
 from asr.checkpoint import Recognizer
 from asr.data import Batch, Example, collate
+from asr.errors import run_tool
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, RecurrentLayer, length_mask, load_preset
 from asr.optim import OptimConfig, build_optimizer
-from asr.text import normalize_text
+from asr.text import normalize_text, read_error_cause
 from asr.tokenizer import CharTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,23 +60,32 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "LibriSpeech" / "dev-4spk"
 # ---------------------------------------------------------------------------------- data
 def pick_utterances(data_dir: Path, num: int, min_dur: float, max_dur: float, seed: int) -> list[dict]:
     """``num`` utterances of ``data_dir`` (``SPK/CHAPTER/*.trans.txt`` + ``.flac``) lasting
-    ``min_dur``..``max_dur`` seconds, sampled with ``seed`` from the id-sorted list."""
+    ``min_dur``..``max_dur`` seconds, sampled with ``seed`` from the id-sorted list.
+
+    Raises:
+        ValueError: the folder holds too few such utterances, or a transcript cannot be read.
+        AudioError: an audio file cannot be read.
+    """
     rows = []
     for trans in sorted(data_dir.glob("*/*/*.trans.txt")):
-        for line in trans.read_text(encoding="utf-8").splitlines():
+        try:
+            lines = trans.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{trans}: cannot read the text ({read_error_cause(e)})") from None
+        for line in lines:
             utt_id, _, text = line.strip().partition(" ")
             path = trans.parent / f"{utt_id}.flac"
             if utt_id and path.is_file():
                 rows.append((utt_id, path, text))
     if not rows:
-        raise SystemExit(f"{data_dir}: no LibriSpeech utterances (SPK/CHAPTER/*.trans.txt + .flac)")
+        raise ValueError(f"{data_dir}: no LibriSpeech utterances (SPK/CHAPTER/*.trans.txt + .flac)")
     utts = []
     for utt_id, path, text in rows:
         duration_s = audio_info(path).duration_s
         if min_dur <= duration_s <= max_dur:
             utts.append({"id": utt_id, "path": str(path), "text": text, "duration_s": duration_s})
     if len(utts) < num:
-        raise SystemExit(f"{data_dir}: only {len(utts)} utterances of {min_dur}-{max_dur} s, "
+        raise ValueError(f"{data_dir}: only {len(utts)} utterances of {min_dur:g}-{max_dur:g} s, "
                          f"{num} wanted (--num-utts)")
     return random.Random(seed).sample(utts, num)
 
@@ -151,7 +162,25 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)  # Linux: KiB
 
 
-def main() -> None:
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse counts, durations and a data folder that cannot be measured, before any work.
+
+    Raises:
+        ValueError: naming the option and the value.
+    """
+    for option, value, least in (("--num-utts", args.num_utts, 1), ("--batch", args.batch, 1),
+                                 ("--steps", args.steps, 1), ("--warmup", args.warmup, 0),
+                                 ("--infer-utts", args.infer_utts, 1), ("--threads", args.threads, 0)):
+        if value < least:
+            raise ValueError(f"{option} {value}: must be >= {least}")
+    if not 0 <= args.min_dur <= args.max_dur < math.inf:
+        raise ValueError(f"--min-dur {args.min_dur:g} --max-dur {args.max_dur:g}: must be seconds, "
+                         "0 <= min <= max")
+    if not args.data_dir.is_dir():
+        raise ValueError(f"{args.data_dir}: no such folder (--data-dir: a LibriSpeech-layout folder)")
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="LibriSpeech-layout folder")
     parser.add_argument("--num-utts", type=int, default=32, help="utterances picked (features stage)")
@@ -170,6 +199,8 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the packed-sequence model")
     parser.add_argument("--json", action="store_true", help="also print all figures as one JSON line")
     args = parser.parse_args()
+    check_args(args)
+    model_cfg = load_preset(args.preset)  # an unknown name is refused before the work
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -225,7 +256,6 @@ def main() -> None:
           f"batched_audio_s_per_s={f['batched_audio_s_per_s']}")
 
     # -- 2. training: asr and the packed baseline, steps alternating, same batches
-    model_cfg = load_preset(args.preset)
     model = DeepSpeech2(model_cfg, num_features=extractor.num_features, vocab_size=tokenizer.vocab_size)
     models = {"asr": model}
     if not args.no_baseline:
@@ -302,7 +332,8 @@ def main() -> None:
           f"loadavg_1min_end={os.getloadavg()[0]:.2f}")
     if args.json:
         print(json.dumps(out))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool("bench_train", main))

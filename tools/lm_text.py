@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from asr.errors import error_line  # noqa: E402
 from asr.lm_text import BOOK_FORMATS, LMTextError, check_lm_text_output, prepare_lm_text, read_transcripts  # noqa: E402
 from asr.manifest import ManifestError  # noqa: E402
 from asr.outputs import OutputError  # noqa: E402
@@ -61,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         exclude = [u.text for m in args.exclude_manifest for u in read_transcripts(m, "nothing written")]
         report = prepare_lm_text(args.books, out, fmt=args.format, exclude=exclude,
                                  exclude_order=args.exclude_order, min_words=args.min_words)
-    except (LMTextError, ManifestError, OutputError) as e:
-        print(f"lm_text: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # the folder of --out vanished or filled up during the work
-        print(f"lm_text: error: {e.filename or args.out}: cannot write ({e.strerror or e})", file=sys.stderr)
+    except (LMTextError, ManifestError, OutputError, OSError) as e:  # OSError: --out's folder vanished or filled up
+        print(f"lm_text: error: {error_line(e, args.out)}", file=sys.stderr)
         return 2
     print(report.summary())
     return 0

@@ -27,6 +27,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.audio import AudioError, load_audio  # noqa: E402
+from asr.errors import error_line  # noqa: E402
 from asr.manifest import ManifestError, first_entry, read_manifest_report  # noqa: E402
 from asr.outputs import OutputError, atomic_output, check_output, check_output_folder, starts_with  # noqa: E402
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         utts, problems = read_manifest_report(args.manifest)
         for problem in problems:
-            print(f"opus_copy: skipped: {problem}", file=sys.stderr)
+            print(f"opus_copy: skipped {problem}", file=sys.stderr)
         if not utts:
             raise ManifestError(args.manifest, None, "no usable utterances; nothing written")
         jobs = [(u.audio_filepath, str(args.out_dir / f"{i:06d}.ogg"), args.compression_level)
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         copied = []
         for (_, dst, _), utt, result in zip(jobs, utts, results):
             if isinstance(result, str):
-                print(f"opus_copy: skipped: {result}", file=sys.stderr)
+                print(f"opus_copy: skipped {result}", file=sys.stderr)
             else:
                 copied.append((dst, utt, result))
         if not copied:
@@ -112,11 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 if utt.speaker:
                     entry["speaker"] = utt.speaker
                 f.write(json.dumps(entry) + "\n")
-    except (ManifestError, OutputError) as e:
-        print(f"opus_copy: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"opus_copy: error: {e.filename or args.out_dir}: {e.strerror or e}", file=sys.stderr)
+    except (ManifestError, OutputError, OSError) as e:
+        print(f"opus_copy: error: {error_line(e, args.out_dir)}", file=sys.stderr)
         return 2
     size = sum(Path(dst).stat().st_size for dst, _, _ in copied)
     hours = sum(d for _, _, d in copied) / 3600

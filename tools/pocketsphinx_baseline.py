@@ -26,10 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.audio import AudioError, load_audio  # noqa: E402
+from asr.errors import run_tool  # noqa: E402
 from asr.datasets.librispeech import read_split  # noqa: E402
 from asr.manifest import Utterance, read_manifest  # noqa: E402
 from asr.metrics import error_report  # noqa: E402
-from asr.outputs import OutputError, atomic_output, check_output, check_output_folder  # noqa: E402
+from asr.outputs import atomic_output, check_output, check_output_folder  # noqa: E402
 from asr.text import normalize_text  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -101,26 +102,23 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sample")
     parser.add_argument("--out", help="folder for hyps.txt and errs.txt")
     args = parser.parse_args()
-    try:  # the user's mistakes first, before pocketsphinx or any decoding
-        if args.num_utts < 0:
-            raise ValueError(f"--num-utts {args.num_utts}: must be >= 0 (0: all)")
-        if args.out:
-            check_out(Path(args.out))
-        utts = sample_utterances(args.data, args.num_utts, args.seed)
-        if not utts:
-            raise ValueError(f"{args.data}: no utterances")
-    except (ValueError, OSError, OutputError) as e:  # ManifestError is a ValueError, a missing folder an OSError
-        print(f"pocketsphinx_baseline: {e}", file=sys.stderr)
-        return 2
+    # the user's mistakes first, before pocketsphinx or any decoding (run_tool reports them)
+    if args.num_utts < 0:
+        raise ValueError(f"--num-utts {args.num_utts}: must be >= 0 (0: all)")
+    if args.out:
+        check_out(Path(args.out))
+    utts = sample_utterances(args.data, args.num_utts, args.seed)
+    if not utts:
+        raise ValueError(f"{args.data}: no utterances")
     try:
         from pocketsphinx import Decoder
     except ImportError:
-        print("pocketsphinx_baseline: pocketsphinx is not installed (see the module docstring)", file=sys.stderr)
+        print("pocketsphinx_baseline: error: pocketsphinx is not installed (see the module docstring)", file=sys.stderr)
         return 2
     decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")  # default en-us model, LM, dictionary
     utts, hyps, decode_s, audio_s = decode_all(utts, decoder)
     if not utts:
-        print(f"pocketsphinx_baseline: {args.data}: none of the audio could be read", file=sys.stderr)
+        print(f"pocketsphinx_baseline: error: {args.data}: none of the audio could be read", file=sys.stderr)
         return 2
     ids = [Path(u.audio_filepath).stem for u in utts]
     report = error_report([normalize_text(u.text) for u in utts], [normalize_text(h) for h in hyps], ids)
@@ -141,4 +139,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool("pocketsphinx_baseline", main))

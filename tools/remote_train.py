@@ -24,6 +24,11 @@ max_minutes=M [key=value ...]`` with ``EXP/data`` linked to the carried manifest
 training, then greedy scoring of the dev set). The probe is the same command for --probe-steps
 steps into EXP-probe; its log gives the seconds per step, the steps per epoch, the dev scoring time
 and the start-up time, from which E follows (at least 1); M stops the run at the budget anyway.
+
+A bad value or a missing file is one line, ``remote_train: error: ...``, and status 2, before any
+work (a probe, a wait for the run). Nothing of the user's is replaced: `pack` refuses two manifests
+of one name (their copies would share a folder), `start` removes EXP-probe only when it is a probe
+of its own, `finish` writes only into an empty folder, and `join` never over an existing file.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -44,6 +50,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python tools/remote_train.py` from a checkout without an install
+# Only modules of the standard library behind these: `start` runs before the wheels are installed.
+from asr.errors import run_tool  # noqa: E402
+from asr.outputs import OutputError, atomic_output, check_output_folder  # noqa: E402
+
 WHEELS = ["soundfile==0.14.0", "cffi==2.0.0", "pycparser==2.23", "jiwer==4.0.0", "rapidfuzz==3.14.3"]
 PIP_PLATFORM = ["--only-binary=:all:", "--implementation", "cp", "--python-version", "3.12"] + [
     arg for tag in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
@@ -57,56 +67,80 @@ class RemoteError(Exception):
 
 # ------------------------------------------------------------------------------------------ here
 def pack(manifests: list[Path], out: Path, wheels: bool) -> None:
-    """Opus copies of each manifest's audio into OUT/data/<name>/, manifests OUT/data/<name>.jsonl."""
+    """Opus copies of each manifest's audio into OUT/data/<name>/, manifests OUT/data/<name>.jsonl.
+    A manifest line or an audio file that ``opus_copy`` cannot read is named and left out."""
     for manifest in manifests:
         if not manifest.is_file():
-            raise RemoteError(f"{manifest}: no such manifest")
+            raise RemoteError(f"{manifest}: {'a folder, not a manifest' if manifest.is_dir() else 'no such manifest'}")
+    stems = {}
+    for manifest in manifests:  # OUT/data/<stem>: a second manifest of the same name would replace the first's copy
+        if manifest.stem in stems:
+            raise RemoteError(f"--manifest {stems[manifest.stem]} and {manifest}: both would be packed as "
+                              f"{out / 'data' / manifest.stem}.jsonl (rename one)")
+        stems[manifest.stem] = manifest
+    check_output_folder(out / "data", f"; nothing packed in {out}")
+    for manifest in manifests:
         copy = [sys.executable, str(REPO / "tools" / "opus_copy.py"), str(manifest), str(out / "data" / manifest.stem)]
-        if subprocess.run(copy, env=dict(os.environ, PYTHONPATH=str(REPO))).returncode != 0:
-            raise RemoteError(f"{manifest}: the Opus copy failed")
+        done = subprocess.run(copy, env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("opus_copy: error: ")]
+        sys.stderr.writelines(f"{line}\n" for line in done.stderr.splitlines() if line not in errors)
+        if done.returncode not in (0, 1) or "Traceback (most recent call last)" in done.stderr:  # 1: some left out
+            raise RemoteError(errors[-1].removeprefix("opus_copy: error: ") if errors
+                              else f"{manifest}: the Opus copy failed (exit {done.returncode})")
     if wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *PIP_PLATFORM,
-                        "-d", str(out / "wheels"), *WHEELS], check=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *PIP_PLATFORM,
+                               "-d", str(out / "wheels"), *WHEELS], stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            last = ([line for line in done.stderr.splitlines() if line.strip()] or [f"exit {done.returncode}"])[-1]
+            raise RemoteError(f"{out / 'wheels'}: `pip download` failed ({last.strip()}); --no-wheels packs "
+                              "without them")
+        sys.stderr.write(done.stderr)
     size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
     print(f"{out}: {size_mb:.1f} MiB to carry")
 
 
 def join(parts_dir: Path, out: Path) -> None:
     """Check the parts against SHA256SUMS, join them into OUT, unpack the logs beside it."""
-    from asr.checkpoint import CheckpointError, load_checkpoint
-
-    if out.exists():
-        raise RemoteError(f"{out}: already exists; refusing to overwrite it")
+    if os.path.lexists(out):
+        raise RemoteError(f"{out}: already exists; not overwritten (remove it or choose another --out)")
     sums_file = parts_dir / "SHA256SUMS"
     if not sums_file.is_file():
         raise RemoteError(f"{sums_file}: missing; is {parts_dir} the folder `finish` wrote?")
-    sums = dict(reversed(line.split(maxsplit=1)) for line in sums_file.read_text().splitlines() if line.strip())
-    parts = sorted(name for name in sums if name.startswith("model.pt.part"))
+    sums = _read_sums(sums_file)
+    parts = sorted((name for name in sums if re.fullmatch(r"model\.pt\.part\d+", name)),
+                   key=lambda name: int(name.removeprefix("model.pt.part")))  # part100 after part99
+    missing = [what for what, listed in (("model.pt parts", parts), ("model.pt", "model.pt" in sums),
+                                         ("logs.tar.gz", "logs.tar.gz" in sums)) if not listed]
+    if missing:
+        raise RemoteError(f"{sums_file}: lists no {missing[0]}; is {parts_dir} the folder `finish` wrote?")
     for name in [*parts, "logs.tar.gz"]:
         if not (parts_dir / name).is_file():
             raise RemoteError(f"{parts_dir / name}: missing (SHA256SUMS lists it)")
         if _sha256(parts_dir / name) != sums[name]:
             raise RemoteError(f"{parts_dir / name}: SHA-256 differs from SHA256SUMS (a broken transfer)")
+    check_output_folder(out.parent, f"; {out} not written")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.joining")
-    with open(tmp, "wb") as f:
-        for name in parts:
-            f.write((parts_dir / name).read_bytes())
-    if _sha256(tmp) != sums["model.pt"]:
-        tmp.unlink()
-        raise RemoteError(f"{parts_dir}: the joined parts do not match model.pt's SHA-256")
-    try:
-        load_checkpoint(tmp)
-    except CheckpointError as e:
-        tmp.unlink()
-        raise RemoteError(str(e)) from None
-    tmp.rename(out)
+    with atomic_output(out) as tmp:  # out appears whole and checked, or not at all
+        with open(tmp, "wb") as f:
+            for name in parts:
+                f.write((parts_dir / name).read_bytes())
+        if _sha256(tmp) != sums["model.pt"]:
+            raise RemoteError(f"{parts_dir}: the joined parts do not match model.pt's SHA-256")
+        from asr.checkpoint import CheckpointError, load_checkpoint  # torch: imported once it is needed
+
+        try:
+            load_checkpoint(tmp)
+        except CheckpointError as e:  # named by the temporary file: said of the parts instead
+            raise RemoteError(f"{parts_dir}: the joined model.pt is {str(e).removeprefix(f'{tmp}: ')}") from None
     logs = out.parent / "remote"
-    if logs.exists():
+    if os.path.lexists(logs):
         print(f"{out}: joined from {len(parts)} parts; logs left in {parts_dir / 'logs.tar.gz'} ({logs} exists)")
         return
-    with tarfile.open(parts_dir / "logs.tar.gz") as tar:
-        tar.extractall(logs, filter="data")
+    try:
+        with tarfile.open(parts_dir / "logs.tar.gz") as tar:
+            tar.extractall(logs, filter="data")
+    except tarfile.TarError as e:
+        raise RemoteError(f"{parts_dir / 'logs.tar.gz'}: cannot unpack the logs ({e}); {out} is joined") from None
     print(f"{out}: joined from {len(parts)} parts; logs in {logs}")
 
 
@@ -114,11 +148,20 @@ def join(parts_dir: Path, out: Path) -> None:
 def start(args: argparse.Namespace) -> None:
     args.exp, args.dir, args.recipe = args.exp.resolve(), args.dir.resolve(), (REPO / args.recipe).resolve()
     if _running(args.exp):
-        raise RemoteError(f"{args.exp}: a run is going on (pid {(args.exp / 'pid').read_text().strip()}); watch it")
-    env = _environment(args.dir / "wheels")
+        raise RemoteError(f"{args.exp}: a run is going on (pid {_pid(args.exp)}); watch it")
+    if not (args.dir / "data").is_dir():  # before the wheels, whose absence would be named instead
+        raise RemoteError(f"{args.dir / 'data'}: missing; carry the folder `pack` wrote")
     probe_dir = Path(f"{args.exp}-probe")
+    restart = (args.exp / "last.pt").exists()  # a restart resumes: no new probe, the same epochs
+    if restart and not (args.exp / "plan.json").is_file():
+        raise RemoteError(f"{args.exp / 'plan.json'}: missing, beside a checkpoint of a run that `start` did not "
+                          "plan; choose another --exp")
+    if not restart and os.path.lexists(probe_dir) and not (probe_dir / "data").is_symlink():
+        raise RemoteError(f"{probe_dir}: exists and is not a probe of remote_train; not removed (remove it or "
+                          "choose another --exp)")
+    env = _environment(args.dir / "wheels")
     log = _link_data(args.exp, args.dir) / "remote.log"
-    if not (args.exp / "last.pt").exists():  # a restart resumes: no new probe, the same epochs
+    if not restart:
         shutil.rmtree(probe_dir, ignore_errors=True)
         _link_data(probe_dir, args.dir)
         t0 = time.monotonic()
@@ -127,7 +170,8 @@ def start(args: argparse.Namespace) -> None:
                                              "keep_epoch_checkpoints=0", *args.overrides])
         done = subprocess.run(probe, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if done.returncode != 0:
-            raise RemoteError(f"the probe failed (exit {done.returncode}):\n{done.stdout[-3000:]}")
+            raise RemoteError(f"{probe_dir}: the probe failed (exit {done.returncode}); the end of its output:\n"
+                              f"{done.stdout[-3000:]}")
         plan = plan_epochs(_events(probe_dir / "train_log.jsonl"), time.monotonic() - t0, 60 * args.minutes,
                            args.dev_every)
         (args.exp / "plan.json").write_text(json.dumps(plan, indent=1) + "\n")
@@ -199,10 +243,14 @@ def watch(exp: Path, seconds: float, every: float) -> bool:
 
 def finish(exp: Path, out: Path, part_mb: float, wait_s: float) -> None:
     """The run's model as fp16 parts, SHA256SUMS and logs.tar.gz in OUT (8 files at most)."""
-    if any(out.iterdir()) if out.is_dir() else out.exists():
+    if any(out.iterdir()) if out.is_dir() else os.path.lexists(out):
         raise RemoteError(f"{out}: not an empty folder; refusing to write into it")
+    check_output_folder(out, f"; nothing written in {out}")  # before the wait, not after it
     if not watch(exp, wait_s, 10):
-        os.killpg(int((exp / "pid").read_text()), signal.SIGINT)  # best.pt and last.pt hold what it did
+        try:
+            os.killpg(_pid(exp), signal.SIGINT)  # best.pt and last.pt hold what it did
+        except ProcessLookupError:
+            pass  # it ended on its own meanwhile
         if not watch(exp, 120, 5):
             raise RemoteError(f"{exp}: the run did not stop within 2 minutes of SIGINT")
     source = next((exp / name for name in ("model.pt", "best.pt", "last.pt") if (exp / name).is_file()), None)
@@ -210,8 +258,12 @@ def finish(exp: Path, out: Path, part_mb: float, wait_s: float) -> None:
         raise RemoteError(f"{exp}: no checkpoint written; see {exp / 'remote.log'}")
     out.mkdir(parents=True, exist_ok=True)
     half = out / "model.pt"
-    subprocess.run([sys.executable, "-m", "asr.cli", "export", str(source), "--out", str(half)], check=True,
-                   env=_environment(None), cwd=REPO)
+    done = subprocess.run([sys.executable, "-m", "asr.cli", "export", str(source), "--out", str(half)],
+                          env=_environment(None), cwd=REPO, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        last = ([line for line in done.stderr.splitlines() if line.strip()] or [f"exit {done.returncode}"])[-1]
+        raise RemoteError(f"{source}: `asr export` failed ({last.strip()})")
+    sys.stderr.write(done.stderr)
     data, part_bytes = half.read_bytes(), int(part_mb * 2**20)
     sums = {"model.pt": hashlib.sha256(data).hexdigest()}
     half.unlink()
@@ -255,6 +307,8 @@ def _link_data(exp: Path, carried: Path) -> Path:
         raise RemoteError(f"{carried / 'data'}: missing; carry the folder `pack` wrote")
     exp.mkdir(parents=True, exist_ok=True)
     link = exp / "data"
+    if link.is_symlink() and not link.exists():
+        link.unlink()  # a link of an earlier start to a carried folder that moved
     if not link.exists():
         link.symlink_to((carried / "data").resolve(), target_is_directory=True)
     return exp
@@ -266,17 +320,50 @@ def _recipe(args: argparse.Namespace, exp: Path, first_stage: int, last_stage: i
 
 
 def _events(log: Path) -> list[dict]:
+    """The events of a training log; a last line still being written is read the next time.
+
+    Raises:
+        RemoteError: another line is not a JSON event.
+    """
     if not log.is_file():
         return []
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    lines = log.read_text(errors="replace").splitlines()
+    events = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not (isinstance(event, dict) and "event" in event):
+            if number == len(lines) and event is None:
+                break  # the trainer is writing it
+            raise RemoteError(f"{log}:{number}: not an event of a training log")
+        events.append(event)
+    return events
+
+
+def _pid(exp: Path) -> int | None:
+    """The run's process id (that of its process group), from EXP/pid; None when there is none.
+
+    Raises:
+        RemoteError: the file holds something else (0 or 1 would name this process's group or init).
+    """
+    pid_file = exp / "pid"
+    if not pid_file.is_file():
+        return None
+    text = pid_file.read_text(errors="replace").strip()
+    if not text.isdigit() or int(text) < 2:
+        raise RemoteError(f"{pid_file}: {text[:20]!r} is not a process id; remove it if no run is going on")
+    return int(text)
 
 
 def _running(exp: Path) -> bool:
     """Whether a live (not zombie) process is left in the run's process group (Linux /proc)."""
-    pid_file = exp / "pid"
-    if not pid_file.is_file():
+    group = _pid(exp)
+    if group is None:
         return False
-    group = int(pid_file.read_text())
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
@@ -289,6 +376,60 @@ def _running(exp: Path) -> bool:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_sums(sums_file: Path) -> dict[str, str]:
+    """File name -> SHA-256 of a ``sha256sum``-style file (``HEX  NAME`` lines), as `finish` writes it."""
+    sums = {}
+    for number, line in enumerate(sums_file.read_text(errors="replace").splitlines(), 1):
+        fields = line.split(maxsplit=1)
+        if not fields:
+            continue
+        if len(fields) != 2 or not re.fullmatch(r"[0-9a-f]{64}", fields[0]):
+            raise RemoteError(f"{sums_file}:{number}: not a line of SHA256SUMS (a SHA-256 in hex, then a file name)")
+        sums[fields[1]] = fields[0]
+    return sums
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse the values that cannot work, before anything is done (a probe, a wait for the run).
+
+    Raises:
+        RemoteError: naming the option and the value.
+    """
+    numbers = []
+    if args.command == "start":
+        numbers = [("--ngpu", args.ngpu, ">= 0 (0: CPU)", lambda v: v >= 0),
+                   ("--minutes", args.minutes, "a positive number of minutes", lambda v: 0 < v < math.inf),
+                   ("--probe-steps", args.probe_steps, ">= 2 (two logged steps time one)", lambda v: v >= 2),
+                   ("--dev-every", args.dev_every, ">= 1", lambda v: v >= 1)]
+    elif args.command == "watch":
+        numbers = [("--for", args.seconds, "a number of seconds >= 0", lambda v: 0 <= v < math.inf),
+                   ("--every", args.every, "a positive number of seconds", lambda v: 0 < v < math.inf)]
+    elif args.command == "finish":
+        numbers = [("--part-mb", args.part_mb, "a positive number of MiB (a byte at least)",
+                    lambda v: 1 <= v * 2**20 < math.inf),
+                   ("--wait", args.wait, "a number of seconds >= 0", lambda v: 0 <= v < math.inf)]
+    for option, value, rule, ok in numbers:
+        if not ok(value):
+            raise RemoteError(f"{option} {value:g}: must be {rule}")
+    if args.command == "start":
+        recipe = (REPO / args.recipe).resolve()
+        if not recipe.is_file():
+            raise RemoteError(f"--recipe {recipe}: no such file")
+        conf = recipe.parent / "conf" / f"{args.conf}.yaml"
+        if not conf.is_file():
+            there = sorted(p.stem for p in conf.parent.glob("*.yaml"))
+            raise RemoteError(f"--conf {args.conf}: no {conf} (there: {', '.join(there) or 'none'})")
+        for override in args.overrides:
+            key, equals, _ = override.partition("=")
+            if not key or not equals or key.startswith("-"):
+                raise RemoteError(f"{override!r}: not key=value (an override for `asr train`, e.g. data.max_batch_s=240)")
+        check_output_folder(args.exp, "; no run started (choose another --exp)")
+    if args.command == "watch" and _pid(args.exp) is None:
+        raise RemoteError(f"{args.exp / 'pid'}: missing; no run was started in {args.exp} (`start` one)")
+    if args.command == "finish" and not args.exp.is_dir():
+        raise RemoteError(f"{args.exp}: no such folder; no run to finish")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,21 +464,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("parts_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "pack":
-            pack(args.manifest, args.dir, args.wheels)
-        elif args.command == "start":
-            start(args)
-        elif args.command == "watch":
-            watch(args.exp, args.seconds, args.every)
-        elif args.command == "finish":
-            finish(args.exp, args.out, args.part_mb, args.wait)
-        else:
-            join(args.parts_dir, args.out)
-    except RemoteError as e:
-        print(f"remote_train: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_tool("remote_train", lambda: _run(args), errors=(RemoteError, OutputError))
+
+
+def _run(args: argparse.Namespace) -> None:
+    _check_options(args)
+    if args.command == "pack":
+        pack(args.manifest, args.dir, args.wheels)
+    elif args.command == "start":
+        start(args)
+    elif args.command == "watch":
+        watch(args.exp, args.seconds, args.every)
+    elif args.command == "finish":
+        finish(args.exp, args.out, args.part_mb, args.wait)
+    else:
+        join(args.parts_dir, args.out)
 
 
 if __name__ == "__main__":

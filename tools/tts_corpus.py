@@ -22,8 +22,10 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.datasets.tts import TTSError, available_engines, plan_renditions, render_corpus  # noqa: E402
+from asr.errors import error_line  # noqa: E402
 from asr.manifest import first_entry  # noqa: E402
 from asr.outputs import OutputError, check_output, check_output_folder  # noqa: E402
+from asr.text import read_error_cause  # noqa: E402
 
 
 def _is_tts_manifest(path: Path, wav_dir: Path, name: str) -> bool:
@@ -39,10 +41,8 @@ def _is_tts_manifest(path: Path, wav_dir: Path, name: str) -> bool:
 def _read_lines(text: str) -> list[str]:
     try:
         return Path(text).read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise TTSError(f"{text}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise TTSError(f"{text}: cannot read ({e.strerror or e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TTSError(f"{text}: cannot read the text ({read_error_cause(e)})") from None
 
 
 def _check_outputs(out: Path, name: str) -> None:
@@ -95,11 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             raise TTSError(f"{args.text}: no line with words to say; nothing written")
         _check_outputs(Path(args.out), args.name)
         manifest = render_corpus(plans, args.out, name=args.name, sample_rate=args.rate)
-    except (TTSError, OutputError, ValueError) as e:
-        print(f"tts_corpus: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"tts_corpus: error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
+    except (TTSError, OutputError, ValueError, OSError) as e:
+        print(f"tts_corpus: error: {error_line(e, args.out)}", file=sys.stderr)
         return 2
     print(f"{manifest}: {len(plans)} utterances from {len(lines)} lines ({', '.join(engines)})")
     return 0
