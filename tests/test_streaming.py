@@ -292,7 +292,10 @@ def test_ctrl_c_on_a_live_input_prints_its_final_transcript(trained):
         pass
     assert proc.wait(timeout=120) == 0, proc.stderr.read()  # stdin is still open
     stdout, stderr = proc.stdout.read(), proc.stderr.read()
-    proc.stdin.close()
+    try:
+        proc.stdin.close()
+    except BrokenPipeError:  # what the write left in the buffer cannot reach the ended process
+        pass
     assert stdout.decode().startswith("-\t") and stdout.decode().count("\n") == 1
     heard_s = float(re.search(r"asr: -: ([\d.]+) s in chunks", stderr.decode())[1])
     assert 0 < heard_s < len(wave) / 16000  # what was read before the interrupt, not all that was sent
