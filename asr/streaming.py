@@ -43,8 +43,8 @@ class Stream:
     """One utterance, recognized chunk by chunk; see the module docstring.
 
     A stream takes no sample rate: its chunks must be mono samples at the model's rate,
-    ``recognizer.features.cfg.sample_rate`` (``asr.waveform.resample`` converts others; audio at another
-    rate is not detected and gives wrong transcripts).
+    ``recognizer.features.cfg.sample_rate`` (``asr.waveform.StreamResampler`` converts chunks at another
+    rate; unconverted, such chunks are not detected and give wrong transcripts).
 
     Args:
         recognizer: features, a forward-only model and the tokenizer (run in eval mode while a chunk

@@ -129,12 +129,14 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     from asr.audio import AudioError, load_audio
-    from asr.waveform import pcm16_chunks
     from asr.checkpoint import load_recognizer
+    from asr.pcm_input import container_on, describe_pcm, pcm_chunks
     from asr.streaming import Stream, StreamingError
+    from asr.waveform import StreamResampler
 
     if not 0 < args.chunk_ms <= MAX_CHUNK_MS:
         raise StreamingError(f"--chunk-ms {args.chunk_ms:g}: must be more than 0 and at most {MAX_CHUNK_MS:g} ms")
+    _check_raw_input_options(args)
     _check_decoding_options(args)
     if "-" in args.audio and sys.stdin is None:  # started with standard input closed (<&-)
         raise StreamingError("-: standard input is closed; no audio can arrive on it")
@@ -145,20 +147,27 @@ def cmd_stream(args: argparse.Namespace) -> int:
     except StreamingError as e:
         raise StreamingError(f"{args.checkpoint}: {e}") from None
     rate = recognizer.features.cfg.sample_rate
-    chunk = max(1, round(rate * args.chunk_ms / 1000))
+    raw_rate, channels, sample_format = args.rate or rate, args.channels or 1, args.format or "s16le"
+    raw = f"raw {describe_pcm(sample_format, channels)} PCM"
     frame_s = recognizer.frame_shift_s
     failed = 0
     ended = _FirstInterrupt()
     for path in args.audio:
+        in_rate = raw_rate if path == "-" else rate  # files are read whole and resampled by load_audio
+        chunk = max(1, round(in_rate * args.chunk_ms / 1000))
+        stream, resampler = Stream(recognizer, decoder), StreamResampler(in_rate, rate)
         if path == "-":
-            container = _container_on(sys.stdin.buffer)
+            container = container_on(sys.stdin.buffer)
             if container:  # its header would be heard as samples, and any other rate or width as noise
                 failed += 1
                 article = "an" if container in ("MP3", "Ogg") else "a"
-                print(f"asr: skipped -: standard input holds {article} {container} file, and '-' reads raw 16-bit "
-                      "mono PCM; give the file's name instead", file=sys.stderr)
+                print(f"asr: skipped -: standard input holds {article} {container} file, and '-' reads {raw}; "
+                      "give the file's name instead", file=sys.stderr)
                 continue
-            chunks = ended.until_interrupt(pcm16_chunks(sys.stdin.buffer, chunk))
+            what = f"{raw} at {in_rate} Hz"
+            if in_rate != rate:
+                what += f", resampled to {rate} Hz ({1000 * resampler.latency_s:.1f} ms held back)"
+            chunks = ended.until_interrupt(pcm_chunks(sys.stdin.buffer, chunk, channels, sample_format), what)
         else:
             try:
                 wave = load_audio(path, rate)  # (S,)
@@ -167,25 +176,26 @@ def cmd_stream(args: argparse.Namespace) -> int:
                 print(f"asr: skipped {e}", file=sys.stderr)
                 continue
             chunks = (wave[i:i + chunk] for i in range(0, len(wave), chunk))
-        stream, heard, lag_s, compute_s, slowest_s, text = Stream(recognizer, decoder), 0, 0.0, 0.0, 0.0, ""
-        for samples in chunks:
+        heard, lag_s, compute_s, slowest_s, text = 0, 0.0, 0.0, 0.0, ""
+        for samples in chunks:  # (N,) mono at in_rate
             start = time.perf_counter()
-            partial = stream.accept(samples)
+            partial = stream.accept(resampler.accept(samples))
             spent = time.perf_counter() - start
             compute_s, slowest_s, heard = compute_s + spent, max(slowest_s, spent), heard + len(samples)
-            lag_s = max(lag_s, heard / rate - stream.num_frames * frame_s)  # audio not yet in the output
+            lag_s = max(lag_s, heard / in_rate - stream.num_frames * frame_s)  # audio not yet in the output
             if args.partials and partial.text != text:
-                print(f"{heard / rate:.2f}\t{partial.text}", file=sys.stderr, flush=True)
+                print(f"{heard / in_rate:.2f}\t{partial.text}", file=sys.stderr, flush=True)
             text = partial.text
-        if path == "-" and not heard:  # stdin was empty (or ended inside the first sample)
+        if path == "-" and not heard:  # stdin was empty (or ended inside the first frame)
             failed += 1
             print("asr: skipped -: no audio arrived on standard input", file=sys.stderr)
             continue
         start = time.perf_counter()
+        stream.accept(resampler.finish())  # what the resampler held back (nothing at the model's rate)
         final = stream.finish()
         compute_s += time.perf_counter() - start
         print(f"{path}\t{final.text}", flush=True)
-        audio_s = heard / rate
+        audio_s = heard / in_rate
         print(f"asr: {path}: {audio_s:.2f} s in chunks of {args.chunk_ms:g} ms; compute {compute_s:.2f} s "
               f"(RTF {compute_s / max(audio_s, 1e-9):.3f}), slowest chunk {1000 * slowest_s:.0f} ms; "
               f"output behind the audio by at most {lag_s:.2f} s", file=sys.stderr)
@@ -196,58 +206,20 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_CONTAINERS = {b"RIFF": "WAV", b"RIFX": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"NIST_1A": "SPHERE"}
+def _check_raw_input_options(args: argparse.Namespace) -> None:
+    """Refuse --rate, --channels or --format out of range, or given without '-' (files carry their own)."""
+    from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from asr.pcm_input import MAX_RAW_CHANNELS
+    from asr.streaming import StreamingError
 
-
-def _container_on(stream) -> str | None:
-    """The audio file format whose header begins ``stream`` (read without consuming it: what one
-    read of it brought), or None."""
-    head = stream.peek(8) if hasattr(stream, "peek") else b""
-    kind = next((kind for magic, kind in _CONTAINERS.items() if head.startswith(magic)), None)
-    return kind or ("MP3" if _starts_with_mpeg_frames(head) else None)
-
-
-_MPEG_KBPS = {  # bitrate index 1-14, by (MPEG-1?, layer)
-    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_MPEG_KBPS[False, 3] = _MPEG_KBPS[False, 2]
-_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version id
-
-
-def _mpeg_frame(head: bytes, at: int) -> tuple[tuple[int, int, int], int] | None:
-    """The (version, layer, sample rate) and byte length of the MPEG audio frame whose header is at
-    ``head[at:]``, or None if none is (free-format and reserved values count as none)."""
-    if len(head) < at + 4 or head[at] != 0xFF or head[at + 1] & 0xE0 != 0xE0:
-        return None
-    version, layer = (head[at + 1] >> 3) & 3, 4 - ((head[at + 1] >> 1) & 3)
-    bitrate, rate, padding = head[at + 2] >> 4, (head[at + 2] >> 2) & 3, (head[at + 2] >> 1) & 1
-    if version == 1 or layer == 4 or not 1 <= bitrate <= 14 or rate == 3 or head[at + 3] & 3 == 2:
-        return None
-    bps, hz = 1000 * _MPEG_KBPS[version == 3, layer][bitrate - 1], _MPEG_RATES[version][rate]
-    if layer == 1:
-        length = (12 * bps // hz + padding) * 4
-    else:
-        length = (144 if layer == 2 or version == 3 else 72) * bps // hz + padding
-    return (version, layer, hz), length
-
-
-def _starts_with_mpeg_frames(head: bytes) -> bool:
-    """Whether ``head`` starts with two MPEG audio frames in a row (an MP3 file without an ID3 tag):
-    one header alone is too often a pair of raw PCM samples (-1 is ``ff ff``).
-
-    >>> mp3 = bytes([0xFF, 0xFB, 0x90, 0x64]) + bytes(413)  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz: 417 bytes
-    >>> _starts_with_mpeg_frames(mp3 * 2), _starts_with_mpeg_frames(mp3), _starts_with_mpeg_frames(b"\\xff\\xff" * 400)
-    (True, False, False)
-    """
-    first = _mpeg_frame(head, 0)
-    if first is None:
-        return False
-    second = _mpeg_frame(head, first[1])
-    return second is not None and second[0] == first[0]
+    given = [f"--{name}" for name in ("rate", "channels", "format") if getattr(args, name) is not None]
+    if given and "-" not in args.audio:
+        raise StreamingError(f"{', '.join(given)}: describe raw audio on standard input ('-') only, and no '-' "
+                             "is given; audio files carry their own rate, channels and sample format")
+    if args.rate is not None and not MIN_SAMPLE_RATE <= args.rate <= MAX_SAMPLE_RATE:
+        raise StreamingError(f"--rate {args.rate}: must be from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
+    if args.channels is not None and not 1 <= args.channels <= MAX_RAW_CHANNELS:
+        raise StreamingError(f"--channels {args.channels}: must be from 1 to {MAX_RAW_CHANNELS}")
 
 
 class _FirstInterrupt:
@@ -258,9 +230,9 @@ class _FirstInterrupt:
     def __init__(self) -> None:
         self.interrupted = False
 
-    def until_interrupt(self, chunks: Iterator) -> Iterator:
+    def until_interrupt(self, chunks: Iterator, what: str) -> Iterator:
         previous = signal.signal(signal.SIGINT, self._handle)
-        print("asr: -: listening on standard input (Ctrl-C or the end of the input finishes it)",
+        print(f"asr: -: listening on standard input for {what} (Ctrl-C or the end of the input finishes it)",
               file=sys.stderr, flush=True)
         try:
             for item in chunks:

@@ -92,10 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stream", help="transcribe audio as it arrives (forward-only models): partial, then final text")
     p.add_argument("checkpoint", help="a forward-only model (bidirectional: false) with global feature normalization")
     p.add_argument("audio", nargs="+",
-                   help="audio files, fed in chunks as a live source delivers them; '-': raw 16-bit mono PCM on "
-                        "stdin at the model's sample rate (e.g. from arecord -f S16_LE -r 16000 -c 1 -t raw) "
+                   help="audio files, fed in chunks as a live source delivers them; '-': raw PCM on stdin "
+                        "(16-bit mono at the model's sample rate unless --rate, --channels, --format say otherwise; "
+                        "e.g. from arecord -f S16_LE -r 44100 -c 2 -t raw with --rate 44100 --channels 2) "
                         "until it ends or Ctrl-C, which prints the final transcript")
     p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk, milliseconds (default 100)")
+    g = p.add_argument_group("raw audio on standard input ('-' only)")
+    g.add_argument("--rate", type=int, metavar="HZ",
+                   help="its sample rate (default: the model's); another is resampled as it arrives, which holds "
+                        "back the filter's reach and one block of input: 4.3 ms from 48 kHz, 14 ms from 44.1 kHz")
+    g.add_argument("--channels", type=int, metavar="N", help="interleaved channels, averaged to mono (default 1)")
+    g.add_argument("--format", choices=["s16le", "f32le"],
+                   help="samples: 16-bit signed integers (the default) or 32-bit floats, little-endian "
+                        "(arecord -f S16_LE / FLOAT_LE, sox -e signed -b 16 / -e float -b 32, ffmpeg -f s16le / f32le)")
     p.add_argument("--partials", action="store_true",
                    help="print each changed partial transcript on stderr as 'SECONDS<TAB>text'")
     p.add_argument("--device", default="cpu")
