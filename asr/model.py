@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asr.config import ConfigError, check_ranges, check_types, config_from_dict, load_yaml
+from asr.recurrence import run_rnn
 
 logger = logging.getLogger(__name__)
 
@@ -267,10 +268,10 @@ class RecurrentLayer(nn.Module):
     def forward(self, x: Tensor, lens: Tensor) -> Tensor:
         if self.norm is not None:
             x = self.norm(x, length_mask(lens, x.size(1))[:, :, None])  # (B, T, D)
-        out, _ = self.fwd(x)  # (B, T, H)
+        out = run_rnn(self.fwd, x)  # (B, T, H)
         if self.bwd is None:
             return out
-        back, _ = self.bwd(reverse_padded(x, lens))  # (B, T, H), time reversed per sequence
+        back = run_rnn(self.bwd, reverse_padded(x, lens))  # (B, T, H), time reversed per sequence
         back = reverse_padded(back, lens)  # (B, T, H), back in time order
         return out + back if self.merge == "sum" else torch.cat([out, back], dim=2)
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from asr.config import ConfigError, config_from_dict
 from asr.model import DeepSpeech2, ModelConfig, list_presets, load_preset, reverse_padded
+from asr.recurrence import gru_recurrence, use_gru_recurrence
 
 NUM_FEATURES, VOCAB = 161, 29
 
@@ -134,6 +135,49 @@ def test_training_mode_ignores_padding_amount(variant: str) -> None:
     b, _ = model(longer, lens)
     for i, n in enumerate(a_lens.tolist()):
         torch.testing.assert_close(a[i, :n], b[i, :n], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch, steps", [(3, 9), (1, 1), (2, 40)])
+def test_gru_recurrence_has_the_values_and_gradients_of_nn_gru(batch: int, steps: int) -> None:
+    """asr.recurrence's own backward (CPU training) against autograd through nn.GRU, in float64."""
+    torch.manual_seed(batch * steps)
+    gru = torch.nn.GRU(6, 5, batch_first=True).double()
+    x = torch.randn(batch, steps, 6, dtype=torch.double, requires_grad=True)
+    grad_out = torch.randn(batch, steps, 5, dtype=torch.double)
+    theirs, ours = gru(x)[0], gru_recurrence(gru, x)
+    torch.testing.assert_close(ours, theirs, atol=1e-12, rtol=1e-12)
+    wrt = [x, *gru.parameters()]
+    for a, b, name in zip(torch.autograd.grad(ours, wrt, grad_out), torch.autograd.grad(theirs, wrt, grad_out),
+                          ["input", "weight_ih", "weight_hh", "bias_ih", "bias_hh"]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12, msg=name)
+
+
+def test_cpu_training_of_a_gru_model_takes_the_recurrence_with_the_gradients_of_nn_gru() -> None:
+    """A whole bidirectional GRU model trained on CPU (float32: asr.recurrence) has the loss and
+    gradients of the same model in float64, which runs nn.GRU."""
+    torch.manual_seed(0)
+    model = DeepSpeech2(VARIANTS["gru-bi-sum"], 20, 11).train()
+    feats, lens = padded_batch([40, 26, 33], 20)
+    targets, target_lens = torch.randint(1, 11, (3, 5)), torch.tensor([5, 4, 5])
+    gru, x = model.rnns[0].fwd, feats[:, :, :12]
+    assert use_gru_recurrence(gru, x)
+    with torch.no_grad():
+        assert not use_gru_recurrence(gru, x)  # inference: nn.GRU's forward is as fast
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not use_gru_recurrence(gru, x)
+    assert not use_gru_recurrence(gru.double(), x.double())
+    gru.float()
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        model.to(dtype).zero_grad()
+        logits, out_lens = model(feats.to(dtype), lens)
+        loss = ctc_loss(logits, out_lens, targets, target_lens)
+        loss.backward()
+        grads[dtype] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    (loss32, g32), (loss64, g64) = grads[torch.float32], grads[torch.float64]
+    torch.testing.assert_close(loss32.double(), loss64, atol=1e-4, rtol=1e-5)
+    for name in g64:
+        torch.testing.assert_close(g32[name].double(), g64[name], atol=1e-4, rtol=1e-3, msg=name)
 
 
 def test_reverse_padded_is_per_sequence_involution() -> None:

@@ -1,8 +1,10 @@
 """Time a padded bidirectional GRU stack on CPU: packed sequences vs. masking + reversal.
 
-Both variants compute the same function (3 layers, 256 hidden units per direction, directions
-concatenated, padding ignored); the script times forward + backward for batch 8 at several
-lengths and prints the median times and their ratio.
+The variants compute the same function (3 layers, 256 hidden units per direction, directions
+concatenated, padding ignored): ``nn.GRU`` over packed sequences; masking and per-sequence
+reversal with ``nn.GRU`` differentiated by autograd; and the same with ``asr.model.RecurrentLayer``,
+whose training on CPU runs ``asr.recurrence`` (its own backward). The script times forward +
+backward for batch 8 at several lengths and prints the median times and the ratios to asr's.
 
 Usage:
     python tools/bench_rnn_packing.py [--threads N] [--repeats N] [--lengths 200 400 800]
@@ -20,7 +22,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asr.errors import run_tool
-from asr.model import RecurrentLayer
+from asr.model import RecurrentLayer, reverse_padded
 
 
 def median_time(fn, repeats: int) -> float:
@@ -64,23 +66,30 @@ def main() -> int:
         out, _ = pad_packed_sequence(packed_rnn(packed)[0], batch_first=True)  # (B, T, 2H)
         out.sum().backward()
 
-    def run_masked(x: torch.Tensor, lens: torch.Tensor) -> None:
+    def run_masked(x: torch.Tensor, lens: torch.Tensor, autograd_gru: bool = False) -> None:
         out = x
         for layer in layers:
-            out = layer(out, lens)  # (B, T, 2H)
+            if autograd_gru:  # RecurrentLayer.forward without batch norm, nn.GRU differentiated by autograd
+                back = reverse_padded(layer.bwd(reverse_padded(out, lens))[0], lens)
+                out = torch.cat([layer.fwd(out)[0], back], dim=2)  # (B, T, 2H)
+            else:
+                out = layer(out, lens)  # (B, T, 2H)
         mask = torch.arange(out.size(1))[None, :] < lens[:, None]  # (B, T)
         (out * mask[:, :, None]).sum().backward()
 
     print(f"threads={args.threads} batch={args.batch} layers={args.layers} hidden={args.hidden} "
           f"(forward + backward, median of {args.repeats})")
-    print(f"{'T':>6} {'packed_s':>10} {'masked_s':>10} {'ratio':>7}")
+    print(f"{'T':>6} {'packed_s':>10} {'masked_nn_gru_s':>16} {'masked_asr_s':>13} {'packed/asr':>11} "
+          f"{'nn_gru/asr':>11}")
     for max_len in args.lengths:
         lens = torch.randint(max_len // 2, max_len + 1, (args.batch,))
         lens[0] = max_len
         x = torch.randn(args.batch, max_len, args.input_size)  # (B, T, D)
         t_packed = median_time(lambda: run_packed(x, lens), args.repeats)
+        t_autograd = median_time(lambda: run_masked(x, lens, autograd_gru=True), args.repeats)
         t_masked = median_time(lambda: run_masked(x, lens), args.repeats)
-        print(f"{max_len:>6} {t_packed:>10.3f} {t_masked:>10.3f} {t_packed / t_masked:>7.2f}")
+        print(f"{max_len:>6} {t_packed:>10.3f} {t_autograd:>16.3f} {t_masked:>13.3f} {t_packed / t_masked:>11.2f} "
+              f"{t_autograd / t_masked:>11.2f}")
     return 0
 
 
