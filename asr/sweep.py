@@ -28,6 +28,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -170,7 +171,8 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
         out_dir: the sweep's folder (created); runs go to ``out_dir/<run_name>``.
         overrides: ``key=value`` applied to every run, before the grid's values.
         jobs: runs trained at once (each is its own process; mind ``threads`` and the GPU).
-        on_run: called with each finished run, in the order they finish.
+        on_run: called with each finished run, in the order they finish, one call at a time (never
+            from two of the ``jobs`` threads at once).
 
     Returns:
         The runs, in grid order.
@@ -196,12 +198,14 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
 
     running: set[subprocess.Popen] = set()
+    reporting = threading.Lock()  # runs of --jobs that end together are reported one after the other
 
     def work(item: tuple[list[str], SweepRun]) -> SweepRun:
         run = _train(config, *item, running)
-        logger.info("run=%s best_dev_wer=%s error=%s", run.run_dir.name, run.best_dev_wer, run.error)
-        if on_run is not None:
-            on_run(run)
+        with reporting:
+            logger.info("run=%s best_dev_wer=%s error=%s", run.run_dir.name, run.best_dev_wer, run.error)
+            if on_run is not None:
+                on_run(run)
         return run
 
     pool = ThreadPoolExecutor(max(1, jobs))

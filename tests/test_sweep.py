@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -120,6 +121,32 @@ def test_sweep_never_replaces_the_users_files_in_its_folder(manifests, tmp_path,
     (out / "sweep.jsonl").write_text('{"my": "records"}\n')
     assert main(args) == 2
     assert "sweep.jsonl: exists and is not the records of an asr sweep" in capsys.readouterr().err
+
+
+def test_runs_that_end_together_are_reported_one_at_a_time(manifests, tmp_path, monkeypatch):
+    """With --jobs, each run is reported from its worker thread: two runs ending together printed
+    their lines at once, and print's text and newline could interleave ("a: ...b: ...\\n\\n"), a
+    progress line lost to the reader (and, at random, to the grid test above)."""
+    import asr.sweep
+
+    ending = threading.Barrier(4)
+
+    def train_and_end_together(config, overrides, run, running):
+        ending.wait(timeout=60)
+        return run
+
+    monkeypatch.setattr(asr.sweep, "_train", train_and_end_together)
+    busy, seen_busy = [], []
+
+    def report(run) -> None:  # a slow reader of the runs: another call during it would overlap
+        seen_busy.append(len(busy))
+        busy.append(run)
+        time.sleep(0.05)
+        busy.remove(run)
+
+    runs = asr.sweep.sweep(str(manifests["conf"]), {"optim.lr": ["1e-3", "2e-3", "3e-3", "4e-3"]}, [0],
+                           tmp_path / "sweep", jobs=4, on_run=report)
+    assert len(runs) == 4 and seen_busy == [0, 0, 0, 0]
 
 
 def test_interrupting_the_sweep_alone_stops_its_runs(manifests, tmp_path):
