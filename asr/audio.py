@@ -289,10 +289,6 @@ def _open(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
             raise AudioError(f"{label}: is a directory, not an audio file")
         if info.st_size == 0:
             raise AudioError(f"{label}: empty file (0 bytes)")
-        try:  # the header readers and libsndfile would call a file they may not open corrupt
-            open(target, "rb").close()
-        except OSError as e:
-            raise AudioError(f"{label}: cannot read file ({e.strerror or e})") from None
     try:
         header = read_header(source)
         if header is not None and (header.compression or SphereReader.supports(header)):
@@ -302,6 +298,11 @@ def _open(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
     try:  # a path as bytes: soundfile encodes a str as strict UTF-8, which fails on a non-UTF-8 file name
         return sf.SoundFile(os.fsencode(target) if isinstance(target, str) else target)
     except _SOUNDFILE_ERRORS as e:
+        if isinstance(target, str):  # libsndfile calls a file it may not open corrupt ("System error")
+            try:
+                open(target, "rb").close()
+            except OSError as os_error:
+                raise AudioError(f"{label}: cannot read file ({os_error.strerror or os_error})") from None
         detail = _detail(e)
         if "not recognised" in detail:
             cause = "unknown or unsupported audio format"

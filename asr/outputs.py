@@ -43,15 +43,15 @@ def check_output(path: str | Path, is_ours: Callable[[Path], bool], what: str) -
             file that is not ``what``; or its folder cannot hold it.
     """
     path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
-    if os.path.lexists(path) and not path.is_file():
-        raise OutputError(f"{path}: exists and is not a plain file; not overwritten")
     if os.path.lexists(path):
+        if not path.is_file():
+            raise OutputError(f"{path}: exists and is not a plain file; not overwritten")
         try:  # one we may not read cannot be told ours, and would be refused as "not what" below
             open(path, "rb").close()
         except OSError as e:
             raise OutputError(f"{path}: exists and cannot be read ({e.strerror or e}); not overwritten") from None
-    if os.path.lexists(path) and not is_ours(path):
-        raise OutputError(f"{path}: exists and is not {what}; not overwritten (remove it or choose another path)")
+        if not is_ours(path):
+            raise OutputError(f"{path}: exists and is not {what}; not overwritten (remove it or choose another path)")
     check_output_folder(path.parent, f"; nothing written at {path}")
     return path
 
