@@ -99,18 +99,14 @@ def open_cache(cache: str | Path) -> LogProbCache:
 
 
 def cached_dev_log_probs(
-    recognizer: Recognizer, utts: Sequence[Utterance], cache: str | Path | LogProbCache, checkpoint: str | Path,
+    recognizer: Recognizer, utts: Sequence[Utterance], cache: LogProbCache, checkpoint: str | Path,
     batch_s: float = 300.0,
 ) -> tuple[list[Utterance], list[torch.Tensor]]:
-    """:func:`dev_log_probs`, kept in the file ``cache`` (a path, or one :func:`open_cache` opened)
-    for the next call on the same checkpoint and utterances (the checkpoint's path, size and
-    modification time and each utterance's audio, offset and duration must match, else it is
-    computed again and the file replaced).
-
-    Raises:
-        OutputError: ``cache`` cannot hold such a cache (see :func:`open_cache`); never overwritten.
+    """:func:`dev_log_probs`, kept in the file :func:`open_cache` opened for the next call on the
+    same checkpoint and utterances (the checkpoint's path, size and modification time and each
+    utterance's audio, offset and duration must match, else it is computed again and the file
+    replaced).
     """
-    cache = cache if isinstance(cache, LogProbCache) else open_cache(cache)
     st = os.stat(checkpoint)
     key = {"checkpoint": os.path.abspath(checkpoint), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
            "utts": [(u.audio_filepath, u.offset, u.duration) for u in utts]}

@@ -25,7 +25,7 @@ from asr.errors import run_tool
 from asr.manifest import read_manifest
 from asr.metrics import error_report
 from asr.text import normalize_text
-from asr.tune import cached_dev_log_probs, dev_log_probs
+from asr.tune import cached_dev_log_probs, dev_log_probs, open_cache
 
 
 def time_each(decode, log_probs: list[torch.Tensor]) -> tuple[list[float], list[str]]:
@@ -61,10 +61,11 @@ def main() -> int:
     config = BeamSearchConfig(beam_size=args.beam_size, lm_weight=args.lm_weight, word_score=args.word_score)
     torch.set_num_threads(args.threads)
 
+    cache = open_cache(args.cache) if args.cache else None  # refused before the model is read
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     utts = read_manifest(args.manifest, skip_bad=True)[: args.limit]
-    if args.cache:
-        utts, log_probs = cached_dev_log_probs(recognizer, utts, args.cache, args.checkpoint)
+    if cache is not None:
+        utts, log_probs = cached_dev_log_probs(recognizer, utts, cache, args.checkpoint)
     else:
         utts, log_probs = dev_log_probs(recognizer, utts)
     refs = [normalize_text(u.text) for u in utts]
