@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,14 +40,11 @@ def test_torchrun_two_processes_train_and_save(shared_data, tmp_path):
     config = tmp_path / "conf.yaml"
     config.write_text("preset: tiny\nepochs: 2\nthreads: 1\nlog_every_steps: 1\ndata:\n  max_batch_s: 2.0\n")
     out = tmp_path / "run"
-    with socket.socket() as s:  # a free port for the rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(port), "-m", "asr.cli", "train", str(config), f"out_dir={out}",
-         f"data.train_manifest={manifest}"],
+        # --standalone, as recipes/common.sh: the launcher binds a free port itself (no race with another test)
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
     )
     # the ranks' own messages come before the launcher's summary, which names only the signal
