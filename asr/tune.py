@@ -8,6 +8,7 @@ around the best pair on finer grids (halving the steps each round).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import math
@@ -103,13 +104,13 @@ def cached_dev_log_probs(
     batch_s: float = 300.0,
 ) -> tuple[list[Utterance], list[torch.Tensor]]:
     """:func:`dev_log_probs`, kept in the file :func:`open_cache` opened for the next call on the
-    same checkpoint and utterances (the checkpoint's path, size and modification time and each
-    utterance's audio, offset and duration must match, else it is computed again and the file
-    replaced).
+    same checkpoint and utterances: the checkpoint's bytes (a digest, not its name or time: a copy
+    or a moved file still matches, another model written in its place does not) and each
+    utterance's audio file (its path, size and modification time), offset and duration must match,
+    else it is computed again and the file replaced.
     """
-    st = os.stat(checkpoint)
-    key = {"checkpoint": os.path.abspath(checkpoint), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-           "utts": [(u.audio_filepath, u.offset, u.duration) for u in utts]}
+    key = {"checkpoint_blake2b": _file_digest(checkpoint),
+           "utts": [(u.audio_filepath, _stat_key(u.audio_filepath), u.offset, u.duration) for u in utts]}
     if cache.saved.get("key") == key:
         logger.info("log-probs of %d utterances from %s", len(cache.saved["kept"]), cache.path)
         return [utts[i] for i in cache.saved["kept"]], cache.saved["log_probs"]
@@ -120,6 +121,25 @@ def cached_dev_log_probs(
     payload = {"key": key, "kept": [index[id(u)] for u in kept_utts], "log_probs": log_probs}
     save_checkpoint(payload, cache.path)  # atomic: a temporary file, then renamed
     return kept_utts, log_probs
+
+
+def _file_digest(path: str | Path) -> str:
+    """The BLAKE2b digest of a file's bytes (about 0.3 s for a 120 MB checkpoint here)."""
+    digest = hashlib.blake2b()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stat_key(path: str) -> tuple[int, int] | None:
+    """An audio file's (size, modification time in ns), or None for one that cannot be read (it is
+    skipped, and stays skipped while it is missing)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _read_cache(path: Path) -> dict | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from asr.checkpoint import save_checkpoint
 from asr.cli import main
 from asr.lm import arpa_vocabulary
 from asr.text import normalize_text
@@ -117,6 +119,33 @@ def test_lm_decoding_beats_greedy_on_real_outputs(work, arpa, capsys, tmp_path):
     wers = [float(x) for x in re.findall(r"^WER ([\d.]+) %", out, flags=re.M)]
     assert len(wers) == 2 and wers[1] < wers[0], out
     assert (tmp_path / "lm" / "hyps.txt").read_text().count("\n") == len(UTTS)
+
+
+def test_tune_lm_cache_follows_the_checkpoint_bytes(work, arpa, caplog, tmp_path):
+    """A copy of the checkpoint elsewhere reads the cache; another model written in its place, with
+    the same size and modification time, does not (a key of name, size and time would match it)."""
+    model = tmp_path / "model.pt"
+    ckpt = torch.load(work["model"], weights_only=True)
+    save_checkpoint(ckpt, model)  # the writer that writes the other model below: the same size
+    args = ["tune-lm", str(model), str(work["manifest"]), "--lm", str(arpa), "--lm-weights", "1",
+            "--word-scores", "0", "--beam-size", "8", "--cache", str(tmp_path / "lp.pt")]
+    assert main(args) == 0
+    moved = tmp_path / "moved.pt"
+    model.rename(moved)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="asr.tune"):
+        assert main([args[0], str(moved), *args[2:]]) == 0
+    assert any("from " + str(tmp_path / "lp.pt") in r.getMessage() for r in caplog.records)
+    name = next(k for k, v in ckpt["model_state"].items() if v.is_floating_point())
+    ckpt["model_state"][name] = ckpt["model_state"][name] * 2
+    save_checkpoint(ckpt, model)
+    st = moved.stat()
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert model.stat().st_size == st.st_size and model.stat().st_mtime_ns == st.st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="asr.tune"):
+        assert main(args) == 0
+    assert any("computing again" in r.getMessage() for r in caplog.records)
 
 
 def test_evaluate_with_lm_on_several_processes_equals_one(work, arpa, capsys, tmp_path):
