@@ -1,5 +1,5 @@
 """Raw PCM arriving on a byte stream, as ``asr stream -`` reads standard input: interleaved frames of
-16-bit integer or 32-bit float samples read chunk by chunk and averaged to mono (:func:`pcm_chunks`),
+16-bit integer or 32-bit float samples read chunk by chunk and averaged to mono (:class:`PcmReader`),
 and the audio file formats told apart from raw samples by their first bytes (:func:`container_on`).
 
 Chunks at another rate than the model's go through :class:`asr.waveform.StreamResampler`.
@@ -29,41 +29,93 @@ def describe_pcm(sample_format: str, channels: int) -> str:
     return f"{width} {layout}"
 
 
-def pcm_chunks(source: BinaryIO, frames_per_chunk: int, channels: int = 1, sample_format: str = "s16le",
-               label: str = "-") -> Iterator[np.ndarray]:
-    """Mono float32 chunks (N,) of raw little-endian PCM read from a binary stream (e.g.
-    ``sys.stdin.buffer``) until it ends: ``channels`` interleaved channels, averaged as
+class PcmReader:
+    """Raw little-endian PCM read from a binary stream (e.g. ``sys.stdin.buffer``) until it ends, as
+    mono float32 chunks (:meth:`chunks`): ``channels`` interleaved channels, averaged as
     :mod:`asr.audio` averages a file's; s16le scaled to [-1, 1) by 1/32768, f32le kept as it is.
-    Each chunk holds at most ``frames_per_chunk`` frames. A read that ends inside a frame (part of
-    a sample, or of the channels of one instant) keeps those bytes for the next read; a part frame
-    at the very end is dropped.
+
+    A read that ends inside a frame (part of a sample, or of the channels of one instant) keeps
+    those bytes for the next read. A part frame at the very end cannot be heard: it is dropped and
+    counted in ``trailing_bytes``, for the caller to tell.
+
+    Args:
+        source: the byte stream, read with ``read(n)`` until it returns nothing.
+        channels: interleaved channels, 1 to ``MAX_RAW_CHANNELS``.
+        sample_format: a key of ``PCM_FORMATS``: "s16le" or "f32le".
+        label: names the stream in error messages ("-" for standard input).
+        sample_rate: Hz; if given, errors give the position in seconds too.
+
+    Attributes:
+        frames_read: frames (samples of each channel) yielded so far.
+        trailing_bytes: once the stream has ended, the bytes of the part frame dropped at its end.
 
     Raises:
-        AudioError: ``"label: cause"``: f32le samples that are NaN or infinite (not float PCM?).
+        ValueError: ``channels`` out of range or an unknown ``sample_format``.
 
     >>> import io
     >>> stereo = np.array([16384, -16384, 8192, 8192, 0], dtype="<i2").tobytes()  # 2.5 frames
-    >>> [c.tolist() for c in pcm_chunks(io.BytesIO(stereo), 1, channels=2)]
-    [[0.0], [0.25]]
+    >>> reader = PcmReader(io.BytesIO(stereo), channels=2)
+    >>> [c.tolist() for c in reader.chunks(1)], reader.frames_read, reader.trailing_bytes, reader.layout()
+    ([[0.0], [0.25]], 2, 2, 's16le, 2 channels: 4 bytes a frame')
     """
-    dtype, full_scale = PCM_FORMATS[sample_format]
-    frame_bytes = dtype.itemsize * channels
-    rest = b""
-    while True:
-        data = source.read(frame_bytes * frames_per_chunk)
-        if not data:
-            return
-        data = rest + data
-        whole = len(data) - len(data) % frame_bytes
-        data, rest = data[:whole], data[whole:]  # the part of a frame waits for the rest of it
-        if not data:
-            continue
-        frames = np.frombuffer(data, dtype=dtype).reshape(-1, channels)  # (N, C)
-        wave = frames.astype(np.float32) / np.float32(full_scale)
-        if not np.isfinite(wave).all():
-            raise AudioError(f"{label}: {int(np.count_nonzero(~np.isfinite(wave)))} NaN or infinite samples in "
-                             f"{sample_format} input (is it {sample_format}?)")
-        yield wave[:, 0] if channels == 1 else wave.mean(axis=1)  # (N,)
+
+    def __init__(self, source: BinaryIO, channels: int = 1, sample_format: str = "s16le", label: str = "-",
+                 sample_rate: int | None = None):
+        if sample_format not in PCM_FORMATS:
+            raise ValueError(f"sample_format={sample_format!r}: must be one of {', '.join(PCM_FORMATS)}")
+        if not 1 <= channels <= MAX_RAW_CHANNELS:
+            raise ValueError(f"channels={channels!r}: must be from 1 to {MAX_RAW_CHANNELS}")
+        self.source, self.channels, self.sample_format = source, channels, sample_format
+        self.label, self.sample_rate = label, sample_rate
+        self.dtype, self.full_scale = PCM_FORMATS[sample_format]
+        self.frame_bytes = self.dtype.itemsize * channels
+        self.frames_read = self.trailing_bytes = 0
+
+    def layout(self) -> str:
+        """The frame layout in words, for messages about bytes: ``'f32le, mono: 4 bytes a frame'``."""
+        layout = "mono" if self.channels == 1 else f"{self.channels} channels"
+        return f"{self.sample_format}, {layout}: {self.frame_bytes} bytes a frame"
+
+    def chunks(self, frames_per_chunk: int) -> Iterator[np.ndarray]:
+        """Mono float32 chunks (N,), 1 to ``frames_per_chunk`` frames each, until the stream ends.
+
+        Raises:
+            AudioError: ``"label: cause"``: an f32le sample that is NaN or infinite (not float PCM?),
+                named by its position; the frames before it are yielded first.
+        """
+        rest = b""
+        while True:
+            data = self.source.read(self.frame_bytes * frames_per_chunk)
+            if not data:
+                self.trailing_bytes = len(rest)
+                return
+            data = rest + data
+            whole = len(data) - len(data) % self.frame_bytes
+            data, rest = data[:whole], data[whole:]  # the part of a frame waits for the rest of it
+            if not data:
+                continue
+            frames = np.frombuffer(data, dtype=self.dtype).reshape(-1, self.channels)  # (N, C)
+            wave = frames.astype(np.float32)  # (N, C)
+            if self.full_scale != 1.0:  # (f32le is not divided: s16le read as f32le holds signalling NaNs, which warn)
+                wave /= np.float32(self.full_scale)
+            finite = np.isfinite(wave).all(axis=1)  # (N,)
+            good = len(wave) if finite.all() else int(np.argmin(finite))  # frames before the first bad one
+            if good:
+                self.frames_read += good
+                yield wave[:good, 0] if self.channels == 1 else wave[:good].mean(axis=1)  # (N,)
+            if good < len(wave):
+                raise AudioError(self._bad_sample(wave[good]))
+
+    def _bad_sample(self, frame: np.ndarray) -> str:
+        """The message for a frame (C,) holding NaN or inf, at ``frames_read``."""
+        channel = int(np.argmin(np.isfinite(frame)))
+        where = f"sample {self.frames_read}"
+        if self.channels > 1:
+            where += f" of channel {channel + 1} of {self.channels}"
+        at = f"{self.frames_read / self.sample_rate:.3f} s in, " if self.sample_rate else ""
+        offset = self.frames_read * self.frame_bytes + channel * self.dtype.itemsize
+        value = {np.inf: "inf", -np.inf: "-inf"}.get(float(frame[channel]), "NaN")
+        return f"{self.label}: {where} ({at}byte {offset}) is {value}, not audio (is the input {self.sample_format}?)"
 
 
 _CONTAINERS = {b"RIFF": "WAV", b"RIFX": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"NIST_1A": "SPHERE"}

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from asr.audio import AudioError, load_audio
-from asr.pcm_input import pcm_chunks
+from asr.pcm_input import MAX_RAW_CHANNELS, PcmReader
 from asr.waveform import StreamResampler, resample
 from conftest import SHORT_UTTS, dev4spk_flac
 
@@ -79,7 +80,7 @@ def test_stream_resampler_of_a_short_or_empty_signal():
         assert streamed.shape == expected.shape and np.allclose(streamed, expected, atol=1e-6), length
 
 
-def test_pcm_chunks_carry_part_frames_to_the_next_read_and_average_channels_as_files(shared_data, tmp_path):
+def test_pcm_reader_carries_part_frames_to_the_next_read_and_averages_channels_as_files(shared_data, tmp_path):
     """Reads that end inside a sample or inside a frame lose nothing and shift nothing: the mono
     samples equal what asr.audio makes of a WAV file of the same frames, whatever the read sizes."""
     rng = np.random.default_rng(0)
@@ -91,16 +92,56 @@ def test_pcm_chunks_carry_part_frames_to_the_next_read_and_average_channels_as_f
     expected = load_audio(wav, sample_rate=None)  # (S,) float32, channels averaged
     for seed in range(5):
         source = Trickle(stereo.astype("<i2").tobytes(), seed, most=int(rng.integers(1, 600)))
-        chunks = list(pcm_chunks(source, 160, channels=2))
+        reader = PcmReader(source, channels=2)
+        chunks = list(reader.chunks(160))
         assert source.reads > len(chunks) and all(0 < len(c) <= 160 for c in chunks)
         assert np.array_equal(np.concatenate(chunks), expected)
+        assert reader.frames_read == len(stereo) and reader.trailing_bytes == 0
 
     floats = (rng.random((1000, 3), dtype=np.float32) - 0.5) * 1.5  # f32le: 3 channels, kept as they are
     source = Trickle(floats.astype("<f4").tobytes() + b"\x01\x02\x03", 7, most=50)  # a part frame at the end
-    streamed = np.concatenate(list(pcm_chunks(source, 64, channels=3, sample_format="f32le")))
-    assert np.array_equal(streamed, floats.mean(axis=1))  # the part frame at the end is dropped
-    assert list(pcm_chunks(io.BytesIO(b"\x00\x01\x02"), 10, channels=2)) == []  # not even one whole frame
+    reader = PcmReader(source, channels=3, sample_format="f32le")
+    streamed = np.concatenate(list(reader.chunks(64)))
+    assert np.array_equal(streamed, floats.mean(axis=1))  # the part frame at the end is dropped, and counted
+    assert reader.trailing_bytes == 3 and reader.layout() == "f32le, 3 channels: 12 bytes a frame"
+    reader = PcmReader(io.BytesIO(b"\x00\x01\x02"), channels=2)
+    assert list(reader.chunks(10)) == [] and (reader.frames_read, reader.trailing_bytes) == (0, 3)
 
-    floats[500, 1] = np.nan  # s16le data read as f32le often holds NaN: the cause is named
-    with pytest.raises(AudioError, match=r"^-: 1 NaN or infinite samples in f32le input \(is it f32le\?\)$"):
-        list(pcm_chunks(io.BytesIO(floats.tobytes()), 4000, channels=3, sample_format="f32le"))
+
+def test_pcm_reader_stops_at_a_nan_or_inf_sample_and_names_its_place(shared_data):
+    """A NaN or infinite f32le sample ends the input with an error naming its frame, channel, time
+    and byte offset; every frame before it, in its chunk too, is given first."""
+    wave, rate = sf.read(shared_data / "fsdd" / "recordings" / "3_theo_5.wav", dtype="float32")  # (S,) 8 kHz
+    stereo = np.stack([wave, -wave], axis=1).astype("<f4")  # (S, 2)
+    stereo[1234, 1] = -np.inf
+    reader = PcmReader(io.BytesIO(stereo.tobytes()), channels=2, sample_format="f32le", sample_rate=rate)
+    chunks = []
+    with pytest.raises(AudioError) as error:
+        for chunk in reader.chunks(1000):
+            chunks.append(chunk)
+    assert str(error.value) == ("-: sample 1234 of channel 2 of 2 (0.154 s in, byte 9876) is -inf, not audio "
+                                "(is the input f32le?)")
+    assert [len(c) for c in chunks] == [1000, 234] and reader.frames_read == 1234
+    assert np.array_equal(np.concatenate(chunks), stereo[:1234].mean(axis=1))
+    mono = wave.astype("<f4")
+    mono[0] = np.nan  # no rate given: no seconds
+    with pytest.raises(AudioError, match=r"^in: sample 0 \(byte 0\) is NaN, not audio \(is the input f32le\?\)$"):
+        list(PcmReader(io.BytesIO(mono.tobytes()), sample_format="f32le", label="in").chunks(100))
+
+
+def test_s16le_read_as_f32le_is_named_without_numpy_warnings(shared_data):
+    """16-bit samples read as floats hold NaNs (signalling ones among them: dividing them warned
+    'invalid value encountered in divide'); the error says which format was assumed."""
+    pcm = (sf.read(shared_data / "fsdd" / "recordings" / "3_theo_5.wav", dtype="int16")[0]).astype("<i2").tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AudioError, match=r"is NaN, not audio \(is the input f32le\?\)$"):
+            list(PcmReader(io.BytesIO(pcm), sample_format="f32le").chunks(800))
+
+
+def test_pcm_reader_refuses_impossible_layouts():
+    for channels in (0, -1, MAX_RAW_CHANNELS + 1):
+        with pytest.raises(ValueError, match=rf"^channels={channels}: must be from 1 to {MAX_RAW_CHANNELS}$"):
+            PcmReader(io.BytesIO(b""), channels=channels)
+    with pytest.raises(ValueError, match=r"^sample_format='s24le': must be one of s16le, f32le$"):
+        PcmReader(io.BytesIO(b""), sample_format="s24le")

@@ -22,7 +22,7 @@ from asr.checkpoint import Recognizer, checkpoint_payload, save_checkpoint
 from asr.cli import main
 from asr.features import FeatureConfig, FeatureExtractor, num_frames
 from asr.model import DeepSpeech2, ModelConfig, load_preset
-from asr.pcm_input import pcm_chunks
+from asr.pcm_input import PcmReader
 from asr.streaming import Stream, StreamingError
 from asr.tokenizer import CharTokenizer
 from asr.waveform import StreamResampler, resample
@@ -369,7 +369,7 @@ def test_44k_stereo_read_in_random_pieces_streams_as_the_16k_mono_file(shared_da
     up = resample(wave, 16000, 44100)
     stereo = (np.clip(np.stack([0.8 * up, 1.2 * up], axis=1), -1, 1 - 1 / 32768) * 32768).round().astype("<i2")
     stream, resampler = Stream(recognizer), StreamResampler(44100, 16000)
-    for samples in pcm_chunks(Trickle(stereo.tobytes(), seed=0, most=3000), 4410, channels=2):
+    for samples in PcmReader(Trickle(stereo.tobytes(), seed=0, most=3000), channels=2).chunks(4410):
         stream.accept(resampler.accept(samples))
     stream.accept(resampler.finish())
     stream.finish()
@@ -390,9 +390,13 @@ def test_asr_stream_raw_input_options_are_checked_before_the_model_is_read(tmp_p
                ("-", "--rate", "1000000"): "--rate 1000000: must be from 8000 to 768000 Hz",
                ("-", "--channels", "0"): "--channels 0: must be from 1 to 64",
                ("-", "--channels", "65"): "--channels 65: must be from 1 to 64",
+               ("-", "--channels", "-1"): "--channels -1: must be from 1 to 64",
+               ("-", "--rate", "-8000"): "--rate -8000: must be from 8000 to 768000 Hz",
+               ("-", audio, "-"): "'-' is given 2 times; standard input can be read only once",
                (audio, "--rate", "44100", "--channels", "2"):
                    "--rate, --channels: describe raw audio on standard input ('-') only, and no '-' is given; "
-                   "audio files carry their own rate, channels and sample format",
+                   "audio files carry their own rate, channels and sample format (raw PCM in a file goes in as "
+                   "'- < FILE')",
                (audio, "--format", "s16le"): "--format: describe raw audio on standard input ('-') only"}
     for args, message in refused.items():
         assert main(["stream", missing, *args]) == 2, args
@@ -404,3 +408,17 @@ def test_asr_stream_raw_input_options_are_checked_before_the_model_is_read(tmp_p
             main(["stream", missing, "-", *args])
         err = capsys.readouterr().err
         assert exit.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_asr_stream_help_gives_the_defaults_and_ranges_of_the_raw_input_options(capsys):
+    from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+    from asr.cli.decoding import MAX_CHUNK_MS
+    from asr.pcm_input import MAX_RAW_CHANNELS, PCM_FORMATS
+
+    with pytest.raises(SystemExit):
+        main(["stream", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # the lines as argparse wraps them, joined
+    assert f"--chunk-ms CHUNK_MS audio per chunk, milliseconds, at most {MAX_CHUNK_MS:g} (default 100)" in text
+    assert f"--rate HZ its sample rate, {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz (default: the model's)" in text
+    assert f"--channels N interleaved channels, 1 to {MAX_RAW_CHANNELS}, averaged to mono (default 1)" in text
+    assert f"--format {{{','.join(PCM_FORMATS)}}} samples: 16-bit signed integers (the default)" in text

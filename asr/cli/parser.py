@@ -96,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(16-bit mono at the model's sample rate unless --rate, --channels, --format say otherwise; "
                         "e.g. from arecord -f S16_LE -r 44100 -c 2 -t raw with --rate 44100 --channels 2) "
                         "until it ends or Ctrl-C, which prints the final transcript")
-    p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk, milliseconds (default 100)")
+    p.add_argument("--chunk-ms", type=float, default=100.0,
+                   help="audio per chunk, milliseconds, at most 10000 (default 100)")
     g = p.add_argument_group("raw audio on standard input ('-' only)")
     g.add_argument("--rate", type=int, metavar="HZ",
-                   help="its sample rate (default: the model's); another is resampled as it arrives, which holds "
-                        "back the filter's reach and one block of input: 4.3 ms from 48 kHz, 14 ms from 44.1 kHz")
-    g.add_argument("--channels", type=int, metavar="N", help="interleaved channels, averaged to mono (default 1)")
+                   help="its sample rate, 8000 to 768000 Hz (default: the model's); another is resampled as it "
+                        "arrives, which holds back the filter's reach and one block of input: 4.3 ms from 48 kHz, "
+                        "14 ms from 44.1 kHz")
+    g.add_argument("--channels", type=int, metavar="N", help="interleaved channels, 1 to 64, averaged to mono (default 1)")
     g.add_argument("--format", choices=["s16le", "f32le"],
                    help="samples: 16-bit signed integers (the default) or 32-bit floats, little-endian "
                         "(arecord -f S16_LE / FLOAT_LE, sox -e signed -b 16 / -e float -b 32, ffmpeg -f s16le / f32le)")
