@@ -115,7 +115,7 @@ def batch_log_probs(
     """Run the recognizer (in eval mode) over ``utts`` in duration-sorted batches of at most
     ``batch_s`` padded audio-seconds; yields each batch's utterance indices, CTC log-probs
     (B, T', V), output lengths (B,) and audio seconds. Utterances whose audio cannot be read are left out (logged
-    by the dataset). ``cache`` holds decoded audio (e.g. the dev set a trainer scores every epoch).
+    by the dataset); one too short for the model gets output length 0 (logged: an empty hypothesis). ``cache`` holds decoded audio (e.g. the dev set a trainer scores every epoch).
     The global random state is left as it was, so scoring inside a training run does not change it.
     """
     recognizer.eval()
@@ -127,7 +127,14 @@ def batch_log_probs(
     for batch in loader:
         if batch is not None:
             log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)
-            audio_s = float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
+            rate = recognizer.features.cfg.sample_rate
+            short = (out_lens == 0).cpu()  # (B,)
+            for index, wave_len in zip(batch.indices[short].tolist(), batch.wave_lens[short].tolist()):
+                where = f"{utts[index].source}: " if utts[index].source else ""
+                logger.warning("%s%s: %.1f ms of audio is too short for the model (it needs %.1f ms): empty hypothesis",
+                               where, utts[index].audio_filepath, 1000 * wave_len / rate,
+                               1000 * recognizer.min_samples / rate)
+            audio_s = float(batch.wave_lens.sum()) / rate
             yield batch.indices.tolist(), log_probs, out_lens, audio_s
 
 
