@@ -20,7 +20,8 @@ integer scaling and channel averaging as files. Sample rates may be any integral
 Every problem with a file raises :class:`AudioError`, whose one-line message starts with the path
 (``<bytes>``; for a file object its ``name``, else its type: ``<BytesIO>``) and names the cause.
 Truncation is caught where the format allows it: WAV and NIST headers declare their length
-(libsndfile silently shortens both to what is present, so the header is read here), and FLAC/MP3
+(libsndfile silently shortens both to what is present, so the header is read here; the placeholder
+length of a WAV file written to a pipe is not a declaration), and FLAC/MP3
 return fewer frames than declared or fail to decode. A truncated Ogg file reports its shortened
 length consistently and cannot be told apart from a short one.
 
@@ -60,6 +61,11 @@ MAX_STREAM_BYTES = 2**31  # a pipe, device or file object is read into memory, u
 _MP3_SLACK_FRAMES = 2 * 1152  # MP3 lengths without a Xing/LAME header are estimates (2 MPEG frames)
 _MP3_PREROLL_FRAMES = 2 * 1152  # decoded and dropped before an MP3 segment (see _seek)
 _SOUNDFILE_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError)
+# A WAV writer that cannot seek back to its header (writing to a pipe: `sox ... -t wav -`, `arecord |`,
+# `ffmpeg ... -f wav -`) leaves a placeholder data size there, 0x7FFFF000 (sox), 0x80000000 (arecord),
+# 0xFFFFFFFF (ffmpeg) or 0, and libsndfile reads to the end of the file; a size this large is taken as
+# one, not as a truncation (which goes unnoticed only in WAV files of 2 GiB and more).
+_WAV_SIZE_UNKNOWN = 0x7FFFF000
 
 
 @dataclass(frozen=True)
@@ -364,7 +370,7 @@ def _riff_declared_frames(fh: BinaryIO) -> int | None:
             return None
         chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
         if chunk_id == b"data":
-            if block_align == 0 or size in (0, 0xFFFFFFFF):  # unset by a streaming writer
+            if block_align == 0 or size == 0 or size >= _WAV_SIZE_UNKNOWN:
                 return None
             return size // block_align
         body_start = fh.tell()

@@ -375,6 +375,24 @@ def test_a_file_we_may_not_read_is_called_so(shared_data, unprivileged):
             assert str(err.value) == f"{closed}: cannot read file (Permission denied)", read
 
 
+@pytest.mark.parametrize("data_size", [0x7FFFF000, 0x80000000, 0xFFFFFFFF], ids=["sox", "arecord", "ffmpeg"])
+def test_wav_written_to_a_pipe_is_read_whole(tmp_path, shared_data, data_size):
+    """A WAV file written to a pipe keeps its writer's placeholder length (`sox in.wav -t wav - | ...`
+    leaves 0x7FFFF000, `arecord | ...` 0x80000000): read as truncated ("header declares 1073739776
+    frames, file holds 8000") and refused, though libsndfile reads it to its end."""
+    digit = shared_data / DIGIT
+    content = digit.read_bytes()
+    data = content.index(b"data")
+    path = _write(tmp_path / "piped.wav", b"".join([b"RIFF", struct.pack("<I", (data_size + 36) % 2**32),
+                                                     content[8:data + 4], struct.pack("<I", data_size),
+                                                     content[data + 8:]]))
+    expected, rate = sf.read(digit, dtype="float32")
+    np.testing.assert_array_equal(load_audio(path, sample_rate=None), expected)
+    assert audio_info(path) == audio_info(digit)
+    with pytest.raises(AudioError, match="truncated data: header declares 2384 frames, file holds 2383"):
+        load_audio(content[:-1])  # one byte short of a length declared in earnest is still truncated
+
+
 def test_audio_info_rejects_truncated_wav_header(tmp_path, utt):
     path = _cut(_encoded(tmp_path, utt, "WAV", "PCM_16", "wav"), tmp_path / "cut.wav", 0.5)
     with pytest.raises(AudioError, match="truncated data"):
