@@ -642,6 +642,28 @@ def _columns(row: str) -> list[int]:
     return [m.start() for m in re.finditer(r"\S+", row[5:])]
 
 
+def test_evaluate_names_files_of_the_same_name_apart(work, shared_data, capsys, tmp_path):
+    """spk1/001.wav and spk2/001.wav were both '001' in hyps.txt and errs.txt: which was which?"""
+    names = {"spk1/001.wav": "3_theo_5.wav", "spk2/001.wav": "7_theo_0.wav", "spk2/002.wav": "1_theo_1.wav",
+             "spk2/002.flac": "1_theo_2.wav"}
+    lines = []
+    for name, digit in names.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        wave, rate = sf.read(shared_data / "fsdd" / "recordings" / digit, dtype="int16")
+        sf.write(tmp_path / name, wave, rate)
+        lines.append(json.dumps({"audio_filepath": name, "duration": len(wave) / rate, "text": "a"}) + "\n")
+    wave, rate = sf.read(shared_data / "fsdd" / "recordings" / "5_theo_0.wav", dtype="int16")
+    sf.write(tmp_path / "spk1" / "only.wav", wave, rate)
+    lines.append(json.dumps({"audio_filepath": "spk1/only.wav", "duration": len(wave) / rate, "text": "a"}) + "\n")
+    (tmp_path / "set.jsonl").write_text("".join(lines))
+    assert main(["evaluate", str(work["model"]), str(tmp_path / "set.jsonl"), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    ids = [line.split("\t")[0] for line in (tmp_path / "out" / "hyps.txt").read_text().splitlines()]
+    assert ids == [*names, "only"]
+    blocks = (tmp_path / "out" / "errs.txt").read_text().strip().split("\n\n")
+    assert [block.split("\n")[0] for block in blocks] == ids
+
+
 def test_evaluate_writes_reports(work, capsys, tmp_path):
     out = tmp_path / "decode"
     assert main(["evaluate", str(work["model"]), str(work["manifest"]), "--out", str(out)]) == 0
