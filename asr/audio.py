@@ -5,7 +5,8 @@ AIFF...), and NIST SPHERE with embedded shorten compression (the LDC's WSJ, TIMI
 SPHERE files in 16-bit PCM, µ-law or A-law, compressed or not, are read by :mod:`asr.sphere`, which
 checks a file read whole against its header's ``sample_count`` and ``sample_checksum``.
 Integer PCM of any width is scaled to [-1, 1) (int16 by 1/32768, 24-bit by 1/2**23, unsigned
-8-bit as (x - 128) / 128); float files are returned as stored, not clipped.
+8-bit as (x - 128) / 128); float files are returned as stored, not clipped (a warning names one
+that peaks beyond ``MAX_PLAUSIBLE_PEAK``: integer values written as floats, unscaled).
 Channels are averaged; a file at another rate is resampled by :func:`asr.waveform.resample`
 (windowed-sinc, anti-aliased). ``offset_s``/``duration_s`` seek
 to the segment and decode only it (Ogg files are decoded from the start: libsndfile's Ogg seek is
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 MIN_SAMPLE_RATE = 8000  # Hz; narrower-band audio is rejected
 MAX_SAMPLE_RATE = 768_000  # Hz; the highest rate audio interfaces record at; a larger one is a damaged header
+MAX_PLAUSIBLE_PEAK = 16.0  # 24 dB above full scale: a float file louder than this is warned about
 MAX_STREAM_BYTES = 2**31  # a pipe, device or file object is read into memory, up to this much
 _MP3_SLACK_FRAMES = 2 * 1152  # MP3 lengths without a Xing/LAME header are estimates (2 MPEG frames)
 _MP3_PREROLL_FRAMES = 2 * 1152  # decoded and dropped before an MP3 segment (see _seek)
@@ -175,6 +177,10 @@ def load_audio_with_rate(
     if not np.isfinite(wave).all():
         bad = int(np.count_nonzero(~np.isfinite(wave)))
         raise AudioError(f"{label}: {bad} NaN or infinite samples")
+    peak = float(np.abs(wave).max())
+    if peak > MAX_PLAUSIBLE_PEAK:
+        logger.warning("%s: float samples peak at %.5g, %.0f dB above full scale (1.0): integer PCM values "
+                       "stored as floats? read as they are", label, peak, 20 * np.log10(peak))
     wave = np.ascontiguousarray(wave, dtype=np.float32)
     if sample_rate is None or sample_rate == file_rate:
         return wave, file_rate

@@ -155,10 +155,17 @@ def test_sample_scaling(tmp_path, kind):
     np.testing.assert_allclose(wave, np.array(expected, dtype=np.float32), rtol=0, atol=1e-7)
 
 
-def test_float_file_values_are_not_clipped(tmp_path):
+def test_float_file_values_are_not_clipped(tmp_path, shared_data, caplog):
     path = tmp_path / "loud.wav"
     sf.write(path, np.array([1.5, -2.0, 0.25], dtype=np.float32), 16000, subtype="FLOAT")
     np.testing.assert_array_equal(load_audio(path), [1.5, -2.0, 0.25])
+    assert caplog.text == ""  # headroom above full scale is no mistake
+    # int16 values written as floats, unscaled (transcribed as noise): read as they are, but named
+    pcm, rate = sf.read(shared_data / DIGIT, dtype="int16")
+    sf.write(tmp_path / "unscaled.wav", pcm.astype(np.float32), rate, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(tmp_path / "unscaled.wav", sample_rate=None), pcm)
+    peak = np.abs(pcm).max()
+    assert f"unscaled.wav: float samples peak at {peak}, {20 * np.log10(peak):.0f} dB above full scale" in caplog.text
 
 
 # ---------------------------------------------------------------------------- resampling
