@@ -5,7 +5,8 @@ AIFF...), and NIST SPHERE with embedded shorten compression (the LDC's WSJ, TIMI
 SPHERE files in 16-bit PCM, µ-law or A-law, compressed or not, are read by :mod:`asr.sphere`, which
 checks a file read whole against its header's ``sample_count`` and ``sample_checksum``.
 Integer PCM of any width is scaled to [-1, 1) (int16 by 1/32768, 24-bit by 1/2**23, unsigned
-8-bit as (x - 128) / 128); float files are returned as stored, not clipped.
+8-bit as (x - 128) / 128); float files are returned as stored, not clipped (a warning names one
+that peaks beyond ``MAX_PLAUSIBLE_PEAK``: integer values written as floats, unscaled).
 Channels are averaged; a file at another rate is resampled by :func:`asr.waveform.resample`
 (windowed-sinc, anti-aliased). ``offset_s``/``duration_s`` seek
 to the segment and decode only it (Ogg files are decoded from the start: libsndfile's Ogg seek is
@@ -20,7 +21,8 @@ integer scaling and channel averaging as files. Sample rates may be any integral
 Every problem with a file raises :class:`AudioError`, whose one-line message starts with the path
 (``<bytes>``; for a file object its ``name``, else its type: ``<BytesIO>``) and names the cause.
 Truncation is caught where the format allows it: WAV and NIST headers declare their length
-(libsndfile silently shortens both to what is present, so the header is read here), and FLAC/MP3
+(libsndfile silently shortens both to what is present, so the header is read here; the placeholder
+length of a WAV file written to a pipe is not a declaration), and FLAC/MP3
 return fewer frames than declared or fail to decode. A truncated Ogg file reports its shortened
 length consistently and cannot be told apart from a short one.
 
@@ -56,10 +58,16 @@ logger = logging.getLogger(__name__)
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 MIN_SAMPLE_RATE = 8000  # Hz; narrower-band audio is rejected
 MAX_SAMPLE_RATE = 768_000  # Hz; the highest rate audio interfaces record at; a larger one is a damaged header
+MAX_PLAUSIBLE_PEAK = 16.0  # 24 dB above full scale: a float file louder than this is warned about
 MAX_STREAM_BYTES = 2**31  # a pipe, device or file object is read into memory, up to this much
 _MP3_SLACK_FRAMES = 2 * 1152  # MP3 lengths without a Xing/LAME header are estimates (2 MPEG frames)
 _MP3_PREROLL_FRAMES = 2 * 1152  # decoded and dropped before an MP3 segment (see _seek)
 _SOUNDFILE_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError)
+# A WAV writer that cannot seek back to its header (writing to a pipe: `sox ... -t wav -`, `arecord |`,
+# `ffmpeg ... -f wav -`) leaves a placeholder data size there, 0x7FFFF000 (sox), 0x80000000 (arecord),
+# 0xFFFFFFFF (ffmpeg) or 0, and libsndfile reads to the end of the file; a size this large is taken as
+# one, not as a truncation (which goes unnoticed only in WAV files of 2 GiB and more).
+_WAV_SIZE_UNKNOWN = 0x7FFFF000
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,10 @@ def load_audio_with_rate(
     if not np.isfinite(wave).all():
         bad = int(np.count_nonzero(~np.isfinite(wave)))
         raise AudioError(f"{label}: {bad} NaN or infinite samples")
+    peak = float(np.abs(wave).max())
+    if peak > MAX_PLAUSIBLE_PEAK:
+        logger.warning("%s: float samples peak at %.5g, %.0f dB above full scale (1.0): integer PCM values "
+                       "stored as floats? read as they are", label, peak, 20 * np.log10(peak))
     wave = np.ascontiguousarray(wave, dtype=np.float32)
     if sample_rate is None or sample_rate == file_rate:
         return wave, file_rate
@@ -364,7 +376,7 @@ def _riff_declared_frames(fh: BinaryIO) -> int | None:
             return None
         chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
         if chunk_id == b"data":
-            if block_align == 0 or size in (0, 0xFFFFFFFF):  # unset by a streaming writer
+            if block_align == 0 or size == 0 or size >= _WAV_SIZE_UNKNOWN:
                 return None
             return size // block_align
         body_start = fh.tell()

@@ -71,13 +71,43 @@ class Recognizer:
         """CTC log-probabilities of a padded batch: (B, S), (B,) -> (B, T', V), (B,).
 
         Computed in eval mode (see :meth:`evaluating`) without gradients; the results are ordinary
-        tensors, which may be edited in place.
+        tensors, which may be edited in place. An input shorter than :attr:`min_samples` (too short
+        for a front-end without time padding) gets no output frames, length 0, which decodes to '';
+        the others are computed as if it were not in the batch.
         """
         with self.evaluating(), torch.inference_mode():  # no_grad: 6-13 % slower on CPU
             feats, feat_lens = self.features(waves.to(self.device), wave_lens.to(self.device))  # (B, T, F)
-            logits, out_lens = self.model(feats, feat_lens)  # (B, T', V)
+            usable = self.model.output_lengths(feat_lens) > 0  # (B,)
+            if bool(usable.all()):
+                logits, out_lens = self.model(feats, feat_lens)  # (B, T', V)
+            else:
+                logits, out_lens = self._logits_of_usable(feats, feat_lens, usable)
             log_probs = logits.float().log_softmax(dim=-1)
         return log_probs.clone(), out_lens.clone()  # copies outside inference mode: ordinary tensors
+
+    def _logits_of_usable(self, feats: torch.Tensor, feat_lens: torch.Tensor,
+                          usable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's logits (B, T', V) and lengths (B,) with the inputs not ``usable`` (B,) left
+        out: their rows are zeros (T' >= 1) and their lengths 0."""
+        out_lens = torch.zeros_like(feat_lens)  # (B,)
+        vocab_size = self.model.output.out_features
+        if not bool(usable.any()):
+            return feats.new_zeros(feats.size(0), 1, vocab_size), out_lens
+        kept_lens = feat_lens[usable]  # (B',)
+        kept, out_lens[usable] = self.model(feats[usable, : int(kept_lens.max())], kept_lens)  # (B', T', V), (B',)
+        logits = kept.new_zeros(feats.size(0), kept.size(1), vocab_size)  # (B, T', V)
+        logits[usable] = kept
+        return logits, out_lens
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest input, in samples at the feature rate, that the model gives an output frame
+        for: 1 for a front-end that pads in time (every preset), more for one that does not."""
+        frames = 1
+        while int(self.model.output_lengths(torch.tensor([frames]))[0]) < 1:
+            frames += 1
+        cfg = self.features.cfg
+        return 1 if frames == 1 else cfg.win_length + (frames - 1) * cfg.hop_length
 
     @property
     def frame_shift_s(self) -> float:

@@ -47,7 +47,7 @@ class EvalResult:
         """
         out = report_folder(out_dir, manifest)
         out.mkdir(parents=True, exist_ok=True)
-        names = [utterance_id(u) for u in self.utts]
+        names = utterance_ids(self.utts)
         texts = {
             "hyps.txt": "".join(f"{n}\t{h.text}\n" for n, h in zip(names, self.hyps)),
             "errs.txt": "\n\n".join(self.report.alignments) + "\n",
@@ -109,13 +109,33 @@ def utterance_id(utt: Utterance) -> str:
     return f"{stem}@{utt.offset:.2f}" if utt.offset else stem
 
 
+def utterance_ids(utts: Sequence[Utterance]) -> list[str]:
+    """The names of ``utts`` in reports: each one's :func:`utterance_id`, or, where several files
+    share it (``spk1/001.wav`` and ``spk2/001.wav``, ``a.wav`` and ``a.flac``), its path from the
+    folder all the audio is in.
+
+    >>> [utterance_ids([Utterance(p, 1.0, "a") for p in ps]) for ps in (["/d/s1/1.wav", "/d/s2/1.wav"], ["/d/x.wav"])]
+    [['s1/1.wav', 's2/1.wav'], ['x']]
+    """
+    ids = [utterance_id(u) for u in utts]
+    counts: dict[str, int] = {}
+    for name in ids:
+        counts[name] = counts.get(name, 0) + 1
+    if all(n == 1 for n in counts.values()):
+        return ids
+    top = os.path.commonpath([os.path.dirname(os.path.abspath(u.audio_filepath)) for u in utts])
+    relative = [os.path.relpath(os.path.abspath(u.audio_filepath), top) for u in utts]
+    return [name if counts[name] == 1 else f"{path}@{u.offset:.2f}" if u.offset else path
+            for name, path, u in zip(ids, relative, utts)]
+
+
 def batch_log_probs(
     recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, cache: AudioCache | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, float]]:
     """Run the recognizer (in eval mode) over ``utts`` in duration-sorted batches of at most
     ``batch_s`` padded audio-seconds; yields each batch's utterance indices, CTC log-probs
     (B, T', V), output lengths (B,) and audio seconds. Utterances whose audio cannot be read are left out (logged
-    by the dataset). ``cache`` holds decoded audio (e.g. the dev set a trainer scores every epoch).
+    by the dataset); one too short for the model gets output length 0 (logged: an empty hypothesis). ``cache`` holds decoded audio (e.g. the dev set a trainer scores every epoch).
     The global random state is left as it was, so scoring inside a training run does not change it.
     """
     recognizer.eval()
@@ -127,7 +147,14 @@ def batch_log_probs(
     for batch in loader:
         if batch is not None:
             log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)
-            audio_s = float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
+            rate = recognizer.features.cfg.sample_rate
+            short = (out_lens == 0).cpu()  # (B,)
+            for index, wave_len in zip(batch.indices[short].tolist(), batch.wave_lens[short].tolist()):
+                where = f"{utts[index].source}: " if utts[index].source else ""
+                logger.warning("%s%s: %.1f ms of audio is too short for the model (it needs %.1f ms): empty hypothesis",
+                               where, utts[index].audio_filepath, 1000 * wave_len / rate,
+                               1000 * recognizer.min_samples / rate)
+            audio_s = float(batch.wave_lens.sum()) / rate
             yield batch.indices.tolist(), log_probs, out_lens, audio_s
 
 
@@ -182,6 +209,6 @@ def evaluate_utterances(
     refs = [normalize_text(u.text) for u in utts]
     # hypotheses under the references' text policy: a lexicon or LM of upper-case words (OpenSLR's
     # LibriSpeech ones) writes ZERO, which is the reference's "zero"
-    report = error_report(refs, [normalize_text(h.text) for _, h in kept], ids=[utterance_id(u) for u in utts])
+    report = error_report(refs, [normalize_text(h.text) for _, h in kept], ids=utterance_ids(utts))
     return EvalResult(utts=utts, refs=refs, hyps=[h for _, h in kept], report=report, audio_s=audio_s,
                       decode_s=decode_s)

@@ -155,10 +155,17 @@ def test_sample_scaling(tmp_path, kind):
     np.testing.assert_allclose(wave, np.array(expected, dtype=np.float32), rtol=0, atol=1e-7)
 
 
-def test_float_file_values_are_not_clipped(tmp_path):
+def test_float_file_values_are_not_clipped(tmp_path, shared_data, caplog):
     path = tmp_path / "loud.wav"
     sf.write(path, np.array([1.5, -2.0, 0.25], dtype=np.float32), 16000, subtype="FLOAT")
     np.testing.assert_array_equal(load_audio(path), [1.5, -2.0, 0.25])
+    assert caplog.text == ""  # headroom above full scale is no mistake
+    # int16 values written as floats, unscaled (transcribed as noise): read as they are, but named
+    pcm, rate = sf.read(shared_data / DIGIT, dtype="int16")
+    sf.write(tmp_path / "unscaled.wav", pcm.astype(np.float32), rate, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(tmp_path / "unscaled.wav", sample_rate=None), pcm)
+    peak = np.abs(pcm).max()
+    assert f"unscaled.wav: float samples peak at {peak}, {20 * np.log10(peak):.0f} dB above full scale" in caplog.text
 
 
 # ---------------------------------------------------------------------------- resampling
@@ -373,6 +380,24 @@ def test_a_file_we_may_not_read_is_called_so(shared_data, unprivileged):
             with pytest.raises(AudioError) as err:
                 read(closed)
             assert str(err.value) == f"{closed}: cannot read file (Permission denied)", read
+
+
+@pytest.mark.parametrize("data_size", [0x7FFFF000, 0x80000000, 0xFFFFFFFF], ids=["sox", "arecord", "ffmpeg"])
+def test_wav_written_to_a_pipe_is_read_whole(tmp_path, shared_data, data_size):
+    """A WAV file written to a pipe keeps its writer's placeholder length (`sox in.wav -t wav - | ...`
+    leaves 0x7FFFF000, `arecord | ...` 0x80000000): read as truncated ("header declares 1073739776
+    frames, file holds 8000") and refused, though libsndfile reads it to its end."""
+    digit = shared_data / DIGIT
+    content = digit.read_bytes()
+    data = content.index(b"data")
+    path = _write(tmp_path / "piped.wav", b"".join([b"RIFF", struct.pack("<I", (data_size + 36) % 2**32),
+                                                     content[8:data + 4], struct.pack("<I", data_size),
+                                                     content[data + 8:]]))
+    expected, rate = sf.read(digit, dtype="float32")
+    np.testing.assert_array_equal(load_audio(path, sample_rate=None), expected)
+    assert audio_info(path) == audio_info(digit)
+    with pytest.raises(AudioError, match="truncated data: header declares 2384 frames, file holds 2383"):
+        load_audio(content[:-1])  # one byte short of a length declared in earnest is still truncated
 
 
 def test_audio_info_rejects_truncated_wav_header(tmp_path, utt):

@@ -561,6 +561,50 @@ def test_long_recording_is_cut_at_pauses_and_joined(work, short_utterances, caps
     assert all(0.33 <= b - a <= 1.0 for a, b in pieces[:-1]) and pieces[-1][1] == pytest.approx(len(whole) / 16000, abs=1e-3)
 
 
+def test_audio_too_short_for_the_model_gives_an_empty_transcript(shared_data, tmp_path, capsys, caplog):
+    """A model whose convolutions do not pad in time needs 320 ms of audio; a 5 ms file was a
+    ValueError traceback from the model, in transcribe and evaluate, and took its batch with it."""
+    import dataclasses
+
+    from asr.checkpoint import Recognizer, checkpoint_payload, save_checkpoint
+    from asr.features import FeatureConfig, FeatureExtractor
+    from asr.model import DeepSpeech2, load_preset
+    from asr.tokenizer import CharTokenizer
+
+    torch.manual_seed(0)
+    preset = load_preset("tiny")
+    cfg = dataclasses.replace(preset, conv_paddings=tuple((0, kf // 2) for _, kf in preset.conv_kernels))
+    features = FeatureExtractor(FeatureConfig(kind="fbank"))
+    features.set_cmvn(torch.full((features.num_features,), -8.0), torch.full((features.num_features,), 3.0))
+    recognizer = Recognizer(features, DeepSpeech2(cfg, features.num_features, 29), CharTokenizer()).eval()
+    assert recognizer.min_samples == 5120  # 31 frames of 20 ms every 10 ms: 320 ms
+    model = tmp_path / "unpadded.pt"
+    save_checkpoint(checkpoint_payload(recognizer, {"name": "unpadded"}), model)
+    wave, rate = sf.read(shared_data / "fsdd" / "recordings" / "7_theo_0.wav", dtype="int16")  # 8 kHz, 0.43 s
+    good, short = tmp_path / "good.wav", tmp_path / "short.wav"
+    sf.write(good, wave, rate)
+    sf.write(short, wave[1000:1040], rate)  # 5 ms
+
+    assert main(["transcribe", str(model), str(good)]) == 0
+    alone = capsys.readouterr().out
+    assert main(["transcribe", str(model), str(short), str(good)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{short}\t\n" + alone and "Traceback" not in err  # the good file as when alone
+    assert f"{short}: 5.0 ms of audio is too short for the model (it needs 320.0 ms): empty transcript" in caplog.text
+    assert main(["transcribe", str(model), str(short), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["text"], record["words"]) == ("", [])
+    manifest = tmp_path / "set.jsonl"
+    manifest.write_text("".join(json.dumps({"audio_filepath": p.name, "duration": sf.info(p).duration, "text": "seven"})
+                                + "\n" for p in (good, short)))
+    for options in ([], ["--lexicon-free", "--beam-size", "4"]):
+        caplog.clear()
+        assert main(["evaluate", str(model), str(manifest), "--out", str(tmp_path / "report"), *options]) == 0
+        assert "utterances 2 " in capsys.readouterr().out  # scored: its reference words count as deletions
+        assert (tmp_path / "report" / "hyps.txt").read_text().splitlines()[1] == "short\t"
+        assert f"{manifest}:2: {short}: 5.0 ms of audio is too short for the model" in caplog.text
+
+
 def test_transcriber_reads_a_window_at_a_time_and_shares_batch_time(work, short_utterances):
     from asr import transcribe
     from asr.transcribe import Transcriber
@@ -596,6 +640,28 @@ def test_transcriber_reads_a_window_at_a_time_and_shares_batch_time(work, short_
 # ------------------------------------------------------------------------------------ evaluate
 def _columns(row: str) -> list[int]:
     return [m.start() for m in re.finditer(r"\S+", row[5:])]
+
+
+def test_evaluate_names_files_of_the_same_name_apart(work, shared_data, capsys, tmp_path):
+    """spk1/001.wav and spk2/001.wav were both '001' in hyps.txt and errs.txt: which was which?"""
+    names = {"spk1/001.wav": "3_theo_5.wav", "spk2/001.wav": "7_theo_0.wav", "spk2/002.wav": "1_theo_1.wav",
+             "spk2/002.flac": "1_theo_2.wav"}
+    lines = []
+    for name, digit in names.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        wave, rate = sf.read(shared_data / "fsdd" / "recordings" / digit, dtype="int16")
+        sf.write(tmp_path / name, wave, rate)
+        lines.append(json.dumps({"audio_filepath": name, "duration": len(wave) / rate, "text": "a"}) + "\n")
+    wave, rate = sf.read(shared_data / "fsdd" / "recordings" / "5_theo_0.wav", dtype="int16")
+    sf.write(tmp_path / "spk1" / "only.wav", wave, rate)
+    lines.append(json.dumps({"audio_filepath": "spk1/only.wav", "duration": len(wave) / rate, "text": "a"}) + "\n")
+    (tmp_path / "set.jsonl").write_text("".join(lines))
+    assert main(["evaluate", str(work["model"]), str(tmp_path / "set.jsonl"), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    ids = [line.split("\t")[0] for line in (tmp_path / "out" / "hyps.txt").read_text().splitlines()]
+    assert ids == [*names, "only"]
+    blocks = (tmp_path / "out" / "errs.txt").read_text().strip().split("\n\n")
+    assert [block.split("\n")[0] for block in blocks] == ids
 
 
 def test_evaluate_writes_reports(work, capsys, tmp_path):
