@@ -412,7 +412,7 @@ def test_asr_stream_raw_input_options_are_checked_before_the_model_is_read(tmp_p
 
 def test_asr_stream_help_gives_the_defaults_and_ranges_of_the_raw_input_options(capsys):
     from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-    from asr.cli.decoding import MAX_CHUNK_MS
+    from asr.cli.stream import MAX_CHUNK_MS
     from asr.pcm_input import MAX_RAW_CHANNELS, PCM_FORMATS
 
     with pytest.raises(SystemExit):

@@ -5,7 +5,7 @@ User errors (unreadable audio, bad manifests or configs, missing checkpoints) pr
 
 The parser is in ``parser.py``; the commands, grouped by what they work on, in ``corpora.py``
 (prepare, download, build-lm), ``models.py`` (train, sweep, average, export, compare, presets) and
-``decoding.py`` (transcribe, stream, evaluate, tune-lm). Each imports what it needs when it runs,
+``decoding.py`` (transcribe, evaluate, tune-lm) and ``stream.py`` (stream). Each imports what it needs when it runs,
 so ``asr --help`` stays fast.
 """
 
@@ -16,9 +16,10 @@ import os
 import sys
 
 from asr.cli.corpora import cmd_build_lm, cmd_download, cmd_prepare
-from asr.cli.decoding import cmd_evaluate, cmd_stream, cmd_transcribe, cmd_tune_lm
+from asr.cli.decoding import cmd_evaluate, cmd_transcribe, cmd_tune_lm
 from asr.cli.models import cmd_average, cmd_compare, cmd_export, cmd_presets, cmd_sweep, cmd_train
 from asr.cli.parser import EXIT_USER_ERROR, build_parser, with_negative_values_joined
+from asr.cli.stream import cmd_stream
 
 __all__ = ["COMMANDS", "EXIT_USER_ERROR", "build_parser", "main"]
 

@@ -1,5 +1,5 @@
-"""``asr transcribe``, ``stream``, ``evaluate`` and ``tune-lm``: the commands that decode audio,
-and the checks of their decoding options."""
+"""``asr transcribe``, ``evaluate`` and ``tune-lm``: the commands that decode audio files, and the
+checks of the decoding options they share with ``asr stream`` (:mod:`asr.cli.stream`)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,11 @@ import itertools
 import json
 import math
 import os
-import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from asr.cli.parser import MAX_REFINE_ROUNDS
-
-MAX_CHUNK_MS = 10_000.0  # stream --chunk-ms: a live source delivers far smaller chunks
-
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from asr.align import to_srt
@@ -34,13 +29,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         check_output_folder(args.srt, " (--srt names the folder for the subtitle files)")
     if not args.audio and not args.files_from:
         raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
-    _check_decoding_options(args)
+    check_decoding_options(args)
     if args.nbest > 1 and not (_wants_beam(args) and args.json):  # it would be dropped without a word
         raise DecodeError(f"--nbest {args.nbest}: lists the hypotheses of a beam search in --json output; "
                           "add --json and one of --lm, --lexicon, --lexicon-free or --beam-size")
     paths = _audio_paths(args.audio, args.files_from)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
-    decoder = _beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
+    decoder = beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
     transcriber = Transcriber(recognizer, max_batch_s=args.batch_s, decoder=decoder,
                               word_timestamps=bool(args.json or args.srt), max_segment_s=args.max_segment_s)
     srt_names: set[str] = set()
@@ -127,157 +122,6 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
     return itertools.chain(audio, listed())
 
 
-def cmd_stream(args: argparse.Namespace) -> int:
-    from asr.audio import AudioError, load_audio
-    from asr.checkpoint import load_recognizer
-    from asr.pcm_input import PcmReader, container_on, describe_pcm
-    from asr.streaming import Stream, StreamingError
-    from asr.waveform import StreamResampler
-
-    if not 0 < args.chunk_ms <= MAX_CHUNK_MS:
-        raise StreamingError(f"--chunk-ms {args.chunk_ms:g}: must be more than 0 and at most {MAX_CHUNK_MS:g} ms")
-    _check_raw_input_options(args)
-    _check_decoding_options(args)
-    if "-" in args.audio and sys.stdin is None:  # started with standard input closed (<&-)
-        raise StreamingError("-: standard input is closed; no audio can arrive on it")
-    if "-" in args.audio and sys.stdin.isatty():  # keystrokes would be heard as samples
-        raise StreamingError("-: standard input is a terminal; pipe raw PCM into it "
-                             "(e.g. arecord -t raw -f S16_LE -r 16000 | asr stream CKPT - --rate 16000)")
-    recognizer = load_recognizer(args.checkpoint, device=args.device)
-    decoder = _beam_decoder(args, recognizer.tokenizer)
-    try:
-        Stream(recognizer)  # refuses a model that cannot stream before any audio is read
-    except StreamingError as e:
-        raise StreamingError(f"{args.checkpoint}: {e}") from None
-    rate = recognizer.features.cfg.sample_rate
-    raw_rate, channels, sample_format = args.rate or rate, args.channels or 1, args.format or "s16le"
-    raw = f"raw {describe_pcm(sample_format, channels)} PCM"
-    frame_s = recognizer.frame_shift_s
-    failed = stopped = 0
-    ended = _FirstInterrupt()
-    for path in args.audio:
-        in_rate = raw_rate if path == "-" else rate  # files are read whole and resampled by load_audio
-        chunk = max(1, round(in_rate * args.chunk_ms / 1000))
-        stream, resampler = Stream(recognizer, decoder), StreamResampler(in_rate, rate)
-        if path == "-":
-            container = container_on(sys.stdin.buffer)
-            if container:  # its header would be heard as samples, and any other rate or width as noise
-                failed += 1
-                article = "an" if container in ("MP3", "Ogg") else "a"
-                print(f"asr: skipped -: standard input holds {article} {container} file, and '-' reads {raw}; "
-                      "give the file's name instead", file=sys.stderr)
-                continue
-            what = f"{raw} at {in_rate} Hz"
-            if in_rate != rate:
-                what += f", resampled to {rate} Hz ({1000 * resampler.latency_s:.1f} ms held back)"
-            reader = PcmReader(sys.stdin.buffer, channels, sample_format, "-", in_rate)
-            chunks = ended.until_interrupt(reader.chunks(chunk), what)
-        else:
-            try:
-                wave = load_audio(path, rate)  # (S,)
-            except AudioError as e:
-                failed += 1
-                print(f"asr: skipped {e}", file=sys.stderr)
-                continue
-            chunks = (wave[i:i + chunk] for i in range(0, len(wave), chunk))
-        heard, lag_s, compute_s, slowest_s, text, bad = 0, 0.0, 0.0, 0.0, "", None
-        try:
-            for samples in chunks:  # (N,) mono at in_rate
-                start = time.perf_counter()
-                partial = stream.accept(resampler.accept(samples))
-                spent = time.perf_counter() - start
-                compute_s, slowest_s, heard = compute_s + spent, max(slowest_s, spent), heard + len(samples)
-                lag_s = max(lag_s, heard / in_rate - stream.num_frames * frame_s)  # audio not yet in the output
-                if args.partials and partial.text != text:
-                    print(f"{heard / in_rate:.2f}\t{partial.text}", file=sys.stderr, flush=True)
-                text = partial.text
-        except AudioError as e:  # a NaN or infinite f32le sample: the input stops there, as at its end
-            bad = str(e)
-        # nothing arrived, or a bad sample came within the first chunk (as a wrong --format shows at once):
-        # reported as an unreadable file is, with no transcript of a few samples
-        if path == "-" and (not heard or bad and heard < chunk):
-            failed += 1
-            print(f"asr: skipped {bad or _nothing_on_stdin(reader)}", file=sys.stderr)
-            continue
-        if path == "-" and reader.trailing_bytes:  # the end of a frame that never came cannot be heard
-            print(f"asr: -: standard input ended within a frame: {_plural(reader.trailing_bytes, 'trailing byte')} "
-                  f"dropped ({reader.layout()})", file=sys.stderr)
-        start = time.perf_counter()
-        stream.accept(resampler.finish())  # what the resampler held back (nothing at the model's rate)
-        final = stream.finish()
-        compute_s += time.perf_counter() - start
-        print(f"{path}\t{final.text}", flush=True)
-        audio_s = heard / in_rate
-        print(f"asr: {path}: {audio_s:.2f} s in chunks of {args.chunk_ms:g} ms; compute {compute_s:.2f} s "
-              f"(RTF {compute_s / max(audio_s, 1e-9):.3f}), slowest chunk {1000 * slowest_s:.0f} ms; "
-              f"output behind the audio by at most {lag_s:.2f} s", file=sys.stderr)
-        if bad:
-            stopped += 1
-            print(f"asr: stopped {bad}; the transcript is of the audio before it", file=sys.stderr)
-        if ended.interrupted:  # Ctrl-C finished the live input: the inputs after it are left alone
-            break
-    if failed:
-        print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
-    return 1 if failed or stopped else 0
-
-
-def _nothing_on_stdin(reader) -> str:
-    """Why no frame of raw PCM arrived on standard input (a ``PcmReader`` that has read to its end)."""
-    if not reader.trailing_bytes:
-        return "-: no audio arrived on standard input"
-    return (f"-: standard input ended within its first frame: {_plural(reader.trailing_bytes, 'byte')} arrived "
-            f"({reader.layout()})")
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _check_raw_input_options(args: argparse.Namespace) -> None:
-    """Refuse '-' given twice, and --rate, --channels or --format out of range or given without '-'
-    (files carry their own)."""
-    from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-    from asr.pcm_input import MAX_RAW_CHANNELS
-    from asr.streaming import StreamingError
-
-    if args.audio.count("-") > 1:  # the first reads it to its end (or to Ctrl-C, which ends the command)
-        raise StreamingError(f"'-' is given {args.audio.count('-')} times; standard input can be read only once")
-    given = [f"--{name}" for name in ("rate", "channels", "format") if getattr(args, name) is not None]
-    if given and "-" not in args.audio:
-        raise StreamingError(f"{', '.join(given)}: describe raw audio on standard input ('-') only, and no '-' "
-                             "is given; audio files carry their own rate, channels and sample format (raw PCM in a "
-                             "file goes in as '- < FILE')")
-    if args.rate is not None and not MIN_SAMPLE_RATE <= args.rate <= MAX_SAMPLE_RATE:
-        raise StreamingError(f"--rate {args.rate}: must be from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
-    if args.channels is not None and not 1 <= args.channels <= MAX_RAW_CHANNELS:
-        raise StreamingError(f"--channels {args.channels}: must be from 1 to {MAX_RAW_CHANNELS}")
-
-
-class _FirstInterrupt:
-    """Ends a live input on Ctrl-C instead of aborting: the first SIGINT only marks the input as
-    ended (the chunk being decoded is finished, so the final transcript is whole); a second one
-    interrupts as usual."""
-
-    def __init__(self) -> None:
-        self.interrupted = False
-
-    def until_interrupt(self, chunks: Iterator, what: str) -> Iterator:
-        previous = signal.signal(signal.SIGINT, self._handle)
-        print(f"asr: -: listening on standard input for {what} (Ctrl-C or the end of the input finishes it)",
-              file=sys.stderr, flush=True)
-        try:
-            for item in chunks:
-                yield item
-                if self.interrupted:
-                    return
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _handle(self, signum, frame) -> None:
-        self.interrupted = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 def _manifest_to_score(path: str) -> tuple[list, int]:
     """The usable utterances of the manifest ``path`` and the number of its lines; each bad line
     is printed as ``asr: skipped FILE:LINE: cause``.
@@ -314,10 +158,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report_folder(out, args.manifest)  # outputs that would replace something are refused before the work
     if args.results_json:
         results_path(args.results_json)
-    _check_decoding_options(args)
+    check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     utts, total = _manifest_to_score(args.manifest)
-    decoder = _beam_decoder(args, recognizer.tokenizer)
+    decoder = beam_decoder(args, recognizer.tokenizer)
     result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s, decoder=decoder, jobs=args.jobs)
     result.write(out, args.manifest)
     print(result.summary())
@@ -359,7 +203,7 @@ def _beam_config(args: argparse.Namespace, nbest: int = 1):
         raise DecodeError(f"--{field.replace('_', '-')} {problem}") from None
 
 
-def _check_decoding_options(args: argparse.Namespace) -> None:
+def check_decoding_options(args: argparse.Namespace) -> None:
     """Refuse a bad --device, --jobs or beam-search option (even one greedy decoding would not use)
     before any model or data is read."""
     from asr.checkpoint import resolve_device
@@ -377,7 +221,7 @@ def _check_decoding_options(args: argparse.Namespace) -> None:
     _beam_config(args, getattr(args, "nbest", 1))
 
 
-def _beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bool = False):
+def beam_decoder(args: argparse.Namespace, tokenizer, nbest: int = 1, force: bool = False):
     """A BeamSearchDecoder from the command-line options, or None for greedy decoding."""
     if not (force or _wants_beam(args)):
         return None
@@ -421,10 +265,10 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     if len(lm_weights) * len(word_scores) > MAX_GRID_POINTS:
         raise DecodeError(f"--lm-weights {args.lm_weights} --word-scores {args.word_scores}: "
                           f"{len(lm_weights) * len(word_scores):,} pairs; at most {MAX_GRID_POINTS:,} are tried")
-    _check_decoding_options(args)
+    check_decoding_options(args)
     cache = open_cache(args.cache) if args.cache else None  # refused before the model and the LM are read
     recognizer = load_recognizer(args.checkpoint, device=args.device)
-    decoder = _beam_decoder(args, recognizer.tokenizer, force=True)
+    decoder = beam_decoder(args, recognizer.tokenizer, force=True)
     utts, total = _manifest_to_score(args.manifest)
     if cache is not None:
         utts, log_probs = cached_dev_log_probs(recognizer, utts, cache, args.checkpoint, batch_s=args.batch_s)
