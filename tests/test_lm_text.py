@@ -6,9 +6,11 @@ import gzip
 import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import interrupt_reading
 
 from asr.lm_text import LMTextError, book_sentences, lm_overlap, prepare_lm_text, read_lm_lines, strip_gutenberg
 from asr.manifest import read_manifest
@@ -270,3 +272,24 @@ def test_lm_text_and_overlap_refuse_a_manifest_without_transcripts(dev, tmp_path
     assert _tool("lm_overlap").main([str(book), "--manifest", str(dev)]) == 0
     assert _tool("lm_text").main([str(book), "--out", str(out), "--exclude-order", "-1"]) == 2
     assert "--exclude-order -1" in capsys.readouterr().err and not out.exists()
+
+
+def test_lm_text_tool_names_its_output_for_a_full_disk_and_stops_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    """An OSError that carries no file name (ENOSPC) is named after --out; Ctrl-C is one line and
+    status 130, with nothing written."""
+    book = tmp_path / "book.txt"
+    book.write_text("It was a dark and stormy night. The rain fell in torrents.\n")
+    out = tmp_path / "out.txt"
+    tool = _tool("lm_text")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tool, "prepare_lm_text", full_disk)
+    capsys.readouterr()
+    assert tool.main([str(book), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"lm_text: error: {out}: No space left on device\n"
+    run = interrupt_reading([sys.executable, str(REPO / "tools" / "lm_text.py"), str(tmp_path / "fifo"),
+                             "--out", str(out)], tmp_path / "fifo")
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "lm_text: interrupted\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.txt", "fifo"]  # no output, no temporary file
