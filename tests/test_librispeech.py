@@ -423,6 +423,25 @@ def test_recipe_paths_are_the_callers_and_stage_2_reruns(shared_data, tmp_path):
     assert missing.stderr == f"run.sh: --data-dir {caller / 'corpus/nope'}: no such folder\n"
 
 
+def test_recipe_refuses_a_missing_dev_dir_or_lm_before_any_stage(shared_data, tmp_path):
+    """A --dev-dir that is not there was refused at stage 2, after the training set's manifest was
+    written (and after the download without --data-dir); an --lm that is not there at stage 6, after
+    training. Now both are one line and status 2 before anything is made in --exp; stages that do
+    not read them run without them."""
+    build_tree(shared_data, tmp_path / "tiny-train")
+    base = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", "tiny-train", "--exp", "exp",
+            "--ngpu", "0"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for args, message in [(["--dev-dir", "nope"], f"run.sh: --dev-dir {tmp_path / 'nope'}: no such folder\n"),
+                          (["--lm", "nope.arpa"], f"run.sh: --lm {tmp_path / 'nope.arpa'}: no such file\n")]:
+        run = subprocess.run(base + args, capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+        assert (run.returncode, run.stdout, run.stderr) == (2, "", message)
+        assert not (tmp_path / "exp").exists()
+    run = subprocess.run(base + ["--dev-dir", "nope", "--lm", "nope.arpa", "--stage", "7"], capture_output=True,
+                         text=True, env=env, timeout=60, cwd=tmp_path)
+    assert run.returncode == 1 and "holds no result.json" in run.stderr  # stage 7 alone reads neither
+
+
 def test_results_stage_needs_results_and_keeps_the_users_file(tmp_path):
     """The recipes' last stage (recipes/common.sh results_stage): no table without a result, never
     over a RESULTS.md it did not write, and a failed table leaves the earlier file whole."""

@@ -68,7 +68,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 check_stages "$stage" "$stop_stage" 7
-if [ -n "$data_dir" ] && [ ! -d "$data_dir" ]; then echo "run.sh: --data-dir $data_dir: no such folder" >&2; exit 2; fi
+[ -z "$data_dir" ] || check_folder --data-dir "$data_dir"
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then check_folder --dev-dir "$dev_dir"; fi
+if [ ! -f "recipes/mini_librispeech/conf/$conf.yaml" ]; then
+  echo "run.sh: --conf $conf: no recipes/mini_librispeech/conf/$conf.yaml" >&2; exit 2
+fi
+if [ -n "$lm" ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && [ ! -f "$lm" ]; then
+  echo "run.sh: --lm $lm: no such file" >&2; exit 2  # before the stages, not after hours of training
+fi
 check_count --ngpu "$ngpu"
 check_count --tune-beam-size "$tune_beam_size"
 check_count --beam-size "$beam_size"

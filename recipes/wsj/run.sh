@@ -55,6 +55,12 @@ while [ $# -gt 0 ]; do
 done
 check_stages "$stage" "$stop_stage" 6
 check_count --ngpu "$ngpu"
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  if [ -z "$wsj0" ] || [ -z "$wsj1" ]; then echo "run.sh: stage 1 needs --wsj0 DIR and --wsj1 DIR" >&2; exit 2; fi
+  check_folder --wsj0 "$wsj0"
+  check_folder --wsj1 "$wsj1"
+fi
+if [ ! -f "recipes/wsj/conf/$conf.yaml" ]; then echo "run.sh: --conf $conf: no recipes/wsj/conf/$conf.yaml" >&2; exit 2; fi
 case "$lm" in
   tcb20onp|bcb20onp|tcb05cnp|bcb05cnp|si284|none) ;;
   *) echo "run.sh: --lm must be tcb20onp, bcb20onp, tcb05cnp, bcb05cnp, si284 or none, got $lm" >&2; exit 2 ;;
@@ -72,7 +78,6 @@ paper_key() {  # the `asr compare` row of a set
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: manifests in $manifests"
-  if [ -z "$wsj0" ] || [ -z "$wsj1" ]; then echo "run.sh: stage 1 needs --wsj0 DIR and --wsj1 DIR" >&2; exit 2; fi
   asr prepare wsj --wsj0 "$wsj0" --wsj1 "$wsj1" --out "$manifests" \
     --sets train_si284,test_dev93,test_eval92,test_eval93 2>&1 | tee -a "$exp/log/prepare.log"
 fi
