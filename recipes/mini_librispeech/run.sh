@@ -113,11 +113,11 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   asr prepare librispeech --data-dir "$dev_dir" --out "$data" 2>&1 | tee -a "$exp/log/prepare.log"
 fi
 
-eval_sets=$dev
-[ -f "$data/dev-clean-2.jsonl" ] && [ "$dev" != dev-clean-2 ] && eval_sets="$eval_sets dev-clean-2"
+eval_sets=("$dev")  # an array: a folder's name may hold a space
+[ -f "$data/dev-clean-2.jsonl" ] && [ "$dev" != dev-clean-2 ] && eval_sets+=(dev-clean-2)
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  check_manifests "stage 3" "$data" "$train_split" $eval_sets
+  check_manifests "stage 3" "$data" "$train_split" "${eval_sets[@]}"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -126,7 +126,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  for set in $eval_sets; do
+  for set in "${eval_sets[@]}"; do
     evaluate_stage "stage 5" "$exp" "$data/$set.jsonl" "mini_librispeech-$set" \
       --device "$device" --hardware "$hardware"
   done
