@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -293,3 +294,45 @@ def test_lm_text_tool_names_its_output_for_a_full_disk_and_stops_on_ctrl_c(tmp_p
                              "--out", str(out)], tmp_path / "fifo")
     assert (run.returncode, run.stdout, run.stderr) == (130, "", "lm_text: interrupted\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["book.txt", "fifo"]  # no output, no temporary file
+
+
+def test_make_lm_script_refuses_bad_options_before_any_book(tmp_path):
+    """Mistakes in make_lm.sh's options are one line and status 2 before any text is prepared:
+    a missing value (was bash's 'unbound variable', status 1), an unknown option, an --order that
+    is not a number (was 'unbound variable' after every book was read), a --text format that
+    tools/lm_text.py refuses (was its 7-line usage) or a --text file that is not there (was found
+    after the books)."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "a.flac", "duration": 1.0, "text": "a few words here"}) + "\n")
+    script = str(REPO / "recipes/mini_librispeech/make_lm.sh")
+    base = ["--train", str(manifest), "--dev", str(manifest), "--out", str(tmp_path / "lm"), "--books", ""]
+    cases = [(["--train"], "make_lm.sh: --train needs a value"),
+             ([*base, "--bogus"], "make_lm.sh: unknown option --bogus (--help lists them)"),
+             ([*base, "--order", "x"], "make_lm.sh: --order 'x': expected 1 to 6 (the highest order KenLM loads)"),
+             ([*base, "--text", "poems:a.txt"],
+              "make_lm.sh: --text 'poems:a.txt': expected FORMAT:FILE, FORMAT one of plain, bible, gcide, manifest"),
+             ([*base, "--text", "plain:a.txt"], "make_lm.sh: --text plain:a.txt: no such file")]
+    for args, message in cases:
+        run = subprocess.run(["bash", script, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert (run.returncode, run.stdout, run.stderr) == (2, "", message + "\n"), args
+    assert not (tmp_path / "lm").exists()
+    usage = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and usage.stdout.startswith("The recipe's word n-gram LM")
+
+
+def test_make_lm_script_keeps_no_part_of_a_book_that_failed(tmp_path):
+    """A `bible` that stops half-way (here a stand-in on PATH) left a partial kjv.txt that every
+    later run took as the whole book; now nothing is kept and the failure is one line."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "a.flac", "duration": 1.0, "text": "a few words here"}) + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "bible").write_text("#!/bin/sh\necho 'Genesis 1'\nexit 3\n")
+    (bin_dir / "bible").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    out = tmp_path / "lm"
+    run = subprocess.run(["bash", str(REPO / "recipes/mini_librispeech/make_lm.sh"), "--train", str(manifest),
+                          "--dev", str(manifest), "--out", str(out), "--books", "kjv"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert (run.returncode, run.stderr) == (1, "make_lm.sh: book kjv: `bible Gen1:1-Rev22:21` failed\n")
+    assert list(out.iterdir()) == []
