@@ -284,3 +284,20 @@ def test_wsj_recipe_refuses_missing_discs_and_inputs_in_one_line(tmp_path):
                          env=env, timeout=60, cwd=tmp_path)
     assert (run.returncode, run.stderr) == (1, f"run.sh: stage 2: {damaged}: not whole gzip data (gunzip -t tells why)\n")
     assert list((tmp_path / "data" / "lm").iterdir()) == []  # no ARPA file a rerun would take as whole
+
+
+def test_wsj_recipe_stage_5_needs_the_best_pair_of_tune_lm(tmp_path):
+    """When `asr tune-lm` prints no 'best lm_weight ... word_score ...' line (here a stand-in
+    `asr` on PATH that prints nothing), stage 5 stops with a line naming the log; it used to stop
+    silently on an empty weights file, which then stayed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "asr").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "asr").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    run = subprocess.run(["bash", str(REPO / "recipes/wsj/run.sh"), "--data", "data", "--exp", "exp", "--ngpu", "0",
+                          "--lm", "si284", "--stage", "5", "--stop-stage", "5"],
+                         capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    log = tmp_path / "exp/log/tune-si284.log"
+    assert (run.returncode, run.stderr) == (1, f"run.sh: stage 5: no 'best lm_weight ... word_score ...' line in {log}\n")
+    assert not (tmp_path / "exp/decode/lm-weights-si284.txt").exists()

@@ -151,6 +151,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ] && [ "$lm" != none ]; then
       echo "run.sh: stage 5: no 'best lm_weight ... word_score ...' line in $exp/log/tune-$lm.log" >&2
       exit 1
     fi
+    mkdir -p "$exp/decode"  # stage 4 makes it, unless it was skipped
     echo "$best" > "$weights"
   fi
   read -r alpha beta < "$weights"
