@@ -336,3 +336,10 @@ def test_make_lm_script_keeps_no_part_of_a_book_that_failed(tmp_path):
                          capture_output=True, text=True, timeout=60, env=env)
     assert (run.returncode, run.stderr) == (1, "make_lm.sh: book kjv: `bible Gen1:1-Rev22:21` failed\n")
     assert list(out.iterdir()) == []
+
+
+def test_lm_overlap_tool_stops_on_ctrl_c_in_one_line(dev, tmp_path):
+    """tools/lm_overlap.py runs under run_tool as lm_text does: Ctrl-C is one line and status 130."""
+    run = interrupt_reading([sys.executable, str(REPO / "tools" / "lm_overlap.py"), str(tmp_path / "fifo"),
+                             "--manifest", str(dev)], tmp_path / "fifo")
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "lm_overlap: interrupted\n")
