@@ -58,10 +58,12 @@ def error_line(e: BaseException, path: str | os.PathLike | None = None) -> str:
 
 
 def run_tool(prog: str, main: Callable[[], int | None],
-             errors: tuple[type[BaseException], ...] | None = None) -> int:
+             errors: tuple[type[BaseException], ...] | None = None,
+             path: str | os.PathLike | None = None) -> int:
     """Run a script's ``main`` and return its exit status. A user error is one line
     ``prog: error: cause`` on stderr and status 2: one of ``errors`` (default: ``USER_ERRORS`` and a
-    ValueError naming a bad option) or any other OSError (a full disk, a folder where a file goes).
+    ValueError naming a bad option) or any other OSError (a full disk, a folder where a file goes);
+    ``path`` names the file of an OSError that carries none (the tool's output, see :func:`error_line`).
     Ctrl-C is ``prog: interrupted`` and status 130, as in the CLI."""
     try:
         return main() or 0
@@ -69,7 +71,7 @@ def run_tool(prog: str, main: Callable[[], int | None],
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except _caught(errors) as e:
-        print(f"{prog}: error: {error_line(e)}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(e, path)}", file=sys.stderr)
         return 2
 
 

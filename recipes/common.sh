@@ -120,22 +120,33 @@ from_caller() {
 }
 
 # check_options SCRIPT "$@": --help prints the comment block at the top of SCRIPT (its usage and
-# stages) and exits 0; any other --option needs a value after it (FLAGS lists those that take
-# none). Run it before the option loop, so that a missing value is one line, not bash's error.
+# stages) and exits 0; any other --option must be one of SCRIPT's (a line `  --option)` of its
+# option loop) and needs a value after it, a separate word (FLAGS lists those that take none).
+# Run it before the option loop, so that a mistake is one line, not bash's error or a misleading one.
 check_options() {
-  local script=$1
+  local script=$1 prog
+  prog=$(basename "$script")
   shift
   while [ $# -gt 0 ]; do
     case "$1" in
       -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$script" | sed '$d'; exit 0 ;;
+      --*=*) echo "$prog: $1: give the value as a separate word (${1%%=*} ${1#*=})" >&2; exit 2 ;;
       --*)
+        if ! awk -v arm="$1)" '{ sub(/^[ \t]+/, "") } index($0, arm) == 1 { found = 1 } END { exit !found }' "$script"; then
+          echo "$prog: unknown option $1 (--help lists them)" >&2; exit 2
+        fi
         if [[ " ${FLAGS:-} " != *" $1 "* ]]; then
-          if [ $# -lt 2 ] || [[ "$2" == --* ]]; then echo "run.sh: $1 needs a value" >&2; exit 2; fi
+          if [ $# -lt 2 ] || [[ "$2" == --* ]]; then echo "$prog: $1 needs a value" >&2; exit 2; fi
           shift
         fi ;;
     esac
     shift
   done
+}
+
+# check_folder OPTION PATH: PATH, given with OPTION, is a folder.
+check_folder() {
+  if [ ! -d "$2" ]; then echo "run.sh: $1 $2: no such folder" >&2; exit 2; fi
 }
 
 # check_stages STAGE STOP_STAGE LAST: whole numbers naming at least one of the stages 0..LAST.

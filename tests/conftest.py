@@ -1,9 +1,13 @@
+import errno
 import importlib
 import os
 import pkgutil
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +64,30 @@ def unprivileged() -> Iterator[tuple[Path, Callable[[], AbstractContextManager[N
             if not os.path.islink(os.path.join(top, name)):
                 os.chmod(os.path.join(top, name), 0o777)
     shutil.rmtree(folder)
+
+
+def interrupt_reading(command: list[str], fifo: Path, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    """Run ``command``, which reads the named pipe ``fifo`` (made here), and press Ctrl-C (SIGINT)
+    once it has opened the pipe and waits on it for text that never comes: an interrupt in the
+    middle of the work, not in the interpreter's start-up, with no race on the timing."""
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a reader has it open
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"{command} never opened {fifo}: {proc.communicate()[1]}") from None
+            time.sleep(0.05)
+    try:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    finally:
+        os.close(writer)
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 SHORT_UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]  # one per speaker

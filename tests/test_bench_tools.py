@@ -128,5 +128,10 @@ def test_run_tool_reports_system_errors_and_ctrl_c_in_one_line(capsys):
     ]
     for main, errors, status, err in cases:
         assert run_tool("t", main, errors) == status and capsys.readouterr().err == err
+    # `path` names the file of an OSError that carries none; one that names its own keeps it
+    assert run_tool("t", raises(OSError(28, "No space left on device")), path="out.txt") == 2
+    assert capsys.readouterr().err == "t: error: out.txt: No space left on device\n"
+    assert run_tool("t", raises(IsADirectoryError(21, "Is a directory", "in.txt")), path="out.txt") == 2
+    assert capsys.readouterr().err == "t: error: in.txt: Is a directory\n"
     with pytest.raises(ValueError):  # a tool that names its own errors: anything else is a bug, with its traceback
         run_tool("t", raises(ValueError("a bug")), (OwnError,))

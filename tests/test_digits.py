@@ -136,9 +136,10 @@ def test_recipe_relative_data_dir_is_the_callers(recordings, tmp_path):
 
 @pytest.mark.parametrize("recipe", ["digits", "librispeech", "mini_librispeech", "wsj"])
 def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
-    """A stage that is not a number, a missing value, a stage range with nothing in it: one line and
-    status 2 (they used to run nothing and exit 0, or die on bash's 'unbound variable'); --help
-    prints the usage."""
+    """A stage that is not a number, a missing value, a stage range with nothing in it, an unknown
+    option, --option=value, a --data-dir or --conf that is not there: one line and status 2 before
+    any stage (they used to run nothing and exit 0, die on bash's 'unbound variable', or fail at
+    the stage that reads them); --help prints the usage."""
     script = str(REPO / "recipes" / recipe / "run.sh")
 
     def run(*args):
@@ -146,14 +147,26 @@ def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
 
     for args, message in ((["--stage", "x"], "run.sh: --stage 'x': expected a whole number"),
                           (["--stop-stage"], "run.sh: --stop-stage needs a value"),
-                          (["--stage", "9"], "run.sh: --stage 9 --stop-stage ")):
+                          (["--stage", "9"], "run.sh: --stage 9 --stop-stage "),
+                          (["--stage", "1", "--nope"], "run.sh: unknown option --nope (--help lists them)\n"),  # was 'needs a value'
+                          (["--stage=1"], "run.sh: --stage=1: give the value as a separate word (--stage 1)\n")):
         result = run(*args)
         assert result.returncode == 2 and result.stdout == "" and result.stderr.startswith(message), (args, result.stderr)
+        assert len(result.stderr.splitlines()) == 1, result.stderr
     usage = run("--help")
     assert usage.returncode == 0 and f"bash recipes/{recipe}/run.sh" in usage.stdout and "#" not in usage.stdout[:2]
     if recipe == "digits":
         result = run("--split", "bogus")
         assert result.returncode == 2 and "--split 'bogus': expected official or speaker" in result.stderr
+    if recipe in ("digits", "librispeech", "mini_librispeech"):  # before any stage, not at the stage that reads it
+        result = run("--data-dir", "nope")
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == f"run.sh: --data-dir {tmp_path / 'nope'}: no such folder\n"
+    if recipe in ("mini_librispeech", "wsj"):  # was refused by `asr train`, after the stages before it had run
+        result = run("--conf", "nope", "--stage", "3")
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == f"run.sh: --conf nope: no recipes/{recipe}/conf/nope.yaml\n"
+        assert not (REPO / "exp" / f"{recipe}-nope").exists()  # its exp/<name>/log was made first
 
 
 def test_output_is_16k_with_twice_the_samples(official, recordings):

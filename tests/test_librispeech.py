@@ -397,21 +397,23 @@ def test_mini_librispeech_recipe_smoke(shared_data, tmp_path):
 
 
 def test_recipe_paths_are_the_callers_and_stage_2_reruns(shared_data, tmp_path):
-    """recipes/mini_librispeech/run.sh stages 1-2 from another folder with relative paths: they
+    """recipes/mini_librispeech/run.sh stages 1-3 from another folder with relative paths: they
     were taken relative to the repository root (--exp made a folder inside the checkout); a
     --data-dir that does not exist is one line before any stage (it was two lines of find, then
-    asr's); a rerun of stage 2 keeps the manifests."""
+    asr's); a rerun of stage 2 keeps the manifests. A space in a folder's name is kept (stage 3
+    looked for tiny.jsonl and dev.jsonl of a dev folder 'tiny dev')."""
     caller = tmp_path / "home"
     build_tree(shared_data, caller / "corpus" / "tiny-train")
-    build_tree(shared_data, caller / "corpus" / "tiny-dev", picks=(("8226", "274371", 2),))
+    build_tree(shared_data, caller / "corpus" / "tiny dev", picks=(("8226", "274371", 2),))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", "corpus/tiny-train",
-           "--dev-dir", "corpus/tiny-dev", "--exp", "my-exp", "--ngpu", "0", "--stop-stage", "2"]
+           "--dev-dir", "corpus/tiny dev", "--exp", "my exp", "--ngpu", "0", "--stop-stage", "3"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=caller)
     assert run.returncode == 0, run.stderr
-    data = caller / "my-exp" / "data"
-    assert len(read_manifest(data / "tiny-train.jsonl")) == 7 and len(read_manifest(data / "tiny-dev.jsonl")) == 2
-    assert not (REPO / "my-exp").exists()
+    data = caller / "my exp" / "data"
+    assert len(read_manifest(data / "tiny-train.jsonl")) == 7 and len(read_manifest(data / "tiny dev.jsonl")) == 2
+    assert "  tiny-train: 7 utterances\n  tiny dev: 2 utterances\n" in run.stdout
+    assert not (REPO / "my exp").exists()
     manifest = (data / "tiny-train.jsonl").read_bytes()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=caller)
     assert again.returncode == 0 and again.stdout.count("(already prepared)") == 2, again.stdout
@@ -421,6 +423,25 @@ def test_recipe_paths_are_the_callers_and_stage_2_reruns(shared_data, tmp_path):
                              timeout=60, cwd=caller)
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr == f"run.sh: --data-dir {caller / 'corpus/nope'}: no such folder\n"
+
+
+def test_recipe_refuses_a_missing_dev_dir_or_lm_before_any_stage(shared_data, tmp_path):
+    """A --dev-dir that is not there was refused at stage 2, after the training set's manifest was
+    written (and after the download without --data-dir); an --lm that is not there at stage 6, after
+    training. Now both are one line and status 2 before anything is made in --exp; stages that do
+    not read them run without them."""
+    build_tree(shared_data, tmp_path / "tiny-train")
+    base = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", "tiny-train", "--exp", "exp",
+            "--ngpu", "0"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for args, message in [(["--dev-dir", "nope"], f"run.sh: --dev-dir {tmp_path / 'nope'}: no such folder\n"),
+                          (["--lm", "nope.arpa"], f"run.sh: --lm {tmp_path / 'nope.arpa'}: no such file\n")]:
+        run = subprocess.run(base + args, capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+        assert (run.returncode, run.stdout, run.stderr) == (2, "", message)
+        assert not (tmp_path / "exp").exists()
+    run = subprocess.run(base + ["--dev-dir", "nope", "--lm", "nope.arpa", "--stage", "7"], capture_output=True,
+                         text=True, env=env, timeout=60, cwd=tmp_path)
+    assert run.returncode == 1 and "holds no result.json" in run.stderr  # stage 7 alone reads neither
 
 
 def test_results_stage_needs_results_and_keeps_the_users_file(tmp_path):

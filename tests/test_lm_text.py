@@ -5,10 +5,13 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import interrupt_reading
 
 from asr.lm_text import LMTextError, book_sentences, lm_overlap, prepare_lm_text, read_lm_lines, strip_gutenberg
 from asr.manifest import read_manifest
@@ -270,3 +273,73 @@ def test_lm_text_and_overlap_refuse_a_manifest_without_transcripts(dev, tmp_path
     assert _tool("lm_overlap").main([str(book), "--manifest", str(dev)]) == 0
     assert _tool("lm_text").main([str(book), "--out", str(out), "--exclude-order", "-1"]) == 2
     assert "--exclude-order -1" in capsys.readouterr().err and not out.exists()
+
+
+def test_lm_text_tool_names_its_output_for_a_full_disk_and_stops_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    """An OSError that carries no file name (ENOSPC) is named after --out; Ctrl-C is one line and
+    status 130, with nothing written."""
+    book = tmp_path / "book.txt"
+    book.write_text("It was a dark and stormy night. The rain fell in torrents.\n")
+    out = tmp_path / "out.txt"
+    tool = _tool("lm_text")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tool, "prepare_lm_text", full_disk)
+    capsys.readouterr()
+    assert tool.main([str(book), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"lm_text: error: {out}: No space left on device\n"
+    run = interrupt_reading([sys.executable, str(REPO / "tools" / "lm_text.py"), str(tmp_path / "fifo"),
+                             "--out", str(out)], tmp_path / "fifo")
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "lm_text: interrupted\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.txt", "fifo"]  # no output, no temporary file
+
+
+def test_make_lm_script_refuses_bad_options_before_any_book(tmp_path):
+    """Mistakes in make_lm.sh's options are one line and status 2 before any text is prepared:
+    a missing value (was bash's 'unbound variable', status 1), an unknown option, an --order that
+    is not a number (was 'unbound variable' after every book was read), a --text format that
+    tools/lm_text.py refuses (was its 7-line usage) or a --text file that is not there (was found
+    after the books)."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "a.flac", "duration": 1.0, "text": "a few words here"}) + "\n")
+    script = str(REPO / "recipes/mini_librispeech/make_lm.sh")
+    base = ["--train", str(manifest), "--dev", str(manifest), "--out", str(tmp_path / "lm"), "--books", ""]
+    cases = [(["--train"], "make_lm.sh: --train needs a value"),
+             ([*base, "--bogus"], "make_lm.sh: unknown option --bogus (--help lists them)"),
+             ([*base, "--order", "x"], "make_lm.sh: --order 'x': expected 1 to 6 (the highest order KenLM loads)"),
+             ([*base, "--text", "poems:a.txt"],
+              "make_lm.sh: --text 'poems:a.txt': expected FORMAT:FILE, FORMAT one of plain, bible, gcide, manifest"),
+             ([*base, "--text", "plain:a.txt"], "make_lm.sh: --text plain:a.txt: no such file")]
+    for args, message in cases:
+        run = subprocess.run(["bash", script, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert (run.returncode, run.stdout, run.stderr) == (2, "", message + "\n"), args
+    assert not (tmp_path / "lm").exists()
+    usage = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and usage.stdout.startswith("The recipe's word n-gram LM")
+
+
+def test_make_lm_script_keeps_no_part_of_a_book_that_failed(tmp_path):
+    """A `bible` that stops half-way (here a stand-in on PATH) left a partial kjv.txt that every
+    later run took as the whole book; now nothing is kept and the failure is one line."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": "a.flac", "duration": 1.0, "text": "a few words here"}) + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "bible").write_text("#!/bin/sh\necho 'Genesis 1'\nexit 3\n")
+    (bin_dir / "bible").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    out = tmp_path / "lm"
+    run = subprocess.run(["bash", str(REPO / "recipes/mini_librispeech/make_lm.sh"), "--train", str(manifest),
+                          "--dev", str(manifest), "--out", str(out), "--books", "kjv"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert (run.returncode, run.stderr) == (1, "make_lm.sh: book kjv: `bible Gen1:1-Rev22:21` failed\n")
+    assert list(out.iterdir()) == []
+
+
+def test_lm_overlap_tool_stops_on_ctrl_c_in_one_line(dev, tmp_path):
+    """tools/lm_overlap.py runs under run_tool as lm_text does: Ctrl-C is one line and status 130."""
+    run = interrupt_reading([sys.executable, str(REPO / "tools" / "lm_overlap.py"), str(tmp_path / "fifo"),
+                             "--manifest", str(dev)], tmp_path / "fifo")
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "lm_overlap: interrupted\n")

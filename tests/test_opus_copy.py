@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import soundfile as sf
@@ -65,3 +68,23 @@ def test_user_files_and_bad_options_are_refused_in_one_line(shared_data, tmp_pat
         assert run.returncode == 2 and cause in lines[-1] and "Traceback" not in run.stderr, (args, run.stderr)
     assert manifest.read_text() == before and (tmp_path / "notes.jsonl").read_text() == '{"mine": 1}\n'
     assert (tmp_path / "taken" / "000000.ogg").read_text() == "not audio" and not (tmp_path / "out").exists()  # --jobs 0 ran nothing
+
+
+def test_ctrl_c_while_copying_is_one_line_and_writes_no_manifest(shared_data, tmp_path):
+    """Ctrl-C in a terminal reaches the tool and its encoding processes (SIGINT to the process
+    group): `opus_copy: interrupted`, status 130, no traceback of a worker, no manifest, and no
+    half-written copy (each is written under a temporary name, then renamed)."""
+    wavs = sorted((shared_data / "fsdd" / "recordings").glob("*.wav"))[:300]
+    manifest = _manifest(tmp_path / "in.jsonl", wavs)
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "opus_copy.py"), str(manifest), "copies", "--jobs", "2"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "copies").glob("*.ogg")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # copying has begun
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert (proc.returncode, stdout, stderr) == (130, "", "opus_copy: interrupted\n")
+    copies = list((tmp_path / "copies").iterdir())
+    assert 0 < len(copies) < len(wavs) and not (tmp_path / "copies.jsonl").exists()
+    assert all(c.suffix == ".ogg" and sf.info(c).subtype == "OPUS" for c in copies)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import interrupt_reading
 
 from asr.audio import load_audio
 from asr.datasets.tts import Rendition, engine_voices, plan_renditions, render_corpus, synthesize
@@ -112,6 +114,14 @@ def test_tts_corpus_tool_names_an_unreadable_text_in_one_line(tmp_path, capsys):
         capsys.readouterr()
         assert _tts_tool().main([str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
         assert capsys.readouterr().err == f"tts_corpus: error: {tmp_path / name}: cannot read the text ({cause})\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_tts_corpus_tool_stops_on_ctrl_c_in_one_line(tmp_path):
+    """Runs without a synthesizer: interrupted while reading the text, status 130, nothing written."""
+    run = interrupt_reading([sys.executable, str(REPO / "tools" / "tts_corpus.py"), str(tmp_path / "fifo"),
+                             "--out", str(tmp_path / "out")], tmp_path / "fifo")
+    assert (run.returncode, run.stdout, run.stderr) == (130, "", "tts_corpus: interrupted\n")
     assert not (tmp_path / "out").exists()
 
 

@@ -261,3 +261,43 @@ def test_wsj_recipe_smoke(discs, tmp_path):
     assert table.count("| read | WSJ eval'93 | 6.94 | 4.98 | 8.08 |") == 2
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)  # all done: skips
     assert again.returncode == 0 and "model.pt exists" in again.stdout and "already scored" in again.stdout
+
+
+def test_wsj_recipe_refuses_missing_discs_and_inputs_in_one_line(tmp_path):
+    """A --wsj0 that is not there is refused before any stage (was asr's error inside stage 1);
+    --lm si284 without the training manifest is one line (was a Python traceback); an LDC LM file
+    cut short is one line, and leaves no .tmp ARPA file behind."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    base = ["bash", str(REPO / "recipes/wsj/run.sh"), "--data", "data", "--exp", "exp", "--ngpu", "0"]
+    (tmp_path / "wsj1").mkdir()
+    cases = [(["--wsj0", "nope", "--wsj1", "wsj1"], 2, f"run.sh: --wsj0 {tmp_path / 'nope'}: no such folder\n"),
+             (["--wsj1", "wsj1"], 2, "run.sh: stage 1 needs --wsj0 DIR and --wsj1 DIR\n"),
+             (["--lm", "si284", "--stage", "2", "--stop-stage", "2"], 1,
+              f"run.sh: stage 2: {tmp_path / 'data/manifests/train_si284.jsonl'} missing or empty: run stage 1 first\n")]
+    for args, status, message in cases:
+        run = subprocess.run(base + args, capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+        assert (run.returncode, run.stderr) == (status, message), run.stderr
+    assert not (tmp_path / "data").exists()
+    damaged = _write(tmp_path / "wsj1/13-32.1/wsj1/doc/lng_modl/base_lm/tcb20onp.z",
+                     gzip.compress(LDC_STYLE_ARPA.encode())[:-20])  # cut short: gunzip fails at its end
+    run = subprocess.run(base + ["--wsj1", "wsj1", "--stage", "2", "--stop-stage", "2"], capture_output=True, text=True,
+                         env=env, timeout=60, cwd=tmp_path)
+    assert (run.returncode, run.stderr) == (1, f"run.sh: stage 2: {damaged}: not whole gzip data (gunzip -t tells why)\n")
+    assert list((tmp_path / "data" / "lm").iterdir()) == []  # no ARPA file a rerun would take as whole
+
+
+def test_wsj_recipe_stage_5_needs_the_best_pair_of_tune_lm(tmp_path):
+    """When `asr tune-lm` prints no 'best lm_weight ... word_score ...' line (here a stand-in
+    `asr` on PATH that prints nothing), stage 5 stops with a line naming the log; it used to stop
+    silently on an empty weights file, which then stayed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "asr").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "asr").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    run = subprocess.run(["bash", str(REPO / "recipes/wsj/run.sh"), "--data", "data", "--exp", "exp", "--ngpu", "0",
+                          "--lm", "si284", "--stage", "5", "--stop-stage", "5"],
+                         capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    log = tmp_path / "exp/log/tune-si284.log"
+    assert (run.returncode, run.stderr) == (1, f"run.sh: stage 5: no 'best lm_weight ... word_score ...' line in {log}\n")
+    assert not (tmp_path / "exp/decode/lm-weights-si284.txt").exists()

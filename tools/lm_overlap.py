@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from asr.errors import run_tool  # noqa: E402
 from asr.lm_text import LMTextError, lm_overlap, read_lm_lines, read_transcripts  # noqa: E402
 from asr.manifest import ManifestError  # noqa: E402
 
@@ -27,21 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", action="append", required=True, help="dev/test manifest (repeatable)")
     parser.add_argument("--order", type=int, default=8, help="n-gram order of the overlap rate (default 8)")
     args = parser.parse_args(argv)
+    return run_tool("lm_overlap", lambda: _run(args), errors=(LMTextError, ManifestError, ValueError))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """0 when no manifest overlaps the LM text, 1 when one does."""
     if args.order < 1:
-        print(f"lm_overlap: error: --order {args.order}: must be >= 1", file=sys.stderr)
-        return 2
+        raise ValueError(f"--order {args.order}: must be >= 1")
     overlap = False
-    try:
-        sets = [(m, read_transcripts(m, "nothing checked")) for m in args.manifest]  # all before any report
-        for manifest, utts in sets:
-            report = lm_overlap(read_lm_lines(args.lm_text), [u.text for u in utts],
-                                ids=[Path(u.audio_filepath).stem for u in utts], order=args.order)
-            print(f"== {manifest}")
-            print(report.summary())
-            overlap |= not report.clean
-    except (LMTextError, ManifestError) as e:
-        print(f"lm_overlap: error: {e}", file=sys.stderr)
-        return 2
+    sets = [(m, read_transcripts(m, "nothing checked")) for m in args.manifest]  # all before any report
+    for manifest, utts in sets:
+        report = lm_overlap(read_lm_lines(args.lm_text), [u.text for u in utts],
+                            ids=[Path(u.audio_filepath).stem for u in utts], order=args.order)
+        print(f"== {manifest}")
+        print(report.summary())
+        overlap |= not report.clean
     return 1 if overlap else 0
 
 

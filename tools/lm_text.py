@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from asr.errors import error_line  # noqa: E402
+from asr.errors import run_tool  # noqa: E402
 from asr.lm_text import BOOK_FORMATS, LMTextError, check_lm_text_output, prepare_lm_text, read_transcripts  # noqa: E402
 from asr.manifest import ManifestError  # noqa: E402
 from asr.outputs import OutputError  # noqa: E402
@@ -49,24 +49,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="write the output again when it exists (only over an earlier LM text)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # an OSError without a file name (--out's folder vanished, the disk filled up) is named after --out
+    return run_tool("lm_text", lambda: _run(args), errors=(LMTextError, ManifestError, OutputError, ValueError),
+                    path=args.out)
+
+
+def _run(args: argparse.Namespace) -> None:
     for option in ("exclude_order", "min_words"):
         if getattr(args, option) < 0:
-            name = "--" + option.replace("_", "-")
-            print(f"lm_text: error: {name} {getattr(args, option)}: must be >= 0", file=sys.stderr)
-            return 2
-    try:
-        out = check_lm_text_output(args.out, [*args.books, *args.exclude_manifest])
-        if out.exists() and not args.force:
-            print(f"{args.out}: exists; nothing to do (--force writes it again)")
-            return 0
-        exclude = [u.text for m in args.exclude_manifest for u in read_transcripts(m, "nothing written")]
-        report = prepare_lm_text(args.books, out, fmt=args.format, exclude=exclude,
-                                 exclude_order=args.exclude_order, min_words=args.min_words)
-    except (LMTextError, ManifestError, OutputError, OSError) as e:  # OSError: --out's folder vanished or filled up
-        print(f"lm_text: error: {error_line(e, args.out)}", file=sys.stderr)
-        return 2
+            raise ValueError(f"--{option.replace('_', '-')} {getattr(args, option)}: must be >= 0")
+    out = check_lm_text_output(args.out, [*args.books, *args.exclude_manifest])
+    if out.exists() and not args.force:
+        print(f"{args.out}: exists; nothing to do (--force writes it again)")
+        return
+    exclude = [u.text for m in args.exclude_manifest for u in read_transcripts(m, "nothing written")]
+    report = prepare_lm_text(args.books, out, fmt=args.format, exclude=exclude,
+                             exclude_order=args.exclude_order, min_words=args.min_words)
     print(report.summary())
-    return 0
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.audio import AudioError, load_audio  # noqa: E402
-from asr.errors import error_line  # noqa: E402
+from asr.errors import run_tool  # noqa: E402
 from asr.manifest import ManifestError, first_entry, read_manifest_report  # noqa: E402
 from asr.outputs import OutputError, atomic_output, check_output, check_output_folder, starts_with  # noqa: E402
 
@@ -79,43 +79,43 @@ def main(argv: list[str] | None = None) -> int:
                         help="libsndfile's Opus compression level, 0 (best quality) to 1 (smallest)")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    if not 0 <= args.compression_level <= 1:
-        print(f"opus_copy: error: --compression-level {args.compression_level}: must be from 0 to 1", file=sys.stderr)
-        return 2
-    if args.jobs < 1:
-        print(f"opus_copy: error: --jobs {args.jobs}: must be >= 1", file=sys.stderr)
-        return 2
+    # an OSError without a file name (a full disk) is named after the copies' folder
+    return run_tool("opus_copy", lambda: _run(args), errors=(ManifestError, OutputError, ValueError),
+                    path=args.out_dir)
 
-    try:
-        utts, problems = read_manifest_report(args.manifest)
-        for problem in problems:
-            print(f"opus_copy: skipped {problem}", file=sys.stderr)
-        if not utts:
-            raise ManifestError(args.manifest, None, "no usable utterances; nothing written")
-        jobs = [(u.audio_filepath, str(args.out_dir / f"{i:06d}.ogg"), args.compression_level)
-                for i, u in enumerate(utts)]
-        out_manifest = _check_outputs(args.manifest, args.out_dir, [dst for _, dst, _ in jobs])
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        with ProcessPoolExecutor(min(args.jobs, len(jobs))) as pool:
-            results = list(pool.map(_encode, jobs, chunksize=8))
-        copied = []
-        for (_, dst, _), utt, result in zip(jobs, utts, results):
-            if isinstance(result, str):
-                print(f"opus_copy: skipped {result}", file=sys.stderr)
-            else:
-                copied.append((dst, utt, result))
-        if not copied:
-            raise OutputError(f"{args.manifest}: no audio file could be copied; {out_manifest} not written")
-        with atomic_output(out_manifest) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for dst, utt, duration in copied:
-                entry = {"audio_filepath": f"{args.out_dir.name}/{Path(dst).name}", "duration": round(duration, 3),
-                         "text": utt.text}
-                if utt.speaker:
-                    entry["speaker"] = utt.speaker
-                f.write(json.dumps(entry) + "\n")
-    except (ManifestError, OutputError, OSError) as e:
-        print(f"opus_copy: error: {error_line(e, args.out_dir)}", file=sys.stderr)
-        return 2
+
+def _run(args: argparse.Namespace) -> int:
+    """Copy; 0 when every utterance was copied, 1 when some were skipped."""
+    if not 0 <= args.compression_level <= 1:
+        raise ValueError(f"--compression-level {args.compression_level}: must be from 0 to 1")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: must be >= 1")
+    utts, problems = read_manifest_report(args.manifest)
+    for problem in problems:
+        print(f"opus_copy: skipped {problem}", file=sys.stderr)
+    if not utts:
+        raise ManifestError(args.manifest, None, "no usable utterances; nothing written")
+    jobs = [(u.audio_filepath, str(args.out_dir / f"{i:06d}.ogg"), args.compression_level)
+            for i, u in enumerate(utts)]
+    out_manifest = _check_outputs(args.manifest, args.out_dir, [dst for _, dst, _ in jobs])
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(min(args.jobs, len(jobs))) as pool:
+        results = list(pool.map(_encode, jobs, chunksize=8))
+    copied = []
+    for (_, dst, _), utt, result in zip(jobs, utts, results):
+        if isinstance(result, str):
+            print(f"opus_copy: skipped {result}", file=sys.stderr)
+        else:
+            copied.append((dst, utt, result))
+    if not copied:
+        raise OutputError(f"{args.manifest}: no audio file could be copied; {out_manifest} not written")
+    with atomic_output(out_manifest) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for dst, utt, duration in copied:
+            entry = {"audio_filepath": f"{args.out_dir.name}/{Path(dst).name}", "duration": round(duration, 3),
+                     "text": utt.text}
+            if utt.speaker:
+                entry["speaker"] = utt.speaker
+            f.write(json.dumps(entry) + "\n")
     size = sum(Path(dst).stat().st_size for dst, _, _ in copied)
     hours = sum(d for _, _, d in copied) / 3600
     skipped = len(problems) + len(jobs) - len(copied)

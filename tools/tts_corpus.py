@@ -22,7 +22,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.datasets.tts import TTSError, available_engines, plan_renditions, render_corpus  # noqa: E402
-from asr.errors import error_line  # noqa: E402
+from asr.errors import run_tool  # noqa: E402
 from asr.manifest import first_entry  # noqa: E402
 from asr.outputs import OutputError, check_output, check_output_folder  # noqa: E402
 from asr.text import read_error_cause  # noqa: E402
@@ -77,29 +77,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample rate of the wavs (default 16000; 8000 band-limits to match 8 kHz corpora)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # an OSError without a file name (a full disk) is named after the output folder
+    return run_tool("tts_corpus", lambda: _run(args), errors=(TTSError, OutputError, ValueError), path=args.out)
+
+
+def _run(args: argparse.Namespace) -> None:
     engines = [e for e in args.engines.split(",") if e] if args.engines else available_engines()
     missing = [e for e in engines if e not in available_engines()]
-    try:
-        if missing:
-            raise TTSError(f"{', '.join(missing)}: not installed (apt-get install espeak-ng flite)")
-        if args.max_lines < 0:
-            raise ValueError(f"--max-lines {args.max_lines}: must be >= 0 (0: all)")
-        if args.rate < 8000:
-            raise ValueError(f"--rate {args.rate}: below 8000 Hz, which the audio reader refuses")
-        lines = _read_lines(args.text)
-        if args.max_lines:
-            lines = lines[: args.max_lines]
-        plans = plan_renditions(lines, variants=args.variants, seed=args.seed, engines=engines,
-                                speed_range=tuple(args.speed), pitch_range=tuple(args.pitch))
-        if not plans:
-            raise TTSError(f"{args.text}: no line with words to say; nothing written")
-        _check_outputs(Path(args.out), args.name)
-        manifest = render_corpus(plans, args.out, name=args.name, sample_rate=args.rate)
-    except (TTSError, OutputError, ValueError, OSError) as e:
-        print(f"tts_corpus: error: {error_line(e, args.out)}", file=sys.stderr)
-        return 2
+    if missing:
+        raise TTSError(f"{', '.join(missing)}: not installed (apt-get install espeak-ng flite)")
+    if args.max_lines < 0:
+        raise ValueError(f"--max-lines {args.max_lines}: must be >= 0 (0: all)")
+    if args.rate < 8000:
+        raise ValueError(f"--rate {args.rate}: below 8000 Hz, which the audio reader refuses")
+    lines = _read_lines(args.text)
+    if args.max_lines:
+        lines = lines[: args.max_lines]
+    plans = plan_renditions(lines, variants=args.variants, seed=args.seed, engines=engines,
+                            speed_range=tuple(args.speed), pitch_range=tuple(args.pitch))
+    if not plans:
+        raise TTSError(f"{args.text}: no line with words to say; nothing written")
+    _check_outputs(Path(args.out), args.name)
+    manifest = render_corpus(plans, args.out, name=args.name, sample_rate=args.rate)
     print(f"{manifest}: {len(plans)} utterances from {len(lines)} lines ({', '.join(engines)})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ while [ $# -gt 0 ]; do
 done
 check_stages "$stage" "$stop_stage" 2
 case "$split" in official | speaker) ;; *) echo "run.sh: --split '$split': expected official or speaker" >&2; exit 2 ;; esac
+if [ -n "$data_dir" ] && [ "$stage" -le 0 ]; then check_folder --data-dir "$data_dir"; fi
 
 if [ "$split" = official ]; then name=digits; else name=digits-speaker; fi
 exp=exp/$name

@@ -49,6 +49,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 check_stages "$stage" "$stop_stage" 6
+[ -z "$data_dir" ] || check_folder --data-dir "$data_dir"
 check_count --ngpu "$ngpu"
 
 case "$conf" in

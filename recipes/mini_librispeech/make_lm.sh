@@ -23,6 +23,7 @@ set -euo pipefail
 caller_dir=$PWD  # relative paths on the command line are the caller's (from_caller)
 cd "$(dirname "$0")/../.."
 . recipes/common.sh
+FLAGS="--force" check_options recipes/mini_librispeech/make_lm.sh "$@"
 
 train=""
 devs=()
@@ -39,12 +40,20 @@ while [ $# -gt 0 ]; do
     --order) order="$2"; shift 2 ;;
     --books) books="$2"; shift 2 ;;
     --text)
-      case "$2" in *?:?*) ;; *) echo "make_lm.sh: --text '$2': expected FORMAT:FILE (e.g. plain:books.txt)" >&2; exit 2 ;; esac
-      texts+=("${2%%:*}:$(from_caller "${2#*:}")"); shift 2 ;;
+      case "$2" in plain:?* | bible:?* | gcide:?* | manifest:?*) ;; *)
+        echo "make_lm.sh: --text '$2': expected FORMAT:FILE, FORMAT one of plain, bible, gcide, manifest" >&2; exit 2 ;;
+      esac
+      texts+=("${2%%:*}:$(from_caller "${2#*:}")")
+      [ -f "${texts[-1]#*:}" ] || { echo "make_lm.sh: --text $2: no such file" >&2; exit 2; }
+      shift 2 ;;
     --force) force=(--force); shift ;;
     *) echo "make_lm.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+case "$order" in
+  [1-6]) ;;
+  *) echo "make_lm.sh: --order '$order': expected 1 to 6 (the highest order KenLM loads)" >&2; exit 2 ;;
+esac
 if [ -z "$train" ] || [ ${#devs[@]} -eq 0 ]; then
   echo "make_lm.sh: --train and --dev manifests are required" >&2
   exit 2
@@ -80,7 +89,11 @@ for book in $books; do
       prepare gcide gcide /usr/share/dictd/gcide.dict.dz ;;
     kjv)
       need bible bible-kjv kjv
-      [ -s "$out/kjv.txt" ] && [ ${#force[@]} -eq 0 ] || bible Gen1:1-Rev22:21 > "$out/kjv.txt"
+      if [ ! -s "$out/kjv.txt" ] || [ ${#force[@]} -gt 0 ]; then  # whole or not at all: a part would be kept
+        bible Gen1:1-Rev22:21 > "$out/kjv.txt.tmp" \
+          || { rm -f "$out/kjv.txt.tmp"; echo "make_lm.sh: book kjv: \`bible Gen1:1-Rev22:21\` failed" >&2; exit 1; }
+        mv "$out/kjv.txt.tmp" "$out/kjv.txt"
+      fi
       prepare kjv bible "$out/kjv.txt" ;;
     austen)
       need Rscript r-cran-janeaustenr austen

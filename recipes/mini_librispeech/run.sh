@@ -68,7 +68,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 check_stages "$stage" "$stop_stage" 7
-if [ -n "$data_dir" ] && [ ! -d "$data_dir" ]; then echo "run.sh: --data-dir $data_dir: no such folder" >&2; exit 2; fi
+[ -z "$data_dir" ] || check_folder --data-dir "$data_dir"
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then check_folder --dev-dir "$dev_dir"; fi
+if [ ! -f "recipes/mini_librispeech/conf/$conf.yaml" ]; then
+  echo "run.sh: --conf $conf: no recipes/mini_librispeech/conf/$conf.yaml" >&2; exit 2
+fi
+if [ -n "$lm" ] && [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && [ ! -f "$lm" ]; then
+  echo "run.sh: --lm $lm: no such file" >&2; exit 2  # before the stages, not after hours of training
+fi
 check_count --ngpu "$ngpu"
 check_count --tune-beam-size "$tune_beam_size"
 check_count --beam-size "$beam_size"
@@ -106,11 +113,11 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   asr prepare librispeech --data-dir "$dev_dir" --out "$data" 2>&1 | tee -a "$exp/log/prepare.log"
 fi
 
-eval_sets=$dev
-[ -f "$data/dev-clean-2.jsonl" ] && [ "$dev" != dev-clean-2 ] && eval_sets="$eval_sets dev-clean-2"
+eval_sets=("$dev")  # an array: a folder's name may hold a space
+[ -f "$data/dev-clean-2.jsonl" ] && [ "$dev" != dev-clean-2 ] && eval_sets+=(dev-clean-2)
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  check_manifests "stage 3" "$data" "$train_split" $eval_sets
+  check_manifests "stage 3" "$data" "$train_split" "${eval_sets[@]}"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
@@ -119,7 +126,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  for set in $eval_sets; do
+  for set in "${eval_sets[@]}"; do
     evaluate_stage "stage 5" "$exp" "$data/$set.jsonl" "mini_librispeech-$set" \
       --device "$device" --hardware "$hardware"
   done

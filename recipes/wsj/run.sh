@@ -55,6 +55,12 @@ while [ $# -gt 0 ]; do
 done
 check_stages "$stage" "$stop_stage" 6
 check_count --ngpu "$ngpu"
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  if [ -z "$wsj0" ] || [ -z "$wsj1" ]; then echo "run.sh: stage 1 needs --wsj0 DIR and --wsj1 DIR" >&2; exit 2; fi
+  check_folder --wsj0 "$wsj0"
+  check_folder --wsj1 "$wsj1"
+fi
+if [ ! -f "recipes/wsj/conf/$conf.yaml" ]; then echo "run.sh: --conf $conf: no recipes/wsj/conf/$conf.yaml" >&2; exit 2; fi
 case "$lm" in
   tcb20onp|bcb20onp|tcb05cnp|bcb05cnp|si284|none) ;;
   *) echo "run.sh: --lm must be tcb20onp, bcb20onp, tcb05cnp, bcb05cnp, si284 or none, got $lm" >&2; exit 2 ;;
@@ -72,7 +78,6 @@ paper_key() {  # the `asr compare` row of a set
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   echo "stage 1: manifests in $manifests"
-  if [ -z "$wsj0" ] || [ -z "$wsj1" ]; then echo "run.sh: stage 1 needs --wsj0 DIR and --wsj1 DIR" >&2; exit 2; fi
   asr prepare wsj --wsj0 "$wsj0" --wsj1 "$wsj1" --out "$manifests" \
     --sets train_si284,test_dev93,test_eval92,test_eval93 2>&1 | tee -a "$exp/log/prepare.log"
 fi
@@ -83,6 +88,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ "$lm" != none ]; then
     echo "stage 2: $lm_arpa exists"
   elif [ "$lm" = si284 ]; then
     echo "stage 2: 4-gram from the train_si284 transcripts -> $lm_arpa"
+    if [ ! -s "$manifests/train_si284.jsonl" ]; then
+      echo "run.sh: stage 2: $manifests/train_si284.jsonl missing or empty: run stage 1 first" >&2; exit 1
+    fi
     mkdir -p "$lm_dir"
     python -c 'import json, sys; [print(json.loads(l)["text"]) for l in open(sys.argv[1]) if l.strip()]' \
       "$manifests/train_si284.jsonl" > "$lm_dir/si284.txt"
@@ -100,7 +108,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ "$lm" != none ]; then
     mkdir -p "$lm_dir"
     # gzip data despite the .z; text before \data\ is dropped (as Kaldi does); n-gram lines are
     # rewritten tab-separated (KenLM insists) with the words lower-cased
-    gunzip -c "$src" | awk '
+    gunzip -c "$src" 2>/dev/null | awk '
       BEGIN { started = 0; n = 0 }
       /^\\data\\/ { started = 1 }
       !started { next }
@@ -111,7 +119,8 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ "$lm" != none ]; then
         if (NF >= n + 2) line = line "\t" $(n + 2)
         print line; next
       }
-      { print }' > "$lm_arpa.tmp"
+      { print }' > "$lm_arpa.tmp" \
+      || { rm -f "$lm_arpa.tmp"; echo "run.sh: stage 2: $src: not whole gzip data (gunzip -t tells why)" >&2; exit 1; }
     mv "$lm_arpa.tmp" "$lm_arpa"
   fi
 fi
@@ -137,7 +146,13 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ] && [ "$lm" != none ]; then
     asr tune-lm "$exp/model.pt" "$manifests/test_dev93.jsonl" --lm "$lm_arpa" --device "$device" \
       2>&1 | tee "$exp/log/tune-$lm.log"
     # the last line reads "best lm_weight A word_score B WER ..."
-    sed -n 's/^best lm_weight \([^ ]*\) word_score \([^ ]*\) .*/\1 \2/p' "$exp/log/tune-$lm.log" | tail -1 > "$weights"
+    best=$(sed -n 's/^best lm_weight \([^ ]*\) word_score \([^ ]*\) .*/\1 \2/p' "$exp/log/tune-$lm.log" | tail -1)
+    if [ -z "$best" ]; then
+      echo "run.sh: stage 5: no 'best lm_weight ... word_score ...' line in $exp/log/tune-$lm.log" >&2
+      exit 1
+    fi
+    mkdir -p "$exp/decode"  # stage 4 makes it, unless it was skipped
+    echo "$best" > "$weights"
   fi
   read -r alpha beta < "$weights"
   for set in $eval_sets; do
