@@ -8,7 +8,8 @@ Integer PCM of any width is scaled to [-1, 1) (int16 by 1/32768, 24-bit by 1/2**
 8-bit as (x - 128) / 128); float files are returned as stored, not clipped (a warning names one
 that peaks beyond ``MAX_PLAUSIBLE_PEAK``: integer values written as floats, unscaled).
 Channels are averaged; a file at another rate is resampled by :func:`asr.waveform.resample`
-(windowed-sinc, anti-aliased). ``offset_s``/``duration_s`` seek
+(windowed-sinc, anti-aliased); a segment longer than ``READ_BLOCK_FRAMES`` is decoded, averaged and
+resampled block by block, so that memory holds little more than the result. ``offset_s``/``duration_s`` seek
 to the segment and decode only it (Ogg files are decoded from the start: libsndfile's Ogg seek is
 not sample-exact).
 
@@ -18,6 +19,7 @@ stands). Audio already in memory is turned into mono float32 by :func:`asr.wavef
 integer scaling and channel averaging as files. Sample rates may be any integral number (``16000``,
 ``np.int64(16000)``, ``16000.0``); booleans, fractions and non-positive rates raise ``ValueError``.
 
+Opening a source, reading a stream whole and checking the header are :mod:`asr.audio_source`'s.
 Every problem with a file raises :class:`AudioError`, whose one-line message starts with the path
 (``<bytes>``; for a file object its ``name``, else its type: ``<BytesIO>``) and names the cause.
 Truncation is caught where the format allows it: WAV and NIST headers declare their length
@@ -39,35 +41,26 @@ Example:
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import stat
-import struct
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 
-from asr.sphere import SphereError, SphereReader, read_header
-from asr.waveform import AudioError, check_rate, resample
+from asr.audio_source import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SOUNDFILE_ERRORS, AudioSource, check_header,
+                              is_file_object, libsndfile_detail, open_audio, read_if_stream, source_label)
+from asr.sphere import SphereError, SphereReader
+from asr.waveform import AudioError, StreamResampler, check_rate, resample
+
+__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioError", "AudioInfo", "AudioSource", "audio_info",
+           "is_file_object", "load_audio", "load_audio_with_rate", "resample"]
 
 logger = logging.getLogger(__name__)
 
-AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
-MIN_SAMPLE_RATE = 8000  # Hz; narrower-band audio is rejected
-MAX_SAMPLE_RATE = 768_000  # Hz; the highest rate audio interfaces record at; a larger one is a damaged header
 MAX_PLAUSIBLE_PEAK = 16.0  # 24 dB above full scale: a float file louder than this is warned about
-MAX_STREAM_BYTES = 2**31  # a pipe, device or file object is read into memory, up to this much
+READ_BLOCK_FRAMES = 1 << 22  # 87 s at 48 kHz: a longer segment is decoded and resampled block by block
 _MP3_SLACK_FRAMES = 2 * 1152  # MP3 lengths without a Xing/LAME header are estimates (2 MPEG frames)
 _MP3_PREROLL_FRAMES = 2 * 1152  # decoded and dropped before an MP3 segment (see _seek)
-_SOUNDFILE_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError)
-# A WAV writer that cannot seek back to its header (writing to a pipe: `sox ... -t wav -`, `arecord |`,
-# `ffmpeg ... -f wav -`) leaves a placeholder data size there, 0x7FFFF000 (sox), 0x80000000 (arecord),
-# 0xFFFFFFFF (ffmpeg) or 0, and libsndfile reads to the end of the file; a size this large is taken as
-# one, not as a truncation (which goes unnoticed only in WAV files of 2 GiB and more).
-_WAV_SIZE_UNKNOWN = 0x7FFFF000
 
 
 @dataclass(frozen=True)
@@ -90,10 +83,10 @@ def audio_info(source: AudioSource) -> AudioInfo:
     Raises:
         AudioError: as above.
     """
-    label = _label(source)
-    source = _contents_if_stream(source, label)
-    with _open(source, label) as f:
-        _check_header(f, source, label)
+    label = source_label(source)
+    source = read_if_stream(source, label)
+    with open_audio(source, label) as f:
+        check_header(f, source, label)
         return AudioInfo(f.samplerate, f.frames, f.channels, f.frames / f.samplerate)
 
 
@@ -143,10 +136,10 @@ def load_audio_with_rate(
         raise ValueError(f"offset_s must be >= 0, got {offset_s!r}")
     if duration_s is not None and not duration_s > 0.0:
         raise ValueError(f"duration_s must be > 0 or None, got {duration_s!r}")
-    label = _label(source)
-    source = _contents_if_stream(source, label)
-    with _open(source, label) as f:
-        _check_header(f, source, label)
+    label = source_label(source)
+    source = read_if_stream(source, label)
+    with open_audio(source, label) as f:
+        check_header(f, source, label)
         file_rate, total = f.samplerate, f.frames
         start = round(offset_s * file_rate) if offset_s * file_rate < total else total  # (1e308 s: no overflow)
         if start >= total:
@@ -160,31 +153,64 @@ def load_audio_with_rate(
                              f"at {file_rate} Hz")
         try:
             _seek(f, start)
-            data = f.read(wanted, dtype="float32", always_2d=True)  # (S, C)
+            decoded = _decode(f, wanted, sample_rate)
         except SphereError as e:
             raise AudioError(f"{label}: {e}") from None
-        except _SOUNDFILE_ERRORS as e:
-            raise AudioError(f"{label}: truncated or corrupt data ({_detail(e)})") from None
+        except SOUNDFILE_ERRORS as e:
+            raise AudioError(f"{label}: truncated or corrupt data ({libsndfile_detail(e)})") from None
         slack = _MP3_SLACK_FRAMES if f.format == "MP3" else 0
-        if len(data) < wanted - slack:
-            raise AudioError(f"{label}: truncated or corrupt data: decoded {len(data)} of {wanted} "
+        if decoded.frames < wanted - slack:
+            raise AudioError(f"{label}: truncated or corrupt data: decoded {decoded.frames} of {wanted} "
                              f"frames from frame {start} (header declares {total})")
-        if len(data) < wanted:
-            logger.debug("path=%s frames_short=%d (MP3 length estimate)", label, wanted - len(data))
-    if len(data) == 0:
+        if decoded.frames < wanted:
+            logger.debug("path=%s frames_short=%d (MP3 length estimate)", label, wanted - decoded.frames)
+    if decoded.frames == 0:
         raise AudioError(f"{label}: zero samples decoded")
-    wave = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)  # (S,)
-    if not np.isfinite(wave).all():
-        bad = int(np.count_nonzero(~np.isfinite(wave)))
-        raise AudioError(f"{label}: {bad} NaN or infinite samples")
-    peak = float(np.abs(wave).max())
-    if peak > MAX_PLAUSIBLE_PEAK:
+    if decoded.nonfinite:
+        raise AudioError(f"{label}: {decoded.nonfinite} NaN or infinite samples")
+    if decoded.peak > MAX_PLAUSIBLE_PEAK:
         logger.warning("%s: float samples peak at %.5g, %.0f dB above full scale (1.0): integer PCM values "
-                       "stored as floats? read as they are", label, peak, 20 * np.log10(peak))
-    wave = np.ascontiguousarray(wave, dtype=np.float32)
-    if sample_rate is None or sample_rate == file_rate:
-        return wave, file_rate
-    return resample(wave, file_rate, sample_rate), sample_rate
+                       "stored as floats? read as they are", label, decoded.peak, 20 * np.log10(decoded.peak))
+    if sample_rate is None or sample_rate == decoded.rate:
+        return decoded.wave, decoded.rate
+    return resample(decoded.wave, decoded.rate, sample_rate), sample_rate
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    wave: np.ndarray  # (S,) mono float32 at ``rate``
+    rate: int  # Hz
+    frames: int  # frames decoded from the file (fewer than asked at a truncation)
+    nonfinite: int  # NaN or infinite samples among them
+    peak: float  # the largest finite magnitude
+
+
+def _decode(f: sf.SoundFile | SphereReader, wanted: int, sample_rate: int | None) -> _Decoded:
+    """The next ``wanted`` frames of ``f``, channels averaged. Up to ``READ_BLOCK_FRAMES`` are read
+    at once and kept at the file's rate; a longer segment (not SPHERE, which is checked read whole)
+    is read, averaged and resampled to ``sample_rate`` block by block (:class:`StreamResampler`,
+    equal to :func:`resample` of the whole to 1e-6), so that memory holds the output and one block,
+    not all channels and the resampler's buffers: 10 minutes of 48 kHz stereo took 1.0 GB more.
+    """
+    whole = wanted <= READ_BLOCK_FRAMES or isinstance(f, SphereReader)
+    resampler = None if whole else StreamResampler(f.samplerate, sample_rate or f.samplerate)
+    pieces, decoded, bad, peak = [], 0, 0, 0.0
+    while decoded < wanted:
+        data = f.read(wanted if whole else min(wanted - decoded, READ_BLOCK_FRAMES), dtype="float32",
+                      always_2d=True)  # (n, C)
+        decoded += len(data)
+        mono = np.ascontiguousarray(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1), dtype=np.float32)  # (n,)
+        finite = np.isfinite(mono)
+        bad += len(mono) - int(np.count_nonzero(finite))
+        peak = max(peak, float(np.abs(mono[finite]).max(initial=0.0)))
+        if not bad:  # (one with NaN is refused: nothing more is kept)
+            pieces.append(mono if whole else resampler.accept(mono))
+        if whole or len(data) == 0:
+            break
+    if resampler is not None and not bad:
+        pieces.append(resampler.finish())
+    wave = pieces[0] if len(pieces) == 1 else np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return _Decoded(wave, f.samplerate if whole else sample_rate or f.samplerate, decoded, bad, peak)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -212,179 +238,3 @@ def _seek(f: sf.SoundFile, start: int) -> None:
         if got == 0:
             return  # truncated: the caller sees the short read
         skip -= got
-
-
-def is_file_object(source: object) -> bool:
-    """Whether ``source`` is a readable file object (``io.BytesIO``, ``open(path, "rb")``), not a path or bytes."""
-    return hasattr(source, "read") and not isinstance(source, (str, bytes, bytearray, memoryview, os.PathLike))
-
-
-def _label(source: AudioSource) -> str:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return "<bytes>"
-    if is_file_object(source):  # an open file is named by its path; io.BytesIO by its type, <BytesIO>
-        name = getattr(source, "name", None)
-        return name if isinstance(name, str) else f"<{type(source).__name__}>"
-    return str(os.fspath(source))
-
-
-def _contents_if_stream(source: AudioSource, label: str) -> AudioSource:
-    """The bytes of a binary file object (read from its position on), or of a pipe or character
-    device given as a file (``<(cmd)``, a FIFO, /dev/stdin), which can be read only once and has no
-    size; any other source as it is.
-
-    Raises:
-        AudioError: the stream holds more than ``MAX_STREAM_BYTES`` (/dev/zero, say) or cannot be
-            read; a file object in text mode, closed, or with nothing left to read.
-    """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return source
-    if is_file_object(source):
-        if isinstance(source, io.TextIOBase):
-            raise AudioError(f"{label}: a file opened in text mode; open it in binary mode ('rb')")
-        try:
-            data = source.read(MAX_STREAM_BYTES + 1)
-        except (OSError, ValueError) as e:  # ValueError: a closed file
-            raise AudioError(f"{label}: cannot read ({e})") from None
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise AudioError(f"{label}: read() gave {type(data).__name__}, not bytes; give a binary file object")
-        return _whole_stream(bytes(data), label, "empty input (0 bytes from its current position)")
-    try:
-        mode = os.stat(source).st_mode
-    except (OSError, ValueError):
-        return source  # _open names the cause
-    if not (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
-        return source
-    try:
-        with open(source, "rb") as f:
-            data = f.read(MAX_STREAM_BYTES + 1)
-    except OSError as e:
-        raise AudioError(f"{label}: cannot read ({e.strerror or e})") from None
-    return _whole_stream(data, label, "the stream ended before any data")
-
-
-def _whole_stream(data: bytes, label: str, empty: str) -> bytes:
-    """``data``, read with a limit of ``MAX_STREAM_BYTES + 1``, once it is neither over the limit
-    nor empty (``empty`` says so)."""
-    if len(data) > MAX_STREAM_BYTES:
-        raise AudioError(f"{label}: a stream of more than {MAX_STREAM_BYTES >> 30} GiB; give a file")
-    if not data:
-        raise AudioError(f"{label}: {empty}")
-    return data
-
-
-def _raw(source: AudioSource) -> BinaryIO:
-    """A fresh binary handle on the encoded file (for our own header parsing and for soundfile)."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return io.BytesIO(bytes(source))
-    return open(source, "rb")  # noqa: SIM115 - closed by the caller
-
-
-def _open(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
-    """Open ``source`` with soundfile (compressed SPHERE: a :class:`SphereReader`), turning every
-    failure into an ``AudioError``."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise AudioError(f"{label}: empty input (0 bytes)")
-        target: str | BinaryIO = io.BytesIO(bytes(source))
-    else:
-        target = label
-        try:
-            info = os.stat(target)
-        except FileNotFoundError:
-            raise AudioError(f"{label}: no such file") from None
-        except OSError as e:
-            raise AudioError(f"{label}: cannot access file ({e.strerror or e})") from None
-        except ValueError:  # a NUL byte, e.g. from a binary file given as a file list
-            raise AudioError(f"{label!r}: not a file name (it holds a NUL byte)") from None
-        if stat.S_ISDIR(info.st_mode):
-            raise AudioError(f"{label}: is a directory, not an audio file")
-        if info.st_size == 0:
-            raise AudioError(f"{label}: empty file (0 bytes)")
-    try:
-        header = read_header(source)
-        if header is not None and (header.compression or SphereReader.supports(header)):
-            return SphereReader(target if isinstance(target, str) else bytes(source), header)
-    except SphereError as e:
-        raise AudioError(f"{label}: {e}") from None
-    try:  # a path as bytes: soundfile encodes a str as strict UTF-8, which fails on a non-UTF-8 file name
-        return sf.SoundFile(os.fsencode(target) if isinstance(target, str) else target)
-    except _SOUNDFILE_ERRORS as e:
-        if isinstance(target, str):  # libsndfile calls a file it may not open corrupt ("System error")
-            try:
-                open(target, "rb").close()
-            except OSError as os_error:
-                raise AudioError(f"{label}: cannot read file ({os_error.strerror or os_error})") from None
-        detail = _detail(e)
-        if "not recognised" in detail:
-            cause = "unknown or unsupported audio format"
-        elif "unimplemented" in detail:
-            cause = "unsupported encoding"
-        else:
-            cause = "corrupt or truncated header"
-        raise AudioError(f"{label}: {cause} ({detail})") from None
-
-
-def _check_header(f: sf.SoundFile, source: AudioSource, label: str) -> None:
-    if f.samplerate < MIN_SAMPLE_RATE:
-        raise AudioError(f"{label}: sample rate {f.samplerate} Hz is below {MIN_SAMPLE_RATE} Hz")
-    if f.samplerate > MAX_SAMPLE_RATE:
-        raise AudioError(f"{label}: sample rate {f.samplerate} Hz is above {MAX_SAMPLE_RATE} Hz (a damaged header?)")
-    declared = _declared_frames(source, f.format)
-    if declared is not None and declared > f.frames:
-        raise AudioError(f"{label}: truncated data: header declares {declared} frames, "
-                         f"file holds {f.frames}")
-    if f.frames <= 0:
-        raise AudioError(f"{label}: zero samples ({f.format} file with no audio frames)")
-
-
-def _detail(e: BaseException) -> str:
-    """libsndfile's own words, without soundfile's 'Error opening <object>:' prefix."""
-    detail = str(getattr(e, "error_string", None) or e).strip().rstrip(".")
-    if detail.startswith("Error : "):
-        detail = detail[len("Error : "):]
-    if "not a regular file" in detail:  # libsndfile's MP3 reader says this of undecodable data
-        detail = "libsndfile found no decodable stream"
-    return detail
-
-
-def _declared_frames(source: AudioSource, fmt: str) -> int | None:
-    """Frames per channel the WAV/NIST header declares (libsndfile reports only what is present)."""
-    if fmt in ("WAV", "WAVEX"):
-        try:
-            with _raw(source) as fh:
-                return _riff_declared_frames(fh)
-        except (OSError, struct.error):
-            return None
-    if fmt == "NIST":
-        try:
-            header = read_header(source)
-        except SphereError:
-            return None
-        return None if header is None else header.sample_count
-    return None
-
-
-def _riff_declared_frames(fh: BinaryIO) -> int | None:
-    head = fh.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    block_align = 0
-    for _ in range(64):  # chunks before 'data': fmt, fact, LIST, bext...
-        chunk = fh.read(8)
-        if len(chunk) < 8:
-            return None
-        chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-        if chunk_id == b"data":
-            if block_align == 0 or size == 0 or size >= _WAV_SIZE_UNKNOWN:
-                return None
-            return size // block_align
-        body_start = fh.tell()
-        if chunk_id == b"fmt ":
-            body = fh.read(min(size, 16))
-            if len(body) >= 14:
-                block_align = struct.unpack("<H", body[12:14])[0]
-        fh.seek(body_start + size + (size & 1))
-    return None
-
-

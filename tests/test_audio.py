@@ -266,6 +266,49 @@ def test_segment_past_end_stops_at_end_and_resamples(shared_data):
     assert len(up) == 1600
 
 
+@pytest.mark.parametrize("rate, channels, suffix", [(16000, 1, "flac"), (44100, 2, "flac"), (48000, 2, "ogg"),
+                                                   (8000, 1, "wav")])
+def test_a_long_segment_is_read_in_blocks_as_it_would_be_whole(tmp_path, shared_data, monkeypatch, rate, channels,
+                                                               suffix):
+    """Past READ_BLOCK_FRAMES a segment is decoded, averaged and resampled block by block (bounded
+    memory); blocks of 1,000 frames give what one read and one resampling give, segments too."""
+    import asr.audio
+
+    speech = np.concatenate([load_audio(shared_data / UTT, rate), load_audio(shared_data / UTT2, rate)])  # 4.85 s
+    stereo = np.stack([speech, 0.5 * speech[::-1]], axis=1)[:, :channels]  # (S, C)
+    path = tmp_path / f"long.{suffix}"
+    sf.write(path, stereo, rate, subtype="VORBIS" if suffix == "ogg" else "PCM_16")
+    cases = [{}, {"sample_rate": None}, {"offset_s": 1.2345, "duration_s": 2.5}, {"offset_s": 3.0}]
+    whole = [load_audio(path, **kwargs) for kwargs in cases]
+    monkeypatch.setattr(asr.audio, "READ_BLOCK_FRAMES", 1000)
+    for kwargs, expected in zip(cases, whole):
+        blocks = load_audio(path, **kwargs)
+        assert blocks.dtype == np.float32 and blocks.shape == expected.shape, kwargs
+        np.testing.assert_allclose(blocks, expected, atol=2e-6, err_msg=str(kwargs))
+
+
+def test_a_long_segment_read_in_blocks_is_checked_as_a_whole_one(tmp_path, shared_data, utt, monkeypatch, caplog):
+    """NaN in a late block is counted with the others; a truncation in a late block is found; a
+    float file stored unscaled is warned about."""
+    import asr.audio
+
+    bad = np.tile(utt, 2)
+    bad[[30000, 30001, 40000]] = [np.nan, np.inf, np.nan]
+    nan_path = tmp_path / "nan.wav"
+    sf.write(nan_path, bad, 16000, subtype="FLOAT")
+    cut = _cut(shared_data / UTT, tmp_path / "cut.flac", 0.8)
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, np.tile(utt, 2) * 32768, 16000, subtype="FLOAT")
+    monkeypatch.setattr(asr.audio, "READ_BLOCK_FRAMES", 4096)
+    with pytest.raises(AudioError, match=re.escape(f"{nan_path}: 3 NaN or infinite samples")):
+        load_audio(nan_path)
+    with pytest.raises(AudioError, match=re.escape(f"{cut}: truncated or corrupt data")):
+        load_audio(cut)
+    np.testing.assert_allclose(load_audio(loud, 8000), resample(np.tile(utt, 2) * 32768, 16000, 8000), rtol=1e-5,
+                               atol=0.1)
+    assert f"{loud}: float samples peak at" in caplog.text
+
+
 def test_truncated_flac_head_is_still_readable(tmp_path, shared_data, utt):
     content = (shared_data / UTT).read_bytes()
     path = _write(tmp_path / "half.flac", content[: len(content) // 2])

@@ -67,6 +67,8 @@ def test_bad_counts_presets_and_folders_of_the_benchmarks_are_one_line(shared_da
          f"{speaker / '1-2.trans.txt'}: cannot read the text (not UTF-8 text)"),
         ("bench_long_audio.py", [str(tmp_path / "none.pt")], f"{tmp_path / 'none.pt'}: no such checkpoint file"),
         ("bench_long_audio.py", [str(tmp_path / "junk.pt"), "--minutes", "0"], "--minutes 0: must be a positive number"),
+        ("bench_long_audio.py", [str(tmp_path / "junk.pt"), "--rate", "4000"], "--rate 4000: must be from 8000 to 768000 Hz"),
+        ("bench_long_audio.py", [str(tmp_path / "junk.pt"), "--channels", "0"], "--channels 0: must be from 1 to 8"),
         ("bench_long_audio.py", [str(tmp_path / "junk.pt"), "--speaker", "1"],
          f"--speaker 1: no FLAC files in {dev / '1'} (speakers there: 4088, 4406, 5652, 8226)"),  # was a ValueError of numpy
         ("bench_rnn_packing.py", ["--repeats", "0"], "--repeats 0: must be >= 1"),  # was a StatisticsError

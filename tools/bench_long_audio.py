@@ -6,6 +6,11 @@ process per setting and prints its wall time and peak resident memory, and their
 the whole-file run:
 
     python tools/bench_long_audio.py CKPT [--minutes 10] [--speaker 4088] [--max-segment-s 30]
+        [--rate 16000] [--channels 1]
+
+``--rate`` and ``--channels`` write the recording at another rate (resampled) and as several
+channels (the same speech at falling gains), as a recorder would: what `asr transcribe` then
+decodes, averages and resamples.
 
 The forced alignment behind the timestamps needs memory in proportion to the number of output
 frames times the transcript's length, so a trained model (a long transcript) shows a larger gap
@@ -29,6 +34,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 DEV = REPO.parent / "shared" / "data" / "LibriSpeech" / "dev-4spk"
 
 from asr.errors import run_tool  # noqa: E402
+from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE  # noqa: E402
+from asr.waveform import resample  # noqa: E402
 
 
 def check_args(args: argparse.Namespace) -> list[Path]:
@@ -40,6 +47,10 @@ def check_args(args: argparse.Namespace) -> list[Path]:
     for option, value in (("--minutes", args.minutes), ("--max-segment-s", args.max_segment_s)):
         if not 0 < value < math.inf:
             raise ValueError(f"{option} {value:g}: must be a positive number")
+    if not MIN_SAMPLE_RATE <= args.rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"--rate {args.rate}: must be from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
+    if not 1 <= args.channels <= 8:
+        raise ValueError(f"--channels {args.channels}: must be from 1 to 8")
     if not Path(args.checkpoint).is_file():
         what = "a folder, not a checkpoint file" if Path(args.checkpoint).is_dir() else "no such checkpoint file"
         raise ValueError(f"{args.checkpoint}: {what}")
@@ -77,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--speaker", default="4088")
     parser.add_argument("--max-segment-s", type=float, default=30.0)
+    parser.add_argument("--rate", type=int, default=16000, help="the recording's sample rate, Hz")
+    parser.add_argument("--channels", type=int, default=1, help="the recording's channels")
     args = parser.parse_args(argv)
     flacs = check_args(args)
 
@@ -88,13 +101,18 @@ def main(argv: list[str] | None = None) -> int:
         if total >= args.minutes * 60 * rate:
             break
     wave = np.concatenate(parts)[: int(args.minutes * 60 * rate)]
+    minutes = len(wave) / rate / 60
+    wave, rate = resample(wave, rate, args.rate), args.rate  # (S,)
+    recording = np.stack([wave * 0.8**c for c in range(args.channels)], axis=1)  # (S, C)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long.flac"
-        sf.write(path, wave, rate)
+        sf.write(path, recording, rate)
+        del recording
         base = [sys.executable, "-m", "asr.cli", "transcribe", args.checkpoint, str(path), "--json"]
         results = {label: measure([*base, "--max-segment-s", str(max_s)])
                    for label, max_s in (("whole", 0.0), ("cut", args.max_segment_s))}
-    print(f"{len(wave) / rate / 60:.1f} min of speaker {args.speaker} (all of it if less than --minutes), {args.checkpoint}")
+    print(f"{minutes:.1f} min of speaker {args.speaker} (all of it if less than --minutes) at {rate} Hz, "
+          f"{args.channels} channel(s), {args.checkpoint}")
     for label, (wall, rss) in results.items():
         print(f"  {label:5s} (--max-segment-s {0.0 if label == 'whole' else args.max_segment_s:g}): "
               f"{wall:6.1f} s, peak RSS {rss:.2f} GB")
