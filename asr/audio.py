@@ -201,8 +201,9 @@ def _decode(f: sf.SoundFile | SphereReader, wanted: int, sample_rate: int | None
         decoded += len(data)
         mono = np.ascontiguousarray(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1), dtype=np.float32)  # (n,)
         finite = np.isfinite(mono)
-        bad += len(mono) - int(np.count_nonzero(finite))
-        peak = max(peak, float(np.abs(mono[finite]).max(initial=0.0)))
+        nonfinite = len(mono) - int(np.count_nonzero(finite))
+        bad += nonfinite
+        peak = max(peak, float(np.abs(mono[finite] if nonfinite else mono).max(initial=0.0)))  # (no copy when clean)
         if not bad:  # (one with NaN is refused: nothing more is kept)
             pieces.append(mono if whole else resampler.accept(mono))
         if whole or len(data) == 0:
