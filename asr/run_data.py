@@ -14,6 +14,7 @@ from asr.audio import AudioError, audio_info
 from asr.data import AudioCache, available_memory_gb, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
 from asr.manifest import Utterance, read_manifest
+from asr.text import normalize_text
 from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer
 from asr.train_config import TrainConfig, TrainError
 
@@ -36,6 +37,10 @@ def read_run_manifests(cfg: TrainConfig) -> tuple[list[Utterance], list[Utteranc
     dev_utts = read_manifest(data.dev_manifest, skip_bad=data.skip_bad) if data.dev_manifest else []
     if not train_utts:
         raise TrainError(f"{data.train_manifest}: no usable training utterances")
+    empty = [u for u in train_utts if not normalize_text(u.text)]
+    if empty:  # CTC trains them towards blanks only: right for silence, wrong for a transcript left out
+        logger.warning("%s: %d of %d training utterances have an empty transcript and are trained as silence, "
+                       "e.g. %s", data.train_manifest, len(empty), len(train_utts), empty[0].source)
     return train_utts, dev_utts
 
 

@@ -595,3 +595,19 @@ def test_sentencepiece_vocabulary_too_large_or_small_for_the_text_is_a_one_line_
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("asr: error: ") and key in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_empty_transcripts_train_as_silence_with_a_warning(libri, tmp_path, caplog):
+    """A batch of utterances without transcript (empty, or punctuation only) padded its labels to
+    (B, 0), and the CTC feasibility check failed with a RuntimeError traceback."""
+    entries = [dict(libri[u]) for u in SHORT[:3]]
+    entries[0]["text"] = entries[1]["text"] = ""
+    entries[2]["text"] = "?!"  # nothing left once normalized
+    manifest = _manifest(tmp_path / "train.jsonl", entries)
+    with caplog.at_level(logging.WARNING, logger="asr.run_data"):
+        result = train(_config(tmp_path / "run", manifest, "data.max_batch_size=2", "epochs=1"))
+    assert result.steps == 2 and result.zeroed_utterances == 0
+    assert f"{manifest}: 3 of 3 training utterances have an empty transcript and are trained as silence, " \
+           f"e.g. {manifest}:1" in caplog.text
+    steps = _steps(tmp_path / "run")
+    assert all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in steps)
