@@ -611,3 +611,24 @@ def test_empty_transcripts_train_as_silence_with_a_warning(libri, tmp_path, capl
            f"e.g. {manifest}:1" in caplog.text
     steps = _steps(tmp_path / "run")
     assert all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in steps)
+
+
+def test_a_dev_manifest_without_a_usable_line_is_an_error(libri, tmp_path, capsys):
+    """Every dev line skipped (missing audio) or none at all: the run used to train unscored, as if
+    no dev set had been given, and exit 0 with 'best dev WER n/a'."""
+    from asr.cli import main
+
+    train_manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
+    missing = _manifest(tmp_path / "dev.jsonl", [{**libri[SHORT[2]], "audio_filepath": str(tmp_path / "gone.flac")}])
+    empty = _manifest(tmp_path / "empty.jsonl", [])
+    for dev in (missing, empty):
+        with pytest.raises(TrainError, match=rf"^{dev}: no usable dev utterances \(data\.dev_manifest\); "
+                                             "nothing to score the model on$"):
+            train(_config(tmp_path / "run", train_manifest, f"data.dev_manifest={dev}"))
+    assert not (tmp_path / "run").exists()
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"preset: tiny\ndevice: cpu\nthreads: 1\ndata:\n  train_manifest: {train_manifest}\n"
+                    f"  dev_manifest: {missing}\n")
+    assert main(["train", str(conf), f"out_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"asr: error: {missing}: no usable dev utterances (data.dev_manifest); nothing to score the model on"]
