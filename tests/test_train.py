@@ -346,6 +346,29 @@ def test_new_run_never_replaces_the_users_config_or_log(trained, tmp_path):
     assert (failed / "config.yaml").read_text().startswith("# written by asr train")
 
 
+
+def test_new_run_never_replaces_a_checkpoint_named_as_its_own(trained, tmp_path):
+    """best.pt or epoch-<N>.pt without last.pt (deleted, or the user's own files) were overwritten by a
+    new run; and a run whose last.pt was deleted was told both 'pass --resume' and 'nothing to resume'."""
+    trainer, _, manifest = trained
+    for name in ("best.pt", "epoch-3.pt", "model.pt"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / name).write_bytes(b"precious")
+        with pytest.raises(TrainError, match=rf"^{folder / name}: exists and a new run would replace it "
+                                             r"\(no last\.pt to resume from\); choose another name/out_dir$"):
+            train(_config(folder, manifest))
+        assert [p.name for p in folder.iterdir()] == [name] and (folder / name).read_bytes() == b"precious"
+
+    run = tmp_path / "run"  # a finished run whose last.pt was deleted
+    shutil.copytree(trainer.run_dir, run)
+    (run / "last.pt").unlink()
+    with pytest.raises(TrainError, match=rf"^{run / 'last.pt'}: nothing to resume \(no checkpoint\); "
+                                         r"model\.pt, best\.pt hold no training state$"):
+        train(_config(run, manifest), resume=True)
+    with pytest.raises(TrainError, match=r"model\.pt: exists and a new run would replace it"):
+        train(_config(run, manifest))
+
 def test_resume_without_checkpoint(trained, tmp_path):
     trainer, _, manifest = trained
     cfg = _config(tmp_path / "fresh", manifest)
