@@ -130,6 +130,35 @@ def test_resume_after_max_steps_is_exact(libri, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+
+def test_resume_inside_an_epoch_refuses_other_training_data_or_batching(libri, tmp_path, capsys):
+    """A run stopped at batch 2 of 3 resumed over a manifest of 2 utterances (1 batch) failed with a
+    ValueError traceback from the sampler; one with as many batches resumed silently into batches
+    made from other utterances. (A manifest of as many utterances making as many batches is not
+    told apart.) Between epochs the data may change."""
+    from asr.cli import main
+
+    six = _manifest(tmp_path / "six.jsonl", [libri[u] for u in SHORT[:6]])
+    two = _manifest(tmp_path / "two.jsonl", [libri[u] for u in SHORT[:2]])
+    run = tmp_path / "run"
+    train(_config(run, six, "data.max_batch_size=2", "max_steps=2", "epochs=2"))  # stopped at batch 2 of 3
+    for overrides, now in [((f"data.train_manifest={two}", "data.max_batch_size=2"), "1 batches of 2"),
+                           (("data.max_batch_size=3",), "2 batches of 6")]:
+        with pytest.raises(TrainError, match=rf"^{run / 'last.pt'}: saved at batch 2 of 3 of epoch 1, over 6 training "
+                                             rf"utterances; the config now makes {now} \(data\.train_manifest, "
+                                             r"data\.max_batch_s or data\.max_batch_size changed\); resume with the "
+                                             r"run's own config$"):
+            train(_config(run, six, *overrides, "epochs=2"), resume=True)
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"preset: tiny\ndevice: cpu\nthreads: 1\nfeatures:\n  kind: fbank\ndata:\n  train_manifest: {two}\n")
+    assert main(["train", str(conf), f"out_dir={run}", "epochs=2", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"asr: error: {run / 'last.pt'}: saved at batch 2 of 3"), err
+    result = train(_config(run, six, "data.max_batch_size=2", "epochs=2"), resume=True)  # its own config
+    assert (result.steps, result.epochs_done) == (6, 2)
+    result = train(_config(run, two, "data.max_batch_size=2", "epochs=3"), resume=True)  # a new epoch: fine
+    assert (result.steps, result.epochs_done) == (7, 3)
+
 def test_stop_inside_an_epoch_scores_the_dev_set_and_resume_stays_exact(libri, tmp_path):
     manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
     dev = _manifest(tmp_path / "dev.jsonl", [libri[u] for u in SHORT[6:]])
@@ -368,6 +397,7 @@ def test_new_run_never_replaces_a_checkpoint_named_as_its_own(trained, tmp_path)
         train(_config(run, manifest), resume=True)
     with pytest.raises(TrainError, match=r"model\.pt: exists and a new run would replace it"):
         train(_config(run, manifest))
+
 
 def test_resume_without_checkpoint(trained, tmp_path):
     trainer, _, manifest = trained
