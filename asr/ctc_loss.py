@@ -39,8 +39,10 @@ def ctc_feasible(tokens: torch.Tensor, token_lens: torch.Tensor, out_lens: torch
 
     >>> ctc_feasible(torch.tensor([[1, 1, 2], [1, 2, 3]]), torch.tensor([3, 3]), torch.tensor([3, 3]))
     tensor([False,  True])
+    >>> ctc_feasible(torch.zeros(2, 0, dtype=torch.int64), torch.tensor([0, 0]), torch.tensor([3, 0]))
+    tensor([True, True])
     """
-    L = tokens.size(1)
+    L = max(1, tokens.size(1))  # a batch of empty transcripts pads its labels to (B, 0)
     valid = torch.arange(1, L, device=tokens.device)[None, :] < token_lens[:, None].to(tokens.device)  # (B, L-1)
     repeats = ((tokens[:, 1:] == tokens[:, :-1]) & valid).sum(dim=1)  # (B,)
     return out_lens.to(tokens.device) >= token_lens.to(tokens.device) + repeats

@@ -14,6 +14,7 @@ from asr.audio import AudioError, audio_info
 from asr.data import AudioCache, available_memory_gb, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
 from asr.manifest import Utterance, read_manifest
+from asr.text import normalize_text
 from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer
 from asr.train_config import TrainConfig, TrainError
 
@@ -26,7 +27,8 @@ def read_run_manifests(cfg: TrainConfig) -> tuple[list[Utterance], list[Utteranc
     """The training and dev utterances (none without ``data.dev_manifest``).
 
     Raises:
-        TrainError: no training manifest, or none of its utterances usable.
+        TrainError: no training manifest, or none of its utterances usable; a dev manifest with
+            no usable utterance (the run would go on unscored, its best.pt merely the newest).
         ManifestError: an unreadable manifest, or a bad line without ``data.skip_bad``.
     """
     data = cfg.data
@@ -36,6 +38,13 @@ def read_run_manifests(cfg: TrainConfig) -> tuple[list[Utterance], list[Utteranc
     dev_utts = read_manifest(data.dev_manifest, skip_bad=data.skip_bad) if data.dev_manifest else []
     if not train_utts:
         raise TrainError(f"{data.train_manifest}: no usable training utterances")
+    if data.dev_manifest and not dev_utts:
+        raise TrainError(f"{data.dev_manifest}: no usable dev utterances (data.dev_manifest); nothing to score "
+                         "the model on")
+    empty = [u for u in train_utts if not normalize_text(u.text)]
+    if empty:  # CTC trains them towards blanks only: right for silence, wrong for a transcript left out
+        logger.warning("%s: %d of %d training utterances have an empty transcript and are trained as silence, "
+                       "e.g. %s", data.train_manifest, len(empty), len(train_utts), empty[0].source)
     return train_utts, dev_utts
 
 

@@ -88,7 +88,8 @@ RUN_CONFIG_HEADER = "# written by asr train: the resolved configuration of this 
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """A resumed run needs ``last.pt``. A new run needs a folder without a checkpoint, and writes
+    """A resumed run needs ``last.pt``. A new run needs a folder without a checkpoint (``last.pt``,
+    ``model.pt``, ``best.pt``, ``epoch-<N>.pt``, the names it writes), and writes
     ``config.yaml`` and ``train_log.jsonl``: it refuses a folder where they would replace anything
     but the files of an earlier run that saved no checkpoint (a failed sweep point, a run stopped
     in its first epoch), such as the user's own config.
@@ -98,12 +99,21 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         OutputError: ``run_dir`` is not a folder, or one of the two is not a file ``asr train`` wrote.
     """
     last = run_dir / "last.pt"
+    # every checkpoint a new run writes; best.pt or epoch-<N>.pt without last.pt: a run whose
+    # last.pt was deleted, or files of the user's own, which a new run would silently replace
+    written = [run_dir / name for name in ("model.pt", "best.pt")] + sorted(run_dir.glob("epoch-*.pt"))
     if resume:
         if not last.is_file():
-            raise TrainError(f"{last}: nothing to resume (no checkpoint)")
+            kept = [p.name for p in written if p.exists()]
+            raise TrainError(f"{last}: nothing to resume (no checkpoint)"
+                             + (f"; {', '.join(kept)} hold no training state" if kept else ""))
         return
-    if last.exists() or (run_dir / "model.pt").exists():
+    if last.exists():
         raise TrainError(f"{run_dir}: a run already exists there; pass --resume or choose another name/out_dir")
+    for path in written:
+        if path.exists():
+            raise TrainError(f"{path}: exists and a new run would replace it (no last.pt to resume from); "
+                             "choose another name/out_dir")
     check_output_folder(run_dir, "; no run written there (choose another out_dir)")  # before the data is read
     check_output(run_dir / "config.yaml", lambda p: starts_with(p, RUN_CONFIG_HEADER.encode()),
                  "the configuration asr train wrote for a run")

@@ -35,9 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from asr.config import ConfigError
+from asr.config import ConfigError, config_to_dict, load_yaml
 from asr.outputs import atomic_output, check_output, check_output_folder, json_lines_with, starts_with
-from asr.train_config import resolve_config
+from asr.train_config import TrainConfig, resolve_config
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def parse_grid_specs(specs: Sequence[str]) -> dict[str, list[str]]:
     """``["key=v1,v2", ...]`` -> ``{key: [v1, v2]}`` (commas inside brackets belong to a value).
 
     Raises:
-        ConfigError: a spec without ``=``, an empty key or value, or a key given twice.
+        ConfigError: a spec without ``=``, an empty key or value, a key or one key's value given twice.
     """
     grid: dict[str, list[str]] = {}
     for spec in specs:
@@ -95,6 +95,9 @@ def parse_grid_specs(specs: Sequence[str]) -> dict[str, list[str]]:
             raise ConfigError(f"--grid {spec!r}: expected KEY=VALUE[,VALUE...] with no empty value")
         if key in grid:
             raise ConfigError(f"--grid {key}: given twice")
+        twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+        if twice is not None:  # two runs of one folder (at once, with --jobs), a row twice in the table
+            raise ConfigError(f"--grid {key}: value {twice!r} given twice")
         grid[key] = values
     return grid
 
@@ -159,6 +162,39 @@ def _train(config: str, overrides: list[str], run: SweepRun, running: set[subpro
     return _read_run(run)
 
 
+def _check_earlier_run(run_dir: Path, cfg: TrainConfig) -> None:
+    """A run already in ``run_dir`` (a checkpoint there) is read or resumed: only if it was made with
+    the config the point makes now, its out_dir aside (``--out`` may be spelled another way).
+
+    Raises:
+        ConfigError: naming the run and its first settings that differ.
+    """
+    if not ((run_dir / "model.pt").is_file() or (run_dir / "last.pt").is_file()):
+        return  # nothing kept: trained anew (asr train checks the folder)
+    try:
+        theirs = _flat(load_yaml(run_dir / "config.yaml"))
+    except ConfigError as e:
+        raise ConfigError(f"{run_dir}: holds a checkpoint but no config of its own to compare ({e}); "
+                          "choose another --out") from None
+    ours = _flat(config_to_dict(cfg))
+    differ = [f"{key}={theirs.get(key)!r} (now {value!r})" for key, value in ours.items()
+              if key != "out_dir" and theirs.get(key) != value]
+    if differ:
+        raise ConfigError(f"{run_dir}: trained with another config ({'; '.join(differ[:3])}"
+                          f"{'; ...' if len(differ) > 3 else ''}); choose another --out, or remove the run")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    """``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``."""
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir: str | Path,
           overrides: Sequence[str] = (), jobs: int = 1,
           on_run: Callable[[SweepRun], None] | None = None) -> list[SweepRun]:
@@ -178,7 +214,9 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
         The runs, in grid order.
 
     Raises:
-        ConfigError: a point does not make a valid config (nothing is trained then).
+        ConfigError: a point does not make a valid config, two points make one run (a seed or value
+            repeated), or a run kept in ``out_dir`` was made with another config (nothing is
+            trained then).
     """
     out_dir = Path(out_dir)
     todo: list[tuple[list[str], SweepRun]] = []
@@ -187,9 +225,12 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
             run = SweepRun(point, seed, out_dir / run_name(point, seed))
             args = [*overrides, *(f"{k}={v}" for k, v in point.items()), f"seed={seed}", f"out_dir={run.run_dir}"]
             try:
-                resolve_config(config, args)
+                cfg = resolve_config(config, args)
             except (ConfigError, ValueError, TypeError) as e:
                 raise ConfigError(f"sweep point {run_name(point, seed)}: {e}") from None
+            if any(run.run_dir == other.run_dir for _, other in todo):
+                raise ConfigError(f"sweep point {run.run_dir.name}: given twice (a seed or grid value repeated)")
+            _check_earlier_run(run.run_dir, cfg)
             todo.append((args, run))
     check_output_folder(out_dir, "; no sweep written there (choose another --out)")
     records = check_output(out_dir / "sweep.jsonl", lambda p: json_lines_with(p, {"point", "seed", "run_dir"}),

@@ -169,6 +169,7 @@ class Trainer:
         self.scheduler.load_state_dict(st["scheduler"])
         if st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
+        self._check_epoch_position(st)
         self.step, self.epoch, self.batches_done = st["step"], st["epoch"], st["batches_done"]
         self.best_dev_wer = st["best_dev_wer"]
         self.skipped_batches, self.zeroed_utterances = st["skipped_batches"], st["zeroed_utterances"]
@@ -178,6 +179,21 @@ class Trainer:
             logger.warning("ema_decay is set but the checkpoint holds no EMA; averaging starts from its weights")
         set_rng_state(st["rng"])
         logger.info("resumed step=%d epoch=%d batch=%d", self.step, self.epoch, self.batches_done)
+
+    def _check_epoch_position(self, st: dict[str, Any]) -> None:
+        """A run stopped inside an epoch goes on with that epoch's batches: only the training data and
+        batching it was saved with make them (checkpoints before ``num_utterances`` was saved are
+        checked by their position alone). Between epochs the data may change."""
+        done = st["batches_done"]
+        if not done:
+            return
+        saved = (st.get("num_utterances", len(self.train_utts)), st.get("batches", self.steps_per_epoch))
+        if saved != (len(self.train_utts), self.steps_per_epoch) or done > self.steps_per_epoch:
+            raise TrainError(
+                f"{self.run_dir / 'last.pt'}: saved at batch {done} of {saved[1]} of epoch {st['epoch'] + 1}, over "
+                f"{saved[0]} training utterances; the config now makes {self.steps_per_epoch} batches of "
+                f"{len(self.train_utts)} (data.train_manifest, data.max_batch_s or data.max_batch_size changed); "
+                "resume with the run's own config")
 
     def recognizer(self) -> Recognizer:
         """The weights to score and ship: the EMA's when ``ema_decay`` is set, else the trained ones."""
@@ -388,6 +404,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
                 "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
+                "num_utterances": len(self.train_utts), "batches": self.steps_per_epoch,
                 "best_dev_wer": self.best_dev_wer, "skipped_batches": self.skipped_batches,
                 "zeroed_utterances": self.zeroed_utterances, "rng": get_rng_state(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,

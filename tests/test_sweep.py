@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from asr.cli import main
+from asr.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,6 +176,8 @@ def test_interrupting_the_sweep_alone_stops_its_runs(manifests, tmp_path):
     (["--seeds", "0,4294967296"], "--seeds 0,4294967296: each seed must be in [0, 4294967295]"),
     (["--jobs", "0"], "--jobs 0: must be >= 1"),  # was taken as 1
     (["--jobs", "-2"], "--jobs -2: must be >= 1"),
+    (["--seeds", "0,1,0"], "--seeds 0,1,0: seed 0 given twice"),  # ran one folder twice (at once with --jobs)
+    (["--grid", "optim.lr=1e-3,3e-3,1e-3"], "--grid optim.lr: value '1e-3' given twice"),
 ])
 def test_sweep_refuses_bad_seeds_and_jobs_before_anything(manifests, tmp_path, capsys, options, message):
     out = tmp_path / "sweep"
@@ -189,3 +192,30 @@ def test_values_that_differ_only_in_replaced_characters_get_their_own_folders():
 
     names = {run_name({"name": value}, 0) for value in ("x/y", "x_y", "x y", "x:y")}
     assert len(names) == 4 and "name=x_y-seed0" in names  # a value with nothing replaced keeps its plain name
+
+
+def test_sweep_refuses_to_read_or_resume_runs_made_with_another_config(manifests, tmp_path, capsys):
+    """A sweep again over its --out with another setting (an override, a changed YAML) read the
+    earlier runs as 'already trained' and reported their figures as the new config's."""
+    from asr.sweep import sweep
+
+    out = tmp_path / "sweep"
+    args = ["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "optim.lr=1e-3",
+            f"data.train_manifest={manifests['train']}", "epochs=1"]
+    assert main(args) == 0
+    run = out / "optim.lr=1e-3-seed0"
+    kept = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    capsys.readouterr()
+    assert main([*args, "epochs=2", "model.rnn_hidden=32"]) == 2
+    assert capsys.readouterr().err == (
+        f"asr: error: {run}: trained with another config (epochs=1 (now 2); model.rnn_hidden=64 (now 32)); "
+        "choose another --out, or remove the run\n")
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == kept  # nothing trained, nothing replaced
+    (run / "model.pt").unlink()  # a run to resume from last.pt is checked too
+    with pytest.raises(ConfigError, match=r"trained with another config \(optim\.schedule='cosine' \(now 'constant'\)\)"):
+        sweep(str(manifests["conf"]), {"optim.lr": ["1e-3"]}, [0], out,
+              overrides=[f"data.train_manifest={manifests['train']}", "epochs=1", "optim.schedule=constant"])
+    with pytest.raises(ConfigError, match=r"sweep point optim\.lr=1e-3-seed0: given twice"):
+        sweep(str(manifests["conf"]), {"optim.lr": ["1e-3"]}, [0, 0], tmp_path / "other")
+    assert main([*args, "--out", str(tmp_path / "./sweep/")]) == 0  # the same config: resumed, read
+    assert "optim.lr=1e-3-seed0: best dev WER" in capsys.readouterr().out

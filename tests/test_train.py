@@ -130,6 +130,35 @@ def test_resume_after_max_steps_is_exact(libri, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+
+def test_resume_inside_an_epoch_refuses_other_training_data_or_batching(libri, tmp_path, capsys):
+    """A run stopped at batch 2 of 3 resumed over a manifest of 2 utterances (1 batch) failed with a
+    ValueError traceback from the sampler; one with as many batches resumed silently into batches
+    made from other utterances. (A manifest of as many utterances making as many batches is not
+    told apart.) Between epochs the data may change."""
+    from asr.cli import main
+
+    six = _manifest(tmp_path / "six.jsonl", [libri[u] for u in SHORT[:6]])
+    two = _manifest(tmp_path / "two.jsonl", [libri[u] for u in SHORT[:2]])
+    run = tmp_path / "run"
+    train(_config(run, six, "data.max_batch_size=2", "max_steps=2", "epochs=2"))  # stopped at batch 2 of 3
+    for overrides, now in [((f"data.train_manifest={two}", "data.max_batch_size=2"), "1 batches of 2"),
+                           (("data.max_batch_size=3",), "2 batches of 6")]:
+        with pytest.raises(TrainError, match=rf"^{run / 'last.pt'}: saved at batch 2 of 3 of epoch 1, over 6 training "
+                                             rf"utterances; the config now makes {now} \(data\.train_manifest, "
+                                             r"data\.max_batch_s or data\.max_batch_size changed\); resume with the "
+                                             r"run's own config$"):
+            train(_config(run, six, *overrides, "epochs=2"), resume=True)
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"preset: tiny\ndevice: cpu\nthreads: 1\nfeatures:\n  kind: fbank\ndata:\n  train_manifest: {two}\n")
+    assert main(["train", str(conf), f"out_dir={run}", "epochs=2", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"asr: error: {run / 'last.pt'}: saved at batch 2 of 3"), err
+    result = train(_config(run, six, "data.max_batch_size=2", "epochs=2"), resume=True)  # its own config
+    assert (result.steps, result.epochs_done) == (6, 2)
+    result = train(_config(run, two, "data.max_batch_size=2", "epochs=3"), resume=True)  # a new epoch: fine
+    assert (result.steps, result.epochs_done) == (7, 3)
+
 def test_stop_inside_an_epoch_scores_the_dev_set_and_resume_stays_exact(libri, tmp_path):
     manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
     dev = _manifest(tmp_path / "dev.jsonl", [libri[u] for u in SHORT[6:]])
@@ -344,6 +373,30 @@ def test_new_run_never_replaces_the_users_config_or_log(trained, tmp_path):
     (failed / "train_log.jsonl").write_text('{"event": "step", "step": 1, "loss": 9.0}\n{"event": "st')
     Trainer(_config(failed, manifest))
     assert (failed / "config.yaml").read_text().startswith("# written by asr train")
+
+
+
+def test_new_run_never_replaces_a_checkpoint_named_as_its_own(trained, tmp_path):
+    """best.pt or epoch-<N>.pt without last.pt (deleted, or the user's own files) were overwritten by a
+    new run; and a run whose last.pt was deleted was told both 'pass --resume' and 'nothing to resume'."""
+    trainer, _, manifest = trained
+    for name in ("best.pt", "epoch-3.pt", "model.pt"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / name).write_bytes(b"precious")
+        with pytest.raises(TrainError, match=rf"^{folder / name}: exists and a new run would replace it "
+                                             r"\(no last\.pt to resume from\); choose another name/out_dir$"):
+            train(_config(folder, manifest))
+        assert [p.name for p in folder.iterdir()] == [name] and (folder / name).read_bytes() == b"precious"
+
+    run = tmp_path / "run"  # a finished run whose last.pt was deleted
+    shutil.copytree(trainer.run_dir, run)
+    (run / "last.pt").unlink()
+    with pytest.raises(TrainError, match=rf"^{run / 'last.pt'}: nothing to resume \(no checkpoint\); "
+                                         r"model\.pt, best\.pt hold no training state$"):
+        train(_config(run, manifest), resume=True)
+    with pytest.raises(TrainError, match=r"model\.pt: exists and a new run would replace it"):
+        train(_config(run, manifest))
 
 
 def test_resume_without_checkpoint(trained, tmp_path):
@@ -595,3 +648,40 @@ def test_sentencepiece_vocabulary_too_large_or_small_for_the_text_is_a_one_line_
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("asr: error: ") and key in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_empty_transcripts_train_as_silence_with_a_warning(libri, tmp_path, caplog):
+    """A batch of utterances without transcript (empty, or punctuation only) padded its labels to
+    (B, 0), and the CTC feasibility check failed with a RuntimeError traceback."""
+    entries = [dict(libri[u]) for u in SHORT[:3]]
+    entries[0]["text"] = entries[1]["text"] = ""
+    entries[2]["text"] = "?!"  # nothing left once normalized
+    manifest = _manifest(tmp_path / "train.jsonl", entries)
+    with caplog.at_level(logging.WARNING, logger="asr.run_data"):
+        result = train(_config(tmp_path / "run", manifest, "data.max_batch_size=2", "epochs=1"))
+    assert result.steps == 2 and result.zeroed_utterances == 0
+    assert f"{manifest}: 3 of 3 training utterances have an empty transcript and are trained as silence, " \
+           f"e.g. {manifest}:1" in caplog.text
+    steps = _steps(tmp_path / "run")
+    assert all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in steps)
+
+
+def test_a_dev_manifest_without_a_usable_line_is_an_error(libri, tmp_path, capsys):
+    """Every dev line skipped (missing audio) or none at all: the run used to train unscored, as if
+    no dev set had been given, and exit 0 with 'best dev WER n/a'."""
+    from asr.cli import main
+
+    train_manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:2]])
+    missing = _manifest(tmp_path / "dev.jsonl", [{**libri[SHORT[2]], "audio_filepath": str(tmp_path / "gone.flac")}])
+    empty = _manifest(tmp_path / "empty.jsonl", [])
+    for dev in (missing, empty):
+        with pytest.raises(TrainError, match=rf"^{dev}: no usable dev utterances \(data\.dev_manifest\); "
+                                             "nothing to score the model on$"):
+            train(_config(tmp_path / "run", train_manifest, f"data.dev_manifest={dev}"))
+    assert not (tmp_path / "run").exists()
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"preset: tiny\ndevice: cpu\nthreads: 1\ndata:\n  train_manifest: {train_manifest}\n"
+                    f"  dev_manifest: {missing}\n")
+    assert main(["train", str(conf), f"out_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"asr: error: {missing}: no usable dev utterances (data.dev_manifest); nothing to score the model on"]

@@ -89,6 +89,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds: no seed given")
     if not all(0 <= s < 2**32 for s in seeds):  # the range TrainConfig.seed takes
         raise ConfigError(f"--seeds {args.seeds}: each seed must be in [0, {2**32 - 1}]")
+    twice = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"--seeds {args.seeds}: seed {twice} given twice")
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: must be >= 1")
 
