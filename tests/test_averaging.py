@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from asr.averaging import ModelEMA, average_checkpoints, write_average
-from asr.checkpoint import CheckpointError, Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
+from asr.checkpoint import (CheckpointError, Recognizer, checkpoint_payload, export_payload, load_checkpoint,
+                            save_checkpoint)
 from asr.cli import main
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, load_preset
@@ -125,6 +126,43 @@ def test_average_takes_one_file_as_a_string_or_path(tmp_path):
         assert all(torch.equal(averaged["model_state"][k], v) for k, v in original.items())
     out = write_average(str(a), tmp_path / "avg.pt")
     assert load_checkpoint(out)["metrics"]["averaged_from"] == [str(a)]
+
+
+def test_average_keeps_the_widest_precision_whichever_file_comes_last(tmp_path):
+    """An exported fp16 checkpoint named last turned the average of fp32 ones into fp16 weights, and
+    the result's metrics called it an export of that one file."""
+    full = _checkpoint(tmp_path / "full.pt", seed=1)
+    other = _checkpoint(tmp_path / "other.pt", seed=2)
+    half = tmp_path / "half.pt"
+    save_checkpoint({**export_payload(load_checkpoint(other), "fp16"), "metrics": {"exported_from": "x", "dtype": "fp16"}},
+                    half)
+    averaged = average_checkpoints([full, half])
+    a, b = load_checkpoint(full)["model_state"], load_checkpoint(half)["model_state"]
+    for k, v in averaged["model_state"].items():
+        if v.is_floating_point():
+            assert v.dtype == torch.float32, k
+            assert torch.equal(v, ((a[k].double() + b[k].double()) / 2).float()), k
+    assert averaged["metrics"] == {"averaged_from": [str(full), str(half)]}
+    assert average_checkpoints([half, half])["metrics"]["dtype"] == "fp16"  # all half: stays half
+    bf16 = tmp_path / "bf16.pt"
+    save_checkpoint(export_payload(load_checkpoint(full), "bf16"), bf16)
+    mixed = average_checkpoints([half, bf16])  # neither holds the other: float32
+    assert {v.dtype for v in mixed["model_state"].values() if v.is_floating_point()} == {torch.float32}
+    assert "dtype" not in mixed["metrics"]
+
+
+def test_average_refuses_checkpoints_with_another_feature_normalization(tmp_path, capsys):
+    """Two runs of one preset on different data (another CMVN) were averaged, and the result used the
+    last one's CMVN for weights trained half under the other's."""
+    a = _checkpoint(tmp_path / "a.pt", seed=1)
+    other_run = load_checkpoint(_checkpoint(tmp_path / "b.pt", seed=2))
+    other_run["features_state"]["cmvn_mean"] = other_run["features_state"]["cmvn_mean"] + 0.5
+    save_checkpoint(other_run, tmp_path / "b.pt")
+    assert main(["average", str(a), str(tmp_path / "b.pt"), "--out", str(tmp_path / "avg.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"asr: error: {a}: feature normalization (cmvn_mean) differs from {tmp_path / 'b.pt'}'s: "
+                   "a checkpoint of another run; cannot average"]
+    assert not (tmp_path / "avg.pt").exists()
 
 
 # ---------------------------------------------------------------------- EMA in training, resume
