@@ -178,8 +178,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for foreign or corrupt files
         raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(e)})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+    version = payload.get("format") if isinstance(payload, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
         raise CheckpointError(f"{path}: not an asr checkpoint (format {FORMAT_VERSION} expected)")
+    if version != FORMAT_VERSION:  # an asr checkpoint of another version of the toolkit
+        raise CheckpointError(f"{path}: checkpoint format {version}; this asr reads format {FORMAT_VERSION}"
+                              + (" (the file was written by a newer asr)" if version > FORMAT_VERSION else ""))
     damage = _structure_problem(payload)
     if damage:  # e.g. edited by hand, or written by other code
         raise CheckpointError(f"{path}: not a usable asr checkpoint: {damage}")
@@ -276,10 +280,12 @@ def new_checkpoint_path(out: str | Path) -> Path:
     and its folder must be able to take a file.
 
     Raises:
-        CheckpointError: ``out`` exists (a link too, even one to nothing: it is the user's).
+        CheckpointError: ``out`` exists (a link too, even one to nothing: it is the user's), or is a folder.
         OutputError: its folder cannot be one (see :func:`asr.outputs.check_output_folder`).
     """
     out = Path(out)
+    if out.is_dir():  # --out names the file, not a folder to put it in
+        raise CheckpointError(f"{out}: a folder; name the new checkpoint file (e.g. {out / 'model.pt'})")
     if os.path.lexists(out):
         raise CheckpointError(f"{out}: already exists; refusing to overwrite it")
     check_output_folder(out.parent)

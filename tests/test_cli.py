@@ -514,6 +514,37 @@ def test_export_refuses_to_overwrite(work, capsys):
 
 
 
+def test_checkpoint_of_another_format_version_is_named_as_such(work, tmp_path, capsys):
+    """A checkpoint of a newer (or older) asr was called 'not an asr checkpoint'."""
+    import torch
+
+    from asr.checkpoint import FORMAT_VERSION, load_checkpoint
+
+    payload = load_checkpoint(work["model"])
+    cases = {"newer.pt": (FORMAT_VERSION + 1, f"checkpoint format {FORMAT_VERSION + 1}; this asr reads format "
+                                              f"{FORMAT_VERSION} (the file was written by a newer asr)"),
+             "older.pt": (FORMAT_VERSION - 1, f"checkpoint format {FORMAT_VERSION - 1}; this asr reads format "
+                                              f"{FORMAT_VERSION}"),
+             "text.pt": ("one", f"not an asr checkpoint (format {FORMAT_VERSION} expected)")}
+    for name, (version, cause) in cases.items():
+        torch.save({**payload, "format": version}, tmp_path / name)
+        for command in (["export", str(tmp_path / name), "--out", str(tmp_path / "x.pt")],
+                        ["average", str(work["model"]), str(tmp_path / name), "--out", str(tmp_path / "x.pt")],
+                        ["transcribe", str(tmp_path / name), str(work["flac"])]):
+            assert main(command) == 2
+            assert _one_line_error(capsys.readouterr().err) == f"asr: error: {tmp_path / name}: {cause}"
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_export_and_average_out_a_folder_say_a_file_name_is_needed(work, tmp_path, capsys):
+    """--out DIR was refused as 'already exists; refusing to overwrite it', as if a file were there."""
+    for command in (["export", str(work["model"])], ["average", str(work["model"])]):
+        assert main([*command, "--out", str(tmp_path)]) == 2
+        assert _one_line_error(capsys.readouterr().err) == (
+            f"asr: error: {tmp_path}: a folder; name the new checkpoint file (e.g. {tmp_path / 'model.pt'})")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_and_average_refuse_an_out_folder_before_reading_a_checkpoint(work, capsys):
     """--out below a file was refused only when the new checkpoint was written, after every input
     had been read (averaging many large checkpoints first)."""
