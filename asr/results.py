@@ -165,25 +165,35 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
     results of ``asr evaluate --results-json``, whatever their name: other JSON is passed over, and
     a file that is not JSON at all, or a results file with a malformed record, is passed over with
     a warning naming it, as is a folder holding no result; the warnings are appended to ``skipped``
-    too, when it is given.
+    too, when it is given. A file given twice (by name, or by name and in a folder given too) is
+    read once, with a warning that is not appended to ``skipped``.
 
     Raises:
-        ResultsError: unreadable file, invalid JSON (a file given by name), or a malformed record
-            (file and line named).
+        ResultsError: unreadable file, invalid JSON or no record (a file given by name), or a
+            malformed record (file and line named).
         FileNotFoundError: a path that does not exist.
     """
     out: list[MeasuredResult] = []
     skipped = [] if skipped is None else skipped
+    seen: set[Path] = set()  # a file named twice, or named and in a folder named too, is listed once
 
     def skip(message: str) -> None:
         logger.warning("%s", message)
         skipped.append(message)
 
+    def first_time(f: Path) -> bool:
+        resolved = f.resolve()
+        if resolved in seen:
+            logger.warning("%s: given more than once; its results are listed once", f)
+            return False
+        seen.add(resolved)
+        return True
+
     for p in map(Path, paths):
         if p.is_dir():
             found = len(out)
             for f in sorted(p.rglob("*.json")):
-                if not f.is_file():
+                if not f.is_file() or not first_time(f):
                     continue
                 try:
                     records = _json_records(f)
@@ -198,7 +208,11 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
             if len(out) == found:
                 skip(f"{p}: no results of asr evaluate --results-json found in this folder")
         elif p.is_file():
-            out.extend(MeasuredResult.from_dict(v, where) for where, v in _json_records(p))
+            if first_time(p):
+                records = _json_records(p)
+                if not records:
+                    raise ResultsError(f"{p}: holds no results (an empty file or list)")
+                out.extend(MeasuredResult.from_dict(v, where) for where, v in records)
         else:
             raise FileNotFoundError(f"{p}: no such results file or folder")
     return out
@@ -209,8 +223,10 @@ def _json_records(f: Path) -> list[tuple[str, object]]:
     (``file``, or ``file:line`` for JSON lines). Raises ``ResultsError`` naming the file and line."""
     try:
         text = f.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ResultsError(f"{f}: cannot read ({e})") from None
+    except OSError as e:
+        raise ResultsError(f"{f}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:  # a checkpoint, an archive, ...
+        raise ResultsError(f"{f}: not a results file (not UTF-8 text: a binary file?)") from None
     try:
         value = json.loads(text)
         return [(f"{f}", v) for v in (value if isinstance(value, list) else [value])]

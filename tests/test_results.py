@@ -230,3 +230,45 @@ def test_folder_search_skips_a_malformed_results_file_and_says_when_none_is_foun
     assert main(["compare", str(tmp_path / "exp" / "good.json")]) == 0
     assert [r.getMessage() for r in caplog.records] == [
         f"{tmp_path / 'empty'}: no results of asr evaluate --results-json found in this folder"]
+
+
+def test_a_results_file_given_twice_is_listed_once(tmp_path, caplog, capsys):
+    """``asr compare r.json r.json`` and ``asr compare exp exp/r.json`` (a shell glob and a name typed
+    again) listed the same measurement twice, as if it had been made twice."""
+    write_result(_result(), tmp_path / "exp" / "r.json")
+    again = tmp_path / "exp" / ".." / "exp" / "r.json"
+    for given in ([tmp_path / "exp" / "r.json", again], [tmp_path / "exp", again]):
+        caplog.clear()
+        assert read_results(given) == [_result()]
+        assert [r.getMessage() for r in caplog.records] == [f"{again}: given more than once; its results are listed once"]
+    assert main(["compare", str(tmp_path / "exp"), str(tmp_path / "exp" / "r.json")]) == 0  # nothing passed over
+    assert capsys.readouterr().out.count("| 12.50 |") == 1
+
+
+def test_compare_refuses_a_named_file_without_results_and_a_binary_file(tmp_path, capsys):
+    """An empty file or list given by name added nothing to the table, with status 0; a checkpoint
+    given by mistake was 'cannot read ('utf-8' codec can't decode byte 0x80 in position 64: ...)'."""
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "list.json").write_text("[]\n")
+    model = tmp_path / "model.pt"
+    features = FeatureExtractor(FeatureConfig(kind="fbank"))
+    tok = CharTokenizer()
+    save_checkpoint(checkpoint_payload(Recognizer(features, DeepSpeech2(load_preset("tiny"), features.num_features,
+                                                                        tok.vocab_size), tok)), model)
+    for name, cause in (("empty.json", "holds no results (an empty file or list)"),
+                        ("list.json", "holds no results (an empty file or list)"),
+                        ("model.pt", "not a results file (not UTF-8 text: a binary file?)")):
+        assert main(["compare", str(tmp_path / name)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err == f"asr: error: {tmp_path / name}: {cause}\n"
+
+
+def test_compare_names_a_file_it_may_not_read_in_few_words(unprivileged, capsys):
+    """It was 'cannot read ([Errno 13] Permission denied: 'closed.json')', the file named twice."""
+    folder, as_user = unprivileged
+    closed = folder / "closed.json"
+    write_result(_result(), closed)
+    closed.chmod(0)
+    with as_user():
+        assert main(["compare", str(closed)]) == 2
+    assert capsys.readouterr().err == f"asr: error: {closed}: cannot read (Permission denied)\n"
