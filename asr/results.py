@@ -285,9 +285,10 @@ def result_from_evaluation(
 ) -> MeasuredResult:
     """A ``MeasuredResult`` from an ``asr.evaluate.EvalResult`` and the checkpoint it scored.
 
-    What is not given is read from the checkpoint (preset, parameter count, training manifest
-    and, from the ``<name>.summary.json`` that ``asr prepare`` writes beside it, its hours), the
-    manifest's name, the device (``describe_hardware``) and git.
+    What is not given is read from the checkpoint (preset, parameter count, weights exported in
+    half precision or averaged, training manifest and, from the ``<name>.summary.json`` that
+    ``asr prepare`` writes beside it, its hours), the manifest's name, the device
+    (``describe_hardware``) and git.
     """
     from asr.checkpoint import load_checkpoint
 
@@ -295,7 +296,7 @@ def result_from_evaluation(
     config = payload.get("config") or {}
     if model is None:
         params = sum(t.numel() for t in payload["model_state"].values() if hasattr(t, "numel"))
-        model = f"{config.get('preset', 'custom')}, {params / 1e6:.1f} M parameters"
+        model = f"{config.get('preset', 'custom')}, {params / 1e6:.1f} M parameters" + _weights_note(payload)
     if train_data is None:
         train_data = describe_manifest((config.get("data") or {}).get("train_manifest", "")) or "unknown"
     words = evaluation.report.words
@@ -306,6 +307,19 @@ def result_from_evaluation(
         hardware=hardware or describe_hardware(device), commit=git_commit(), date=today(),
         checkpoint=str(checkpoint), manifest=str(manifest),
     )
+
+
+def _weights_note(payload: dict) -> str:
+    """``, fp16 weights, average of 3 checkpoints``: what ``asr export`` and ``asr average`` made of
+    a checkpoint's weights, as its ``metrics`` record it (a result of such a checkpoint is not one
+    of the trained float32 weights)."""
+    metrics = payload.get("metrics") or {}
+    notes = []
+    if metrics.get("dtype") in ("fp16", "bf16"):
+        notes.append(f"{metrics['dtype']} weights")
+    if isinstance(metrics.get("averaged_from"), list) and len(metrics["averaged_from"]) > 1:
+        notes.append(f"average of {len(metrics['averaged_from'])} checkpoints")
+    return "".join(f", {note}" for note in notes)
 
 
 def describe_manifest(manifest: str | Path) -> str:

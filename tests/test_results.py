@@ -140,6 +140,29 @@ def test_evaluate_writes_results_json(shared_data, checkpoint, tmp_path, capsys)
     assert row[5:10] == [f"{result['wer']:.2f}", result["train_data"], result["model"], "greedy", "2-core CPU"]
 
 
+def test_results_of_exported_and_averaged_checkpoints_say_so(shared_data, checkpoint, tmp_path, capsys):
+    """A result of an fp16/bf16 export or of an average read like one of the trained float32 weights
+    ('tiny, 0.1 M parameters'); the WER of a bf16 export is the float32 one's on this utterance."""
+    uid = "8226-274371-0020"
+    audio = shared_data / "LibriSpeech" / "dev-4spk" / "8226" / "274371" / f"{uid}.flac"
+    text = dict(line.split(" ", 1) for line in (audio.parent / "8226-274371.trans.txt").read_text().splitlines())[uid]
+    manifest = tmp_path / "one.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": str(audio), "duration": 1.0, "text": text}) + "\n")
+    half, averaged = tmp_path / "half.pt", tmp_path / "avg.pt"
+    assert main(["export", str(checkpoint), "--dtype", "bf16", "--out", str(half)]) == 0
+    assert main(["average", str(checkpoint), str(checkpoint), "--out", str(averaged)]) == 0
+    models = {}
+    for name, path in (("full", checkpoint), ("half", half), ("avg", averaged)):
+        assert main(["evaluate", str(path), str(manifest), "--out", str(tmp_path / name),
+                     "--results-json", str(tmp_path / f"{name}.json")]) == 0
+        models[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    capsys.readouterr()
+    assert {k: v["model"] for k, v in models.items()} == {
+        "full": "tiny, 0.1 M parameters", "half": "tiny, 0.1 M parameters, bf16 weights",
+        "avg": "tiny, 0.1 M parameters, average of 2 checkpoints"}
+    assert models["half"]["wer"] == models["full"]["wer"] == models["avg"]["wer"]
+
+
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
     torch.manual_seed(0)
