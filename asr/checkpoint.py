@@ -7,6 +7,7 @@ renamed over the target, so an interrupted save never leaves a truncated checkpo
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import warnings
@@ -25,6 +26,8 @@ from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, ModelConfig
 from asr.outputs import atomic_output, check_output_folder
 from asr.tokenizer import Tokenizer, tokenizer_from_dict
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -294,6 +297,7 @@ def new_checkpoint_path(out: str | Path) -> Path:
 
 def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
     """``export_payload(load_checkpoint(src), dtype)`` written to ``out``; refuses to overwrite a file.
+    A warning says when ``src`` holds weights already rounded to another half precision (an export).
 
     Raises:
         CheckpointError: ``out`` exists, ``src`` is unreadable or damaged, or ``dtype`` is unknown.
@@ -303,6 +307,10 @@ def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
     source = load_checkpoint(src)
     rebuild_recognizer(source, src)  # no file is written from a checkpoint that cannot be used
     payload = export_payload(source, dtype)
+    rounded = {name for name, held in EXPORT_DTYPES.items() if held != torch.float32 and held != EXPORT_DTYPES[dtype]
+               and any(v.dtype == held for v in source["model_state"].values())}
+    for name in sorted(rounded):  # an export of an export: the precision lost is not brought back
+        logger.warning("%s: its weights are already rounded to %s; as %s they keep that rounding", src, name, dtype)
     payload["metrics"]["exported_from"] = str(src)
     save_checkpoint(payload, out)
     return out

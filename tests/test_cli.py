@@ -514,6 +514,21 @@ def test_export_refuses_to_overwrite(work, capsys):
 
 
 
+def test_export_of_an_export_warns_that_the_rounding_stays(work, tmp_path, caplog, capsys):
+    """--dtype fp32 of an fp16 export said 'fp32 weights' as if the precision were back."""
+    half = tmp_path / "half.pt"
+    assert main(["export", str(work["model"]), "--out", str(half)]) == 0
+    assert caplog.records == []
+    for dtype in ("fp32", "bf16"):
+        assert main(["export", str(half), "--dtype", dtype, "--out", str(tmp_path / f"{dtype}.pt")]) == 0
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{half}: its weights are already rounded to fp16; as {dtype} they keep that rounding"]
+        caplog.clear()
+    assert main(["export", str(half), "--out", str(tmp_path / "again.pt")]) == 0  # fp16 again: nothing lost
+    assert caplog.records == []
+    capsys.readouterr()
+
+
 def test_checkpoint_of_another_format_version_is_named_as_such(work, tmp_path, capsys):
     """A checkpoint of a newer (or older) asr was called 'not an asr checkpoint'."""
     import torch
