@@ -117,7 +117,7 @@ def test_average_refuses_mismatch_and_overwrite(tmp_path, capsys):
         average_checkpoints([])
 
 
-def test_average_takes_one_file_as_a_string_or_path(tmp_path):
+def test_average_takes_one_file_as_a_string_or_path(tmp_path, capsys):
     a = _checkpoint(tmp_path / "epoch-4.pt", seed=4)
     original = load_checkpoint(a)["model_state"]
     for one in (str(a), a):  # a string was split into one-character file names ('e', 'p', ...)
@@ -126,6 +126,9 @@ def test_average_takes_one_file_as_a_string_or_path(tmp_path):
         assert all(torch.equal(averaged["model_state"][k], v) for k, v in original.items())
     out = write_average(str(a), tmp_path / "avg.pt")
     assert load_checkpoint(out)["metrics"]["averaged_from"] == [str(a)]
+    assert main(["average", str(a), "--out", str(tmp_path / "one.pt")]) == 0  # was 'average of 1 checkpoints'
+    assert capsys.readouterr().out == (f"{tmp_path / 'one.pt'}: the weights of {a} (one checkpoint: nothing averaged), "
+                                       "training state dropped\n")
 
 
 def test_average_keeps_the_widest_precision_whichever_file_comes_last(tmp_path):

@@ -115,7 +115,9 @@ def cmd_average(args: argparse.Namespace) -> int:
         if resolved in seen:
             print(f"asr: warning: {path}: given more than once; each time counts in the average", file=sys.stderr)
         seen.add(resolved)
-    print(f"{out}: average of {len(args.checkpoints)} checkpoints")
+    count = len(args.checkpoints)
+    print(f"{out}: average of {count} checkpoints" if count > 1
+          else f"{out}: the weights of {args.checkpoints[0]} (one checkpoint: nothing averaged), training state dropped")
     return 0
 
 
