@@ -267,13 +267,20 @@ def export_payload(payload: dict[str, Any], dtype: str = "fp16") -> dict[str, An
     feature. ``metrics`` records the source file's metrics and the dtype.
 
     Raises:
-        CheckpointError: ``dtype`` is not one of ``EXPORT_DTYPES``.
+        CheckpointError: ``dtype`` is not one of ``EXPORT_DTYPES``, or a finite weight is too large
+            for it (fp16 ends at 65504: it would become infinite).
     """
     if dtype not in EXPORT_DTYPES:
         raise CheckpointError(f"export: dtype {dtype!r} is not one of {', '.join(EXPORT_DTYPES)}")
     out = {k: v for k, v in payload.items() if k != "train_state"}
     out["model_state"] = {k: v.to(EXPORT_DTYPES[dtype]) if v.is_floating_point() else v
                           for k, v in payload["model_state"].items()}
+    for name, value in payload["model_state"].items():
+        if value.is_floating_point():
+            overflow = torch.isinf(out["model_state"][name]) & torch.isfinite(value)
+            if bool(overflow.any()):  # e.g. a BatchNorm variance of unnormalized features
+                raise CheckpointError(f"{name} holds {value[overflow].abs().max().item():.4g}, beyond the range "
+                                      f"of {dtype}; it would become infinite (bf16 has float32's range)")
     out["metrics"] = {**payload.get("metrics", {}), "dtype": dtype}
     return out
 
@@ -306,7 +313,10 @@ def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
     out = new_checkpoint_path(out)
     source = load_checkpoint(src)
     rebuild_recognizer(source, src)  # no file is written from a checkpoint that cannot be used
-    payload = export_payload(source, dtype)
+    try:
+        payload = export_payload(source, dtype)
+    except CheckpointError as e:  # a weight out of the dtype's range, an unknown dtype
+        raise CheckpointError(f"{src}: {e}") from None
     rounded = {name for name, held in EXPORT_DTYPES.items() if held != torch.float32 and held != EXPORT_DTYPES[dtype]
                and any(v.dtype == held for v in source["model_state"].values())}
     for name in sorted(rounded):  # an export of an export: the precision lost is not brought back

@@ -529,6 +529,27 @@ def test_export_of_an_export_warns_that_the_rounding_stays(work, tmp_path, caplo
     capsys.readouterr()
 
 
+def test_export_refuses_weights_beyond_the_range_of_fp16(work, tmp_path, capsys):
+    """A weight above 65504 (a BatchNorm variance of unnormalized features) became inf in an fp16
+    export, silently; bf16, with float32's range, takes it."""
+    import torch
+
+    from asr.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(work["model"])
+    name = next(k for k in payload["model_state"] if k.endswith("running_var"))
+    payload["model_state"][name][0] = 1e6
+    torch.save(payload, tmp_path / "wide.pt")
+    assert main(["export", str(tmp_path / "wide.pt"), "--out", str(tmp_path / "half.pt")]) == 2
+    assert _one_line_error(capsys.readouterr().err) == (
+        f"asr: error: {tmp_path / 'wide.pt'}: {name} holds 1e+06, beyond the range of fp16; it would become "
+        "infinite (bf16 has float32's range)")
+    assert not (tmp_path / "half.pt").exists()
+    assert main(["export", str(tmp_path / "wide.pt"), "--dtype", "bf16", "--out", str(tmp_path / "bf16.pt")]) == 0
+    assert bool(torch.isfinite(load_checkpoint(tmp_path / "bf16.pt")["model_state"][name]).all())
+    capsys.readouterr()
+
+
 def test_checkpoint_of_another_format_version_is_named_as_such(work, tmp_path, capsys):
     """A checkpoint of a newer (or older) asr was called 'not an asr checkpoint'."""
     import torch
