@@ -92,7 +92,7 @@ def average_checkpoints(paths: list[str | Path] | str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: no checkpoint given, an unreadable or damaged one, or one of another run:
             its architecture (model or feature config, vocabulary, weight names or shapes) or its
-            feature normalization (CMVN) differs from the last's.
+            feature normalization (CMVN) differs from the last's; or one holds NaN or infinite weights.
     """
     paths = path_list(paths)
     if not paths:
@@ -101,11 +101,13 @@ def average_checkpoints(paths: list[str | Path] | str | Path) -> dict[str, Any]:
     ref = load_checkpoint(ref_path)
     ref.pop("train_state", None)  # an inference checkpoint; Adam's moments need not stay in memory
     rebuild_recognizer(ref, ref_path)  # the others must match it, name for name and shape for shape
+    _check_finite(ref_path, ref)
     totals = {name: t.double() for name, t in ref["model_state"].items() if t.is_floating_point()}
     dtypes = {name: ref["model_state"][name].dtype for name in totals}
     for path in paths[:-1]:
         payload = load_checkpoint(path)
         _check_same_run(path, payload, ref_path, ref)
+        _check_finite(path, payload)
         for name, total in totals.items():
             weight = payload["model_state"][name]
             total += weight.double()
@@ -153,6 +155,14 @@ def _check_same_run(path: str | Path, payload: dict[str, Any], ref_path: str | P
         if name not in ref["features_state"] or not torch.equal(tensor, ref["features_state"][name]):
             raise CheckpointError(f"{path}: feature normalization ({name}) differs from {ref_path}'s: "
                                   "a checkpoint of another run; cannot average")
+
+
+def _check_finite(path: str | Path, payload: dict[str, Any]) -> None:
+    """A NaN or infinite weight (a run that diverged) would make the same weight of the average one."""
+    for name, tensor in payload["model_state"].items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values (a run that diverged?); "
+                                  "cannot average")
 
 
 def _first_difference(a: Any, b: Any) -> str:

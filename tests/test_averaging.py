@@ -168,6 +168,21 @@ def test_average_refuses_checkpoints_with_another_feature_normalization(tmp_path
     assert not (tmp_path / "avg.pt").exists()
 
 
+def test_average_refuses_a_checkpoint_with_non_finite_weights(tmp_path, capsys):
+    """An epoch checkpoint of a run that diverged made every weight it touched NaN in the average,
+    which then transcribed everything as ''."""
+    a = _checkpoint(tmp_path / "a.pt", seed=1)
+    diverged = load_checkpoint(_checkpoint(tmp_path / "nan.pt", seed=2))
+    name = "rnns.0.fwd.weight_hh_l0"
+    diverged["model_state"][name][0, 0] = float("nan")
+    save_checkpoint(diverged, tmp_path / "nan.pt")
+    for order in ([a, tmp_path / "nan.pt"], [tmp_path / "nan.pt", a]):  # the last one is checked too
+        assert main(["average", *map(str, order), "--out", str(tmp_path / "avg.pt")]) == 2
+        assert capsys.readouterr().err == (f"asr: error: {tmp_path / 'nan.pt'}: {name} holds NaN or infinite "
+                                           "values (a run that diverged?); cannot average\n")
+    assert not (tmp_path / "avg.pt").exists()
+
+
 # ---------------------------------------------------------------------- EMA in training, resume
 @pytest.fixture(scope="module")
 def manifest(shared_data: Path, tmp_path_factory) -> Path:
