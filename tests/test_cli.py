@@ -550,6 +550,32 @@ def test_export_refuses_weights_beyond_the_range_of_fp16(work, tmp_path, capsys)
     capsys.readouterr()
 
 
+def test_a_checkpoint_damaged_inside_is_refused_before_export_or_average_hide_it(work, tmp_path, capsys):
+    """Bytes overwritten inside a weight loaded without a word (torch.load checks no checksum), and
+    export or average wrote them to a new file with new checksums; a part cut out of the middle was
+    'cannot read the checkpoint (Invalid argument)'."""
+    import zipfile
+
+    data = work["model"].read_bytes()
+    with zipfile.ZipFile(work["model"]) as archive:
+        member = max(archive.infolist(), key=lambda m: m.file_size)  # the largest weight
+    start = member.header_offset + 30 + len(member.filename) + int.from_bytes(
+        data[member.header_offset + 28: member.header_offset + 30], "little")  # its bytes, after the local header
+    overwritten = bytearray(data)
+    overwritten[start + 8: start + 16] = bytes(8)
+    (tmp_path / "overwritten.pt").write_bytes(overwritten)
+    (tmp_path / "holed.pt").write_bytes(data[:start] + data[start + 64:])
+    for name, cause in (("overwritten.pt", f"a damaged file: {member.filename} fails its checksum"),
+                        ("holed.pt", "a damaged file: its zip index points outside the file; a part is missing")):
+        for command in (["export", str(tmp_path / name), "--out", str(tmp_path / "x.pt")],
+                        ["average", str(work["model"]), str(tmp_path / name), "--out", str(tmp_path / "x.pt")],
+                        ["transcribe", str(tmp_path / name), str(work["flac"])]):
+            assert main(command) == 2
+            assert _one_line_error(capsys.readouterr().err) == (
+                f"asr: error: {tmp_path / name}: not a readable checkpoint ({cause})")
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_checkpoint_of_another_format_version_is_named_as_such(work, tmp_path, capsys):
     """A checkpoint of a newer (or older) asr was called 'not an asr checkpoint'."""
     import torch
