@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -243,6 +244,23 @@ def _json_records(f: Path) -> list[tuple[str, object]]:
                 except RecursionError:
                     raise ResultsError(f"{f}:{i}: invalid JSON (nested too deeply)") from None
         return records
+
+
+def paper_row_hint(test_set: str) -> str | None:
+    """The key of the paper's row that ``test_set`` probably means, when it is no key itself: a
+    key it ends (``test-clean``: the manifest's name, ``asr evaluate``'s default) or one a typo away.
+
+    >>> paper_row_hint("test-clean"), paper_row_hint("librispeech-test_other"), paper_row_hint("digits")
+    ('librispeech-test-clean', 'librispeech-test-other', None)
+    """
+    keys = [row.key for row in PAPER_ROWS]
+    if test_set in keys or not test_set:
+        return None
+    ends = [key for key in keys if key.endswith("-" + test_set.lower())]
+    if len(ends) == 1:
+        return ends[0]
+    close = difflib.get_close_matches(test_set.lower(), keys, n=1, cutoff=0.85)
+    return close[0] if close else None
 
 
 def _cell(text: str) -> str:

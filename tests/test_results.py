@@ -295,3 +295,19 @@ def test_compare_names_a_file_it_may_not_read_in_few_words(unprivileged, capsys)
     with as_user():
         assert main(["compare", str(closed)]) == 2
     assert capsys.readouterr().err == f"asr: error: {closed}: cannot read (Permission denied)\n"
+
+
+def test_compare_notes_a_test_set_that_probably_means_a_paper_row(tmp_path, capsys):
+    """evaluate's default test set is the manifest's name: a result on test-clean.jsonl landed under
+    'other', with nothing saying why the paper's LibriSpeech test-clean row stayed 'not run'."""
+    write_result(_result(test_set="test-clean"), tmp_path / "a.json")
+    write_result(_result(test_set="librispeech-test-othr"), tmp_path / "b.json")
+    write_result(_result(test_set="digits-test"), tmp_path / "c.json")
+    assert main(["compare", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "| other | test-clean |" in captured.out
+    assert captured.err == (
+        "asr: note: test set 'test-clean' is listed under 'other'; asr evaluate --test-set librispeech-test-clean "
+        "puts such a result on the paper's row\n"
+        "asr: note: test set 'librispeech-test-othr' is listed under 'other'; asr evaluate --test-set "
+        "librispeech-test-other puts such a result on the paper's row\n")

@@ -131,10 +131,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from asr.results import comparison_table, read_results
+    from asr.results import comparison_table, paper_row_hint, read_results
 
     skipped: list[str] = []
-    print(comparison_table(read_results(args.results, skipped)))
+    results = read_results(args.results, skipped)
+    print(comparison_table(results))
+    for test_set in dict.fromkeys(r.test_set for r in results):  # listed below the paper's rows, as other test sets
+        hint = paper_row_hint(test_set)
+        if hint:
+            print(f"asr: note: test set {test_set!r} is listed under 'other'; asr evaluate --test-set {hint} "
+                  "puts such a result on the paper's row", file=sys.stderr)
     return 1 if skipped else 0  # a batch that passed something over (named above), as transcribe and evaluate
 
 
