@@ -121,6 +121,8 @@ class MeasuredResult:
             if not isinstance(v, str):
                 got = "null" if v is None else type(v).__name__
                 raise ResultsError(f"{where}: '{k}' must be a string, got {got}")
+        if not d["test_set"].strip():  # a row of the table with no name
+            raise ResultsError(f"{where}: 'test_set' is empty")
         return cls(**d)
 
 

@@ -92,6 +92,7 @@ def test_results_files_roundtrip_and_formats(tmp_path):
     (json.dumps({**_result().to_dict(), "wer": "12"}), r"bad\.json: 'wer' must be a percentage"),
     (json.dumps(_result().to_dict()) + "\n{oops\n", r"bad\.json:2: invalid JSON"),
     ("[1]", r"bad\.json: expected a JSON object, got int"),
+    (json.dumps({**_result().to_dict(), "test_set": " "}), r"bad\.json: 'test_set' is empty$"),  # a row with no name
 ])
 def test_malformed_results_rejected(tmp_path, content, pattern):
     (tmp_path / "bad.json").write_text(content)
