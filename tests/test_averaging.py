@@ -183,6 +183,19 @@ def test_average_refuses_a_checkpoint_with_non_finite_weights(tmp_path, capsys):
     assert not (tmp_path / "avg.pt").exists()
 
 
+def test_average_warns_of_one_file_given_under_two_names(tmp_path, capsys):
+    """A hard link (or a symbolic one) to a file already given was averaged as another checkpoint."""
+    a = _checkpoint(tmp_path / "a.pt", seed=1)
+    _checkpoint(tmp_path / "b.pt", seed=2)
+    (tmp_path / "hard.pt").hardlink_to(a)
+    (tmp_path / "soft.pt").symlink_to(a)
+    for i, other in enumerate(("hard.pt", "soft.pt")):
+        given = [str(a), str(tmp_path / "b.pt"), str(tmp_path / other)]
+        assert main(["average", *given, "--out", str(tmp_path / f"avg{i}.pt")]) == 0
+        assert capsys.readouterr().err == (f"asr: warning: {tmp_path / other}: given more than once; "
+                                           "each time counts in the average\n")
+
+
 # ---------------------------------------------------------------------- EMA in training, resume
 @pytest.fixture(scope="module")
 def manifest(shared_data: Path, tmp_path_factory) -> Path:

@@ -109,12 +109,13 @@ def cmd_average(args: argparse.Namespace) -> int:
     from asr.averaging import write_average
 
     out = write_average(args.checkpoints, args.out)
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for path in args.checkpoints:  # a shell glob and a name typed again: the file weighs double
-        resolved = Path(path).resolve()
-        if resolved in seen:
+        stat = os.stat(path)
+        file_id = (stat.st_dev, stat.st_ino)  # one file under any name: a link, a hard link, ../
+        if file_id in seen:
             print(f"asr: warning: {path}: given more than once; each time counts in the average", file=sys.stderr)
-        seen.add(resolved)
+        seen.add(file_id)
     count = len(args.checkpoints)
     print(f"{out}: average of {count} checkpoints" if count > 1
           else f"{out}: the weights of {args.checkpoints[0]} (one checkpoint: nothing averaged), training state dropped")
