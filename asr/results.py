@@ -178,18 +178,19 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
     """
     out: list[MeasuredResult] = []
     skipped = [] if skipped is None else skipped
-    seen: set[Path] = set()  # a file named twice, or named and in a folder named too, is listed once
+    seen: set[tuple[int, int]] = set()  # a file named twice, or named and in a folder named too, is listed once
 
     def skip(message: str) -> None:
         logger.warning("%s", message)
         skipped.append(message)
 
     def first_time(f: Path) -> bool:
-        resolved = f.resolve()
-        if resolved in seen:
+        stat = f.stat()
+        file_id = (stat.st_dev, stat.st_ino)  # one file under any name: a link, a hard link, ../
+        if file_id in seen:
             logger.warning("%s: given more than once; its results are listed once", f)
             return False
-        seen.add(resolved)
+        seen.add(file_id)
         return True
 
     for p in map(Path, paths):

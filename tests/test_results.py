@@ -261,7 +261,10 @@ def test_a_results_file_given_twice_is_listed_once(tmp_path, caplog, capsys):
     again) listed the same measurement twice, as if it had been made twice."""
     write_result(_result(), tmp_path / "exp" / "r.json")
     again = tmp_path / "exp" / ".." / "exp" / "r.json"
-    for given in ([tmp_path / "exp" / "r.json", again], [tmp_path / "exp", again]):
+    (tmp_path / "hard.json").hardlink_to(tmp_path / "exp" / "r.json")
+    for given in ([tmp_path / "exp" / "r.json", again], [tmp_path / "exp", again],
+                  [tmp_path / "exp", tmp_path / "hard.json"]):
+        again = given[-1]
         caplog.clear()
         assert read_results(given) == [_result()]
         assert [r.getMessage() for r in caplog.records] == [f"{again}: given more than once; its results are listed once"]
