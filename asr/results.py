@@ -226,7 +226,7 @@ def _json_records(f: Path) -> list[tuple[str, object]]:
     """The JSON values of a file (one document, a list of them, or JSON lines), each with its place
     (``file``, or ``file:line`` for JSON lines). Raises ``ResultsError`` naming the file and line."""
     try:
-        text = f.read_text(encoding="utf-8")
+        text = f.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is passed over
     except OSError as e:
         raise ResultsError(f"{f}: cannot read ({e.strerror or e})") from None
     except UnicodeDecodeError:  # a checkpoint, an archive, ...

@@ -315,3 +315,12 @@ def test_compare_notes_a_test_set_that_probably_means_a_paper_row(tmp_path, caps
         "puts such a result on the paper's row\n"
         "asr: note: test set 'librispeech-test-othr' is listed under 'other'; asr evaluate --test-set "
         "librispeech-test-other puts such a result on the paper's row\n")
+
+
+def test_a_results_file_with_a_byte_order_mark_is_read(tmp_path):
+    """A result.json saved again by an editor that writes a UTF-8 byte-order mark was 'invalid JSON
+    (Unexpected UTF-8 BOM (decode using utf-8-sig))', and passed over in a folder."""
+    write_result(_result(), tmp_path / "exp" / "r.json")
+    (tmp_path / "exp" / "r.json").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "exp" / "r.json").read_bytes())
+    assert read_results([tmp_path / "exp" / "r.json"]) == [_result()]
+    assert read_results([tmp_path / "exp"]) == [_result()]
