@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from asr.checkpoint import (EXPORT_DTYPES, CheckpointError, load_checkpoint, new_checkpoint_path, rebuild_recognizer,
-                            save_checkpoint)
+                            save_checkpoint, warn_of_unused_ema)
 from asr.paths import path_list
 
 
@@ -99,6 +99,7 @@ def average_checkpoints(paths: list[str | Path] | str | Path) -> dict[str, Any]:
         raise CheckpointError("average: no checkpoints given")
     ref_path = paths[-1]
     ref = load_checkpoint(ref_path)
+    warn_of_unused_ema(ref, ref_path)
     ref.pop("train_state", None)  # an inference checkpoint; Adam's moments need not stay in memory
     rebuild_recognizer(ref, ref_path)  # the others must match it, name for name and shape for shape
     _check_finite(ref_path, ref)
@@ -108,6 +109,7 @@ def average_checkpoints(paths: list[str | Path] | str | Path) -> dict[str, Any]:
         payload = load_checkpoint(path)
         _check_same_run(path, payload, ref_path, ref)
         _check_finite(path, payload)
+        warn_of_unused_ema(payload, path)
         for name, total in totals.items():
             weight = payload["model_state"][name]
             total += weight.double()

@@ -307,6 +307,15 @@ def export_payload(payload: dict[str, Any], dtype: str = "fp16") -> dict[str, An
     return out
 
 
+def warn_of_unused_ema(payload: dict[str, Any], path: str | Path) -> None:
+    """Log a warning when ``payload`` (a ``last.pt`` of a run with ``ema_decay``) holds a moving
+    average of its weights in its training state, which a command that takes ``model_state`` drops."""
+    train_state = payload.get("train_state")
+    if isinstance(train_state, dict) and isinstance(train_state.get("ema"), dict):
+        logger.warning("%s: its weights are the trained ones; their moving average (EMA), in its training state, "
+                       "is dropped (model.pt, best.pt and the epoch checkpoints of the run hold the EMA)", path)
+
+
 def new_checkpoint_path(out: str | Path) -> Path:
     """``out`` as the path of a new checkpoint, checked before the work: nothing may be there yet,
     and its folder must be able to take a file.
@@ -335,6 +344,7 @@ def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
     out = new_checkpoint_path(out)
     source = load_checkpoint(src)
     rebuild_recognizer(source, src)  # no file is written from a checkpoint that cannot be used
+    warn_of_unused_ema(source, src)
     try:
         payload = export_payload(source, dtype)
     except CheckpointError as e:  # a weight out of the dtype's range, an unknown dtype

@@ -220,7 +220,7 @@ def _cfg(out_dir: Path, manifest: Path, *extra: str):
         "keep_epoch_checkpoints=2", *extra])
 
 
-def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path, capsys):
+def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path, capsys, caplog):
     train(_cfg(tmp_path / "a", manifest))  # 4 utterances, 2 per batch: 6 steps
     first = train(_cfg(tmp_path / "b", manifest, "max_steps=3"))
     assert first.steps == 3 and first.stopped_early
@@ -245,3 +245,16 @@ def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path, 
     twice = tmp_path / "a" / ".." / "a" / "epoch-3.pt"  # the same file under another name
     assert main(["average", str(tmp_path / "a" / "epoch-3.pt"), str(twice), "--out", str(tmp_path / "twice.pt")]) == 0
     assert capsys.readouterr().err == f"asr: warning: {twice}: given more than once; each time counts in the average\n"
+
+    # last.pt holds the trained weights and the EMA in its training state: export and average take the
+    # former, which once happened without a word (a user exporting last.pt shipped weights without the EMA)
+    last_pt = tmp_path / "a" / "last.pt"
+    caplog.clear()
+    assert main(["export", str(last_pt), "--out", str(tmp_path / "last-half.pt")]) == 0
+    assert main(["average", str(last_pt), str(tmp_path / "a" / "model.pt"), "--out", str(tmp_path / "mixed.pt")]) == 0
+    assert [r.getMessage() for r in caplog.records] == 2 * [
+        f"{last_pt}: its weights are the trained ones; their moving average (EMA), in its training state, is dropped "
+        "(model.pt, best.pt and the epoch checkpoints of the run hold the EMA)"]
+    caplog.clear()
+    assert main(["export", str(tmp_path / "a" / "model.pt"), "--out", str(tmp_path / "model-half.pt")]) == 0
+    assert caplog.records == []
