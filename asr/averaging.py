@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from asr.checkpoint import CheckpointError, load_checkpoint, new_checkpoint_path, rebuild_recognizer, save_checkpoint
+from asr.checkpoint import (EXPORT_DTYPES, CheckpointError, load_checkpoint, new_checkpoint_path, rebuild_recognizer,
+                            save_checkpoint, warn_of_unused_ema)
 from asr.paths import path_list
 
 
@@ -77,35 +78,52 @@ class ModelEMA:
 def average_checkpoints(paths: list[str | Path] | str | Path) -> dict[str, Any]:
     """The average of the model weights of several checkpoints of one run, as a checkpoint payload.
 
-    ``paths`` lists the checkpoint files; a single path (a string or ``Path``) is one file.
+    ``paths`` lists the checkpoint files; a single path (a string or ``Path``) is one file. They
+    are read one at a time (the last first), so memory holds two checkpoints and the running sums,
+    however many are averaged.
 
-    Floating-point weights are averaged (in float64, then cast back), integer buffers (such as
-    BatchNorm's ``num_batches_tracked``) are taken from the last checkpoint, and so are the feature
-    normalization, the tokenizer and the configs. Training state is dropped: the result is an
-    inference checkpoint; its ``metrics`` name the averaged files.
+    Floating-point weights are averaged (in float64) and stored in the widest precision of the
+    inputs: an exported fp16 checkpoint averaged with fp32 ones gives fp32 weights, whichever comes
+    last. Integer buffers (such as BatchNorm's ``num_batches_tracked``) are taken from the last
+    checkpoint, and so are the feature normalization, the tokenizer, the configs and the training
+    metrics. Training state is dropped: the result is an inference checkpoint; its ``metrics`` name
+    the averaged files, and its ``dtype`` when the weights are not float32.
 
     Raises:
-        CheckpointError: no checkpoint given, an unreadable or damaged one, or one whose architecture
-            (model or feature config, vocabulary, weight names or shapes) differs from the last's.
+        CheckpointError: no checkpoint given, an unreadable or damaged one, or one of another run:
+            its architecture (model or feature config, vocabulary, weight names or shapes) or its
+            feature normalization (CMVN) differs from the last's; or one holds NaN or infinite weights.
     """
     paths = path_list(paths)
     if not paths:
         raise CheckpointError("average: no checkpoints given")
-    payloads = [load_checkpoint(p) for p in paths]
-    ref_path, ref = paths[-1], payloads[-1]
+    ref_path = paths[-1]
+    ref = load_checkpoint(ref_path)
+    warn_of_unused_ema(ref, ref_path)
+    ref.pop("train_state", None)  # an inference checkpoint; Adam's moments need not stay in memory
     rebuild_recognizer(ref, ref_path)  # the others must match it, name for name and shape for shape
-    for path, payload in zip(paths, payloads):
-        _check_same_architecture(path, payload, ref_path, ref)
-    averaged: dict[str, torch.Tensor] = {}
-    for name, last in ref["model_state"].items():
-        if last.is_floating_point():
-            total = sum(p["model_state"][name].double() for p in payloads)
-            averaged[name] = (total / len(payloads)).to(last.dtype)
-        else:
-            averaged[name] = last.clone()
-    out = {k: v for k, v in ref.items() if k != "train_state"}
+    _check_finite(ref_path, ref)
+    totals = {name: t.double() for name, t in ref["model_state"].items() if t.is_floating_point()}
+    dtypes = {name: ref["model_state"][name].dtype for name in totals}
+    for path in paths[:-1]:
+        payload = load_checkpoint(path)
+        _check_same_run(path, payload, ref_path, ref)
+        _check_finite(path, payload)
+        warn_of_unused_ema(payload, path)
+        for name, total in totals.items():
+            weight = payload["model_state"][name]
+            total += weight.double()
+            dtypes[name] = torch.promote_types(dtypes[name], weight.dtype)  # fp16 and bf16: fp32
+        del payload
+    averaged = {name: (totals[name] / len(paths)).to(dtypes[name]) if name in totals else last.clone()
+                for name, last in ref["model_state"].items()}
+    out = dict(ref)
     out["model_state"] = averaged
-    out["metrics"] = {**ref.get("metrics", {}), "averaged_from": [str(p) for p in paths]}
+    metrics = {k: v for k, v in ref.get("metrics", {}).items() if k not in ("dtype", "exported_from")}
+    kept = {dtypes[name] for name in totals}  # the last file's dtype and source describe that file only
+    if kept and torch.float32 not in kept:
+        metrics["dtype"] = next(k for k, v in EXPORT_DTYPES.items() if v in kept)
+    out["metrics"] = {**metrics, "averaged_from": [str(p) for p in paths]}
     return out
 
 
@@ -121,8 +139,7 @@ def write_average(paths: list[str | Path] | str | Path, out: str | Path) -> Path
     return out
 
 
-def _check_same_architecture(path: str | Path, payload: dict[str, Any], ref_path: str | Path,
-                             ref: dict[str, Any]) -> None:
+def _check_same_run(path: str | Path, payload: dict[str, Any], ref_path: str | Path, ref: dict[str, Any]) -> None:
     for key, what in (("model_config", "model config"), ("features_config", "feature config"),
                       ("tokenizer", "tokenizer")):
         if payload[key] != ref[key]:
@@ -136,6 +153,18 @@ def _check_same_architecture(path: str | Path, payload: dict[str, Any], ref_path
         if tensor.shape != ref_state[name].shape:
             raise CheckpointError(f"{path}: {name} has shape {tuple(tensor.shape)}, {ref_path} "
                                   f"{tuple(ref_state[name].shape)}; cannot average")
+    for name, tensor in payload["features_state"].items():  # CMVN: set once per run, kept by init_from
+        if name not in ref["features_state"] or not torch.equal(tensor, ref["features_state"][name]):
+            raise CheckpointError(f"{path}: feature normalization ({name}) differs from {ref_path}'s: "
+                                  "a checkpoint of another run; cannot average")
+
+
+def _check_finite(path: str | Path, payload: dict[str, Any]) -> None:
+    """A NaN or infinite weight (a run that diverged) would make the same weight of the average one."""
+    for name, tensor in payload["model_state"].items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: {name} holds NaN or infinite values (a run that diverged?); "
+                                  "cannot average")
 
 
 def _first_difference(a: Any, b: Any) -> str:

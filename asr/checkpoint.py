@@ -7,15 +7,18 @@ renamed over the target, so an interrupted save never leaves a truncated checkpo
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -25,6 +28,8 @@ from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, ModelConfig
 from asr.outputs import atomic_output, check_output_folder
 from asr.tokenizer import Tokenizer, tokenizer_from_dict
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -162,28 +167,52 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; raises ``CheckpointError`` naming the file."""
+    """Read a checkpoint with ``weights_only=True``, once its zip archive's checksums are checked;
+    raises ``CheckpointError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: {'a folder, not a checkpoint file' if path.is_dir() else 'no such checkpoint file'}")
     try:  # is_zipfile(path) would call a file it may not open no zip archive
         with open(path, "rb") as f:
             is_zip = zipfile.is_zipfile(f)
+            damage = _zip_damage(f) if is_zip else None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
     if not is_zip:  # torch.save writes a zip archive; its index is at the end
         raise CheckpointError(f"{path}: not a readable checkpoint (not the zip archive torch.save "
                               "writes: another kind of file, or a checkpoint cut short)")
+    if damage:  # torch.load does not check the archive's checksums: damaged weights would load
+        raise CheckpointError(f"{path}: not a readable checkpoint (a damaged file: {damage})")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for foreign or corrupt files
         raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(e)})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+    version = payload.get("format") if isinstance(payload, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
         raise CheckpointError(f"{path}: not an asr checkpoint (format {FORMAT_VERSION} expected)")
+    if version != FORMAT_VERSION:  # an asr checkpoint of another version of the toolkit
+        raise CheckpointError(f"{path}: checkpoint format {version}; this asr reads format {FORMAT_VERSION}"
+                              + (" (the file was written by a newer asr)" if version > FORMAT_VERSION else ""))
     damage = _structure_problem(payload)
     if damage:  # e.g. edited by hand, or written by other code
         raise CheckpointError(f"{path}: not a usable asr checkpoint: {damage}")
     return payload
+
+
+def _zip_damage(f: BinaryIO) -> str | None:
+    """What is wrong with the zip archive open in ``f`` (a member whose bytes fail its CRC-32, an
+    index that points elsewhere: a copy that went wrong, bytes overwritten), or None. Reads the
+    whole file, at about 1 GB/s."""
+    try:
+        with zipfile.ZipFile(f) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, zlib.error) as e:
+        return f"its zip archive is inconsistent ({e})"
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # a failing disk: reported as the read error it is
+            raise
+        return "its zip index points outside the file; a part is missing"  # a seek before the start
+    return f"{bad} fails its checksum" if bad else None
 
 
 _REQUIRED_DICTS = ("features_config", "model_config", "tokenizer", "features_state", "model_state")
@@ -260,15 +289,31 @@ def export_payload(payload: dict[str, Any], dtype: str = "fp16") -> dict[str, An
     feature. ``metrics`` records the source file's metrics and the dtype.
 
     Raises:
-        CheckpointError: ``dtype`` is not one of ``EXPORT_DTYPES``.
+        CheckpointError: ``dtype`` is not one of ``EXPORT_DTYPES``, or a finite weight is too large
+            for it (fp16 ends at 65504: it would become infinite).
     """
     if dtype not in EXPORT_DTYPES:
         raise CheckpointError(f"export: dtype {dtype!r} is not one of {', '.join(EXPORT_DTYPES)}")
     out = {k: v for k, v in payload.items() if k != "train_state"}
     out["model_state"] = {k: v.to(EXPORT_DTYPES[dtype]) if v.is_floating_point() else v
                           for k, v in payload["model_state"].items()}
+    for name, value in payload["model_state"].items():
+        if value.is_floating_point():
+            overflow = torch.isinf(out["model_state"][name]) & torch.isfinite(value)
+            if bool(overflow.any()):  # e.g. a BatchNorm variance of unnormalized features
+                raise CheckpointError(f"{name} holds {value[overflow].abs().max().item():.4g}, beyond the range "
+                                      f"of {dtype}; it would become infinite (bf16 has float32's range)")
     out["metrics"] = {**payload.get("metrics", {}), "dtype": dtype}
     return out
+
+
+def warn_of_unused_ema(payload: dict[str, Any], path: str | Path) -> None:
+    """Log a warning when ``payload`` (a ``last.pt`` of a run with ``ema_decay``) holds a moving
+    average of its weights in its training state, which a command that takes ``model_state`` drops."""
+    train_state = payload.get("train_state")
+    if isinstance(train_state, dict) and isinstance(train_state.get("ema"), dict):
+        logger.warning("%s: its weights are the trained ones; their moving average (EMA), in its training state, "
+                       "is dropped (model.pt, best.pt and the epoch checkpoints of the run hold the EMA)", path)
 
 
 def new_checkpoint_path(out: str | Path) -> Path:
@@ -276,10 +321,12 @@ def new_checkpoint_path(out: str | Path) -> Path:
     and its folder must be able to take a file.
 
     Raises:
-        CheckpointError: ``out`` exists (a link too, even one to nothing: it is the user's).
+        CheckpointError: ``out`` exists (a link too, even one to nothing: it is the user's), or is a folder.
         OutputError: its folder cannot be one (see :func:`asr.outputs.check_output_folder`).
     """
     out = Path(out)
+    if out.is_dir():  # --out names the file, not a folder to put it in
+        raise CheckpointError(f"{out}: a folder; name the new checkpoint file (e.g. {out / 'model.pt'})")
     if os.path.lexists(out):
         raise CheckpointError(f"{out}: already exists; refusing to overwrite it")
     check_output_folder(out.parent)
@@ -288,6 +335,7 @@ def new_checkpoint_path(out: str | Path) -> Path:
 
 def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
     """``export_payload(load_checkpoint(src), dtype)`` written to ``out``; refuses to overwrite a file.
+    A warning says when ``src`` holds weights already rounded to another half precision (an export).
 
     Raises:
         CheckpointError: ``out`` exists, ``src`` is unreadable or damaged, or ``dtype`` is unknown.
@@ -296,7 +344,15 @@ def write_export(src: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
     out = new_checkpoint_path(out)
     source = load_checkpoint(src)
     rebuild_recognizer(source, src)  # no file is written from a checkpoint that cannot be used
-    payload = export_payload(source, dtype)
+    warn_of_unused_ema(source, src)
+    try:
+        payload = export_payload(source, dtype)
+    except CheckpointError as e:  # a weight out of the dtype's range, an unknown dtype
+        raise CheckpointError(f"{src}: {e}") from None
+    rounded = {name for name, held in EXPORT_DTYPES.items() if held != torch.float32 and held != EXPORT_DTYPES[dtype]
+               and any(v.dtype == held for v in source["model_state"].values())}
+    for name in sorted(rounded):  # an export of an export: the precision lost is not brought back
+        logger.warning("%s: its weights are already rounded to %s; as %s they keep that rounding", src, name, dtype)
     payload["metrics"]["exported_from"] = str(src)
     save_checkpoint(payload, out)
     return out

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -120,6 +121,8 @@ class MeasuredResult:
             if not isinstance(v, str):
                 got = "null" if v is None else type(v).__name__
                 raise ResultsError(f"{where}: '{k}' must be a string, got {got}")
+        if not d["test_set"].strip():  # a row of the table with no name
+            raise ResultsError(f"{where}: 'test_set' is empty")
         return cls(**d)
 
 
@@ -165,25 +168,36 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
     results of ``asr evaluate --results-json``, whatever their name: other JSON is passed over, and
     a file that is not JSON at all, or a results file with a malformed record, is passed over with
     a warning naming it, as is a folder holding no result; the warnings are appended to ``skipped``
-    too, when it is given.
+    too, when it is given. A file given twice (by name, or by name and in a folder given too) is
+    read once, with a warning that is not appended to ``skipped``.
 
     Raises:
-        ResultsError: unreadable file, invalid JSON (a file given by name), or a malformed record
-            (file and line named).
+        ResultsError: unreadable file, invalid JSON or no record (a file given by name), or a
+            malformed record (file and line named).
         FileNotFoundError: a path that does not exist.
     """
     out: list[MeasuredResult] = []
     skipped = [] if skipped is None else skipped
+    seen: set[tuple[int, int]] = set()  # a file named twice, or named and in a folder named too, is listed once
 
     def skip(message: str) -> None:
         logger.warning("%s", message)
         skipped.append(message)
 
+    def first_time(f: Path) -> bool:
+        stat = f.stat()
+        file_id = (stat.st_dev, stat.st_ino)  # one file under any name: a link, a hard link, ../
+        if file_id in seen:
+            logger.warning("%s: given more than once; its results are listed once", f)
+            return False
+        seen.add(file_id)
+        return True
+
     for p in map(Path, paths):
         if p.is_dir():
             found = len(out)
             for f in sorted(p.rglob("*.json")):
-                if not f.is_file():
+                if not f.is_file() or not first_time(f):
                     continue
                 try:
                     records = _json_records(f)
@@ -198,7 +212,11 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
             if len(out) == found:
                 skip(f"{p}: no results of asr evaluate --results-json found in this folder")
         elif p.is_file():
-            out.extend(MeasuredResult.from_dict(v, where) for where, v in _json_records(p))
+            if first_time(p):
+                records = _json_records(p)
+                if not records:
+                    raise ResultsError(f"{p}: holds no results (an empty file or list)")
+                out.extend(MeasuredResult.from_dict(v, where) for where, v in records)
         else:
             raise FileNotFoundError(f"{p}: no such results file or folder")
     return out
@@ -208,9 +226,11 @@ def _json_records(f: Path) -> list[tuple[str, object]]:
     """The JSON values of a file (one document, a list of them, or JSON lines), each with its place
     (``file``, or ``file:line`` for JSON lines). Raises ``ResultsError`` naming the file and line."""
     try:
-        text = f.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ResultsError(f"{f}: cannot read ({e})") from None
+        text = f.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is passed over
+    except OSError as e:
+        raise ResultsError(f"{f}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:  # a checkpoint, an archive, ...
+        raise ResultsError(f"{f}: not a results file (not UTF-8 text: a binary file?)") from None
     try:
         value = json.loads(text)
         return [(f"{f}", v) for v in (value if isinstance(value, list) else [value])]
@@ -227,6 +247,23 @@ def _json_records(f: Path) -> list[tuple[str, object]]:
                 except RecursionError:
                     raise ResultsError(f"{f}:{i}: invalid JSON (nested too deeply)") from None
         return records
+
+
+def paper_row_hint(test_set: str) -> str | None:
+    """The key of the paper's row that ``test_set`` probably means, when it is no key itself: a
+    key it ends (``test-clean``: the manifest's name, ``asr evaluate``'s default) or one a typo away.
+
+    >>> paper_row_hint("test-clean"), paper_row_hint("librispeech-test_other"), paper_row_hint("digits")
+    ('librispeech-test-clean', 'librispeech-test-other', None)
+    """
+    keys = [row.key for row in PAPER_ROWS]
+    if test_set in keys or not test_set:
+        return None
+    ends = [key for key in keys if key.endswith("-" + test_set.lower())]
+    if len(ends) == 1:
+        return ends[0]
+    close = difflib.get_close_matches(test_set.lower(), keys, n=1, cutoff=0.85)
+    return close[0] if close else None
 
 
 def _cell(text: str) -> str:
@@ -269,9 +306,10 @@ def result_from_evaluation(
 ) -> MeasuredResult:
     """A ``MeasuredResult`` from an ``asr.evaluate.EvalResult`` and the checkpoint it scored.
 
-    What is not given is read from the checkpoint (preset, parameter count, training manifest
-    and, from the ``<name>.summary.json`` that ``asr prepare`` writes beside it, its hours), the
-    manifest's name, the device (``describe_hardware``) and git.
+    What is not given is read from the checkpoint (preset, parameter count, weights exported in
+    half precision or averaged, training manifest and, from the ``<name>.summary.json`` that
+    ``asr prepare`` writes beside it, its hours), the manifest's name, the device
+    (``describe_hardware``) and git.
     """
     from asr.checkpoint import load_checkpoint
 
@@ -279,7 +317,7 @@ def result_from_evaluation(
     config = payload.get("config") or {}
     if model is None:
         params = sum(t.numel() for t in payload["model_state"].values() if hasattr(t, "numel"))
-        model = f"{config.get('preset', 'custom')}, {params / 1e6:.1f} M parameters"
+        model = f"{config.get('preset', 'custom')}, {params / 1e6:.1f} M parameters" + _weights_note(payload)
     if train_data is None:
         train_data = describe_manifest((config.get("data") or {}).get("train_manifest", "")) or "unknown"
     words = evaluation.report.words
@@ -290,6 +328,19 @@ def result_from_evaluation(
         hardware=hardware or describe_hardware(device), commit=git_commit(), date=today(),
         checkpoint=str(checkpoint), manifest=str(manifest),
     )
+
+
+def _weights_note(payload: dict) -> str:
+    """``, fp16 weights, average of 3 checkpoints``: what ``asr export`` and ``asr average`` made of
+    a checkpoint's weights, as its ``metrics`` record it (a result of such a checkpoint is not one
+    of the trained float32 weights)."""
+    metrics = payload.get("metrics") or {}
+    notes = []
+    if metrics.get("dtype") in ("fp16", "bf16"):
+        notes.append(f"{metrics['dtype']} weights")
+    if isinstance(metrics.get("averaged_from"), list) and len(metrics["averaged_from"]) > 1:
+        notes.append(f"average of {len(metrics['averaged_from'])} checkpoints")
+    return "".join(f", {note}" for note in notes)
 
 
 def describe_manifest(manifest: str | Path) -> str:

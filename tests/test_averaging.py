@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from asr.averaging import ModelEMA, average_checkpoints, write_average
-from asr.checkpoint import CheckpointError, Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint
+from asr.checkpoint import (CheckpointError, Recognizer, checkpoint_payload, export_payload, load_checkpoint,
+                            save_checkpoint)
 from asr.cli import main
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, load_preset
@@ -116,7 +117,7 @@ def test_average_refuses_mismatch_and_overwrite(tmp_path, capsys):
         average_checkpoints([])
 
 
-def test_average_takes_one_file_as_a_string_or_path(tmp_path):
+def test_average_takes_one_file_as_a_string_or_path(tmp_path, capsys):
     a = _checkpoint(tmp_path / "epoch-4.pt", seed=4)
     original = load_checkpoint(a)["model_state"]
     for one in (str(a), a):  # a string was split into one-character file names ('e', 'p', ...)
@@ -125,6 +126,74 @@ def test_average_takes_one_file_as_a_string_or_path(tmp_path):
         assert all(torch.equal(averaged["model_state"][k], v) for k, v in original.items())
     out = write_average(str(a), tmp_path / "avg.pt")
     assert load_checkpoint(out)["metrics"]["averaged_from"] == [str(a)]
+    assert main(["average", str(a), "--out", str(tmp_path / "one.pt")]) == 0  # was 'average of 1 checkpoints'
+    assert capsys.readouterr().out == (f"{tmp_path / 'one.pt'}: the weights of {a} (one checkpoint: nothing averaged), "
+                                       "training state dropped\n")
+
+
+def test_average_keeps_the_widest_precision_whichever_file_comes_last(tmp_path):
+    """An exported fp16 checkpoint named last turned the average of fp32 ones into fp16 weights, and
+    the result's metrics called it an export of that one file."""
+    full = _checkpoint(tmp_path / "full.pt", seed=1)
+    other = _checkpoint(tmp_path / "other.pt", seed=2)
+    half = tmp_path / "half.pt"
+    save_checkpoint({**export_payload(load_checkpoint(other), "fp16"), "metrics": {"exported_from": "x", "dtype": "fp16"}},
+                    half)
+    averaged = average_checkpoints([full, half])
+    a, b = load_checkpoint(full)["model_state"], load_checkpoint(half)["model_state"]
+    for k, v in averaged["model_state"].items():
+        if v.is_floating_point():
+            assert v.dtype == torch.float32, k
+            assert torch.equal(v, ((a[k].double() + b[k].double()) / 2).float()), k
+    assert averaged["metrics"] == {"averaged_from": [str(full), str(half)]}
+    assert average_checkpoints([half, half])["metrics"]["dtype"] == "fp16"  # all half: stays half
+    bf16 = tmp_path / "bf16.pt"
+    save_checkpoint(export_payload(load_checkpoint(full), "bf16"), bf16)
+    mixed = average_checkpoints([half, bf16])  # neither holds the other: float32
+    assert {v.dtype for v in mixed["model_state"].values() if v.is_floating_point()} == {torch.float32}
+    assert "dtype" not in mixed["metrics"]
+
+
+def test_average_refuses_checkpoints_with_another_feature_normalization(tmp_path, capsys):
+    """Two runs of one preset on different data (another CMVN) were averaged, and the result used the
+    last one's CMVN for weights trained half under the other's."""
+    a = _checkpoint(tmp_path / "a.pt", seed=1)
+    other_run = load_checkpoint(_checkpoint(tmp_path / "b.pt", seed=2))
+    other_run["features_state"]["cmvn_mean"] = other_run["features_state"]["cmvn_mean"] + 0.5
+    save_checkpoint(other_run, tmp_path / "b.pt")
+    assert main(["average", str(a), str(tmp_path / "b.pt"), "--out", str(tmp_path / "avg.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"asr: error: {a}: feature normalization (cmvn_mean) differs from {tmp_path / 'b.pt'}'s: "
+                   "a checkpoint of another run; cannot average"]
+    assert not (tmp_path / "avg.pt").exists()
+
+
+def test_average_refuses_a_checkpoint_with_non_finite_weights(tmp_path, capsys):
+    """An epoch checkpoint of a run that diverged made every weight it touched NaN in the average,
+    which then transcribed everything as ''."""
+    a = _checkpoint(tmp_path / "a.pt", seed=1)
+    diverged = load_checkpoint(_checkpoint(tmp_path / "nan.pt", seed=2))
+    name = "rnns.0.fwd.weight_hh_l0"
+    diverged["model_state"][name][0, 0] = float("nan")
+    save_checkpoint(diverged, tmp_path / "nan.pt")
+    for order in ([a, tmp_path / "nan.pt"], [tmp_path / "nan.pt", a]):  # the last one is checked too
+        assert main(["average", *map(str, order), "--out", str(tmp_path / "avg.pt")]) == 2
+        assert capsys.readouterr().err == (f"asr: error: {tmp_path / 'nan.pt'}: {name} holds NaN or infinite "
+                                           "values (a run that diverged?); cannot average\n")
+    assert not (tmp_path / "avg.pt").exists()
+
+
+def test_average_warns_of_one_file_given_under_two_names(tmp_path, capsys):
+    """A hard link (or a symbolic one) to a file already given was averaged as another checkpoint."""
+    a = _checkpoint(tmp_path / "a.pt", seed=1)
+    _checkpoint(tmp_path / "b.pt", seed=2)
+    (tmp_path / "hard.pt").hardlink_to(a)
+    (tmp_path / "soft.pt").symlink_to(a)
+    for i, other in enumerate(("hard.pt", "soft.pt")):
+        given = [str(a), str(tmp_path / "b.pt"), str(tmp_path / other)]
+        assert main(["average", *given, "--out", str(tmp_path / f"avg{i}.pt")]) == 0
+        assert capsys.readouterr().err == (f"asr: warning: {tmp_path / other}: given more than once; "
+                                           "each time counts in the average\n")
 
 
 # ---------------------------------------------------------------------- EMA in training, resume
@@ -151,7 +220,7 @@ def _cfg(out_dir: Path, manifest: Path, *extra: str):
         "keep_epoch_checkpoints=2", *extra])
 
 
-def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path, capsys):
+def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path, capsys, caplog):
     train(_cfg(tmp_path / "a", manifest))  # 4 utterances, 2 per batch: 6 steps
     first = train(_cfg(tmp_path / "b", manifest, "max_steps=3"))
     assert first.steps == 3 and first.stopped_early
@@ -176,3 +245,16 @@ def test_ema_training_resumes_exactly_and_ships_the_average(manifest, tmp_path, 
     twice = tmp_path / "a" / ".." / "a" / "epoch-3.pt"  # the same file under another name
     assert main(["average", str(tmp_path / "a" / "epoch-3.pt"), str(twice), "--out", str(tmp_path / "twice.pt")]) == 0
     assert capsys.readouterr().err == f"asr: warning: {twice}: given more than once; each time counts in the average\n"
+
+    # last.pt holds the trained weights and the EMA in its training state: export and average take the
+    # former, which once happened without a word (a user exporting last.pt shipped weights without the EMA)
+    last_pt = tmp_path / "a" / "last.pt"
+    caplog.clear()
+    assert main(["export", str(last_pt), "--out", str(tmp_path / "last-half.pt")]) == 0
+    assert main(["average", str(last_pt), str(tmp_path / "a" / "model.pt"), "--out", str(tmp_path / "mixed.pt")]) == 0
+    assert [r.getMessage() for r in caplog.records] == 2 * [
+        f"{last_pt}: its weights are the trained ones; their moving average (EMA), in its training state, is dropped "
+        "(model.pt, best.pt and the epoch checkpoints of the run hold the EMA)"]
+    caplog.clear()
+    assert main(["export", str(tmp_path / "a" / "model.pt"), "--out", str(tmp_path / "model-half.pt")]) == 0
+    assert caplog.records == []

@@ -514,6 +514,99 @@ def test_export_refuses_to_overwrite(work, capsys):
 
 
 
+def test_export_of_an_export_warns_that_the_rounding_stays(work, tmp_path, caplog, capsys):
+    """--dtype fp32 of an fp16 export said 'fp32 weights' as if the precision were back."""
+    half = tmp_path / "half.pt"
+    assert main(["export", str(work["model"]), "--out", str(half)]) == 0
+    assert caplog.records == []
+    for dtype in ("fp32", "bf16"):
+        assert main(["export", str(half), "--dtype", dtype, "--out", str(tmp_path / f"{dtype}.pt")]) == 0
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{half}: its weights are already rounded to fp16; as {dtype} they keep that rounding"]
+        caplog.clear()
+    assert main(["export", str(half), "--out", str(tmp_path / "again.pt")]) == 0  # fp16 again: nothing lost
+    assert caplog.records == []
+    capsys.readouterr()
+
+
+def test_export_refuses_weights_beyond_the_range_of_fp16(work, tmp_path, capsys):
+    """A weight above 65504 (a BatchNorm variance of unnormalized features) became inf in an fp16
+    export, silently; bf16, with float32's range, takes it."""
+    import torch
+
+    from asr.checkpoint import load_checkpoint
+
+    payload = load_checkpoint(work["model"])
+    name = next(k for k in payload["model_state"] if k.endswith("running_var"))
+    payload["model_state"][name][0] = 1e6
+    torch.save(payload, tmp_path / "wide.pt")
+    assert main(["export", str(tmp_path / "wide.pt"), "--out", str(tmp_path / "half.pt")]) == 2
+    assert _one_line_error(capsys.readouterr().err) == (
+        f"asr: error: {tmp_path / 'wide.pt'}: {name} holds 1e+06, beyond the range of fp16; it would become "
+        "infinite (bf16 has float32's range)")
+    assert not (tmp_path / "half.pt").exists()
+    assert main(["export", str(tmp_path / "wide.pt"), "--dtype", "bf16", "--out", str(tmp_path / "bf16.pt")]) == 0
+    assert bool(torch.isfinite(load_checkpoint(tmp_path / "bf16.pt")["model_state"][name]).all())
+    capsys.readouterr()
+
+
+def test_a_checkpoint_damaged_inside_is_refused_before_export_or_average_hide_it(work, tmp_path, capsys):
+    """Bytes overwritten inside a weight loaded without a word (torch.load checks no checksum), and
+    export or average wrote them to a new file with new checksums; a part cut out of the middle was
+    'cannot read the checkpoint (Invalid argument)'."""
+    import zipfile
+
+    data = work["model"].read_bytes()
+    with zipfile.ZipFile(work["model"]) as archive:
+        member = max(archive.infolist(), key=lambda m: m.file_size)  # the largest weight
+    start = member.header_offset + 30 + len(member.filename) + int.from_bytes(
+        data[member.header_offset + 28: member.header_offset + 30], "little")  # its bytes, after the local header
+    overwritten = bytearray(data)
+    overwritten[start + 8: start + 16] = bytes(8)
+    (tmp_path / "overwritten.pt").write_bytes(overwritten)
+    (tmp_path / "holed.pt").write_bytes(data[:start] + data[start + 64:])
+    for name, cause in (("overwritten.pt", f"a damaged file: {member.filename} fails its checksum"),
+                        ("holed.pt", "a damaged file: its zip index points outside the file; a part is missing")):
+        for command in (["export", str(tmp_path / name), "--out", str(tmp_path / "x.pt")],
+                        ["average", str(work["model"]), str(tmp_path / name), "--out", str(tmp_path / "x.pt")],
+                        ["transcribe", str(tmp_path / name), str(work["flac"])]):
+            assert main(command) == 2
+            assert _one_line_error(capsys.readouterr().err) == (
+                f"asr: error: {tmp_path / name}: not a readable checkpoint ({cause})")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_checkpoint_of_another_format_version_is_named_as_such(work, tmp_path, capsys):
+    """A checkpoint of a newer (or older) asr was called 'not an asr checkpoint'."""
+    import torch
+
+    from asr.checkpoint import FORMAT_VERSION, load_checkpoint
+
+    payload = load_checkpoint(work["model"])
+    cases = {"newer.pt": (FORMAT_VERSION + 1, f"checkpoint format {FORMAT_VERSION + 1}; this asr reads format "
+                                              f"{FORMAT_VERSION} (the file was written by a newer asr)"),
+             "older.pt": (FORMAT_VERSION - 1, f"checkpoint format {FORMAT_VERSION - 1}; this asr reads format "
+                                              f"{FORMAT_VERSION}"),
+             "text.pt": ("one", f"not an asr checkpoint (format {FORMAT_VERSION} expected)")}
+    for name, (version, cause) in cases.items():
+        torch.save({**payload, "format": version}, tmp_path / name)
+        for command in (["export", str(tmp_path / name), "--out", str(tmp_path / "x.pt")],
+                        ["average", str(work["model"]), str(tmp_path / name), "--out", str(tmp_path / "x.pt")],
+                        ["transcribe", str(tmp_path / name), str(work["flac"])]):
+            assert main(command) == 2
+            assert _one_line_error(capsys.readouterr().err) == f"asr: error: {tmp_path / name}: {cause}"
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_export_and_average_out_a_folder_say_a_file_name_is_needed(work, tmp_path, capsys):
+    """--out DIR was refused as 'already exists; refusing to overwrite it', as if a file were there."""
+    for command in (["export", str(work["model"])], ["average", str(work["model"])]):
+        assert main([*command, "--out", str(tmp_path)]) == 2
+        assert _one_line_error(capsys.readouterr().err) == (
+            f"asr: error: {tmp_path}: a folder; name the new checkpoint file (e.g. {tmp_path / 'model.pt'})")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_and_average_refuse_an_out_folder_before_reading_a_checkpoint(work, capsys):
     """--out below a file was refused only when the new checkpoint was written, after every input
     had been read (averaging many large checkpoints first)."""

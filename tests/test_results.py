@@ -92,6 +92,7 @@ def test_results_files_roundtrip_and_formats(tmp_path):
     (json.dumps({**_result().to_dict(), "wer": "12"}), r"bad\.json: 'wer' must be a percentage"),
     (json.dumps(_result().to_dict()) + "\n{oops\n", r"bad\.json:2: invalid JSON"),
     ("[1]", r"bad\.json: expected a JSON object, got int"),
+    (json.dumps({**_result().to_dict(), "test_set": " "}), r"bad\.json: 'test_set' is empty$"),  # a row with no name
 ])
 def test_malformed_results_rejected(tmp_path, content, pattern):
     (tmp_path / "bad.json").write_text(content)
@@ -138,6 +139,29 @@ def test_evaluate_writes_results_json(shared_data, checkpoint, tmp_path, capsys)
     assert isinstance(result["commit"], str) and len(result["date"]) == 10  # commit: "" outside git
     row = [r for r in _rows(comparison_table(read_results([out]))) if r[1] == "LibriSpeech test-clean"][0]
     assert row[5:10] == [f"{result['wer']:.2f}", result["train_data"], result["model"], "greedy", "2-core CPU"]
+
+
+def test_results_of_exported_and_averaged_checkpoints_say_so(shared_data, checkpoint, tmp_path, capsys):
+    """A result of an fp16/bf16 export or of an average read like one of the trained float32 weights
+    ('tiny, 0.1 M parameters'); the WER of a bf16 export is the float32 one's on this utterance."""
+    uid = "8226-274371-0020"
+    audio = shared_data / "LibriSpeech" / "dev-4spk" / "8226" / "274371" / f"{uid}.flac"
+    text = dict(line.split(" ", 1) for line in (audio.parent / "8226-274371.trans.txt").read_text().splitlines())[uid]
+    manifest = tmp_path / "one.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": str(audio), "duration": 1.0, "text": text}) + "\n")
+    half, averaged = tmp_path / "half.pt", tmp_path / "avg.pt"
+    assert main(["export", str(checkpoint), "--dtype", "bf16", "--out", str(half)]) == 0
+    assert main(["average", str(checkpoint), str(checkpoint), "--out", str(averaged)]) == 0
+    models = {}
+    for name, path in (("full", checkpoint), ("half", half), ("avg", averaged)):
+        assert main(["evaluate", str(path), str(manifest), "--out", str(tmp_path / name),
+                     "--results-json", str(tmp_path / f"{name}.json")]) == 0
+        models[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    capsys.readouterr()
+    assert {k: v["model"] for k, v in models.items()} == {
+        "full": "tiny, 0.1 M parameters", "half": "tiny, 0.1 M parameters, bf16 weights",
+        "avg": "tiny, 0.1 M parameters, average of 2 checkpoints"}
+    assert models["half"]["wer"] == models["full"]["wer"] == models["avg"]["wer"]
 
 
 @pytest.fixture
@@ -230,3 +254,73 @@ def test_folder_search_skips_a_malformed_results_file_and_says_when_none_is_foun
     assert main(["compare", str(tmp_path / "exp" / "good.json")]) == 0
     assert [r.getMessage() for r in caplog.records] == [
         f"{tmp_path / 'empty'}: no results of asr evaluate --results-json found in this folder"]
+
+
+def test_a_results_file_given_twice_is_listed_once(tmp_path, caplog, capsys):
+    """``asr compare r.json r.json`` and ``asr compare exp exp/r.json`` (a shell glob and a name typed
+    again) listed the same measurement twice, as if it had been made twice."""
+    write_result(_result(), tmp_path / "exp" / "r.json")
+    again = tmp_path / "exp" / ".." / "exp" / "r.json"
+    (tmp_path / "hard.json").hardlink_to(tmp_path / "exp" / "r.json")
+    for given in ([tmp_path / "exp" / "r.json", again], [tmp_path / "exp", again],
+                  [tmp_path / "exp", tmp_path / "hard.json"]):
+        again = given[-1]
+        caplog.clear()
+        assert read_results(given) == [_result()]
+        assert [r.getMessage() for r in caplog.records] == [f"{again}: given more than once; its results are listed once"]
+    assert main(["compare", str(tmp_path / "exp"), str(tmp_path / "exp" / "r.json")]) == 0  # nothing passed over
+    assert capsys.readouterr().out.count("| 12.50 |") == 1
+
+
+def test_compare_refuses_a_named_file_without_results_and_a_binary_file(tmp_path, capsys):
+    """An empty file or list given by name added nothing to the table, with status 0; a checkpoint
+    given by mistake was 'cannot read ('utf-8' codec can't decode byte 0x80 in position 64: ...)'."""
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "list.json").write_text("[]\n")
+    model = tmp_path / "model.pt"
+    features = FeatureExtractor(FeatureConfig(kind="fbank"))
+    tok = CharTokenizer()
+    save_checkpoint(checkpoint_payload(Recognizer(features, DeepSpeech2(load_preset("tiny"), features.num_features,
+                                                                        tok.vocab_size), tok)), model)
+    for name, cause in (("empty.json", "holds no results (an empty file or list)"),
+                        ("list.json", "holds no results (an empty file or list)"),
+                        ("model.pt", "not a results file (not UTF-8 text: a binary file?)")):
+        assert main(["compare", str(tmp_path / name)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err == f"asr: error: {tmp_path / name}: {cause}\n"
+
+
+def test_compare_names_a_file_it_may_not_read_in_few_words(unprivileged, capsys):
+    """It was 'cannot read ([Errno 13] Permission denied: 'closed.json')', the file named twice."""
+    folder, as_user = unprivileged
+    closed = folder / "closed.json"
+    write_result(_result(), closed)
+    closed.chmod(0)
+    with as_user():
+        assert main(["compare", str(closed)]) == 2
+    assert capsys.readouterr().err == f"asr: error: {closed}: cannot read (Permission denied)\n"
+
+
+def test_compare_notes_a_test_set_that_probably_means_a_paper_row(tmp_path, capsys):
+    """evaluate's default test set is the manifest's name: a result on test-clean.jsonl landed under
+    'other', with nothing saying why the paper's LibriSpeech test-clean row stayed 'not run'."""
+    write_result(_result(test_set="test-clean"), tmp_path / "a.json")
+    write_result(_result(test_set="librispeech-test-othr"), tmp_path / "b.json")
+    write_result(_result(test_set="digits-test"), tmp_path / "c.json")
+    assert main(["compare", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "| other | test-clean |" in captured.out
+    assert captured.err == (
+        "asr: note: test set 'test-clean' is listed under 'other'; asr evaluate --test-set librispeech-test-clean "
+        "puts such a result on the paper's row\n"
+        "asr: note: test set 'librispeech-test-othr' is listed under 'other'; asr evaluate --test-set "
+        "librispeech-test-other puts such a result on the paper's row\n")
+
+
+def test_a_results_file_with_a_byte_order_mark_is_read(tmp_path):
+    """A result.json saved again by an editor that writes a UTF-8 byte-order mark was 'invalid JSON
+    (Unexpected UTF-8 BOM (decode using utf-8-sig))', and passed over in a folder."""
+    write_result(_result(), tmp_path / "exp" / "r.json")
+    (tmp_path / "exp" / "r.json").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "exp" / "r.json").read_bytes())
+    assert read_results([tmp_path / "exp" / "r.json"]) == [_result()]
+    assert read_results([tmp_path / "exp"]) == [_result()]

@@ -112,13 +112,16 @@ def cmd_average(args: argparse.Namespace) -> int:
     from asr.averaging import write_average
 
     out = write_average(args.checkpoints, args.out)
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for path in args.checkpoints:  # a shell glob and a name typed again: the file weighs double
-        resolved = Path(path).resolve()
-        if resolved in seen:
+        stat = os.stat(path)
+        file_id = (stat.st_dev, stat.st_ino)  # one file under any name: a link, a hard link, ../
+        if file_id in seen:
             print(f"asr: warning: {path}: given more than once; each time counts in the average", file=sys.stderr)
-        seen.add(resolved)
-    print(f"{out}: average of {len(args.checkpoints)} checkpoints")
+        seen.add(file_id)
+    count = len(args.checkpoints)
+    print(f"{out}: average of {count} checkpoints" if count > 1
+          else f"{out}: the weights of {args.checkpoints[0]} (one checkpoint: nothing averaged), training state dropped")
     return 0
 
 
@@ -132,10 +135,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from asr.results import comparison_table, read_results
+    from asr.results import comparison_table, paper_row_hint, read_results
 
     skipped: list[str] = []
-    print(comparison_table(read_results(args.results, skipped)))
+    results = read_results(args.results, skipped)
+    print(comparison_table(results))
+    for test_set in dict.fromkeys(r.test_set for r in results):  # listed below the paper's rows, as other test sets
+        hint = paper_row_hint(test_set)
+        if hint:
+            print(f"asr: note: test set {test_set!r} is listed under 'other'; asr evaluate --test-set {hint} "
+                  "puts such a result on the paper's row", file=sys.stderr)
     return 1 if skipped else 0  # a batch that passed something over (named above), as transcribe and evaluate
 
 
