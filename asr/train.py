@@ -51,9 +51,9 @@ from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
 from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_run_manifests, set_global_cmvn
-from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_run_dir, config_differences,
-                           get_rng_state, init_checkpoint, seed_everything, set_rng_state, snapshot,
-                           tokenizer_difference, trim_log, write_event, write_run_config)
+from asr.run_state import (BackgroundWriter, LogWindow, StopRequest, caller_state_kept, check_run_dir,
+                           config_differences, get_rng_state, ignore_sigint, init_checkpoint, seed_everything,
+                           set_rng_state, snapshot, tokenizer_difference, trim_log, write_event, write_run_config)
 from asr.train_config import TrainConfig, TrainError
 from asr.tokenizer import oov_report, tokenizer_from_dict
 
@@ -223,7 +223,8 @@ class Trainer:
         if self.dist.is_main:
             trim_log(log_path, self.step)  # drop events after the checkpoint we start from
         with (log_path.open("a", encoding="utf-8") if self.dist.is_main else open(os.devnull, "w")) as log, \
-                contextlib.ExitStack() as stack:
+                contextlib.ExitStack() as stack, StopRequest(enabled="WORLD_SIZE" not in os.environ) as ctrl_c:
+            # (not under torchrun, which sets WORLD_SIZE: its launcher handles Ctrl-C for all ranks)
             stack.callback(self.wait_for_checkpoints)  # also when training fails
             while self.epoch < cfg.epochs and not stopped_early:
                 self.sampler.set_epoch(self.epoch)
@@ -235,6 +236,7 @@ class Trainer:
                     multiprocessing_context=_FORK if self.audio_cache is not None and cfg.data.num_workers else None,
                     # seeds the workers' augmentation anew each epoch, without touching the global RNG
                     generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch),
+                    worker_init_fn=ignore_sigint if ctrl_c.active else None,
                 )
                 self.model.train()
                 self.features.train()
@@ -264,6 +266,8 @@ class Trainer:
                         window = LogWindow()
                     if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
                         self.save("last.pt", with_train_state=True)
+                    if ctrl_c.requested:
+                        self.stop_on_request()
                     over_steps = cfg.max_steps and self.step >= cfg.max_steps
                     over_time = any_rank(bool(cfg.max_minutes) and time.monotonic() - start >= 60 * cfg.max_minutes,
                                          self.dist)  # all ranks stop at the same step
@@ -385,6 +389,16 @@ class Trainer:
             event["best_dev_wer"] = self.best_dev_wer
             write_event(log, event, self.on_event)
         self.save("last.pt", with_train_state=True)
+
+    def stop_on_request(self) -> None:
+        """Ctrl-C: ``last.pt`` of this step, then KeyboardInterrupt (the CLI's ``asr: interrupted``,
+        status 130). ``--resume`` goes on from this step as if the run had not stopped."""
+        self.save("last.pt", with_train_state=True)
+        self.wait_for_checkpoints()
+        logger.warning("stopped at step=%d (epoch %d, batch %d of %d); %s holds it: the same command with "
+                       "--resume goes on from there", self.step, self.epoch + 1, self.batches_done,
+                       self.steps_per_epoch, self.run_dir / "last.pt")
+        raise KeyboardInterrupt
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, name: str, with_train_state: bool = False) -> None:

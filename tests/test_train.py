@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +31,8 @@ from asr.train import Trainer, train
 from asr.train_config import TrainConfig, TrainError, resolve_config
 from asr.train_config import DataConfig
 from asr.transcribe import Transcriber
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The eight shortest utterances of dev-4spk (2.4-3.2 s), shortest first.
 SHORT = [
@@ -129,6 +136,46 @@ def test_resume_after_max_steps_is_exact(libri, tmp_path):
     wb = load_checkpoint(tmp_path / "b" / "model.pt")["model_state"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
+
+
+def test_ctrl_c_saves_the_step_and_resume_stays_exact(libri, tmp_path):
+    """Ctrl-C at a terminal (SIGINT to the process group: the data-loader worker too) finishes the
+    step, saves last.pt there and exits 130 with one line; --resume then ends where an
+    uninterrupted run ends, loss for loss and weight for weight."""
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
+    config = tmp_path / "conf.yaml"
+    config.write_text("preset: tiny\ndevice: cpu\nthreads: 1\nlog_every_steps: 1\nepochs: 4\nseed: 7\n"
+                      f"features:\n  kind: fbank\n  dither: 30.0\nmodel:\n  dropout: 0.3\n"
+                      f"data:\n  train_manifest: {manifest}\n  max_batch_size: 2\n  num_workers: 1\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("WORLD_SIZE", None)
+
+    def train_cli(out: Path, *extra: str, **popen) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "asr.cli", "train", str(config), f"out_dir={out}", *extra],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+    whole = train_cli(tmp_path / "whole")
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    run = train_cli(tmp_path / "b", start_new_session=True)
+    log = tmp_path / "b" / "train_log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and '"event": "step"' in log.read_text()) and run.poll() is None:
+        assert time.monotonic() < deadline, "no training step logged"
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGINT)  # as the terminal sends it
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "Traceback" not in err and err.rstrip().endswith("asr: interrupted"), err
+    saved = load_checkpoint(tmp_path / "b" / "last.pt")["train_state"]
+    assert 1 <= saved["step"] < 12, saved["step"]  # stopped inside the run, at the step it was in
+    assert f"stopped at step={saved['step']} " in err and "--resume goes on from there" in err
+    resumed = train_cli(tmp_path / "b", "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert _fingerprint(tmp_path / "whole") == _fingerprint(tmp_path / "b")
+    assert [f[0] for f in _fingerprint(tmp_path / "b")] == list(range(1, 13))
+    wa = load_checkpoint(tmp_path / "whole" / "model.pt")["model_state"]
+    wb = load_checkpoint(tmp_path / "b" / "model.pt")["model_state"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_resume_inside_an_epoch_refuses_other_training_data_or_batching(libri, tmp_path, capsys):
