@@ -91,6 +91,24 @@ def test_python_m_asr_is_the_asr_command():
     assert result.returncode == 2 and "COMMAND" in result.stderr
 
 
+@pytest.mark.parametrize("args, name", [
+    (["evaluate", "", "dev.jsonl"], "checkpoint"),
+    (["evaluate", "model.pt", "dev.jsonl", "--results-json", ""], "--results-json"),  # was: no results, status 0
+    (["transcribe", "model.pt", "a.wav", "--srt", ""], "--srt"),  # was: no subtitles, status 0
+    (["tune-lm", "model.pt", "dev.jsonl", "--lm", ""], "--lm"),  # was: '.: a folder, not a language model file'
+    (["prepare", "wsj", "--wsj0", "", "--out", "x"], "--wsj0"),
+    (["average", "a.pt", "", "--out", "x.pt"], "CKPT"),
+])
+def test_an_empty_path_is_refused_by_name(args, name, tmp_path):
+    """An unset shell variable (`--srt "$DIR"`) was taken for "not given" or for the current folder."""
+    result = subprocess.run([sys.executable, "-m", "asr", *args], capture_output=True, text=True, env=ENV,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and result.stderr == (
+        f"asr {' '.join(args[:2] if args[0] == 'prepare' else args[:1])}: error: argument {name}: an empty path "
+        f"(see asr {' '.join(args[:2] if args[0] == 'prepare' else args[:1])} --help)\n"), result.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_usage_errors_and_no_command_are_one_line_with_status_2():
     result = _asr("transcribe", "--nbest")
     assert result.returncode == 2 and result.stderr == (

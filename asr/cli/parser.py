@@ -16,6 +16,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _path(text: str) -> str:
+    """A file or folder argument: an empty one (an unset shell variable) is refused, not taken for
+    "not given" or for the current folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="asr", description="Deep Speech 2-style speech recognition toolkit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -24,64 +32,74 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="prepare a corpus: audio and JSON-lines manifests")
     corpora = p.add_subparsers(dest="corpus", metavar="CORPUS", required=True)
     d = corpora.add_parser("digits", help="Free Spoken Digit Dataset (8 kHz wav, resampled to 16 kHz)")
-    d.add_argument("--data-dir", help="an FSDD copy (folder with recordings/); default: download it to data/fsdd")
-    d.add_argument("--out", required=True, help="output folder for wav/ and the manifests")
+    d.add_argument("--data-dir", type=_path,
+                   help="an FSDD copy (folder with recordings/); default: download it to data/fsdd")
+    d.add_argument("--out", type=_path, required=True, help="output folder for wav/ and the manifests")
     d.add_argument("--split", choices=["official", "speaker"], default="official",
                    help="official: takes 0-4 are the test set; speaker: one speaker is the test set")
     d.add_argument("--test-speaker", default="theo", help="held-out speaker for --split speaker")
     d = corpora.add_parser("librispeech", help="any LibriSpeech-layout tree (LibriSpeech, mini-LibriSpeech): manifests")
-    d.add_argument("--data-dir", required=True,
+    d.add_argument("--data-dir", type=_path, required=True,
                    help="a split (<speaker>/<chapter>/*.flac), a folder of splits, or a download folder holding LibriSpeech/")
-    d.add_argument("--out", required=True, help="output folder for <split>.jsonl, .summary.json, .problems.txt")
+    d.add_argument("--out", type=_path, required=True,
+                   help="output folder for <split>.jsonl, .summary.json, .problems.txt")
     d.add_argument("--splits", help="comma-separated split names to prepare (default: every split found)")
     d.add_argument("--force", action="store_true", help="prepare again splits already prepared")
     d = corpora.add_parser("wsj", help="WSJ0/WSJ1 LDC discs: train_si284, train_si84, test_dev93, test_eval92/93 manifests")
-    d.add_argument("--wsj0", nargs="+", default=[], metavar="DIR", help="folder(s) holding the WSJ0 discs (11-1.1/wsj0/...)")
-    d.add_argument("--wsj1", nargs="+", default=[], metavar="DIR", help="folder(s) holding the WSJ1 discs (13-34.1/wsj1/...)")
-    d.add_argument("--out", required=True, help="output folder for <set>.jsonl, .summary.json, .problems.txt")
+    d.add_argument("--wsj0", type=_path, nargs="+", default=[], metavar="DIR",
+                   help="folder(s) holding the WSJ0 discs (11-1.1/wsj0/...)")
+    d.add_argument("--wsj1", type=_path, nargs="+", default=[], metavar="DIR",
+                   help="folder(s) holding the WSJ1 discs (13-34.1/wsj1/...)")
+    d.add_argument("--out", type=_path, required=True,
+                   help="output folder for <set>.jsonl, .summary.json, .problems.txt")
     d.add_argument("--sets", help="comma-separated sets (default: train_si284,train_si84,test_dev93,test_eval92,"
                    "test_eval93; also test_eval92_5k, test_dev93_5k, test_eval93_5k)")
     d.add_argument("--mic", type=int, choices=[1, 2], default=1, help="1: Sennheiser close-talking (.wv1), 2: secondary (.wv2)")
     d.add_argument("--verify", action="store_true", help="decode all audio (SPHERE checksums) instead of reading headers")
     d.add_argument("--force", action="store_true", help="prepare again sets already prepared")
     d = corpora.add_parser("musan", help="MUSAN noise/music/speech (asr download musan): noise manifests for augment.noise_manifest")
-    d.add_argument("--data-dir", required=True, help="the MUSAN folder (noise/, music/, speech/) or a download folder holding musan/")
-    d.add_argument("--out", required=True, help="output folder for musan-<category>.jsonl, .summary.json, .problems.txt")
+    d.add_argument("--data-dir", type=_path, required=True,
+                   help="the MUSAN folder (noise/, music/, speech/) or a download folder holding musan/")
+    d.add_argument("--out", type=_path, required=True,
+                   help="output folder for musan-<category>.jsonl, .summary.json, .problems.txt")
     d.add_argument("--force", action="store_true", help="prepare again categories already prepared")
 
     p = sub.add_parser("download", help="download OpenSLR parts: LibriSpeech, mini-LibriSpeech, LM files, MUSAN")
     p.add_argument("parts", nargs="*", metavar="PART",
                    help="part names (train-clean-100, 4-gram.arpa.gz...) or groups (librispeech, mini_librispeech, lm)")
-    p.add_argument("--dest", help="download folder (archives extract to DEST/LibriSpeech/<part>/ or DEST/musan/, LM files to DEST/lm/)")
+    p.add_argument("--dest", type=_path,
+                   help="download folder (archives extract to DEST/LibriSpeech/<part>/ or DEST/musan/, LM files to DEST/lm/)")
     p.add_argument("--base-url", default=None, help="server holding <resource>/<file> (default: https://www.openslr.org/resources)")
     p.add_argument("--remove-archive", action="store_true", help="delete each archive once extracted")
     p.add_argument("--list", action="store_true", help="print the known parts with URL, size and MD5, and exit")
 
     p = sub.add_parser("train", help="train a model: asr train CONFIG.yaml [key=value ...]")
-    p.add_argument("config", help="YAML config (overrides of the preset and the training defaults)")
+    p.add_argument("config", type=_path, help="YAML config (overrides of the preset and the training defaults)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=3e-4")
     p.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
 
     p = sub.add_parser("sweep", help="train every combination of a grid of config values, for several seeds")
-    p.add_argument("config", help="YAML config every run starts from")
+    p.add_argument("config", type=_path, help="YAML config every run starts from")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every run")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="values of one config key (repeat for more keys; commas inside [] stay in a value)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    p.add_argument("--out", required=True, help="sweep folder: one run folder per point and seed, sweep.md, sweep.jsonl")
+    p.add_argument("--out", type=_path, required=True,
+                   help="sweep folder: one run folder per point and seed, sweep.md, sweep.jsonl")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
 
     p = sub.add_parser("transcribe", help="transcribe audio files: one 'path<TAB>text' line each")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", type=_path)
     p.add_argument("audio", nargs="*", help="audio files (wav, flac, ogg, mp3, sph; any sample rate)")
-    p.add_argument("--files-from", metavar="LIST",
+    p.add_argument("--files-from", type=_path, metavar="LIST",
                    help="also transcribe the audio files listed in LIST, one path per line ('-': stdin; blank lines "
                         "and lines starting with # are skipped), read as the work goes: for lists too long for a "
                         "command line")
     p.add_argument("--batch-s", type=float, default=120.0, help="padded audio seconds per batch (default 120)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file: text, duration, decode time, word timestamps and confidences")
-    p.add_argument("--srt", metavar="DIR", help="also write DIR/<audio name>.srt subtitles from word timestamps")
+    p.add_argument("--srt", type=_path, metavar="DIR",
+                   help="also write DIR/<audio name>.srt subtitles from word timestamps")
     p.add_argument("--max-segment-s", type=float, default=40.0,
                    help="cut longer inputs at pauses into pieces of at most this many seconds, which keeps memory "
                         "bounded on long recordings (default 40: longer than any LibriSpeech utterance; 0: never cut)")
@@ -90,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nbest", type=int, default=1, help="with beam search and --json: list the N best hypotheses")
 
     p = sub.add_parser("stream", help="transcribe audio as it arrives (forward-only models): partial, then final text")
-    p.add_argument("checkpoint", help="a forward-only model (bidirectional: false) with global feature normalization")
+    p.add_argument("checkpoint", type=_path,
+                   help="a forward-only model (bidirectional: false) with global feature normalization")
     p.add_argument("audio", nargs="+",
                    help="audio files, fed in chunks as a live source delivers them; '-': raw PCM on stdin "
                         "(16-bit mono at the model's sample rate unless --rate, --channels, --format say otherwise; "
@@ -113,12 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_args(p)
 
     p = sub.add_parser("evaluate", help="WER/CER of a checkpoint on a manifest, with a per-utterance report")
-    p.add_argument("checkpoint")
-    p.add_argument("manifest")
-    p.add_argument("--out", help="report folder (default: <checkpoint folder>/decode/<manifest name>)")
+    p.add_argument("checkpoint", type=_path)
+    p.add_argument("manifest", type=_path)
+    p.add_argument("--out", type=_path, help="report folder (default: <checkpoint folder>/decode/<manifest name>)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-s", type=float, default=300.0, help="padded audio seconds per batch")
-    p.add_argument("--results-json", help="also write the result for `asr compare` (WER, training data, model, ...)")
+    p.add_argument("--results-json", type=_path,
+                   help="also write the result for `asr compare` (WER, training data, model, ...)")
     p.add_argument("--test-set", help="test-set name in the results file, e.g. librispeech-test-clean (default: manifest name)")
     p.add_argument("--train-data", help="training data in the results file (default: from the checkpoint)")
     p.add_argument("--hardware", help="hardware in the results file (default: the evaluation device)")
@@ -126,23 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobs_arg(p)
 
     p = sub.add_parser("tune-lm", help="search the LM weight (alpha) and word score (beta) on a dev set")
-    p.add_argument("checkpoint")
-    p.add_argument("manifest", help="dev-set manifest")
+    p.add_argument("checkpoint", type=_path)
+    p.add_argument("manifest", type=_path, help="dev-set manifest")
     _add_decoding_args(p, tuning=True)
     p.add_argument("--lm-weights", default="0:3:0.5", help="alpha grid: 'a,b,c' or 'start:stop:step' (default 0:3:0.5)")
     p.add_argument("--word-scores", default="-1:3:1", help="beta grid (default -1:3:1)")
     p.add_argument("--refine", type=int, default=0,
                    help=f"rounds of finer 3x3 search around the best pair, each at half the step (at most {MAX_REFINE_ROUNDS})")
-    p.add_argument("--cache", help="keep the model's log-probs in this file and reuse them on the next run "
+    p.add_argument("--cache", type=_path, help="keep the model's log-probs in this file and reuse them on the next run "
                                    "with the same checkpoint and manifest (the acoustic model then does not run)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-s", type=float, default=300.0, help="padded audio seconds per batch")
     _add_jobs_arg(p)
 
     p = sub.add_parser("build-lm", help="build an n-gram LM (ARPA or KenLM binary) from text files")
-    p.add_argument("texts", nargs="+", help="text files, one sentence per line (normalized like transcripts)")
+    p.add_argument("texts", type=_path, nargs="+", help="text files, one sentence per line (normalized like transcripts)")
     p.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
-    p.add_argument("--out", required=True, help="output: *.arpa, or *.bin / *.binary / *.klm (needs KenLM)")
+    p.add_argument("--out", type=_path, required=True, help="output: *.arpa, or *.bin / *.binary / *.klm (needs KenLM)")
     p.add_argument("--prune", type=int, nargs="+", default=[], metavar="COUNT",
                    help="drop n-grams seen at most COUNT times, per order (lmplz style: 0 0 1 drops singleton 3-grams and up)")
     p.add_argument("--units", choices=["words", "chars"], default="words",
@@ -151,17 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kenlm: lmplz (tools/build_kenlm.sh); python: the built-in Kneser-Ney; auto: kenlm if found")
 
     p = sub.add_parser("average", help="average the weights of several checkpoints of one run into one")
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoints of one run, e.g. exp/NAME/epoch-*.pt")
-    p.add_argument("--out", required=True, help="output checkpoint (must not exist yet)")
+    p.add_argument("checkpoints", type=_path, nargs="+", metavar="CKPT", help="checkpoints of one run, e.g. exp/NAME/epoch-*.pt")
+    p.add_argument("--out", type=_path, required=True, help="output checkpoint (must not exist yet)")
 
     p = sub.add_parser("export", help="a smaller inference checkpoint: training state dropped, weights in half precision")
-    p.add_argument("checkpoint", metavar="CKPT", help="any checkpoint (model.pt, best.pt, last.pt, epoch-N.pt)")
-    p.add_argument("--out", required=True, help="output checkpoint (must not exist yet)")
+    p.add_argument("checkpoint", type=_path, metavar="CKPT",
+                   help="any checkpoint (model.pt, best.pt, last.pt, epoch-N.pt)")
+    p.add_argument("--out", type=_path, required=True, help="output checkpoint (must not exist yet)")
     p.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16",
                    help="precision of the model weights (loading casts them back to float32)")
 
     p = sub.add_parser("compare", help="WER table against the DS2 paper's DS1 / DS2 / human numbers")
-    p.add_argument("results", nargs="*", help="results files of `asr evaluate --results-json`, or folders searched for them")
+    p.add_argument("results", type=_path, nargs="*", help="results files of `asr evaluate --results-json`, or folders searched for them")
 
     p = sub.add_parser("presets", help="list the model presets with their parameter counts")
     p.add_argument("--features", type=int, default=161, help="input feature size (161: DS2 spectrogram)")
@@ -172,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_decoding_args(p: argparse.ArgumentParser, tuning: bool = False) -> None:
     """Beam-search options; without --lm, --lexicon, --lexicon-free or --beam-size decoding is greedy."""
     g = p.add_argument_group("beam search (greedy decoding unless one of --lm, --lexicon, --lexicon-free, --beam-size)")
-    g.add_argument("--lm", required=tuning, help="KenLM n-gram model, ARPA or binary (see asr build-lm)")
-    g.add_argument("--lexicon", help="lexicon file: 'word [units...]' per line (default: the LM's words)")
+    g.add_argument("--lm", type=_path, required=tuning, help="KenLM n-gram model, ARPA or binary (see asr build-lm)")
+    g.add_argument("--lexicon", type=_path, help="lexicon file: 'word [units...]' per line (default: the LM's words)")
     g.add_argument("--lexicon-free", action="store_true",
                    help="decode any unit sequence (the LM must be token-level: build-lm --units chars)")
     g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (default 50)")
