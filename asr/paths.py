@@ -1,4 +1,5 @@
-"""Paths given by a caller where a list of them is expected.
+"""Paths given by a caller where a list of them is expected (:func:`path_list`), and one file
+under any name told apart from two files (:func:`file_identity`).
 
 Example:
     >>> from pathlib import Path
@@ -17,3 +18,15 @@ def path_list(paths: Iterable[str | Path] | str | Path) -> list[str | Path]:
     """``paths`` as a list; a single path (a string or ``Path``) is a list of that one file, not a
     sequence of one-character names."""
     return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def file_identity(path: str | os.PathLike) -> tuple[int, int]:
+    """(device, inode) of the file at ``path``: the same for one file under any name (a link, a hard
+    link, ``../``), so that a file given twice is told apart from two files.
+
+    Raises:
+        OSError: ``path`` cannot be looked at.
+    """
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+

@@ -34,6 +34,7 @@ from datetime import date
 from pathlib import Path
 
 from asr.outputs import atomic_output, check_output
+from asr.paths import file_identity
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +186,7 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
         skipped.append(message)
 
     def first_time(f: Path) -> bool:
-        stat = f.stat()
-        file_id = (stat.st_dev, stat.st_ino)  # one file under any name: a link, a hard link, ../
+        file_id = file_identity(f)
         if file_id in seen:
             logger.warning("%s: given more than once; its results are listed once", f)
             return False

@@ -110,12 +110,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_average(args: argparse.Namespace) -> int:
     from asr.averaging import write_average
+    from asr.paths import file_identity
 
     out = write_average(args.checkpoints, args.out)
     seen: set[tuple[int, int]] = set()
     for path in args.checkpoints:  # a shell glob and a name typed again: the file weighs double
-        stat = os.stat(path)
-        file_id = (stat.st_dev, stat.st_ino)  # one file under any name: a link, a hard link, ../
+        file_id = file_identity(path)
         if file_id in seen:
             print(f"asr: warning: {path}: given more than once; each time counts in the average", file=sys.stderr)
         seen.add(file_id)
