@@ -8,7 +8,6 @@ around the best pair on finer grids (halving the steps each round).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import math
@@ -27,6 +26,7 @@ from asr.evaluate import batch_log_probs, none_readable
 from asr.manifest import Utterance
 from asr.metrics import error_report
 from asr.outputs import check_output
+from asr.paths import file_digest
 from asr.text import normalize_text
 from asr.tokenizer import Tokenizer
 
@@ -109,7 +109,7 @@ def cached_dev_log_probs(
     utterance's audio file (its path, size and modification time), offset and duration must match,
     else it is computed again and the file replaced.
     """
-    key = {"checkpoint_blake2b": _file_digest(checkpoint),
+    key = {"checkpoint_blake2b": file_digest(checkpoint, "blake2b"),  # about 0.3 s for a 120 MB checkpoint
            "utts": [(u.audio_filepath, _stat_key(u.audio_filepath), u.offset, u.duration) for u in utts]}
     if cache.saved.get("key") == key:
         logger.info("log-probs of %d utterances from %s", len(cache.saved["kept"]), cache.path)
@@ -121,15 +121,6 @@ def cached_dev_log_probs(
     payload = {"key": key, "kept": [index[id(u)] for u in kept_utts], "log_probs": log_probs}
     save_checkpoint(payload, cache.path)  # atomic: a temporary file, then renamed
     return kept_utts, log_probs
-
-
-def _file_digest(path: str | Path) -> str:
-    """The BLAKE2b digest of a file's bytes (about 0.3 s for a 120 MB checkpoint here)."""
-    digest = hashlib.blake2b()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:

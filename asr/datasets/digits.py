@@ -25,6 +25,7 @@ from asr.audio import AudioError, load_audio
 from asr.datasets.download import DownloadError, TargetError, download, extract_tar
 from asr.manifest import Utterance, manifest_lines
 from asr.outputs import atomic_output, check_output, holds
+from asr.paths import file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -196,10 +197,8 @@ def _unchanged_outputs(out_dir: Path) -> set[str]:
     are unchanged since (their SHA-256 is the one its summary recorded): free to write again."""
     try:
         recorded = json.loads((out_dir / SUMMARY).read_text(encoding="utf-8"))["sha256"]
-        return {name for name in OUTPUTS if (out_dir / name).is_file() and _sha256(out_dir / name) == recorded[name]}
+        return {name for name in OUTPUTS if (out_dir / name).is_file() and file_digest(out_dir / name) == recorded[name]}
     except (OSError, ValueError, KeyError, TypeError):
         return set()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

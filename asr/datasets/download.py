@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.client
 import logging
 import lzma
@@ -14,6 +13,8 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
+
+from asr.paths import file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +110,11 @@ def _verified(path: Path, size: int | None, sha256: str | None, md5: str | None,
         return False
     for name, expected in (("sha256", sha256), ("md5", md5)):
         if expected:
-            digest = hashlib.new(name)
-            with path.open("rb") as f:
-                while chunk := f.read(CHUNK):
-                    digest.update(chunk)
-            if digest.hexdigest() != expected.lower():
+            actual = file_digest(path, name)
+            if actual != expected.lower():
                 if raise_error:
                     path.unlink()
-                    raise DownloadError(f"{path}: {name} mismatch (got {digest.hexdigest()}, expected {expected}); the file was removed")
+                    raise DownloadError(f"{path}: {name} mismatch (got {actual}, expected {expected}); the file was removed")
                 return False
     return True
 
