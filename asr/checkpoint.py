@@ -114,6 +114,13 @@ class Recognizer:
         cfg = self.features.cfg
         return 1 if frames == 1 else cfg.win_length + (frames - 1) * cfg.hop_length
 
+    def too_short(self, num_samples: int) -> str:
+        """Why an input of ``num_samples`` (fewer than :attr:`min_samples`) gets no output, in words:
+        ``'5.0 ms of audio is too short for the model (it needs 320.0 ms)'``."""
+        rate = self.features.cfg.sample_rate
+        return (f"{1000 * num_samples / rate:.1f} ms of audio is too short for the model "
+                f"(it needs {1000 * self.min_samples / rate:.1f} ms)")
+
     @property
     def frame_shift_s(self) -> float:
         """Seconds between output frames: the feature hop (in whole samples, as the features

@@ -147,14 +147,12 @@ def batch_log_probs(
     for batch in loader:
         if batch is not None:
             log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)
-            rate = recognizer.features.cfg.sample_rate
             short = (out_lens == 0).cpu()  # (B,)
             for index, wave_len in zip(batch.indices[short].tolist(), batch.wave_lens[short].tolist()):
                 where = f"{utts[index].source}: " if utts[index].source else ""
-                logger.warning("%s%s: %.1f ms of audio is too short for the model (it needs %.1f ms): empty hypothesis",
-                               where, utts[index].audio_filepath, 1000 * wave_len / rate,
-                               1000 * recognizer.min_samples / rate)
-            audio_s = float(batch.wave_lens.sum()) / rate
+                logger.warning("%s%s: %s: empty hypothesis", where, utts[index].audio_filepath,
+                               recognizer.too_short(wave_len))
+            audio_s = float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
             yield batch.indices.tolist(), log_probs, out_lens, audio_s
 
 

@@ -195,8 +195,7 @@ class Transcriber:
             duration_s = len(w) / self.sample_rate
             decode_s = batch_s * len(w) / int(lens.sum())
             if int(out_lens[b]) == 0:
-                logger.warning("%s: %.1f ms of audio is too short for the model (it needs %.1f ms): empty transcript",
-                               name, 1000 * duration_s, 1000 * self.recognizer.min_samples / self.sample_rate)
+                logger.warning("%s: %s: empty transcript", name, self.recognizer.too_short(len(w)))
             words = self._align(log_probs[b, : int(out_lens[b])], h.text, name, duration_s)
             results[i] = Transcript(source=name, text=h.text, duration_s=duration_s, decode_s=decode_s,
                                     hypothesis=h, words=words, nbest=nbests[b])
