@@ -80,6 +80,15 @@ def _split_values(text: str) -> list[str]:
     return [v.strip() for v in [*values, current]]
 
 
+def first_repeated(values: Sequence) -> object | None:
+    """The first value that comes again in ``values``, or None: two points that would be one run.
+
+    >>> first_repeated([1, 2, 1]), first_repeated(["a", "b"])
+    (1, None)
+    """
+    return next((v for i, v in enumerate(values) if v in values[:i]), None)
+
+
 def parse_grid_specs(specs: Sequence[str]) -> dict[str, list[str]]:
     """``["key=v1,v2", ...]`` -> ``{key: [v1, v2]}`` (commas inside brackets belong to a value).
 
@@ -95,7 +104,7 @@ def parse_grid_specs(specs: Sequence[str]) -> dict[str, list[str]]:
             raise ConfigError(f"--grid {spec!r}: expected KEY=VALUE[,VALUE...] with no empty value")
         if key in grid:
             raise ConfigError(f"--grid {key}: given twice")
-        twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+        twice = first_repeated(values)
         if twice is not None:  # two runs of one folder (at once, with --jobs), a row twice in the table
             raise ConfigError(f"--grid {key}: value {twice!r} given twice")
         grid[key] = values

@@ -78,7 +78,7 @@ def _fmt_s(seconds: float) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from asr.config import ConfigError
-    from asr.sweep import parse_grid_specs, sweep
+    from asr.sweep import first_repeated, parse_grid_specs, sweep
 
     grid = parse_grid_specs(args.grid)
     try:
@@ -89,7 +89,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds: no seed given")
     if not all(0 <= s < 2**32 for s in seeds):  # the range TrainConfig.seed takes
         raise ConfigError(f"--seeds {args.seeds}: each seed must be in [0, {2**32 - 1}]")
-    twice = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
+    twice = first_repeated(seeds)
     if twice is not None:
         raise ConfigError(f"--seeds {args.seeds}: seed {twice} given twice")
     if args.jobs < 1:
