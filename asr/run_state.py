@@ -5,8 +5,7 @@ and the random state.
 A new run refuses a folder whose ``config.yaml`` or ``train_log.jsonl`` it did not write
 (:func:`check_run_dir`); a resumed run drops the log events after its checkpoint
 (:func:`trim_log`); checkpoint state is copied off the live tensors (:func:`snapshot`) and written
-by one background thread (:class:`BackgroundWriter`) while training goes on. Ctrl-C asks the
-loop to stop after its step, with a resumable ``last.pt`` (:class:`StopRequest`).
+by one background thread (:class:`BackgroundWriter`) while training goes on.
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ import json
 import logging
 import math
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -246,40 +243,3 @@ class LogWindow:
     def audio_h_per_s(self) -> float:
         return self.audio_s / 3600 / max(1e-9, time.monotonic() - self.start)
 
-
-class StopRequest:
-    """Ctrl-C (SIGINT) during training as a request: the loop finishes its step, saves a resumable
-    ``last.pt`` and stops (``requested`` tells it); a second Ctrl-C stops at once. A context manager
-    around the loop: it installs its handler and restores Python's default one. Active only where
-    that default handler is installed, in the main thread, and when ``enabled`` (the trainer
-    disables it under torchrun, whose launcher handles the signal); elsewhere ``requested`` stays
-    False and Ctrl-C raises KeyboardInterrupt as before.
-    """
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled, self.requested, self.active = enabled, False, False
-
-    def __enter__(self) -> StopRequest:
-        self.active = (self.enabled and threading.current_thread() is threading.main_thread()
-                       and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
-        if self.active:
-            signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.active:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            self.active = False
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next Ctrl-C stops at once
-        logger.warning("interrupted: stopping after this step to save last.pt (Ctrl-C again stops at once, "
-                       "losing the steps since the last checkpoint)")
-
-
-def ignore_sigint(worker_id: int) -> None:
-    """A data-loader worker's start (``worker_init_fn``): the terminal's Ctrl-C reaches the whole
-    process group, and a worker it ended would fail the main process's next batch; the main process
-    decides (:class:`StopRequest`) and ends its workers itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -47,13 +47,14 @@ from asr.decode import DecodeError
 from asr.distributed import any_rank, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor
+from asr.interrupts import CtrlC, ignore_sigint
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
 from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_run_manifests, set_global_cmvn
-from asr.run_state import (BackgroundWriter, LogWindow, StopRequest, caller_state_kept, check_run_dir,
-                           config_differences, get_rng_state, ignore_sigint, init_checkpoint, seed_everything,
-                           set_rng_state, snapshot, tokenizer_difference, trim_log, write_event, write_run_config)
+from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_run_dir, config_differences,
+                           get_rng_state, init_checkpoint, seed_everything, set_rng_state, snapshot,
+                           tokenizer_difference, trim_log, write_event, write_run_config)
 from asr.train_config import TrainConfig, TrainError
 from asr.tokenizer import oov_report, tokenizer_from_dict
 
@@ -223,8 +224,10 @@ class Trainer:
         if self.dist.is_main:
             trim_log(log_path, self.step)  # drop events after the checkpoint we start from
         with (log_path.open("a", encoding="utf-8") if self.dist.is_main else open(os.devnull, "w")) as log, \
-                contextlib.ExitStack() as stack, StopRequest(enabled="WORLD_SIZE" not in os.environ) as ctrl_c:
-            # (not under torchrun, which sets WORLD_SIZE: its launcher handles Ctrl-C for all ranks)
+                contextlib.ExitStack() as stack, \
+                CtrlC(enabled="WORLD_SIZE" not in os.environ, on_request=_warn_of_stop) as ctrl_c:
+            # Ctrl-C: the step is finished and saved (not under torchrun, which sets WORLD_SIZE: its
+            # launcher handles Ctrl-C for all ranks)
             stack.callback(self.wait_for_checkpoints)  # also when training fails
             while self.epoch < cfg.epochs and not stopped_early:
                 self.sampler.set_epoch(self.epoch)
@@ -460,6 +463,11 @@ def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], Non
     """
     with caller_state_kept():
         return Trainer(cfg, resume=resume, on_event=on_event).run()
+
+
+def _warn_of_stop() -> None:
+    logger.warning("interrupted: stopping after this step to save last.pt (Ctrl-C again stops at once, "
+                   "losing the steps since the last checkpoint)")
 
 
 def _amp_dtype(precision: str) -> torch.dtype:

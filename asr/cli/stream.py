@@ -4,12 +4,12 @@ input (:mod:`asr.pcm_input`), decoded as it arrives (:mod:`asr.streaming`)."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from collections.abc import Iterator
 
 from asr.cli.decoding import beam_decoder, check_decoding_options
+from asr.interrupts import CtrlC
 
 MAX_CHUNK_MS = 10_000.0  # stream --chunk-ms: a live source delivers far smaller chunks
 
@@ -41,7 +41,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     raw = f"raw {describe_pcm(sample_format, channels)} PCM"
     frame_s = recognizer.frame_shift_s
     failed = stopped = 0
-    ended = _FirstInterrupt()
+    ended = CtrlC()  # Ctrl-C ends the live input: its final transcript is printed, the inputs after it left alone
     for path in args.audio:
         in_rate = raw_rate if path == "-" else rate  # files are read whole and resampled by load_audio
         chunk = max(1, round(in_rate * args.chunk_ms / 1000))
@@ -58,7 +58,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
             if in_rate != rate:
                 what += f", resampled to {rate} Hz ({1000 * resampler.latency_s:.1f} ms held back)"
             reader = PcmReader(sys.stdin.buffer, channels, sample_format, "-", in_rate)
-            chunks = ended.until_interrupt(reader.chunks(chunk), what)
+            chunks = _until_ctrl_c(ended, reader.chunks(chunk), what)
         else:
             try:
                 wave = load_audio(path, rate)  # (S,)
@@ -101,7 +101,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         if bad:
             stopped += 1
             print(f"asr: stopped {bad}; the transcript is of the audio before it", file=sys.stderr)
-        if ended.interrupted:  # Ctrl-C finished the live input: the inputs after it are left alone
+        if ended.requested:  # Ctrl-C finished the live input: the inputs after it are left alone
             break
     if failed:
         print(f"asr: {failed} of {len(args.audio)} files could not be read", file=sys.stderr)
@@ -140,26 +140,13 @@ def _check_raw_input_options(args: argparse.Namespace) -> None:
         raise StreamingError(f"--channels {args.channels}: must be from 1 to {MAX_RAW_CHANNELS}")
 
 
-class _FirstInterrupt:
-    """Ends a live input on Ctrl-C instead of aborting: the first SIGINT only marks the input as
-    ended (the chunk being decoded is finished, so the final transcript is whole); a second one
-    interrupts as usual."""
-
-    def __init__(self) -> None:
-        self.interrupted = False
-
-    def until_interrupt(self, chunks: Iterator, what: str) -> Iterator:
-        previous = signal.signal(signal.SIGINT, self._handle)
-        print(f"asr: -: listening on standard input for {what} (Ctrl-C or the end of the input finishes it)",
-              file=sys.stderr, flush=True)
-        try:
-            for item in chunks:
-                yield item
-                if self.interrupted:
-                    return
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def _handle(self, signum, frame) -> None:
-        self.interrupted = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+def _until_ctrl_c(ctrl_c: CtrlC, chunks: Iterator, what: str) -> Iterator:
+    """``chunks`` of the live input until it ends or Ctrl-C: the chunk being decoded is finished,
+    so the final transcript is whole; a second Ctrl-C interrupts as usual."""
+    print(f"asr: -: listening on standard input for {what} (Ctrl-C or the end of the input finishes it)",
+          file=sys.stderr, flush=True)
+    with ctrl_c:
+        for item in chunks:
+            yield item
+            if ctrl_c.requested:
+                return
