@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -34,7 +35,16 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A configuration file or override is malformed: unknown key, wrong type, bad syntax."""
+    """A configuration file or override is malformed: unknown key, wrong type, bad syntax.
+
+    Attributes:
+        key: the dotted key the error is about (``"optim.lr"``), or None; the reader of a file looks
+            up the line that key was set on (see :func:`load_yaml_with_lines`).
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class _Loader(yaml.SafeLoader):
@@ -50,6 +60,22 @@ _Loader.add_implicit_resolver(
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path``; raises ``ConfigError`` naming the file on any problem."""
+    return load_yaml_with_lines(path)[0]
+
+
+def load_yaml_with_lines(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Read a YAML mapping from ``path``, with the 1-based line each dotted key was set on.
+
+    A key reached through an alias or a merge key (``<<: *base``) has the line of the text that gave
+    its value, the anchored mapping's; a mapping used twice through aliases has lines under its first
+    key only (in breadth-first order; elsewhere, look up the enclosing key). Keys inside lists have none.
+
+    Raises:
+        ConfigError: naming the file (and the line, for a syntax error): unreadable, not UTF-8, not
+            YAML, not a mapping, or aliases that loop or expand past ``_MAX_VALUES`` values.
+
+    A file ``epochs: 3\\noptim:\\n  lr: 3e-4`` gives ``{'epochs': 1, 'optim': 2, 'optim.lr': 3}``.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -58,20 +84,46 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         line = _text_line(path, e.start)
         raise ConfigError(f"{path}:{line}: not UTF-8 text (a YAML config expected)") from None
+    loader = _Loader(text)
     try:
-        data = yaml.load(text, Loader=_Loader)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+        if data is None:
+            return {}, {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        _check_tree(data, str(path))
+        return data, _key_lines(loader, node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    _check_tree(data, str(path))
-    return data
+    finally:
+        loader.dispose()
+
+
+def _key_lines(loader: yaml.SafeLoader, root: yaml.MappingNode) -> dict[str, int]:
+    """``{"optim.lr": 7}``: the 1-based line of each key of the mappings in ``root`` (composed and
+    constructed by ``loader``, so merge keys are already flattened), nested mappings under their
+    dotted path. Keys are spelled as :func:`config_from_dict` names them (``str`` of the value)."""
+    lines: dict[str, int] = {}
+    seen: set[int] = set()
+    todo = collections.deque([("", root)])  # breadth first: a mapping met twice is walked under its first key
+    while todo:
+        prefix, node = todo.popleft()
+        if not isinstance(node, yaml.MappingNode) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        entries: dict[str, tuple[int, yaml.Node]] = {}  # a key given twice: the last wins, as in the data
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                entries[f"{prefix}{loader.construct_object(key_node)}"] = (key_node.start_mark.line + 1, value_node)
+        for key, (line, value_node) in entries.items():
+            lines[key] = line
+            todo.append((f"{key}.", value_node))
+    return lines
 
 
 _MAX_VALUES = 1_000_000  # values in a config once its aliases are expanded (a few hundred are usual)
@@ -156,21 +208,37 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = 
     """
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{where}." if where else ""
     unknown = sorted((str(k) for k in data if not isinstance(k, str) or k not in fields))  # YAML keys may be ints
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown key '{prefix}{unknown[0]}' in {cls.__name__} (allowed: {', '.join(fields)})"
-        )
+        raise ConfigError(f"unknown key '{prefix}{unknown[0]}' in {cls.__name__} (allowed: {', '.join(fields)})",
+                          key=prefix + unknown[0])
     hints = _type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(hints[name], value, key, mappings=True)
+        kwargs[name] = _coerce(hints[name], value, prefix + name, mappings=True)
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where or cls.__name__}: {e}") from None
+    except (TypeError, ValueError) as e:  # from __post_init__: "optim.lr must be ...", "rnn_layers: ..."
+        message = str(e)
+        name = _field_named(message, fields, data)
+        key = prefix + name if name else where or None
+        if name and where and re.match(rf"{name}\b", message):  # "rnn_layers: ..." -> "model.rnn_layers: ..."
+            message = f"{where}.{message}"
+        elif not (key and re.match(rf"{re.escape(key)}\b", message)):  # "optim.lr must be ..." stays so
+            message = f"{where or cls.__name__}: {message}"
+        raise ConfigError(message, key=key) from None
+
+
+def _field_named(message: str, fields: Mapping[str, Any], given: Mapping[str, Any]) -> str | None:
+    """The field of a dataclass a ``__post_init__`` error is about: the first of the fields its
+    message names that was ``given``, else the first named; None when it names none.
+
+    >>> _field_named("FeatureConfig: n_mfcc=40 must be in 1..n_mels=20", {"n_mfcc": 0, "n_mels": 0}, {"n_mels": 20})
+    'n_mels'
+    """
+    named = [word for word in re.findall(r"[A-Za-z_]\w*", message) if word in fields]
+    return next((word for word in named if word in given), named[0] if named else None)
 
 
 def check_types(cfg: Any, prefix: str = "") -> None:
@@ -278,55 +346,57 @@ def _coerce(hint: Any, value: Any, key: str, mappings: bool) -> Any:
             try:
                 return _coerce(arg, value, key, mappings)
             except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+                errors.append(e)
+        if errors:
+            raise errors[0]
+        raise ConfigError(f"{key}: bad value {value!r}", key=key)
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
         if not mappings:
-            raise ConfigError(f"{key}: expected a {hint.__name__}, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{key}: expected a {hint.__name__}, got {type(value).__name__} {value!r}", key=key)
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}", key=key)
         return config_from_dict(hint, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {value!r}", key=key)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(args[0], v, key, mappings) for v in value)
         if len(args) != len(value):
-            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
+            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}", key=key)
         return tuple(_coerce(a, v, key, mappings) for a, v in zip(args, value))
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {value!r}", key=key)
         return [_coerce(args[0], v, key, mappings) for v in value] if args else list(value)
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}", key=key)
         return dict(value)
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}", key=key)
         return value
     if hint is Any:
         return value
     if hint is float:  # numbers.Real and Integral: numpy's numbers too, from Python callers
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {value!r}", key=key)
         return value if type(value) is float else float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {value!r}", key=key)
         return value if type(value) is int else int(value)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{key}: expected true or false, got {value!r}", key=key)
         return value
     if hint is str:
         if isinstance(value, os.PathLike):  # a path from a Python caller
             return os.fspath(value)
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {value!r}", key=key)
         return value
     return value
 

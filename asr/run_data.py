@@ -9,8 +9,10 @@ import logging
 import os
 import random
 import time
+from collections import Counter
+from dataclasses import dataclass
 
-from asr.audio import AudioError, audio_info
+from asr.audio import AudioError, AudioInfo, audio_info
 from asr.data import AudioCache, available_memory_gb, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
 from asr.manifest import Utterance, read_manifest
@@ -54,34 +56,119 @@ def check_run_audio(cfg: TrainConfig, train_utts: list[Utterance], dev_utts: lis
     with ``seed``. Some unreadable dev files are one warning (the dev scoring leaves them out).
     Damage inside compressed data shows only when decoding, where it is reported as before.
 
+    The headers' durations are compared with the manifests': one warning per manifest whose
+    durations differ from the audio's (see :func:`duration_mismatches`), as they do when a manifest
+    was written for other files or at another sample rate; batching and SortaGrad go by them.
+
     Raises:
         TrainError: none of the training files drawn, or none of the dev files, can be read.
     """
     probes = random.Random(cfg.seed).sample(train_utts, min(TRAIN_AUDIO_PROBES, len(train_utts)))
-    failures = _unreadable(probes)
+    headers = _read_headers(probes)
+    failures = _unreadable(probes, headers)
     if len(failures) == len(probes):
         drawn = "" if len(probes) == len(train_utts) else f" ({len(probes)} files drawn at random)"
         raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read{drawn}, "
                          f"e.g. {failures[0]}; nothing was trained")
-    failures = _unreadable(dev_utts)
+    _warn_durations(cfg.data.train_manifest, probes, train_utts, headers)
+    headers = _read_headers(dev_utts)
+    failures = _unreadable(dev_utts, headers)
     if dev_utts and len(failures) == len(dev_utts):
         raise TrainError(f"{cfg.data.dev_manifest}: no utterance of the set could be read, e.g. {failures[0]}; "
                          "nothing to score the model on")
     if failures:
         logger.warning("%s: %d of %d dev utterances cannot be read and are left out of the dev WER, e.g. %s",
                        cfg.data.dev_manifest, len(failures), len(dev_utts), failures[0])
+    _warn_durations(cfg.data.dev_manifest, dev_utts, dev_utts, headers)
 
 
-def _unreadable(utts: list[Utterance]) -> list[str]:
-    """One header error per utterance whose audio cannot be opened, in order (a file read once)."""
-    causes: dict[str, str | None] = {}
+def _read_headers(utts: list[Utterance]) -> dict[str, AudioInfo | str]:
+    """Each audio file of ``utts`` (read once) to its header, or to its header error."""
+    headers: dict[str, AudioInfo | str] = {}
     for path in dict.fromkeys(u.audio_filepath for u in utts):
         try:
-            audio_info(path)
-            causes[path] = None
+            headers[path] = audio_info(path)
         except AudioError as e:
-            causes[path] = str(e)
-    return [cause for cause in (causes[u.audio_filepath] for u in utts) if cause is not None]
+            headers[path] = str(e)
+    return headers
+
+
+def _unreadable(utts: list[Utterance], headers: dict[str, AudioInfo | str]) -> list[str]:
+    """One header error per utterance whose audio cannot be opened, in order."""
+    return [h for h in (headers[u.audio_filepath] for u in utts) if isinstance(h, str)]
+
+
+# A manifest's duration may differ from the header's by rounding (durations written to 0.01 s) and,
+# for compressed audio, by an encoder's padding (tens of ms); a manifest written at another sample
+# rate is off by 8 % (44.1 vs 48 kHz) or more, one of another set by whole seconds. Within 5 %, the
+# batches stay within 5 % of data.max_batch_s.
+DURATION_TOLERANCE = 0.05  # of the audio's duration...
+DURATION_TOLERANCE_S = 0.1  # ...and at least this, in seconds
+
+
+@dataclass(frozen=True)
+class DurationMismatch:
+    """An utterance whose manifest duration differs from what its audio file holds.
+
+    Attributes:
+        utt: the utterance (``utt.duration`` is the manifest's).
+        audio_s: the seconds of audio training reads for it: the file's from ``utt.offset``, or for a
+            segment (a file several utterances share, or one read from an offset) at most
+            ``utt.duration`` of them.
+    """
+
+    utt: Utterance
+    audio_s: float
+
+    @property
+    def error_s(self) -> float:
+        return abs(self.utt.duration - self.audio_s)
+
+
+def duration_mismatches(checked: list[Utterance], manifest: list[Utterance],
+                        headers: dict[str, AudioInfo | str]) -> list[DurationMismatch]:
+    """The utterances of ``checked`` whose manifest duration differs from their audio's by more than
+    ``DURATION_TOLERANCE`` of it (and more than ``DURATION_TOLERANCE_S``), in order.
+
+    A segment (a file that several utterances of ``manifest`` share, or one read from an offset)
+    may be shorter than its file: only one that runs past the file's end is counted. A duration of
+    0 reads the whole file, and is counted (the batches take it for 0 s). Files without a header
+    (an error in ``headers``) are left out.
+
+    >>> info = AudioInfo(16000, 32000, 1, 2.0)
+    >>> [m.audio_s for m in duration_mismatches([Utterance("a.wav", 4.0, "x")], [], {"a.wav": info})]
+    [2.0]
+    >>> duration_mismatches([Utterance("a.wav", 2.05, "x")], [], {"a.wav": info})
+    []
+    """
+    shared = Counter(u.audio_filepath for u in manifest)
+    found = []
+    for utt in checked:
+        header = headers.get(utt.audio_filepath)
+        if not isinstance(header, AudioInfo):
+            continue
+        rest_s = max(0.0, header.duration_s - utt.offset)
+        segment = utt.offset > 0 or shared[utt.audio_filepath] > 1
+        audio_s = min(utt.duration, rest_s) if segment and utt.duration > 0 else rest_s
+        if abs(utt.duration - audio_s) > max(DURATION_TOLERANCE_S, DURATION_TOLERANCE * audio_s):
+            found.append(DurationMismatch(utt, audio_s))
+    return found
+
+
+def _warn_durations(manifest_path: str | None, checked: list[Utterance], manifest: list[Utterance],
+                    headers: dict[str, AudioInfo | str]) -> None:
+    """One warning for the utterances of ``checked`` whose durations are not their audio's."""
+    found = duration_mismatches(checked, manifest, headers)
+    if not found:
+        return
+    readable = sum(isinstance(headers[u.audio_filepath], AudioInfo) for u in checked)
+    worst = max(found, key=lambda m: m.error_s)
+    where = f"{worst.utt.source}: {worst.utt.audio_filepath}" if worst.utt.source else worst.utt.audio_filepath
+    logger.warning("%s: %d of %d utterances checked have a duration more than %g %% (and %g s) off their audio's, "
+                   "e.g. %s: manifest %.2f s, audio %.2f s; batches (data.max_batch_s) and SortaGrad go by the "
+                   "manifest's durations, and audio is read only up to them: was the manifest written for these "
+                   "files?", manifest_path, len(found), readable, DURATION_TOLERANCE * 100, DURATION_TOLERANCE_S,
+                   where, worst.utt.duration, worst.audio_s)
 
 
 def preload_audio(utts: list[Utterance], sample_rate: int) -> AudioCache:

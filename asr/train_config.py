@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Literal
 
 from asr.augment import AugmentConfig
-from asr.config import ConfigError, apply_overrides, check_ranges, check_types, config_from_dict, load_yaml, merge
+from asr.config import (ConfigError, apply_overrides, check_ranges, check_types, config_from_dict, load_yaml,
+                        load_yaml_with_lines, merge)
 from asr.features import FeatureConfig
 from asr.model import ModelConfig, load_preset, preset_path
 from asr.optim import OptimConfig
@@ -109,22 +110,37 @@ def resolve_config(path: str | Path | None, overrides: list[str] = ()) -> TrainC
 
     Raises:
         ConfigError: naming the key; a problem of the file's own settings (one the overrides do not
-            make) also names the file, ``conf.yaml: unknown key 'epochz' in TrainConfig (...)``.
+            make) also names the file and the line of the key (or of the nearest section above it
+            that the file sets), ``conf.yaml:7: unknown key 'optim.lrr' in OptimConfig (...)``.
     """
-    from_file = load_yaml(path) if path is not None else {}
+    from_file, lines = load_yaml_with_lines(path) if path is not None else ({}, {})
     try:
         return _resolve(from_file, list(overrides))
     except ConfigError as e:
         if path is None or (overrides and not _fails_alike(from_file, e)):
             raise
-        raise ConfigError(f"{path}: {e}") from None
+        line = _line_of(e.key, lines)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: {e}", key=e.key) from None
+
+
+def _line_of(key: str | None, lines: dict[str, int]) -> int | None:
+    """The line ``key`` was set on, else that of its nearest enclosing section in ``lines``.
+
+    >>> _line_of("optim.lr", {"optim": 3}), _line_of("epochs", {"optim": 3}), _line_of(None, {})
+    (3, None, None)
+    """
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key.rpartition(".")[0]
+    return None
 
 
 def _resolve(raw: dict, overrides: list[str]) -> TrainConfig:
     raw = apply_overrides(raw, overrides)
     base = load_yaml(preset_path(raw.get("preset", TrainConfig.preset)))
     if not isinstance(raw.get("model") or {}, dict):
-        raise ConfigError(f"model: expected a mapping of model settings, got {raw['model']!r}")
+        raise ConfigError(f"model: expected a mapping of model settings, got {raw['model']!r}", key="model")
     raw["model"] = merge(base, raw.get("model") or {})
     return config_from_dict(TrainConfig, raw)
 

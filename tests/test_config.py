@@ -9,7 +9,8 @@ from typing import Literal
 
 import pytest
 
-from asr.config import ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml, merge, save_yaml
+from asr.config import (ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml, load_yaml_with_lines,
+                        merge, save_yaml)
 from asr.augment import AugmentConfig
 from asr.features import FeatureConfig
 from asr.model import ModelConfig, list_presets, load_preset
@@ -157,7 +158,7 @@ def test_model_config_literals_and_pairs():
 
 
 def test_post_init_value_errors_become_config_errors():
-    with pytest.raises(ConfigError, match=r"^optim: optim\.lr must be positive and at most 1000, got -1\.0$"):
+    with pytest.raises(ConfigError, match=r"^optim\.lr must be positive and at most 1000, got -1\.0$"):
         config_from_dict(TrainConfig, {"optim": {"lr": -1}})
     with pytest.raises(ConfigError, match=r"at most 1000, got 1e\+300"):  # overflowed in the optimizer once
         config_from_dict(TrainConfig, {"optim": {"lr": 1e300}})
@@ -178,7 +179,7 @@ def test_out_of_range_values_are_config_errors(key, value, message):
     with pytest.raises(ConfigError) as info:
         config_from_dict(TrainConfig, data)
     assert str(info.value).endswith(message)
-    with pytest.raises(ConfigError, match=r"model: conv_channels: expected 1-3 layers"):
+    with pytest.raises(ConfigError, match=r"^model\.conv_channels: expected 1-3 layers"):
         config_from_dict(TrainConfig, {"model": {"conv_channels": [1, 1, 1, 1]}})
 
 
@@ -271,7 +272,7 @@ def test_range_checks_keep_the_limits_that_mean_off():
                                 "optim.weight_decay=0", "features.dither=0", "augment.gain_db=0",
                                 "augment.noise_snr_db=[-5, -5]", "tokenizer.vocab_size=2", "model.dropout=0"])
     assert cfg.optim.grad_clip == 0 and cfg.optim.warmup_steps == 0 and cfg.augment.noise_snr_db == (-5, -5)
-    with pytest.raises(ConfigError, match=r"^features: features\.window_ms must be a finite number in "
+    with pytest.raises(ConfigError, match=r"^features\.window_ms must be a finite number in "
                                           r"\(0, 1000\], got inf$"):
         resolve_config(None, ["features.window_ms=.inf"])
     with pytest.raises(ConfigError, match=r"optim\.betas must be in \[0, 1\), got \[2\.0, 3\.0\]$"):
@@ -380,18 +381,62 @@ def test_python_values_are_stored_as_yaml_gives_them(tmp_path):
     assert config_from_dict(TrainConfig, load_yaml(tmp_path / "config.yaml")) == cfg
 
 
-def test_a_problem_in_the_config_file_names_the_file(tmp_path):
+def test_a_problem_in_the_config_file_names_the_file_and_line(tmp_path):
     """`asr train conf.yaml` with an unknown or bad key in the file said only "unknown key 'epochz'
-    in TrainConfig": the file went unnamed. A problem an override makes names the key alone."""
+    in TrainConfig": the file went unnamed; then it named the file but not the line. A problem an
+    override makes names the key alone."""
     bad = _write(tmp_path, "preset: tiny\nepochz: 3\n")
     for overrides in ([], ["epochs=3"]):
-        with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}: unknown key 'epochz' in TrainConfig"):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}:2: unknown key 'epochz' in TrainConfig"):
             resolve_config(bad, overrides)
-    with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}: TrainConfig: epochs must be >= 1, got 0$"):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}:2: epochs must be >= 1, got 0$"):
         resolve_config(_write(tmp_path, "preset: tiny\nepochs: 0\n"))
     good = _write(tmp_path, "preset: tiny\nepochs: 2\n")
     with pytest.raises(ConfigError, match=r"^unknown key 'optim\.lrr' in OptimConfig"):
         resolve_config(good, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"^optim\.lr must be positive"):
+        resolve_config(good, ["optim.lr=-1"])
     with pytest.raises(ConfigError, match=r"^preset: unknown model preset 'huge'"):
         resolve_config(good, ["preset=huge"])
     assert resolve_config(_write(tmp_path, "preset: tiny\nepochs: 0\n"), ["epochs=1"]).epochs == 1  # mended
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # nested keys: the line of the key itself, not of its section
+    ("preset: tiny\nname: x\n\noptim:\n  momentum: 0.5\n  lrr: 1\n", ":6: unknown key 'optim.lrr' in OptimConfig"),
+    ("preset: tiny\noptim:\n  schedule: cosine\n  lr: -1\n", ":4: optim.lr must be positive and at most 1000"),
+    ("preset: tiny\ndata:\n  sortagrad: true\n  max_batch_s: abc\n", ":4: data.max_batch_s: expected a number"),
+    ("preset: tiny\noptim: {name: sgd, betas: [2, 3]}\n", ":2: optim.betas must be in [0, 1)"),  # a flow mapping
+    ("preset: tiny\nmodel:\n  rnn_hidden: 32\n  bidirectional: true\n  lookahead_context: 3\n",
+     ":5: model.lookahead_context needs a forward-only model"),
+    ("preset: tiny\nmodel:\n  conv_channels: [1, 1, 1, 1]\n", ":3: model.conv_channels: expected 1-3 layers"),
+    # a check between two fields: the line of the one the file sets
+    ("preset: tiny\nseed: 1\nfeatures:\n  kind: mfcc\n  n_mels: 5\n", ":5: features: FeatureConfig: n_mfcc="),
+    # a value the file does not set (the preset's) in a section it does: the section's line
+    ("preset: tiny\nepochs: 2\nmodel:\n  rnn_layers: 9\n", ":4: model.rnn_layers"),
+    ("preset: tiny\nepochs: 2\nmodel: 3\n", ":3: model: expected a mapping of model settings"),
+    ("preset: tiny\ndata: {2: x, zz: y}\n", ":2: unknown key 'data.2' in DataConfig"),  # an int key
+    ("preset: tiny\nepochs: 1\nepochs: 0\n", ":3: epochs must be >= 1"),  # a key given twice: the last
+    # YAML aliases and merge keys: the line that gave the value
+    ("preset: tiny\noptim: &o\n  lr: -1\n", ":3: optim.lr must be positive"),
+    ("preset: tiny\nname: &n 5\nout_dir: *n\n", ":2: name: expected a string, got 5"),
+])
+def test_a_bad_value_in_the_file_names_its_line(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(path)
+    assert str(info.value).startswith(f"{path}{message}"), str(info.value)
+
+
+def test_yaml_key_lines_follow_aliases_and_merge_keys(tmp_path):
+    text = ("base: &b\n  lr: 1\n  momentum: 0.5\n"  # lines 1-3
+            "optim:\n  <<: *b\n  lr: 2\n"  # lines 4-6: lr set here, momentum merged from line 3
+            "again: *b\n"  # line 7: the same mapping again
+            "null: 1\n")  # line 8
+    data, lines = load_yaml_with_lines(_write(tmp_path, text))
+    assert data["optim"] == {"lr": 2, "momentum": 0.5} and data["again"] == {"lr": 1, "momentum": 0.5}
+    assert lines["optim"] == 4 and lines["optim.lr"] == 6 and lines["optim.momentum"] == 3
+    assert lines["again"] == 7 and "again.lr" not in lines  # walked once, under its first key
+    assert lines["None"] == 8 and lines["base.lr"] == 2
+    assert "<<" not in str(lines)
+    assert load_yaml_with_lines(_write(tmp_path, "# nothing\n")) == ({}, {})
