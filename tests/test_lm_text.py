@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import interrupt_reading
 
-from asr.lm_text import LMTextError, book_sentences, lm_overlap, prepare_lm_text, read_lm_lines, strip_gutenberg
+from asr.lm_overlap import LMTextError, lm_overlap, read_lm_lines
+from asr.lm_text import book_sentences, prepare_lm_text, strip_gutenberg
 from asr.manifest import read_manifest
 from asr.text import normalize_text
 
