@@ -109,13 +109,15 @@ print("{} ({} utterances, {:.1f} h)".format(sys.argv[1], len(utts), sum(u["durat
   fi
 }
 
-# from_caller PATH: PATH made absolute against $caller_dir, the folder run.sh was started in (set
-# before its `cd` to the repository root), so that `--data-dir ../fsdd` names what the caller
-# sees. An absolute or empty PATH is kept.
+# from_caller OPTION PATH: PATH, given with OPTION, made absolute against $caller_dir, the folder
+# run.sh was started in (set before its `cd` to the repository root), so that `--data-dir ../fsdd`
+# names what the caller sees. An absolute PATH is kept; an empty one (an unset shell variable) is
+# refused, not taken for "not given" (which means "download" for --data-dir).
 from_caller() {
-  case "$1" in
-    '' | /*) printf '%s\n' "$1" ;;
-    *) printf '%s/%s\n' "$caller_dir" "$1" ;;
+  case "$2" in
+    '') echo "$(basename "$0"): $1: an empty path (leave the option out for its default)" >&2; exit 2 ;;
+    /*) printf '%s\n' "$2" ;;
+    *) printf '%s/%s\n' "$caller_dir" "$2" ;;
   esac
 }
 

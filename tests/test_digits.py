@@ -134,10 +134,15 @@ def test_recipe_relative_data_dir_is_the_callers(recordings, tmp_path):
     assert f"prepared from {(caller / 'my-fsdd').resolve()}, not {(caller / 'other-fsdd').resolve()}" in other.stderr
 
 
+PATH_OPTIONS = {"digits": ["--data-dir"], "librispeech": ["--data-dir", "--manifest-dir", "--exp"],
+                "mini_librispeech": ["--data-dir", "--dev-dir", "--exp", "--lm"],
+                "wsj": ["--wsj0", "--wsj1", "--data", "--exp"]}
+
+
 @pytest.mark.parametrize("recipe", ["digits", "librispeech", "mini_librispeech", "wsj"])
 def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
     """A stage that is not a number, a missing value, a stage range with nothing in it, an unknown
-    option, --option=value, a --data-dir or --conf that is not there: one line and status 2 before
+    option, --option=value, a --data-dir or --conf that is not there, an empty path: one line and status 2 before
     any stage (they used to run nothing and exit 0, die on bash's 'unbound variable', or fail at
     the stage that reads them); --help prints the usage."""
     script = str(REPO / "recipes" / recipe / "run.sh")
@@ -162,6 +167,10 @@ def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
         result = run("--data-dir", "nope")
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr == f"run.sh: --data-dir {tmp_path / 'nope'}: no such folder\n"
+    for option in PATH_OPTIONS[recipe]:  # an unset shell variable: --data-dir "" meant "download"
+        result = run(option, "")
+        assert (result.returncode, result.stdout) == (2, ""), (option, result.stderr)
+        assert result.stderr == f"run.sh: {option}: an empty path (leave the option out for its default)\n"
     if recipe in ("mini_librispeech", "wsj"):  # was refused by `asr train`, after the stages before it had run
         result = run("--conf", "nope", "--stage", "3")
         assert (result.returncode, result.stdout) == (2, "")
