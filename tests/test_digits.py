@@ -362,22 +362,29 @@ def test_a_preparation_stopped_before_its_summary_is_finished_by_a_rerun(officia
     assert not (out / "wav" / "0_theo_4.wav").exists()
 
 
-def test_a_manifest_of_a_run_stopped_over_a_finished_one_is_kept(official, recordings, tmp_path):
+def test_a_manifest_of_a_run_stopped_over_a_finished_one_is_kept_or_replaced(official, recordings, tmp_path):
     """A speaker-split run over a finished official one, stopped after train.jsonl: that file is
     not the one the summary records, but holds what the speaker split makes, so the rerun keeps
-    it; a rerun with the official split instead refuses it (it cannot tell whose it is)."""
-    shutil.copytree(official[0], tmp_path / "official")
+    it; a rerun with the official split instead replaces it (it was refused, for the user to
+    remove by hand a file that holds nothing of theirs). Changed by one line, it is refused."""
     speaker = tmp_path / "speaker"
     shutil.copytree(official[0] / "wav", speaker / "wav")
-    prepare_digits(recordings, speaker, split="speaker")
-    out = tmp_path / "official"
-    shutil.copy(speaker / "train.jsonl", out / "train.jsonl")  # what the stopped run wrote
+    prepare_digits(recordings, speaker, split="speaker", test_speaker="jackson")
+    for split, made in (("speaker", speaker), ("official", official[0])):
+        out = tmp_path / f"rerun-{split}"
+        shutil.copytree(official[0], out)
+        shutil.copy(speaker / "train.jsonl", out / "train.jsonl")  # what the stopped run wrote
+        prepare_digits(recordings, out, split=split, test_speaker="jackson")
+        for name in ("train.jsonl", "test.jsonl", "words.txt", "digits.summary.json"):
+            assert (out / name).read_bytes() == (made / name).read_bytes(), (split, name)
+
+    out = tmp_path / "edited"
+    shutil.copytree(official[0], out)
+    edited = "".join((speaker / "train.jsonl").read_text().splitlines(keepends=True)[1:])
+    (out / "train.jsonl").write_text(edited)
     with pytest.raises(OutputError, match=r"train\.jsonl: exists and is not the train\.jsonl"):
         prepare_digits(recordings, out)
-    split = prepare_digits(recordings, out, split="speaker")
-    assert (split.num_train, split.num_test) == (30, 30)
-    for name in ("train.jsonl", "test.jsonl", "words.txt", "digits.summary.json"):
-        assert (out / name).read_bytes() == (speaker / name).read_bytes(), name
+    assert (out / "train.jsonl").read_text() == edited
 
 
 def test_fsdd_download_with_a_file_in_the_way_keeps_the_archive(recordings, http_server, tmp_path):
