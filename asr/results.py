@@ -170,7 +170,8 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
     a file that is not JSON at all, or a results file with a malformed record, is passed over with
     a warning naming it, as is a folder holding no result; the warnings are appended to ``skipped``
     too, when it is given. A file given twice (by name, or by name and in a folder given too) is
-    read once, with a warning that is not appended to ``skipped``.
+    read once, and a record equal in every field to one read before (a copy of a results file
+    under another name) is listed once, each with a warning that is not appended to ``skipped``.
 
     Raises:
         ResultsError: unreadable file, invalid JSON or no record (a file given by name), or a
@@ -179,7 +180,8 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
     """
     out: list[MeasuredResult] = []
     skipped = [] if skipped is None else skipped
-    seen: set[tuple[int, int]] = set()  # a file named twice, or named and in a folder named too, is listed once
+    seen: dict[tuple[int, int], bool] = {}  # file read -> it held results; one named twice is read once
+    first_place: dict[MeasuredResult, str] = {}  # where each result listed was read: a copy is listed once
 
     def skip(message: str) -> None:
         logger.warning("%s", message)
@@ -190,14 +192,26 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
         if file_id in seen:
             logger.warning("%s: given more than once; its results are listed once", f)
             return False
-        seen.add(file_id)
+        seen[file_id] = False
         return True
+
+    def add(f: Path, records: list[tuple[str, MeasuredResult]]) -> None:
+        seen[file_identity(f)] = True
+        for where, result in records:
+            if result in first_place:
+                logger.warning("%s: the same result as %s (a copy?); listed once", where, first_place[result])
+            else:
+                first_place[result] = where
+                out.append(result)
 
     for p in map(Path, paths):
         if p.is_dir():
-            found = len(out)
+            found = False
             for f in sorted(p.rglob("*.json")):
-                if not f.is_file() or not first_time(f):
+                if not f.is_file():
+                    continue
+                if not first_time(f):  # a folder whose results were named too holds results all the same
+                    found |= seen[file_identity(f)]
                     continue
                 try:
                     records = _json_records(f)
@@ -206,17 +220,18 @@ def read_results(paths: list[str | Path], skipped: list[str] | None = None) -> l
                     continue
                 if records and all(_is_result_record(v) for _, v in records):
                     try:
-                        out.extend([MeasuredResult.from_dict(v, where) for where, v in records])
+                        add(f, [(where, MeasuredResult.from_dict(v, where)) for where, v in records])
+                        found = True
                     except ResultsError as e:  # one damaged file does not hide the others
                         skip(f"skipped {e}")
-            if len(out) == found:
+            if not found:
                 skip(f"{p}: no results of asr evaluate --results-json found in this folder")
         elif p.is_file():
             if first_time(p):
                 records = _json_records(p)
                 if not records:
                     raise ResultsError(f"{p}: holds no results (an empty file or list)")
-                out.extend(MeasuredResult.from_dict(v, where) for where, v in records)
+                add(p, [(where, MeasuredResult.from_dict(v, where)) for where, v in records])
         else:
             raise FileNotFoundError(f"{p}: no such results file or folder")
     return out

@@ -144,24 +144,58 @@ def _read_run(run: SweepRun) -> SweepRun:
     return run
 
 
-def _train(config: str, overrides: list[str], run: SweepRun, running: set[subprocess.Popen]) -> SweepRun:
-    """One ``asr train`` process, listed in ``running`` while it runs; its output goes to
-    ``run_dir/train.out``."""
+class _Processes:
+    """The sweep's running ``asr train`` processes. One is started and listed under the same lock
+    that :meth:`interrupt` takes, so that a Ctrl-C either reaches a process or keeps it from
+    starting: none is started between the interrupt and the sweep's end, to run unsignalled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+        self._stopped = False
+
+    def start(self, cmd: list[str], log: Path) -> subprocess.Popen | None:
+        """``cmd`` started with its output to ``log`` (and ``log``'s folder made); None, with
+        nothing made, once the sweep is interrupted."""
+        with self._lock:
+            if self._stopped:
+                return None
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w", encoding="utf-8") as out:
+                # its own process group: a Ctrl-C reaches it once, from interrupt(), not also from the terminal
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, process_group=0)
+            self._running.add(proc)
+            return proc
+
+    def wait(self, proc: subprocess.Popen) -> int:
+        """Its exit status, once it has ended; it is no longer listed then."""
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+
+    def interrupt(self) -> None:
+        """Send SIGINT to every running process, and start none after."""
+        with self._lock:
+            self._stopped = True
+            for proc in self._running:
+                proc.send_signal(signal.SIGINT)
+
+
+def _train(config: str, overrides: list[str], run: SweepRun, processes: _Processes) -> SweepRun | None:
+    """One ``asr train`` process, started by ``processes``; its output goes to ``run_dir/train.out``.
+    None when the sweep was interrupted before it started."""
     if (run.run_dir / "model.pt").is_file():
         run.reused = True
         return _read_run(run)
-    run.run_dir.mkdir(parents=True, exist_ok=True)
     resume = ["--resume"] if (run.run_dir / "last.pt").is_file() else []
     cmd = [sys.executable, "-m", "asr.cli", "train", config, *overrides, *resume]
     start = time.monotonic()
-    with open(run.run_dir / "train.out", "w", encoding="utf-8") as out:
-        # its own process group: a Ctrl-C reaches it once, from sweep(), not also from the terminal
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, process_group=0)
-        running.add(proc)
-        try:
-            proc.wait()
-        finally:
-            running.discard(proc)
+    proc = processes.start(cmd, run.run_dir / "train.out")
+    if proc is None:
+        return None
+    processes.wait(proc)
     run.wall_s = time.monotonic() - start
     if proc.returncode != 0:
         lines = (run.run_dir / "train.out").read_text(encoding="utf-8", errors="replace").strip().splitlines()
@@ -247,11 +281,13 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
     summary = check_output(out_dir / "sweep.md", lambda p: starts_with(p, b"| "), "the table of an asr sweep")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    running: set[subprocess.Popen] = set()
+    processes = _Processes()
     reporting = threading.Lock()  # runs of --jobs that end together are reported one after the other
 
-    def work(item: tuple[list[str], SweepRun]) -> SweepRun:
-        run = _train(config, *item, running)
+    def work(item: tuple[list[str], SweepRun]) -> SweepRun | None:
+        run = _train(config, *item, processes)
+        if run is None:  # interrupted before it started: nothing to report
+            return None
         with reporting:
             logger.info("run=%s best_dev_wer=%s error=%s", run.run_dir.name, run.best_dev_wer, run.error)
             if on_run is not None:
@@ -263,8 +299,7 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
         runs = [future.result() for future in [pool.submit(work, item) for item in todo]]
     except KeyboardInterrupt:  # no run is started any more; the running ones are interrupted too
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list(running):
-            proc.send_signal(signal.SIGINT)
+        processes.interrupt()
         pool.shutdown()  # their reports come before the sweep's own "interrupted"
         raise
     pool.shutdown()

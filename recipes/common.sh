@@ -68,7 +68,8 @@ evaluate_stage() {
 
 # results_stage LABEL EXP TITLE COMMAND: EXP/RESULTS.md, the title (with the date and commit), the
 # command and the `asr compare` table of EXP/decode. It needs a result of the evaluation stage; the
-# file is written whole, and only over a RESULTS.md this stage wrote (its first line says so).
+# file is written whole, and only over a RESULTS.md this stage wrote (its first line says so); a
+# Ctrl-C (or kill) while it is written leaves no temporary file behind (results_interrupted).
 RESULTS_MARKER="<!-- written by the recipe's run.sh: a rerun of its last stage replaces this file -->"
 results_stage() {
   local label=$1 exp=$2 title=$3 command=$4
@@ -82,19 +83,31 @@ results_stage() {
     echo "run.sh: $out was not written by run.sh (your own or edited: its first line is not the marker); move it away to write the table" >&2
     exit 1
   fi
-  local tmp=$out.tmp.$$
+  results_tmp=$out.tmp.$$
+  trap 'results_interrupted INT' INT
+  trap 'results_interrupted TERM' TERM
   if ! { echo "$RESULTS_MARKER"
          echo "# $title ($(date +%F), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
          echo
          echo "    $command"
          echo
-         asr compare "$exp/decode"; } > "$tmp"; then
-    rm -f "$tmp"
+         asr compare "$exp/decode"; } > "$results_tmp"; then
+    rm -f "$results_tmp"
     echo "run.sh: $out not written (asr compare failed)" >&2
     exit 1
   fi
-  mv -f "$tmp" "$out"
+  mv -f "$results_tmp" "$out"
+  trap - INT TERM
   cat "$out"
+}
+
+# results_interrupted SIGNAL: results_stage's trap for INT and TERM: the half-written table
+# ($results_tmp) is removed, RESULTS.md stays as it was, and run.sh then ends by SIGNAL as it would
+# have without the trap (so that a calling script sees the interrupt).
+results_interrupted() {
+  rm -f "$results_tmp"
+  trap - INT TERM
+  kill -s "$1" $$
 }
 
 # manifest_label NAME MANIFEST: "NAME (N utterances, H h)" measured from the manifest itself, for
@@ -109,13 +122,15 @@ print("{} ({} utterances, {:.1f} h)".format(sys.argv[1], len(utts), sum(u["durat
   fi
 }
 
-# from_caller PATH: PATH made absolute against $caller_dir, the folder run.sh was started in (set
-# before its `cd` to the repository root), so that `--data-dir ../fsdd` names what the caller
-# sees. An absolute or empty PATH is kept.
+# from_caller OPTION PATH: PATH, given with OPTION, made absolute against $caller_dir, the folder
+# run.sh was started in (set before its `cd` to the repository root), so that `--data-dir ../fsdd`
+# names what the caller sees. An absolute PATH is kept; an empty one (an unset shell variable) is
+# refused, not taken for "not given" (which means "download" for --data-dir).
 from_caller() {
-  case "$1" in
-    '' | /*) printf '%s\n' "$1" ;;
-    *) printf '%s/%s\n' "$caller_dir" "$1" ;;
+  case "$2" in
+    '') echo "$(basename "$0"): $1: an empty path (leave the option out for its default)" >&2; exit 2 ;;
+    /*) printf '%s\n' "$2" ;;
+    *) printf '%s/%s\n' "$caller_dir" "$2" ;;
   esac
 }
 

@@ -134,10 +134,15 @@ def test_recipe_relative_data_dir_is_the_callers(recordings, tmp_path):
     assert f"prepared from {(caller / 'my-fsdd').resolve()}, not {(caller / 'other-fsdd').resolve()}" in other.stderr
 
 
+PATH_OPTIONS = {"digits": ["--data-dir"], "librispeech": ["--data-dir", "--manifest-dir", "--exp"],
+                "mini_librispeech": ["--data-dir", "--dev-dir", "--exp", "--lm"],
+                "wsj": ["--wsj0", "--wsj1", "--data", "--exp"]}
+
+
 @pytest.mark.parametrize("recipe", ["digits", "librispeech", "mini_librispeech", "wsj"])
 def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
     """A stage that is not a number, a missing value, a stage range with nothing in it, an unknown
-    option, --option=value, a --data-dir or --conf that is not there: one line and status 2 before
+    option, --option=value, a --data-dir or --conf that is not there, an empty path: one line and status 2 before
     any stage (they used to run nothing and exit 0, die on bash's 'unbound variable', or fail at
     the stage that reads them); --help prints the usage."""
     script = str(REPO / "recipes" / recipe / "run.sh")
@@ -162,6 +167,10 @@ def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
         result = run("--data-dir", "nope")
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr == f"run.sh: --data-dir {tmp_path / 'nope'}: no such folder\n"
+    for option in PATH_OPTIONS[recipe]:  # an unset shell variable: --data-dir "" meant "download"
+        result = run(option, "")
+        assert (result.returncode, result.stdout) == (2, ""), (option, result.stderr)
+        assert result.stderr == f"run.sh: {option}: an empty path (leave the option out for its default)\n"
     if recipe in ("mini_librispeech", "wsj"):  # was refused by `asr train`, after the stages before it had run
         result = run("--conf", "nope", "--stage", "3")
         assert (result.returncode, result.stdout) == (2, "")
@@ -353,22 +362,29 @@ def test_a_preparation_stopped_before_its_summary_is_finished_by_a_rerun(officia
     assert not (out / "wav" / "0_theo_4.wav").exists()
 
 
-def test_a_manifest_of_a_run_stopped_over_a_finished_one_is_kept(official, recordings, tmp_path):
+def test_a_manifest_of_a_run_stopped_over_a_finished_one_is_kept_or_replaced(official, recordings, tmp_path):
     """A speaker-split run over a finished official one, stopped after train.jsonl: that file is
     not the one the summary records, but holds what the speaker split makes, so the rerun keeps
-    it; a rerun with the official split instead refuses it (it cannot tell whose it is)."""
-    shutil.copytree(official[0], tmp_path / "official")
+    it; a rerun with the official split instead replaces it (it was refused, for the user to
+    remove by hand a file that holds nothing of theirs). Changed by one line, it is refused."""
     speaker = tmp_path / "speaker"
     shutil.copytree(official[0] / "wav", speaker / "wav")
-    prepare_digits(recordings, speaker, split="speaker")
-    out = tmp_path / "official"
-    shutil.copy(speaker / "train.jsonl", out / "train.jsonl")  # what the stopped run wrote
+    prepare_digits(recordings, speaker, split="speaker", test_speaker="jackson")
+    for split, made in (("speaker", speaker), ("official", official[0])):
+        out = tmp_path / f"rerun-{split}"
+        shutil.copytree(official[0], out)
+        shutil.copy(speaker / "train.jsonl", out / "train.jsonl")  # what the stopped run wrote
+        prepare_digits(recordings, out, split=split, test_speaker="jackson")
+        for name in ("train.jsonl", "test.jsonl", "words.txt", "digits.summary.json"):
+            assert (out / name).read_bytes() == (made / name).read_bytes(), (split, name)
+
+    out = tmp_path / "edited"
+    shutil.copytree(official[0], out)
+    edited = "".join((speaker / "train.jsonl").read_text().splitlines(keepends=True)[1:])
+    (out / "train.jsonl").write_text(edited)
     with pytest.raises(OutputError, match=r"train\.jsonl: exists and is not the train\.jsonl"):
         prepare_digits(recordings, out)
-    split = prepare_digits(recordings, out, split="speaker")
-    assert (split.num_train, split.num_test) == (30, 30)
-    for name in ("train.jsonl", "test.jsonl", "words.txt", "digits.summary.json"):
-        assert (out / name).read_bytes() == (speaker / name).read_bytes(), name
+    assert (out / "train.jsonl").read_text() == edited
 
 
 def test_fsdd_download_with_a_file_in_the_way_keeps_the_archive(recordings, http_server, tmp_path):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -478,3 +481,44 @@ def test_results_stage_needs_results_and_keeps_the_users_file(tmp_path):
     table = mine.read_text()
     assert table.startswith(marker + "\n# mini-LibriSpeech, conf medium_aug (") and "| mini_librispeech-dev |" in table
     assert "12.5" in table
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_results_stage_interrupted_leaves_no_temporary_file(sig, tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) or a kill (SIGTERM) while the results stage
+    writes its table left RESULTS.md.tmp.<pid> behind; now the temporary file goes, the earlier
+    RESULTS.md stays as it was, and run.sh ends by that signal. The table comes from a stand-in
+    `asr` on PATH that prints a line, then waits on a named pipe: the signal lands mid-table."""
+    exp = tmp_path / "exp"
+    (exp / "decode" / "dev").mkdir(parents=True)
+    (exp / "decode" / "dev" / "result.json").write_text("{}")
+    marker = "<!-- written by the recipe's run.sh: a rerun of its last stage replaces this file -->"
+    (exp / "RESULTS.md").write_text(marker + "\nan earlier table\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "asr").write_text(f"#!/bin/sh\necho '| a partial table |'\nexec cat '{fifo}'\n")
+    (bin_dir / "asr").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    proc = subprocess.Popen(["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--exp", str(exp), "--ngpu", "0",
+                             "--stage", "7"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    while True:  # until the stand-in has the pipe open: the table is half written
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as e:
+            if e.errno != errno.ENXIO or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(f"the stand-in never opened the pipe: {proc.communicate()}") from None
+            time.sleep(0.05)
+    try:
+        assert [p.name for p in exp.glob("RESULTS.md.tmp.*")] == [f"RESULTS.md.tmp.{proc.pid}"]
+        os.killpg(proc.pid, sig)
+        proc.communicate(timeout=60)
+    finally:
+        os.close(writer)
+    assert proc.returncode == -sig
+    assert sorted(p.name for p in exp.iterdir()) == ["RESULTS.md", "decode", "log"]
+    assert (exp / "RESULTS.md").read_text() == marker + "\nan earlier table\n"

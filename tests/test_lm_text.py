@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import interrupt_reading
 
-from asr.lm_text import LMTextError, book_sentences, lm_overlap, prepare_lm_text, read_lm_lines, strip_gutenberg
+from asr.lm_overlap import LMTextError, lm_overlap, read_lm_lines
+from asr.lm_text import book_sentences, prepare_lm_text, strip_gutenberg
 from asr.manifest import read_manifest
 from asr.text import normalize_text
 
@@ -301,12 +302,13 @@ def test_make_lm_script_refuses_bad_options_before_any_book(tmp_path):
     a missing value (was bash's 'unbound variable', status 1), an unknown option, an --order that
     is not a number (was 'unbound variable' after every book was read), a --text format that
     tools/lm_text.py refuses (was its 7-line usage) or a --text file that is not there (was found
-    after the books)."""
+    after the books), an empty path (an unset shell variable)."""
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"audio_filepath": "a.flac", "duration": 1.0, "text": "a few words here"}) + "\n")
     script = str(REPO / "recipes/mini_librispeech/make_lm.sh")
     base = ["--train", str(manifest), "--dev", str(manifest), "--out", str(tmp_path / "lm"), "--books", ""]
     cases = [(["--train"], "make_lm.sh: --train needs a value"),
+             ([*base, "--dev", ""], "make_lm.sh: --dev: an empty path (leave the option out for its default)"),
              ([*base, "--bogus"], "make_lm.sh: unknown option --bogus (--help lists them)"),
              ([*base, "--order", "x"], "make_lm.sh: --order 'x': expected 1 to 6 (the highest order KenLM loads)"),
              ([*base, "--text", "poems:a.txt"],

@@ -79,11 +79,11 @@ def test_results_files_roundtrip_and_formats(tmp_path):
     assert read_results([tmp_path / "exp"]) == [a, b]  # folders are searched for results files
     write_result(b, tmp_path / "exp" / "greedy.json")  # whatever their name; other JSON is passed over
     (tmp_path / "exp" / "decode" / "dev.summary.json").write_text('{"num_utterances": 3}')
-    assert read_results([tmp_path / "exp"]) == [a, b, b]
+    assert read_results([tmp_path / "exp"]) == [a, b]  # the copy of b in greedy.json is listed once
     (tmp_path / "exp" / "greedy.json").unlink()
     (tmp_path / "list.json").write_text(json.dumps([a.to_dict(), b.to_dict()]))
     (tmp_path / "lines.jsonl").write_text(json.dumps(a.to_dict()) + "\n\n" + json.dumps(b.to_dict()) + "\n")
-    assert read_results([tmp_path / "list.json", tmp_path / "lines.jsonl"]) == [a, b, a, b]
+    assert read_results([tmp_path / "list.json"]) == read_results([tmp_path / "lines.jsonl"]) == [a, b]
 
 
 @pytest.mark.parametrize(("content", "pattern"), [
@@ -270,6 +270,34 @@ def test_a_results_file_given_twice_is_listed_once(tmp_path, caplog, capsys):
         assert [r.getMessage() for r in caplog.records] == [f"{again}: given more than once; its results are listed once"]
     assert main(["compare", str(tmp_path / "exp"), str(tmp_path / "exp" / "r.json")]) == 0  # nothing passed over
     assert capsys.readouterr().out.count("| 12.50 |") == 1
+    caplog.clear()  # named first, then found in its folder: the folder holds results all the same (was 'no results')
+    assert read_results([tmp_path / "exp" / "r.json", tmp_path / "exp"]) == [_result()]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'exp' / 'r.json'}: given more than once; its results are listed once"]
+
+
+def test_a_copy_of_a_result_under_another_name_is_listed_once(tmp_path, caplog, capsys):
+    """`cp exp/a/decode/test/result.json results/a-test.json`, then `asr compare exp results`:
+    the one measurement was listed twice. A record equal in every field to one read before is
+    listed once, with a warning naming both places; one that differs in any field (here the date
+    of a measurement made again) is a measurement of its own, listed too. Nothing is passed over."""
+    write_result(_result(), tmp_path / "exp" / "a.json")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "copy.json").write_bytes((tmp_path / "exp" / "a.json").read_bytes())
+    again = _result(date="2025-02-01")
+    (tmp_path / "results" / "all.jsonl.json").write_text(
+        "".join(json.dumps(r.to_dict()) + "\n" for r in (_result(), again, again)))
+    assert read_results([tmp_path / "exp", tmp_path / "results"]) == [_result(), again]
+    copy, lines = tmp_path / "results" / "copy.json", tmp_path / "results" / "all.jsonl.json"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{lines}:1: the same result as {tmp_path / 'exp' / 'a.json'} (a copy?); listed once",
+        f"{lines}:3: the same result as {lines}:2 (a copy?); listed once",
+        f"{copy}: the same result as {tmp_path / 'exp' / 'a.json'} (a copy?); listed once"]
+    caplog.clear()
+    assert main(["compare", str(tmp_path / "exp"), str(copy)]) == 0
+    assert capsys.readouterr().out.count("| 12.50 |") == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{copy}: the same result as {tmp_path / 'exp' / 'a.json'} (a copy?); listed once"]
 
 
 def test_compare_refuses_a_named_file_without_results_and_a_binary_file(tmp_path, capsys):

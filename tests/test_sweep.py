@@ -219,3 +219,19 @@ def test_sweep_refuses_to_read_or_resume_runs_made_with_another_config(manifests
         sweep(str(manifests["conf"]), {"optim.lr": ["1e-3"]}, [0, 0], tmp_path / "other")
     assert main([*args, "--out", str(tmp_path / "./sweep/")]) == 0  # the same config: resumed, read
     assert "optim.lr=1e-3-seed0: best dev WER" in capsys.readouterr().out
+
+
+def test_an_interrupt_reaches_every_started_run_and_starts_none_after(tmp_path):
+    """A Ctrl-C that landed between a run's start and its listing among the running processes
+    left that run unsignalled (the sweep then waited for its whole training), and a worker that had
+    taken its next run started it after the interrupt. Start and listing are now one step under the
+    lock the interrupt takes: a started run gets the SIGINT, and none starts after it."""
+    from asr.sweep import _Processes
+
+    processes = _Processes()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
+    proc = processes.start(sleeper, tmp_path / "a" / "train.out")
+    processes.interrupt()
+    assert processes.wait(proc) == -signal.SIGINT  # interrupted, not slept out
+    assert processes.start(sleeper, tmp_path / "b" / "train.out") is None
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]  # nothing made for the run never started

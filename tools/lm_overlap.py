@@ -3,7 +3,7 @@
 Prints, per manifest, how many transcripts are a line of the LM text (after ``normalize_text``),
 the fraction of the transcripts' word n-grams (default 8-grams) found in the LM text, and the
 transcripts all of whose n-grams occur; exits 0 when no manifest overlaps, 1 when one does, 2 on
-an unreadable file or a manifest without transcripts. See ``asr/lm_text.py``.
+an unreadable file or a manifest without transcripts. See ``asr/lm_overlap.py``.
 
 Usage:
     python tools/lm_overlap.py LM_TEXT... --manifest DEV.jsonl [--manifest TEST.jsonl] [--order 8]
@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.errors import run_tool  # noqa: E402
-from asr.lm_text import LMTextError, lm_overlap, read_lm_lines, read_transcripts  # noqa: E402
+from asr.lm_overlap import LMTextError, lm_overlap, read_lm_lines, read_transcripts  # noqa: E402
 from asr.manifest import ManifestError  # noqa: E402
 
 

@@ -30,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from asr.errors import run_tool  # noqa: E402
-from asr.lm_text import BOOK_FORMATS, LMTextError, check_lm_text_output, prepare_lm_text, read_transcripts  # noqa: E402
+from asr.lm_overlap import LMTextError, read_transcripts  # noqa: E402
+from asr.lm_text import BOOK_FORMATS, check_lm_text_output, prepare_lm_text  # noqa: E402
 from asr.manifest import ManifestError  # noqa: E402
 from asr.outputs import OutputError  # noqa: E402
 

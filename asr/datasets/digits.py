@@ -99,10 +99,11 @@ def prepare_digits(
     recordings are logged with their path and skipped (counted in ``DigitsSplit.skipped``). The
     manifests and ``words.txt`` are written again only if this function wrote them and they are
     unchanged since (``digits.summary.json`` records their SHA-256), or if they hold exactly what
-    this run makes (left by a run stopped before its summary: kept as they are, and the summary
-    written). Any other file there, such as a manifest edited by hand, is refused with nothing
-    written in its place: before any work, or once the missing audio is resampled for a file that
-    holds what the audio already there makes.
+    a run of either split (with any test speaker) makes of these recordings: left by a run stopped
+    before its summary, they are kept as they are when they hold what this run makes, replaced
+    when they hold another split's. Any other file there, such as a manifest edited by hand, is
+    refused with nothing written in its place: before any work, or once the missing audio is
+    resampled for a file that holds what the audio already there makes.
 
     Returns:
         The paths of ``train.jsonl`` and ``test.jsonl`` in ``out_dir`` and their sizes, and of
@@ -120,19 +121,20 @@ def prepare_digits(
     if split == "speaker" and test_speaker not in speakers:
         raise DigitsError(f"test speaker {test_speaker!r} not in {recordings} (speakers: {', '.join(sorted(speakers))})")
     unchanged = _unchanged_outputs(out_dir)
-    left: dict[str, bytes] = {}  # what a run stopped before its summary left, made of the audio already resampled
+    left: dict[str, list[bytes]] = {}  # what a stopped run may have left, of the audio there
     if any(os.path.lexists(out_dir / name) and name not in unchanged for name in OUTPUTS):
-        train, test, _ = _utterances(files, wav_dir, split, test_speaker, sample_rate, resample=False)
-        left = _outputs(out_dir, train, test)
+        left = _outputs_of_any_split(out_dir, _utterances(files, wav_dir, sample_rate, resample=False)[0], speakers)
     _check_outputs(out_dir, unchanged, left)  # before any work: a manifest edited by hand is not replaced
     wav_dir.mkdir(parents=True, exist_ok=True)
-    train, test, problems = _utterances(files, wav_dir, split, test_speaker, sample_rate)
+    utts, problems = _utterances(files, wav_dir, sample_rate)
     for problem in problems:
         logger.warning("%s", problem)
     if problems:
         logger.warning("skipped %d unreadable recordings of %d", len(problems), len(files))
+    train, test = _split(utts, split, test_speaker)
     outputs = _outputs(out_dir, train, test)
-    _check_outputs(out_dir, unchanged, outputs)  # again, with every duration known; nothing is written yet
+    if left:  # again, with every duration known; nothing is written yet
+        _check_outputs(out_dir, unchanged, _outputs_of_any_split(out_dir, utts, speakers))
     for name, data in outputs.items():
         if not holds(out_dir / name, [data]):  # one that holds it already (a stopped run's) is kept as it is
             with atomic_output(out_dir / name, durable=True) as tmp:
@@ -145,13 +147,12 @@ def prepare_digits(
                        out_dir / "words.txt")
 
 
-def _utterances(files: list[Path], wav_dir: Path, split: str, test_speaker: str, sample_rate: int,
-                resample: bool = True) -> tuple[list[Utterance], list[Utterance], list[str]]:
-    """The train and test utterances of the recordings ``files``, read from their copies at
-    ``sample_rate`` in ``wav_dir`` (a missing copy is made if ``resample``, else the recording is
-    left out), and one problem line per unreadable recording (left out)."""
-    train: list[Utterance] = []
-    test: list[Utterance] = []
+def _utterances(files: list[Path], wav_dir: Path, sample_rate: int,
+                resample: bool = True) -> tuple[list[Utterance], list[str]]:
+    """The utterances of the recordings ``files``, read from their copies at ``sample_rate`` in
+    ``wav_dir`` (a missing copy is made if ``resample``, else the recording is left out), and one
+    problem line per unreadable recording (left out)."""
+    utts: list[Utterance] = []
     problems: list[str] = []
     for path in files:
         m = NAME_RE.match(path.name)
@@ -167,11 +168,20 @@ def _utterances(files: list[Path], wav_dir: Path, split: str, test_speaker: str,
         except (AudioError, RuntimeError) as e:
             problems.append(str(e))
             continue
-        utt = Utterance(audio_filepath=str(target.resolve()), duration=duration,
-                        text=DIGIT_WORDS[int(m["digit"])], speaker=m["speaker"])
+        utts.append(Utterance(audio_filepath=str(target.resolve()), duration=duration,
+                              text=DIGIT_WORDS[int(m["digit"])], speaker=m["speaker"]))
+    return utts, problems
+
+
+def _split(utts: list[Utterance], split: str, test_speaker: str) -> tuple[list[Utterance], list[Utterance]]:
+    """The train and test utterances of ``split`` (see the module docstring)."""
+    train: list[Utterance] = []
+    test: list[Utterance] = []
+    for utt in utts:
+        m = NAME_RE.match(Path(utt.audio_filepath).name)
         is_test = int(m["index"]) < 5 if split == "official" else m["speaker"] == test_speaker
         (test if is_test else train).append(utt)
-    return train, test, problems
+    return train, test
 
 
 def _outputs(out_dir: Path, train: list[Utterance], test: list[Utterance]) -> dict[str, bytes]:
@@ -181,15 +191,23 @@ def _outputs(out_dir: Path, train: list[Utterance], test: list[Utterance]) -> di
             "words.txt": "".join(w + "\n" for w in DIGIT_WORDS).encode("utf-8")}
 
 
-def _check_outputs(out_dir: Path, unchanged: set[str], expected: dict[str, bytes]) -> None:
-    """Refuse an output in ``out_dir`` that is neither among ``unchanged`` nor holds exactly
+def _outputs_of_any_split(out_dir: Path, utts: list[Utterance], speakers: set[str]) -> dict[str, list[bytes]]:
+    """What each of ``OUTPUTS`` holds after a run of any split over these utterances: the official
+    one, and the speaker one with each speaker as the test speaker."""
+    made: dict[str, list[bytes]] = {name: [] for name in OUTPUTS}
+    for split, test_speaker in [("official", ""), *(("speaker", s) for s in sorted(speakers))]:
+        for name, data in _outputs(out_dir, *_split(utts, split, test_speaker)).items():
+            made[name].append(data)
+    return made
+
+
+def _check_outputs(out_dir: Path, unchanged: set[str], expected: dict[str, list[bytes]]) -> None:
+    """Refuse an output in ``out_dir`` that is neither among ``unchanged`` nor holds exactly one of
     ``expected[name]`` (see :func:`asr.outputs.check_output` for the errors)."""
     for name in OUTPUTS:
         check_output(out_dir / name,
-                     lambda path, name=name: name in unchanged or (name in expected and holds(path, [expected[name]])),
+                     lambda path, name=name: name in unchanged or any(holds(path, [d]) for d in expected.get(name, [])),
                      f"the {name} asr prepare digits wrote or makes now (it was changed since, or not written by it)")
-
-
 
 
 def _unchanged_outputs(out_dir: Path) -> set[str]:

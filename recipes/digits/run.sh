@@ -25,7 +25,7 @@ stop_stage=2
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --data-dir) data_dir=$(from_caller "$2"); shift 2 ;;
+    --data-dir) data_dir=$(from_caller --data-dir "$2"); shift 2 ;;
     --split) split="$2"; shift 2 ;;
     --conf) conf_name="$2"; shift 2 ;;
     --stage) stage="$2"; shift 2 ;;

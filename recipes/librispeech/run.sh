@@ -38,10 +38,10 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --conf) conf="$2"; shift 2 ;;
     --ngpu) ngpu="$2"; shift 2 ;;
-    --data-dir) data_dir=$(from_caller "$2"); shift 2 ;;
+    --data-dir) data_dir=$(from_caller --data-dir "$2"); shift 2 ;;
     --skip-lm) skip_lm=true; shift ;;
-    --manifest-dir) manifests=$(from_caller "$2"); shift 2 ;;
-    --exp) exp=$(from_caller "$2"); shift 2 ;;
+    --manifest-dir) manifests=$(from_caller --manifest-dir "$2"); shift 2 ;;
+    --exp) exp=$(from_caller --exp "$2"); shift 2 ;;
     --stage) stage="$2"; shift 2 ;;
     --stop-stage) stop_stage="$2"; shift 2 ;;
     *=*) extra+=("$1"); shift ;;

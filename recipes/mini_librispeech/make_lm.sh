@@ -34,16 +34,16 @@ texts=()
 force=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --train) train=$(from_caller "$2"); shift 2 ;;
-    --dev) devs+=("$(from_caller "$2")"); shift 2 ;;
-    --out) out=$(from_caller "$2"); shift 2 ;;
+    --train) train=$(from_caller --train "$2"); shift 2 ;;
+    --dev) devs+=("$(from_caller --dev "$2")"); shift 2 ;;
+    --out) out=$(from_caller --out "$2"); shift 2 ;;
     --order) order="$2"; shift 2 ;;
     --books) books="$2"; shift 2 ;;
     --text)
       case "$2" in plain:?* | bible:?* | gcide:?* | manifest:?*) ;; *)
         echo "make_lm.sh: --text '$2': expected FORMAT:FILE, FORMAT one of plain, bible, gcide, manifest" >&2; exit 2 ;;
       esac
-      texts+=("${2%%:*}:$(from_caller "${2#*:}")")
+      texts+=("${2%%:*}:$(from_caller --text "${2#*:}")")
       [ -f "${texts[-1]#*:}" ] || { echo "make_lm.sh: --text $2: no such file" >&2; exit 2; }
       shift 2 ;;
     --force) force=(--force); shift ;;

@@ -51,14 +51,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --conf) conf="$2"; shift 2 ;;
     --ngpu) ngpu="$2"; shift 2 ;;
-    --data-dir) data_dir=$(from_caller "$2"); shift 2 ;;
-    --dev-dir) dev_dir=$(from_caller "$2"); shift 2 ;;
+    --data-dir) data_dir=$(from_caller --data-dir "$2"); shift 2 ;;
+    --dev-dir) dev_dir=$(from_caller --dev-dir "$2"); shift 2 ;;
     --train-split) train_split="$2"; shift 2 ;;
     --name) name="$2"; shift 2 ;;
-    --exp) exp=$(from_caller "$2"); shift 2 ;;
+    --exp) exp=$(from_caller --exp "$2"); shift 2 ;;
     --stage) stage="$2"; shift 2 ;;
     --stop-stage) stop_stage="$2"; shift 2 ;;
-    --lm) lm=$(from_caller "$2"); shift 2 ;;
+    --lm) lm=$(from_caller --lm "$2"); shift 2 ;;
     --lm-weights) lm_weights="$2"; shift 2 ;;
     --word-scores) word_scores="$2"; shift 2 ;;
     --tune-beam-size) tune_beam_size="$2"; shift 2 ;;

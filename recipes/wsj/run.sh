@@ -40,13 +40,13 @@ stop_stage=6
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --wsj0) wsj0=$(from_caller "$2"); shift 2 ;;
-    --wsj1) wsj1=$(from_caller "$2"); shift 2 ;;
+    --wsj0) wsj0=$(from_caller --wsj0 "$2"); shift 2 ;;
+    --wsj1) wsj1=$(from_caller --wsj1 "$2"); shift 2 ;;
     --lm) lm="$2"; shift 2 ;;
-    --data) data=$(from_caller "$2"); shift 2 ;;
+    --data) data=$(from_caller --data "$2"); shift 2 ;;
     --conf) conf="$2"; shift 2 ;;
     --ngpu) ngpu="$2"; shift 2 ;;
-    --exp) exp=$(from_caller "$2"); shift 2 ;;
+    --exp) exp=$(from_caller --exp "$2"); shift 2 ;;
     --stage) stage="$2"; shift 2 ;;
     --stop-stage) stop_stage="$2"; shift 2 ;;
     *=*) extra+=("$1"); shift ;;
