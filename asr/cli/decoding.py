@@ -152,7 +152,8 @@ def _report_skipped(manifest: str, total: int, scored: int) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
     from asr.evaluate import evaluate_utterances, report_folder
-    from asr.results import result_from_evaluation, results_path, write_result
+    from asr.provenance import result_from_evaluation
+    from asr.results import results_path, write_result
 
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decode" / Path(args.manifest).stem
     report_folder(out, args.manifest)  # outputs that would replace something are refused before the work
