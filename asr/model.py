@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asr.config import ConfigError, check_ranges, check_types, config_from_dict, load_yaml
+from asr.config import ConfigError, check_ranges, check_types, config_from_dict
+from asr.config_file import load_yaml
 from asr.recurrence import run_rnn
 
 logger = logging.getLogger(__name__)

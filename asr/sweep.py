@@ -35,7 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from asr.config import ConfigError, config_to_dict, load_yaml
+from asr.config import ConfigError, config_to_dict
+from asr.config_file import load_yaml
 from asr.outputs import atomic_output, check_output, check_output_folder, json_lines_with, starts_with
 from asr.train_config import TrainConfig, resolve_config
 

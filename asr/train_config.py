@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Literal
 
 from asr.augment import AugmentConfig
-from asr.config import (ConfigError, apply_overrides, check_ranges, check_types, config_from_dict, load_yaml,
-                        load_yaml_with_lines, merge)
+from asr.config import ConfigError, apply_overrides, check_ranges, check_types, config_from_dict, merge
+from asr.config_file import load_yaml, load_yaml_with_lines
 from asr.features import FeatureConfig
 from asr.model import ModelConfig, load_preset, preset_path
 from asr.optim import OptimConfig

@@ -9,8 +9,8 @@ from typing import Literal
 
 import pytest
 
-from asr.config import (ConfigError, apply_overrides, config_from_dict, config_to_dict, load_yaml, load_yaml_with_lines,
-                        merge, save_yaml)
+from asr.config import ConfigError, apply_overrides, config_from_dict, config_to_dict, merge, save_yaml
+from asr.config_file import load_yaml, load_yaml_with_lines
 from asr.augment import AugmentConfig
 from asr.features import FeatureConfig
 from asr.model import ModelConfig, list_presets, load_preset

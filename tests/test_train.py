@@ -19,7 +19,8 @@ import soundfile as sf
 import torch
 
 from asr.checkpoint import load_checkpoint, recognizer_from_payload
-from asr.config import config_from_dict, config_to_dict, load_yaml
+from asr.config import config_from_dict, config_to_dict
+from asr.config_file import load_yaml
 from asr.data import SpeechDataset, collate, iter_waves
 from asr.features import FeatureConfig, FeatureExtractor, compute_cmvn
 from asr.manifest import read_manifest
