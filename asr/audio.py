@@ -24,9 +24,11 @@ Every problem with a file raises :class:`AudioError`, whose one-line message sta
 (``<bytes>``; for a file object its ``name``, else its type: ``<BytesIO>``) and names the cause.
 Truncation is caught where the format allows it: WAV and NIST headers declare their length
 (libsndfile silently shortens both to what is present, so the header is read here; the placeholder
-length of a WAV file written to a pipe is not a declaration), and FLAC/MP3
-return fewer frames than declared or fail to decode. A truncated Ogg file reports its shortened
-length consistently and cannot be told apart from a short one.
+length of a WAV file written to a pipe is not a declaration), FLAC/MP3
+return fewer frames than declared or fail to decode, and an Ogg file (Vorbis, Opus) that ends inside
+a page is cut (its last 64 KiB are read: :func:`asr.audio_source.ogg_end`). An Ogg file that ends
+with a whole page not flagged the end of its stream is read with a warning: it was cut at a page
+boundary, or written by a recorder that leaves the flag out.
 
 Example:
     >>> import io, numpy as np, soundfile as sf
@@ -139,7 +141,9 @@ def load_audio_with_rate(
     label = source_label(source)
     source = read_if_stream(source, label)
     with open_audio(source, label) as f:
-        check_header(f, source, label)
+        doubt = check_header(f, source, label)
+        if doubt:
+            logger.warning("%s: %s; read as it is", label, doubt)
         file_rate, total = f.samplerate, f.frames
         start = round(offset_s * file_rate) if offset_s * file_rate < total else total  # (1e308 s: no overflow)
         if start >= total:
