@@ -58,7 +58,7 @@ from asr.sphere import SphereError, SphereReader
 from asr.waveform import AudioError, StreamResampler, check_rate, resample
 
 __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioError", "AudioInfo", "AudioSource", "audio_info",
-           "is_file_object", "load_audio", "load_audio_with_rate", "resample"]
+           "is_file_object", "load_audio", "load_audio_with_rate", "resample", "warn_loud_floats"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,11 +176,16 @@ def load_audio_with_rate(
     if decoded.nonfinite:
         raise AudioError(f"{label}: {decoded.nonfinite} NaN or infinite samples")
     if decoded.peak > MAX_PLAUSIBLE_PEAK:
-        logger.warning("%s: float samples peak at %.5g, %.0f dB above full scale (1.0): integer PCM values "
-                       "stored as floats? read as they are", label, decoded.peak, 20 * np.log10(decoded.peak))
+        warn_loud_floats(label, decoded.peak)
     if sample_rate is None or sample_rate == decoded.rate:
         return decoded.wave, decoded.rate
     return resample(decoded.wave, decoded.rate, sample_rate), sample_rate
+
+
+def warn_loud_floats(label: str, peak: float) -> None:
+    """Log that the float samples of ``label`` peak at ``peak`` (above ``MAX_PLAUSIBLE_PEAK``)."""
+    logger.warning("%s: float samples peak at %.5g, %.0f dB above full scale (1.0): integer PCM values "
+                   "stored as floats? read as they are", label, peak, 20 * np.log10(peak))
 
 
 @dataclass(frozen=True)
