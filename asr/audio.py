@@ -21,12 +21,16 @@ integer scaling and channel averaging as files. Sample rates may be any integral
 
 Opening a source, reading a stream whole and checking the header are :mod:`asr.audio_source`'s.
 Every problem with a file raises :class:`AudioError`, whose one-line message starts with the path
-(``<bytes>``; for a file object its ``name``, else its type: ``<BytesIO>``) and names the cause.
+(``<bytes>``; for a file object its ``name``, else its type: ``<BytesIO>``) and names the cause;
+what libsndfile's MP3 decoder prints to standard error meanwhile is caught and logged instead
+(:mod:`asr.decoder_stderr`, which says when that cannot be done).
 Truncation is caught where the format allows it: WAV and NIST headers declare their length
 (libsndfile silently shortens both to what is present, so the header is read here; the placeholder
-length of a WAV file written to a pipe is not a declaration), and FLAC/MP3
-return fewer frames than declared or fail to decode. A truncated Ogg file reports its shortened
-length consistently and cannot be told apart from a short one.
+length of a WAV file written to a pipe is not a declaration), FLAC/MP3
+return fewer frames than declared or fail to decode, and an Ogg file (Vorbis, Opus) that ends inside
+a page is cut (its last 64 KiB are read: :func:`asr.audio_source.ogg_end`). An Ogg file that ends
+with a whole page not flagged the end of its stream is read with a warning: it was cut at a page
+boundary, or written by a recorder that leaves the flag out.
 
 Example:
     >>> import io, numpy as np, soundfile as sf
@@ -49,11 +53,12 @@ import soundfile as sf
 
 from asr.audio_source import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SOUNDFILE_ERRORS, AudioSource, check_header,
                               is_file_object, libsndfile_detail, open_audio, read_if_stream, source_label)
+from asr.decoder_stderr import decoder_notes
 from asr.sphere import SphereError, SphereReader
 from asr.waveform import AudioError, StreamResampler, check_rate, resample
 
 __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioError", "AudioInfo", "AudioSource", "audio_info",
-           "is_file_object", "load_audio", "load_audio_with_rate", "resample"]
+           "is_file_object", "load_audio", "load_audio_with_rate", "resample", "warn_loud_floats"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +90,7 @@ def audio_info(source: AudioSource) -> AudioInfo:
     """
     label = source_label(source)
     source = read_if_stream(source, label)
-    with open_audio(source, label) as f:
+    with decoder_notes(label), open_audio(source, label) as f:
         check_header(f, source, label)
         return AudioInfo(f.samplerate, f.frames, f.channels, f.frames / f.samplerate)
 
@@ -138,8 +143,8 @@ def load_audio_with_rate(
         raise ValueError(f"duration_s must be > 0 or None, got {duration_s!r}")
     label = source_label(source)
     source = read_if_stream(source, label)
-    with open_audio(source, label) as f:
-        check_header(f, source, label)
+    with decoder_notes(label), open_audio(source, label) as f:  # (no logging inside: see decoder_notes)
+        doubt = check_header(f, source, label)
         file_rate, total = f.samplerate, f.frames
         start = round(offset_s * file_rate) if offset_s * file_rate < total else total  # (1e308 s: no overflow)
         if start >= total:
@@ -162,18 +167,25 @@ def load_audio_with_rate(
         if decoded.frames < wanted - slack:
             raise AudioError(f"{label}: truncated or corrupt data: decoded {decoded.frames} of {wanted} "
                              f"frames from frame {start} (header declares {total})")
-        if decoded.frames < wanted:
-            logger.debug("path=%s frames_short=%d (MP3 length estimate)", label, wanted - decoded.frames)
+    if doubt:
+        logger.warning("%s: %s; read as it is", label, doubt)
+    if decoded.frames < wanted:
+        logger.debug("path=%s frames_short=%d (MP3 length estimate)", label, wanted - decoded.frames)
     if decoded.frames == 0:
         raise AudioError(f"{label}: zero samples decoded")
     if decoded.nonfinite:
         raise AudioError(f"{label}: {decoded.nonfinite} NaN or infinite samples")
     if decoded.peak > MAX_PLAUSIBLE_PEAK:
-        logger.warning("%s: float samples peak at %.5g, %.0f dB above full scale (1.0): integer PCM values "
-                       "stored as floats? read as they are", label, decoded.peak, 20 * np.log10(decoded.peak))
+        warn_loud_floats(label, decoded.peak)
     if sample_rate is None or sample_rate == decoded.rate:
         return decoded.wave, decoded.rate
     return resample(decoded.wave, decoded.rate, sample_rate), sample_rate
+
+
+def warn_loud_floats(label: str, peak: float) -> None:
+    """Log that the float samples of ``label`` peak at ``peak`` (above ``MAX_PLAUSIBLE_PEAK``)."""
+    logger.warning("%s: float samples peak at %.5g, %.0f dB above full scale (1.0): integer PCM values "
+                   "stored as floats? read as they are", label, peak, 20 * np.log10(peak))
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@ bytes or a binary file object; a pipe, character device or file object read into
 (:func:`read_if_stream`); libsndfile's reader, or :class:`asr.sphere.SphereReader` for compressed
 NIST SPHERE (:func:`open_audio`); and the header checked for what it reveals (:func:`check_header`:
 a rate out of bounds, no frames, a WAV or NIST header declaring more frames than the file holds,
-which libsndfile would silently shorten). Every failure is an :class:`AudioError` whose message
-starts with the source's label (:func:`source_label`).
+an Ogg file ending inside a page (:func:`ogg_end`), all of which libsndfile would silently shorten).
+Every failure is an :class:`AudioError` whose message starts with the source's label
+(:func:`source_label`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import io
 import os
 import stat
 import struct
+import zlib
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import soundfile as sf
@@ -30,6 +33,9 @@ SOUNDFILE_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError)  # w
 # 0xFFFFFFFF (ffmpeg) or 0, and libsndfile reads to the end of the file; a size this large is taken as
 # one, not as a truncation (which goes unnoticed only in WAV files of 2 GiB and more).
 _WAV_SIZE_UNKNOWN = 0x7FFFF000
+_OGG_MAX_PAGE_BYTES = 27 + 255 + 255 * 255  # header, segment table of 255 lacing values, 255 segments of 255 bytes
+_OGG_EOS = 0x04  # header_type flag of the last page of a logical stream
+_BIT_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))  # each byte's bits in reverse order
 
 
 def is_file_object(source: object) -> bool:
@@ -143,7 +149,11 @@ def open_audio(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
         raise AudioError(f"{label}: {cause} ({detail})") from None
 
 
-def check_header(f: sf.SoundFile, source: AudioSource, label: str) -> None:
+def check_header(f: sf.SoundFile | SphereReader, source: AudioSource, label: str) -> str | None:
+    """Raise ``AudioError`` for what the header and, for WAV, NIST and Ogg, the file's length reveal;
+    return a doubt that does not stop the file being read, for a caller that decodes it to warn about
+    (an Ogg file whose last page is whole but not flagged the end of its stream), or None.
+    """
     if f.samplerate < MIN_SAMPLE_RATE:
         raise AudioError(f"{label}: sample rate {f.samplerate} Hz is below {MIN_SAMPLE_RATE} Hz")
     if f.samplerate > MAX_SAMPLE_RATE:
@@ -152,8 +162,15 @@ def check_header(f: sf.SoundFile, source: AudioSource, label: str) -> None:
     if declared is not None and declared > f.frames:
         raise AudioError(f"{label}: truncated data: header declares {declared} frames, "
                          f"file holds {f.frames}")
+    ending = ogg_end(source) if f.format == "OGG" else None
+    if ending is not None and ending.cut:
+        raise AudioError(f"{label}: truncated data: {ending.cut}")
     if f.frames <= 0:
         raise AudioError(f"{label}: zero samples ({f.format} file with no audio frames)")
+    if ending is not None and not ending.end_of_stream:
+        return ("its last Ogg page is whole but not flagged the end of the stream: the file was cut at a "
+                "page boundary, or its writer leaves the flag out (as some Android recorders do)")
+    return None
 
 
 def libsndfile_detail(e: BaseException) -> str:
@@ -206,3 +223,79 @@ def _riff_declared_frames(fh: BinaryIO) -> int | None:
     return None
 
 
+
+
+@dataclass(frozen=True)
+class OggEnd:
+    """How an Ogg file ends, as :func:`ogg_end` reads it from the file's last bytes."""
+
+    cut: str  # how the file ends inside a page, in words; "" when its last page is whole
+    end_of_stream: bool  # the last whole page has the end-of-stream flag (every encoder we know sets it)
+
+
+def ogg_end(source: AudioSource) -> OggEnd | None:
+    """How the Ogg file ``source`` ends, read from its last ``_OGG_MAX_PAGE_BYTES`` (one page at most):
+    inside a page (a cut file: libsndfile reads it shortened without a word), or with a whole page
+    (found by its capture pattern "OggS", version 0, the length its segment table gives and its
+    CRC), flagged the end of its stream or not. Bytes after the last whole page that do not start
+    another page are ignored (libsndfile reads past them: a tag appended by a tagger). None when
+    the tail holds no page at all (or cannot be read): libsndfile judges such a file.
+
+    libsndfile, oggenc (vorbis-tools 1.4.2), opusenc (opus-tools 0.2) and sox all flag the last
+    page; cutting a file at a page boundary loses it, and some recorders never set it.
+
+    >>> page = bytearray(b"OggS" + bytes([0, _OGG_EOS]) + bytes(20) + bytes([1, 3]) + b"abc")
+    >>> page[22:26] = struct.pack("<I", _ogg_crc(bytes(page)))
+    >>> ogg_end(bytes(page)), ogg_end(bytes(page[:-1])).cut
+    (OggEnd(cut='', end_of_stream=True), 'the file ends 30 bytes into an Ogg page of 31 bytes')
+    """
+    try:
+        tail = _tail(source, _OGG_MAX_PAGE_BYTES)
+    except OSError:
+        return None
+    cut, cut_at = "", -1  # a page the file ends inside of, in words, and where it starts
+    at = len(tail)
+    while (at := tail.rfind(b"OggS", 0, at)) >= 0:
+        if len(tail) < at + 27:
+            cut, cut_at = f"the file ends {len(tail) - at} bytes into an Ogg page header", at
+            continue
+        if tail[at + 4] != 0:  # not Ogg version 0: the pattern inside a page's data
+            continue
+        body_at = at + 27 + tail[at + 26]
+        end = body_at + sum(tail[at + 27:body_at])
+        if body_at > len(tail) or end > len(tail):  # a page cut short, or the pattern inside the last page
+            what = "page header" if body_at > len(tail) else f"page of {end - at} bytes"
+            cut, cut_at = f"the file ends {len(tail) - at} bytes into an Ogg {what}", at
+            continue
+        page = bytearray(tail[at:end])
+        crc, page[22:26] = struct.unpack("<I", page[22:26])[0], bytes(4)
+        if _ogg_crc(bytes(page)) != crc:
+            continue
+        rest = tail[end:]
+        if cut_at >= end:
+            return OggEnd(cut, False)
+        if rest and b"OggS".startswith(rest):  # cut inside the next page's capture pattern
+            return OggEnd(f"the file ends {len(rest)} bytes into an Ogg page header", False)
+        return OggEnd("", bool(tail[at + 5] & _OGG_EOS))
+    return OggEnd(cut, False) if cut else None
+
+
+def _ogg_crc(data: bytes) -> int:
+    """The Ogg page checksum of ``data``: CRC-32, polynomial 0x04C11DB7, most significant bit first,
+    no reflection, initial value and final XOR 0; zlib's CRC-32 is the same polynomial with bits
+    reflected and ~0 around it.
+
+    >>> hex(_ogg_crc(b"OggS"))
+    '0x5fb0a94f'
+    """
+    reflected = zlib.crc32(data.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int(f"{reflected:032b}"[::-1], 2)
+
+
+def _tail(source: AudioSource, size: int) -> bytes:
+    """The last ``size`` bytes of the encoded file (fewer if it is shorter)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(memoryview(source)[-size:])
+    with open(source, "rb") as fh:
+        fh.seek(max(0, fh.seek(0, os.SEEK_END) - size))
+        return fh.read()

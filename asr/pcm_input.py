@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from asr.audio import MAX_PLAUSIBLE_PEAK, warn_loud_floats
 from asr.waveform import AudioError
 
 PCM_FORMATS = {"s16le": (np.dtype("<i2"), 32768.0), "f32le": (np.dtype("<f4"), 1.0)}  # sample type, full scale
@@ -32,7 +33,8 @@ def describe_pcm(sample_format: str, channels: int) -> str:
 class PcmReader:
     """Raw little-endian PCM read from a binary stream (e.g. ``sys.stdin.buffer``) until it ends, as
     mono float32 chunks (:meth:`chunks`): ``channels`` interleaved channels, averaged as
-    :mod:`asr.audio` averages a file's; s16le scaled to [-1, 1) by 1/32768, f32le kept as it is.
+    :mod:`asr.audio` averages a file's; s16le scaled to [-1, 1) by 1/32768, f32le kept as it is
+    (warned about once, as a file is, when its samples peak above ``MAX_PLAUSIBLE_PEAK``).
 
     A read that ends inside a frame (part of a sample, or of the channels of one instant) keeps
     those bytes for the next read. A part frame at the very end cannot be heard: it is dropped and
@@ -70,6 +72,7 @@ class PcmReader:
         self.dtype, self.full_scale = PCM_FORMATS[sample_format]
         self.frame_bytes = self.dtype.itemsize * channels
         self.frames_read = self.trailing_bytes = 0
+        self._warned_loud = False
 
     def layout(self) -> str:
         """The frame layout in words, for messages about bytes: ``'f32le, mono: 4 bytes a frame'``."""
@@ -102,7 +105,13 @@ class PcmReader:
             good = len(wave) if finite.all() else int(np.argmin(finite))  # frames before the first bad one
             if good:
                 self.frames_read += good
-                yield wave[:good, 0] if self.channels == 1 else wave[:good].mean(axis=1)  # (N,)
+                mono = wave[:good, 0] if self.channels == 1 else wave[:good].mean(axis=1)  # (N,)
+                loud_floats_unnamed = self.full_scale == 1.0 and not self._warned_loud and good == len(wave)
+                peak = float(np.abs(mono).max()) if loud_floats_unnamed else 0.0  # (a NaN after them says more)
+                if peak > MAX_PLAUSIBLE_PEAK:
+                    warn_loud_floats(self.label, peak)
+                    self._warned_loud = True
+                yield mono
             if good < len(wave):
                 raise AudioError(self._bad_sample(wave[good]))
 

@@ -67,6 +67,7 @@ class Stream:
         self.recognizer, self.decoder = recognizer, decoder
         self.stride, self.left_pad, self.field = model.frontend.time_context()
         self.finished = False
+        self.stopped: str | None = None  # why the stream stopped taking audio (see accept), or None
         self._samples = np.zeros(0, dtype=np.float32)  # arrived samples not yet in a frame
         self._num_samples = 0  # all samples so far
         self._feats = torch.zeros(0, model.num_features)  # (T, F) frames from _feat0 on
@@ -98,14 +99,20 @@ class Stream:
         """Add samples (N,): mono, at the model's sample rate (``features.cfg.sample_rate``), float in
         [-1, 1] or integer PCM (int16, int32, uint8: scaled as ``asr.audio`` scales files); returns
         the greedy transcript of everything computed so far. A chunk that is refused leaves the
-        stream as it was.
+        stream as it was, except one whose samples are so large (1e20, say: floats that are not
+        audio) that they make features that are not finite: the stream stops before the first such
+        frame, as if the audio had ended there; ``stopped`` says why, the chunks after it are refused
+        and ``finish`` gives the transcript of the audio before (``finish`` too may stop it so, on
+        the last samples, without raising).
 
         Raises:
-            StreamingError: after ``finish``; ``samples`` is not one-dimensional, is bool, complex or
-                int64, or holds NaN/inf.
+            StreamingError: after ``finish`` or once ``stopped``; ``samples`` is not one-dimensional,
+                is bool, complex or int64, holds NaN/inf, or stops the stream.
         """
         if self.finished:
             raise StreamingError("accept: the stream is finished; start a new Stream")
+        if self.stopped:
+            raise StreamingError(self.stopped)
         if not isinstance(samples, (np.ndarray, Tensor)):
             samples = np.asarray(samples)
         if samples.ndim != 1:
@@ -119,12 +126,15 @@ class Stream:
             self._num_samples += len(samples)
         with self.recognizer.evaluating():
             self._add_frames(final=False)
+        if self.stopped:
+            raise StreamingError(self.stopped)
         return self._partial()
 
     @torch.inference_mode()
     def finish(self) -> Hypothesis:
         """Pad the end as the whole-utterance model does, compute the last frames and decode all
-        of them (with ``decoder`` if given). An utterance too short for the model gives ''."""
+        of them (with ``decoder`` if given). An utterance too short for the model gives ''. A stream
+        ``stopped`` (in ``accept`` or here) ends where it stopped."""
         if self.finished:
             raise StreamingError("finish: the stream is already finished")
         self.finished = True
@@ -144,14 +154,21 @@ class Stream:
         # Frames whose window has arrived; at the end, a stream shorter than a window gets one
         # zero-padded frame, as the whole-utterance extractor does.
         new = num_frames(self._num_samples, features.cfg) - total
-        if not final and len(self._samples) < win:
+        if self.stopped or not final and len(self._samples) < win:
             new = 0
         if new > 0:
             take = min(len(self._samples), (new - 1) * hop + win)
             wave = torch.from_numpy(self._samples[:take])[None].to(self.recognizer.device)  # (1, S)
             feats, _ = features(wave, torch.tensor([take]))  # (1, new, F)
-            self._feats = torch.cat([self._feats, feats[0, :new].cpu()])
-            self._samples = self._samples[new * hop:]
+            feats = feats[0, :new].cpu()  # (new, F)
+            finite = torch.isfinite(feats).all(dim=1)  # (new,)
+            good = new if bool(finite.all()) else int(finite.to(torch.int8).argmin())  # frames before a bad one
+            self._feats = torch.cat([self._feats, feats[:good]])
+            if good < new:
+                peak = float(np.abs(self._samples[good * hop:good * hop + win]).max())
+                self.stopped = (f"the audio {(total + good) * hop / features.cfg.sample_rate:.3f} s in (samples up to "
+                                f"{peak:.3g}) makes features that are not finite: far too loud to be audio")
+            self._samples = self._samples[new * hop:] if good == new else self._samples[:0]
         self._run_frontend(final)
 
     def _run_frontend(self, final: bool) -> None:

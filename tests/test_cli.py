@@ -295,6 +295,26 @@ def test_transcribe_good_and_bad_files(work):
     assert "2 of 4 files could not be read" in result.stderr
 
 
+def test_damaged_mp3_files_are_one_line_each_without_the_decoders_own_notes(work, shared_data, tmp_path):
+    """libmpg123 printed its own lines beside ours ("Note: Illegal Audio-MPEG-Header ...",
+    "[src/libmpg123/layer3.c:...] error: dequantization failed!")."""
+    wave, rate = sf.read(shared_data / "LibriSpeech/dev-4spk/8226/274371/8226-274371-0020.flac", dtype="float32")
+    sf.write(tmp_path / "utt.mp3", wave, rate, format="MP3", subtype="MPEG_LAYER_III")
+    mp3 = (tmp_path / "utt.mp3").read_bytes()
+    zeroed, flipped = tmp_path / "zeroed.mp3", tmp_path / "flipped.mp3"
+    zeroed.write_bytes(mp3[:1000] + bytes(3000) + mp3[4000:])  # beyond libmpg123's resync: not read
+    flipped.write_bytes(bytes(b ^ 0xFF if i >= 2000 and (i - 2000) % 997 == 0 else b for i, b in enumerate(mp3)))  # read
+    result = _asr("transcribe", str(work["model"]), str(zeroed), str(flipped))
+    assert result.returncode == 1
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(flipped)]
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 3 and "libmpg123" not in result.stderr and "Note:" not in result.stderr, err
+    assert f"asr: skipped {zeroed}: truncated or corrupt data (Unspecified internal error)" in err
+    assert f"WARNING asr.decoder_stderr: {flipped}: the decoder reported damaged data and went on (error: " \
+           "dequantization failed! (x4)); read as it is, glitches and all" in err
+    assert err[-1] == "asr: 1 of 2 files could not be read"
+
+
 def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
     good = [str(work["flac"]), str(work["audio"] / "b.wav")]
     odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav")  # a file name that is not UTF-8

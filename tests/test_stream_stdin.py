@@ -111,3 +111,36 @@ def test_stdin_that_is_a_terminal_is_refused_before_the_model_is_read(tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == ("asr: error: -: standard input is a terminal; pipe raw PCM into it "
                              "(e.g. arecord -t raw -f S16_LE -r 16000 | asr stream CKPT - --rate 16000)\n")
+
+
+def test_huge_f32le_samples_are_warned_about_and_stop_the_input_where_features_fail(checkpoint, shared_data):
+    """Finite floats far beyond full scale (integer values sent unscaled, or garbage) gave no word:
+    1e30 gave an empty transcript, status 0. Now the input is warned about once, as a file is, and
+    where the samples make features that are not finite the input stops there, as at a NaN."""
+    recordings = shared_data / "fsdd" / "recordings"
+    digit = sf.read(recordings / "3_theo_5.wav", dtype="float32")[0]  # (S,) 8 kHz, 0.23 s
+    options = ["-", "--format", "f32le", "--rate", "8000"]
+
+    loud = _stream(checkpoint, (digit * 1e6).astype("<f4").tobytes(), *options)  # loud, still finite features
+    assert loud.returncode == 0 and loud.stdout.startswith("-\t")
+    warnings = [line for line in loud.stderr.splitlines() if "float samples peak at" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING asr.audio: -: float samples peak at ")
+    assert "dB above full scale (1.0)" in warnings[0]
+
+    huge = _stream(checkpoint, (digit * 1e30).astype("<f4").tobytes(), *options)
+    assert huge.returncode == 1 and huge.stdout == ""
+    assert huge.stderr.splitlines()[-2:] == [
+        "asr: skipped -: the audio 0.000 s in (samples up to 9.96e+27) makes features that are not finite: "
+        "far too loud to be audio",
+        "asr: 1 of 1 files could not be read"]
+    assert sum("float samples peak at" in line for line in huge.stderr.splitlines()) == 1
+
+    late = digit.copy()
+    late[1200:] *= 1e30  # from 0.15 s on
+    after = recordings / "3_theo_6.wav"
+    stopped = _stream(checkpoint, late.astype("<f4").tobytes(), *options, str(after))
+    assert stopped.returncode == 1
+    lines = stopped.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("-\t") and lines[0] != "-\t" and lines[1].startswith(f"{after}\t")
+    assert ("asr: stopped -: the audio 0.130 s in (samples up to 5.04e+26) makes features that are not finite: "
+            "far too loud to be audio; the transcript is of the audio before it") in stopped.stderr.splitlines()

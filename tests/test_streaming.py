@@ -422,3 +422,20 @@ def test_asr_stream_help_gives_the_defaults_and_ranges_of_the_raw_input_options(
     assert f"--rate HZ its sample rate, {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz (default: the model's)" in text
     assert f"--channels N interleaved channels, 1 to {MAX_RAW_CHANNELS}, averaged to mono (default 1)" in text
     assert f"--format {{{','.join(PCM_FORMATS)}}} samples: 16-bit signed integers (the default)" in text
+
+
+def test_samples_too_large_for_finite_features_stop_the_stream_there(shared_data):
+    """1e30 samples gave features of inf and NaN and, without a word, an empty transcript."""
+    recognizer = _recognizer(MODELS["conv-gru-lookahead"])
+    wave = load_audio(shared_data / "fsdd" / "recordings" / "3_theo_5.wav")  # (S,) 16 kHz, 0.30 s
+    stream = Stream(recognizer)
+    stream.accept(wave[:3200])  # 0.2 s
+    before = stream.num_frames
+    with pytest.raises(StreamingError, match=r"^the audio 0\.\d+ s in \(samples up to .*\) makes features that are "
+                                             r"not finite: far too loud to be audio$"):
+        stream.accept(wave[3200:] * np.float32(1e30))
+    assert stream.stopped and stream.num_frames >= before
+    with pytest.raises(StreamingError, match="far too loud"):  # the input ended there
+        stream.accept(wave[:1600])
+    final = stream.finish()
+    assert torch.isfinite(stream.log_probs).all() and len(stream.log_probs) == stream.num_frames > 0 and final.text is not None

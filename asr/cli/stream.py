@@ -80,6 +80,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
                 text = partial.text
         except AudioError as e:  # a NaN or infinite f32le sample: the input stops there, as at its end
             bad = str(e)
+        except StreamingError as e:  # samples too large for finite features: the stream stopped there
+            bad = f"{path}: {e}"
         # nothing arrived, or a bad sample came within the first chunk (as a wrong --format shows at once):
         # reported as an unreadable file is, with no transcript of a few samples
         if path == "-" and (not heard or bad and heard < chunk):
@@ -90,9 +92,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
             print(f"asr: -: standard input ended within a frame: {_plural(reader.trailing_bytes, 'trailing byte')} "
                   f"dropped ({reader.layout()})", file=sys.stderr)
         start = time.perf_counter()
-        stream.accept(resampler.finish())  # what the resampler held back (nothing at the model's rate)
+        if not stream.stopped:
+            stream.accept(resampler.finish())  # what the resampler held back (nothing at the model's rate)
         final = stream.finish()
         compute_s += time.perf_counter() - start
+        if stream.stopped and not bad:  # (by the last samples)
+            bad = f"{path}: {stream.stopped}"
         print(f"{path}\t{final.text}", flush=True)
         audio_s = heard / in_rate
         print(f"asr: {path}: {audio_s:.2f} s in chunks of {args.chunk_ms:g} ms; compute {compute_s:.2f} s "
