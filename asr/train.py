@@ -39,7 +39,7 @@ import torch
 
 from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
-from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint, state_mismatch
+from asr.checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
 from asr.config import config_to_dict
 from asr.ctc_loss import ctc_losses
 from asr.data import DurationBatchSampler, SpeechDataset, collate
@@ -51,6 +51,7 @@ from asr.interrupts import CtrlC, ignore_sigint
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.outputs import atomic_output
+from asr.recognizer import Recognizer, state_mismatch
 from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_run_manifests, set_global_cmvn
 from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_run_dir, config_differences,
                            get_rng_state, init_checkpoint, seed_everything, set_rng_state, snapshot,

@@ -18,13 +18,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.checkpoint import load_checkpoint, recognizer_from_payload
+from asr.checkpoint import load_checkpoint
 from asr.config import config_from_dict, config_to_dict, load_yaml
 from asr.data import SpeechDataset, collate, iter_waves
 from asr.features import FeatureConfig, FeatureExtractor, compute_cmvn
 from asr.manifest import read_manifest
 from asr.model import load_preset
 from asr.outputs import OutputError
+from asr.recognizer import recognizer_from_payload
 from asr.text import normalize_text
 from asr.tokenizer import tokenizer_from_dict
 from asr.train import Trainer, train
