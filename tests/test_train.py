@@ -383,7 +383,7 @@ def test_checkpoints_written_in_background_hold_the_state_of_the_save(libri, tmp
     assert not torch.equal(live.detach(), saved["model_state"][name])  # the live weights moved on
 
     (tmp_path / "file").write_text("not a folder")
-    trainer.run_dir = tmp_path / "file" / "run"  # the write fails in the background ...
+    trainer.checkpoints.run_dir = tmp_path / "file" / "run"  # the write fails in the background ...
     trainer.save("best.pt")
     with pytest.raises(OSError):  # ... and the error reaches the training loop
         trainer.wait_for_checkpoints()
@@ -499,7 +499,7 @@ def test_init_from_fine_tunes_a_trained_model_with_a_new_optimizer(libri, tmp_pa
     assert all(torch.equal(state[k], v) for k, v in payload["model_state"].items())
     assert torch.equal(trainer.features.cmvn_mean, payload["features_state"]["cmvn_mean"])  # not recomputed
     assert trainer.tokenizer.to_dict() == payload["tokenizer"]
-    assert trainer.step == 0 and trainer.optimizer.state_dict()["state"] == {}
+    assert trainer.progress.step == 0 and trainer.optimizer.state_dict()["state"] == {}
     trainer.run()
     steps = _steps(cfg.run_dir)
     assert [e["step"] for e in steps] == [1, 2]
