@@ -44,7 +44,7 @@ from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_r
 from asr.run_state import (LogWindow, RunCheckpoints, caller_state_kept, check_run_dir, seed_everything, trim_log,
                            write_event, write_run_config)
 from asr.train_state import (EpochData, Progress, capture_train_state, init_checkpoint, load_start_weights,
-                             restore_train_state, resume_checkpoint)
+                             restore_train_state, resume_checkpoint, training_set_digest)
 from asr.train_config import TrainConfig, TrainError
 from asr.tokenizer import oov_report, tokenizer_from_dict
 
@@ -127,7 +127,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, total_steps=total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.precision == "fp16")
-        self.epoch_data = EpochData(len(self.train_utts), self.steps_per_epoch)
+        self.epoch_data = EpochData(str(cfg.data.train_manifest), len(self.train_utts), self.steps_per_epoch,
+                                    training_set_digest(self.train_utts))
         self.progress = Progress()
         self.checkpoints = RunCheckpoints(self.run_dir, config_to_dict(cfg), cfg.keep_epoch_checkpoints)
         if state:

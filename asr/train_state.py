@@ -8,14 +8,18 @@ With ``--resume`` a run goes on from its ``last.pt``, whose training state holds
 (:class:`Progress`) and its optimizer, schedule, gradient scaler, EMA and random state.
 
 A run stopped inside an epoch goes on with that epoch's batches, which only the training data and
-batching it was saved with make: ``last.pt`` records how many utterances and batches there were, and
-a resume inside the epoch refuses a config that makes other batches (:func:`check_epoch_position`).
-Between epochs the data may change.
+batching it was saved with make: ``last.pt`` records how many utterances and batches there were and
+a digest of the training set (:func:`training_set_digest`), and a resume inside the epoch refuses a
+config that makes other batches (:func:`check_epoch_position`). Between epochs the data may change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import struct
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from asr.averaging import ModelEMA
 from asr.checkpoint import CheckpointError, load_checkpoint
 from asr.config import config_to_dict
 from asr.features import FeatureExtractor
+from asr.manifest import Utterance
 from asr.model import DeepSpeech2
 from asr.recognizer import state_mismatch
 from asr.run_state import get_rng_state, set_rng_state, snapshot
@@ -135,8 +140,28 @@ class Progress:
 class EpochData:
     """What makes an epoch's batches, besides the seed: the training set and its batching."""
 
+    manifest: str  # data.train_manifest, named in errors
     num_utterances: int  # utterances of the training set
     batches: int  # batches per epoch (of this rank)
+    digest: str  # training_set_digest of the utterances
+
+
+def training_set_digest(utts: Sequence[Utterance]) -> str:
+    """A BLAKE2b digest (32 hex digits) of the training utterances in manifest order: each one's file
+    name, offset and duration, the things the batches are made from. Not the folders, so that data
+    moved as a whole still resumes, and not the text: a corrected transcript makes the same batches.
+
+    >>> a, b = Utterance("/data/a.flac", 2.0, "hi"), Utterance("/data/b.flac", 3.0, "ho")
+    >>> training_set_digest([a, b]) == training_set_digest([Utterance("/moved/a.flac", 2.0, "HI"), b])
+    True
+    >>> training_set_digest([a, b]) == training_set_digest([b, a])
+    False
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for utt in utts:
+        name = os.path.basename(utt.audio_filepath).encode("utf-8", "surrogateescape")
+        digest.update(struct.pack("<Idd", len(name), utt.offset, utt.duration) + name)
+    return digest.hexdigest()
 
 
 def capture_train_state(progress: Progress, data: EpochData, optimizer: torch.optim.Optimizer, scheduler: Scheduler,
@@ -148,7 +173,7 @@ def capture_train_state(progress: Progress, data: EpochData, optimizer: torch.op
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         **asdict(progress),
-        "num_utterances": data.num_utterances, "batches": data.batches,
+        "num_utterances": data.num_utterances, "batches": data.batches, "training_set": data.digest,
         "rng": get_rng_state(),
         "ema": ema.state_dict() if ema is not None else None,
     })
@@ -187,8 +212,8 @@ def restore_train_state(state: dict[str, Any], path: Path, data: EpochData, opti
 
 def check_epoch_position(state: dict[str, Any], path: Path, data: EpochData) -> None:
     """A run stopped inside an epoch goes on with that epoch's batches: only the training data and
-    batching it was saved with make them. Checkpoints saved before ``num_utterances`` was are
-    checked by their position alone. Between epochs the data may change.
+    batching it was saved with make them. Checkpoints saved before ``num_utterances`` or the
+    training set's digest were are checked by what they hold. Between epochs the data may change.
 
     Raises:
         TrainError: ``state`` was saved inside an epoch and ``data`` makes other batches.
@@ -197,8 +222,14 @@ def check_epoch_position(state: dict[str, Any], path: Path, data: EpochData) -> 
     if not done:
         return
     saved = (state.get("num_utterances", data.num_utterances), state.get("batches", data.batches))
+    where = f"{path}: saved at batch {done} of {saved[1]} of epoch {state['epoch'] + 1}"
     if saved != (data.num_utterances, data.batches) or done > data.batches:
         raise TrainError(
-            f"{path}: saved at batch {done} of {saved[1]} of epoch {state['epoch'] + 1}, over {saved[0]} training "
-            f"utterances; the config now makes {data.batches} batches of {data.num_utterances} "
-            "(data.train_manifest, data.max_batch_s or data.max_batch_size changed); resume with the run's own config")
+            f"{where}, over {saved[0]} training utterances; the config now makes {data.batches} batches of "
+            f"{data.num_utterances} (data.train_manifest, data.max_batch_s or data.max_batch_size changed); "
+            "resume with the run's own config")
+    if state.get("training_set", data.digest) != data.digest:
+        raise TrainError(
+            f"{where}, over other training utterances than {data.manifest} lists now (as many, but other files, "
+            "durations or order); resume with the manifest the run was saved with, or start a new run with "
+            f"init_from={path}")
