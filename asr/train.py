@@ -167,9 +167,8 @@ class Trainer:
             trim_log(log_path, progress.step)  # drop events after the checkpoint we start from
         with (log_path.open("a", encoding="utf-8") if self.dist.is_main else open(os.devnull, "w")) as log, \
                 contextlib.ExitStack() as stack, \
-                CtrlC(enabled="WORLD_SIZE" not in os.environ, on_request=_warn_of_stop) as ctrl_c:
-            # Ctrl-C: the step is finished and saved (not under torchrun, which sets WORLD_SIZE: its
-            # launcher handles Ctrl-C for all ranks)
+                CtrlC(on_request=self._warn_of_stop) as ctrl_c:
+            # Ctrl-C: the step is finished and saved; torchrun's launcher sends SIGINT to every rank
             stack.callback(self.wait_for_checkpoints)  # also when training fails
             while progress.epoch < cfg.epochs and not stopped_early:
                 self.sampler.set_epoch(progress.epoch)
@@ -212,7 +211,7 @@ class Trainer:
                         window = LogWindow()
                     if cfg.checkpoint_every_steps and progress.step % cfg.checkpoint_every_steps == 0:
                         self.save("last.pt", with_train_state=True)
-                    if ctrl_c.requested:
+                    if any_rank(ctrl_c.requested, self.dist):  # all ranks stop at the same step
                         self.stop_on_request()
                     over_steps = cfg.max_steps and progress.step >= cfg.max_steps
                     over_time = any_rank(bool(cfg.max_minutes) and time.monotonic() - start >= 60 * cfg.max_minutes,
@@ -329,16 +328,27 @@ class Trainer:
         self.save("last.pt", with_train_state=True)
 
     def stop_on_request(self) -> None:
-        """Ctrl-C: ``last.pt`` of this step, then KeyboardInterrupt (the CLI's ``asr: interrupted``,
-        status 130). ``--resume`` goes on from this step as if the run had not stopped."""
+        """Ctrl-C: ``last.pt`` of this step (rank 0 writes it), then KeyboardInterrupt on every rank
+        (the CLI's ``asr: interrupted``, status 130). ``--resume`` goes on from this step as if the
+        run had not stopped (under torchrun, with rank 0's random state on every rank)."""
         self.save("last.pt", with_train_state=True)
         self.wait_for_checkpoints()
-        logger.warning("stopped at step=%d (epoch %d, batch %d of %d); %s holds it: the same command with "
-                       "--resume goes on from there", self.progress.step, self.progress.epoch + 1,
-                       self.progress.batches_done, self.steps_per_epoch, self.run_dir / "last.pt")
+        if self.dist.is_main:
+            logger.warning("stopped at step=%d (epoch %d, batch %d of %d); %s holds it: the same command with "
+                           "--resume goes on from there", self.progress.step, self.progress.epoch + 1,
+                           self.progress.batches_done, self.steps_per_epoch, self.run_dir / "last.pt")
         raise KeyboardInterrupt
 
+    def _warn_of_stop(self) -> None:
+        """The first Ctrl-C's message (rank 0's, under torchrun: its launcher signals every rank once)."""
+        if not self.dist.enabled:
+            logger.warning("interrupted: stopping after this step to save last.pt (Ctrl-C again stops at once, "
+                           "losing the steps since the last checkpoint)")
+        elif self.dist.is_main:
+            logger.warning("interrupted: every rank stops after this step, and rank 0 saves last.pt")
+
     # ----------------------------------------------------------------------------- checkpoints
+
     def save(self, name: str, with_train_state: bool = False) -> None:
         """Write ``run_dir/name`` atomically (rank 0 only; the ranks hold identical weights).
 
@@ -389,12 +399,5 @@ def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], Non
         return Trainer(cfg, resume=resume, on_event=on_event).run()
 
 
-def _warn_of_stop() -> None:
-    logger.warning("interrupted: stopping after this step to save last.pt (Ctrl-C again stops at once, "
-                   "losing the steps since the last checkpoint)")
-
-
 def _amp_dtype(precision: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-
