@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from asr.checkpoint import Recognizer
 from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, collate
 from asr.decode import Decoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
 from asr.manifest import Utterance, manifest_of
 from asr.metrics import ErrorReport, error_report
 from asr.outputs import OutputError, atomic_output, check_output, check_output_folder
+from asr.recognizer import Recognizer
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ class CtrlC:
     of ``on_request``), for the code inside to finish its step and stop; it puts Python's default
     handler back at once, so that a second Ctrl-C raises KeyboardInterrupt, and on exit.
 
-    Active only where Python's default handler is installed, in the main thread, and when
-    ``enabled``; elsewhere ``requested`` stays False and Ctrl-C raises KeyboardInterrupt as before.
+    Active only where Python's default handler is installed, and in the main thread; elsewhere
+    ``requested`` stays False and Ctrl-C raises KeyboardInterrupt as before.
 
     Example:
         >>> with CtrlC() as ctrl_c:
@@ -25,12 +25,12 @@ class CtrlC:
         (True, True)
     """
 
-    def __init__(self, enabled: bool = True, on_request: Callable[[], None] | None = None) -> None:
-        self.enabled, self.on_request = enabled, on_request
+    def __init__(self, on_request: Callable[[], None] | None = None) -> None:
+        self.on_request = on_request
         self.requested = self.active = False
 
     def __enter__(self) -> CtrlC:
-        self.active = (self.enabled and threading.current_thread() is threading.main_thread()
+        self.active = (threading.current_thread() is threading.main_thread()
                        and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
         if self.active:
             signal.signal(signal.SIGINT, self._handle)

@@ -1,11 +1,18 @@
-"""What a training run keeps on disk and restores: the files of its folder (``config.yaml``,
-``train_log.jsonl``), the checkpoints it starts from (``last.pt`` for ``--resume``, ``init_from``)
-and the random state.
+"""What a training run keeps on disk: the files of its folder, the writing of its checkpoints, and
+the random state. (What ``last.pt``'s training state holds, and how a run starts from a checkpoint:
+``asr.train_state``.) One run lives in ``exp/<name>/`` (or ``out_dir``):
+
+- ``config.yaml``: the resolved configuration (preset merged, overrides applied);
+- ``train_log.jsonl``: one JSON object per logged step and per epoch;
+- ``last.pt``: the newest checkpoint with the full training state (for ``--resume``);
+- ``best.pt``: the checkpoint with the lowest dev WER (or the newest, without a dev set);
+- ``model.pt``: the final inference checkpoint (a copy of the best weights, no optimizer state);
+- ``epoch-<N>.pt``: with ``keep_epoch_checkpoints``, the weights after epoch N, for ``asr average``.
 
 A new run refuses a folder whose ``config.yaml`` or ``train_log.jsonl`` it did not write
 (:func:`check_run_dir`); a resumed run drops the log events after its checkpoint
-(:func:`trim_log`); checkpoint state is copied off the live tensors (:func:`snapshot`) and written
-by one background thread (:class:`BackgroundWriter`) while training goes on.
+(:func:`trim_log`); checkpoints are copied off the live tensors at once and written by one
+background thread (:class:`RunCheckpoints`) while training goes on.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,9 +31,10 @@ from typing import Any
 
 import torch
 
-from asr.checkpoint import CheckpointError, load_checkpoint
+from asr.checkpoint import checkpoint_payload, save_checkpoint
 from asr.config import config_to_dict, save_yaml
 from asr.outputs import atomic_output, check_output, check_output_folder, json_lines_with, starts_with
+from asr.recognizer import Recognizer
 from asr.train_config import TrainConfig, TrainError
 
 logger = logging.getLogger(__name__)
@@ -41,47 +50,6 @@ def snapshot(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(snapshot(v) for v in obj)
     return obj
-
-
-# settings that change training only: a fine-tuning run may choose its own
-_TRAINING_ONLY = {"features": {"dither"}, "model": {"dropout"}}
-
-
-def init_checkpoint(cfg: TrainConfig) -> dict[str, Any]:
-    """The checkpoint ``cfg.init_from`` names, once checked to fit ``cfg``'s features, model and tokenizer."""
-    path = cfg.init_from
-    try:
-        payload = load_checkpoint(path)
-    except CheckpointError as e:
-        raise TrainError(f"init_from: {e}") from None
-    differ = config_differences(payload, cfg)
-    if differ:
-        raise TrainError(f"{path}: init_from needs the checkpoint's features, model and tokenizer; it has "
-                         + "; ".join(differ))
-    logger.info("init_from=%s (weights, CMVN and tokenizer; new optimizer and schedule)", path)
-    return payload
-
-
-def tokenizer_difference(payload: dict[str, Any], cfg: TrainConfig) -> str | None:
-    """How a checkpoint's tokenizer differs from the one ``cfg`` asks for (characters against
-    SentencePiece units), or None. The run goes on with the checkpoint's, so a difference would
-    leave a ``config.yaml`` that does not describe the model."""
-    kind = payload["tokenizer"]["type"]
-    if (kind == "char") != (cfg.tokenizer.kind == "char"):
-        return f"tokenizer {kind!r} (config: tokenizer.kind={cfg.tokenizer.kind!r})"
-    return None
-
-
-def config_differences(payload: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """The feature and model settings of a checkpoint that differ from ``cfg``'s (training-only ones
-    aside), as ``model.rnn_hidden=64 (config: 96)``, then its tokenizer's (:func:`tokenizer_difference`)."""
-    theirs = {"features": payload["features_config"], "model": payload["model_config"]}
-    ours = {"features": config_to_dict(cfg.features), "model": config_to_dict(cfg.model)}
-    differ = [f"{part}.{key}={theirs[part].get(key)!r} (config: {value!r})"
-              for part, values in ours.items() for key, value in values.items()
-              if key not in _TRAINING_ONLY[part] and theirs[part].get(key) != value]
-    tokenizer = tokenizer_difference(payload, cfg)
-    return differ + [tokenizer] if tokenizer else differ
 
 
 RUN_CONFIG_HEADER = "# written by asr train: the resolved configuration of this run (preset, defaults, overrides)\n"
@@ -222,6 +190,52 @@ class BackgroundWriter:
         pending, self._pending = self._pending, []
         for future in pending:
             future.result()
+
+
+class RunCheckpoints:
+    """The checkpoints of a run folder, each copied when saved and written by a background thread
+    (:class:`BackgroundWriter`) in the order saved, atomically.
+
+    Args:
+        run_dir: the run's folder.
+        config: the run's resolved config, stored in every checkpoint.
+        keep_epochs: how many ``epoch-<N>.pt`` are kept, the newest (0: none are written).
+    """
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], keep_epochs: int) -> None:
+        self.run_dir, self.config, self.keep_epochs = run_dir, config, keep_epochs
+        self._writer = BackgroundWriter()
+
+    def save(self, name: str, recognizer: Recognizer, metrics: dict[str, Any],
+             train_state: dict[str, Any] | None = None) -> None:
+        """Queue ``run_dir/name`` with ``recognizer``'s weights (copied now), ``metrics`` and, for
+        ``--resume``, ``train_state`` (a copy already, see :func:`snapshot`)."""
+        extra = {"metrics": metrics} if train_state is None else {"metrics": metrics, "train_state": train_state}
+        payload = checkpoint_payload(recognizer, self.config, **extra)  # weights copied
+        path = self.run_dir / name
+        self._writer.submit(lambda: save_checkpoint(payload, path))
+
+    def save_epoch(self, epoch: int, recognizer: Recognizer, metrics: dict[str, Any]) -> None:
+        """``epoch-<epoch>.pt``, the one ``keep_epochs`` before it removed; nothing if none are kept."""
+        if self.keep_epochs:
+            self.save(f"epoch-{epoch}.pt", recognizer, metrics)
+            old = self.run_dir / f"epoch-{epoch - self.keep_epochs}.pt"
+            self._writer.submit(lambda: old.unlink(missing_ok=True))
+
+    def write_final_model(self, recognizer: Recognizer, metrics: dict[str, Any], from_best: bool) -> None:
+        """``model.pt``: a copy of ``best.pt`` when ``from_best`` (a dev set picked it) and it is
+        there, else ``recognizer``'s weights."""
+        best = self.run_dir / "best.pt"
+        self.wait()
+        if from_best and best.is_file():
+            with atomic_output(self.run_dir / "model.pt", durable=True) as tmp:
+                shutil.copyfile(best, tmp)
+        else:
+            self.save("model.pt", recognizer, metrics)
+
+    def wait(self) -> None:
+        """Block until every checkpoint saved so far is on disk; re-raises a failed write's error."""
+        self._writer.wait()
 
 
 class LogWindow:

@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 from asr.waveform import AudioError, mono_samples
-from asr.checkpoint import Recognizer
 from asr.decode import Decoder, Hypothesis, ctc_collapse
 from asr.features import num_frames
+from asr.recognizer import Recognizer
 from asr.tokenizer import CharTokenizer
 
 

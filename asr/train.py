@@ -1,24 +1,15 @@
 """CTC training of Deep Speech 2 models: ``asr train CONFIG.yaml [key=value ...]``.
 
-One run lives in ``exp/<name>/`` (or ``out_dir``):
-
-- ``config.yaml``: the resolved configuration (preset merged, overrides applied);
-- ``train_log.jsonl``: one JSON object per logged step and per epoch;
-- ``last.pt``: the newest checkpoint with the full training state (for ``--resume``);
-- ``best.pt``: the checkpoint with the lowest dev WER (or the newest, without a dev set);
-- ``model.pt``: the final inference checkpoint (a copy of the best weights, no optimizer state);
-- ``epoch-<N>.pt``: with ``keep_epoch_checkpoints``, the weights after epoch N, for ``asr average``.
-
-A new run refuses a folder that holds a checkpoint (``--resume`` continues it) or a
-``config.yaml`` / ``train_log.jsonl`` that ``asr train`` did not write, such as the user's own config.
+One run lives in ``exp/<name>/`` (or ``out_dir``): ``config.yaml``, ``train_log.jsonl``, ``last.pt``
+(for ``--resume``), ``best.pt``, ``model.pt`` and ``epoch-<N>.pt`` (see ``asr.run_state``). A new
+run refuses a folder that holds a checkpoint (``--resume`` continues it) or a ``config.yaml`` /
+``train_log.jsonl`` that ``asr train`` did not write, such as the user's own config.
 
 With ``ema_decay`` > 0 the trainer keeps an exponential moving average of the weights
 (``asr.averaging.ModelEMA``): the dev set scores it, and ``best.pt``, ``model.pt`` and the epoch
 checkpoints hold it; ``last.pt`` holds the trained weights and the average, for an exact resume.
 
-With ``init_from=<checkpoint>`` a new run fine-tunes a trained model: it starts from that
-checkpoint's weights, CMVN statistics and tokenizer, with a fresh optimizer and schedule. The
-config must describe the same features and model (``dropout`` and ``dither`` may differ).
+With ``init_from=<checkpoint>`` a new run fine-tunes a trained model (see ``asr.train_state``).
 """
 
 from __future__ import annotations
@@ -28,7 +19,6 @@ import logging
 import math
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +29,6 @@ import torch
 
 from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
-from asr.checkpoint import Recognizer, checkpoint_payload, load_checkpoint, save_checkpoint, state_mismatch
 from asr.config import config_to_dict
 from asr.ctc_loss import ctc_losses
 from asr.data import DurationBatchSampler, SpeechDataset, collate
@@ -50,11 +39,12 @@ from asr.features import FeatureExtractor
 from asr.interrupts import CtrlC, ignore_sigint
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
-from asr.outputs import atomic_output
+from asr.recognizer import Recognizer
 from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_run_manifests, set_global_cmvn
-from asr.run_state import (BackgroundWriter, LogWindow, caller_state_kept, check_run_dir, config_differences,
-                           get_rng_state, init_checkpoint, seed_everything, set_rng_state, snapshot,
-                           tokenizer_difference, trim_log, write_event, write_run_config)
+from asr.run_state import (LogWindow, RunCheckpoints, caller_state_kept, check_run_dir, seed_everything, trim_log,
+                           write_event, write_run_config)
+from asr.train_state import (EpochData, Progress, capture_train_state, init_checkpoint, load_start_weights,
+                             restore_train_state, resume_checkpoint, training_set_digest)
 from asr.train_config import TrainConfig, TrainError
 from asr.tokenizer import oov_report, tokenizer_from_dict
 
@@ -102,23 +92,13 @@ class Trainer:
         if cfg.data.cache_audio:  # the dev audio too, on rank 0, which scores it
             self.audio_cache = preload_audio(self.train_utts + (self.dev_utts if self.dist.is_main else []),
                                              cfg.features.sample_rate)
-        state = load_checkpoint(last) if resume else None
-        if state is not None and "train_state" not in state:
-            raise TrainError(f"{last}: holds no training state (an inference checkpoint); cannot resume from it")
+        state = resume_checkpoint(last) if resume else None
         start = state or init
         self.tokenizer = tokenizer_from_dict(start["tokenizer"]) if start else build_tokenizer(cfg, self.train_utts)
         self.features = FeatureExtractor(cfg.features)
         self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)
         if start:
-            mismatch = (tokenizer_difference(start, cfg) or state_mismatch(self.features, start["features_state"])
-                        or state_mismatch(self.model, start["model_state"]))
-            if mismatch:  # resuming after the config changed the tokenizer or the model's or features' shape
-                what = "; ".join(config_differences(start, cfg)) or f"weights: {mismatch}"
-                source = last if state else cfg.init_from
-                raise TrainError(f"{source}: does not match the config ({what}); "
-                                 + ("resume with the run's own config" if state else "init_from needs the same model"))
-            self.features.load_state_dict(start["features_state"])
-            self.model.load_state_dict(start["model_state"])
+            load_start_weights(start, last if state else cfg.init_from, bool(state), cfg, self.features, self.model)
         elif cfg.features.normalize == "global":
             set_global_cmvn(self.features, cfg, self.train_utts, self.audio_cache)
         self.features.to(self.device)
@@ -147,54 +127,16 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, total_steps=total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.precision == "fp16")
-        self.step = 0
-        self.epoch = 0
-        self.batches_done = 0  # batches consumed in the current epoch
-        self.best_dev_wer: float | None = None
-        self.skipped_batches = 0
-        self.zeroed_utterances = 0
-        self._writer = BackgroundWriter()  # checkpoints are written from snapshots while training goes on
+        self.epoch_data = EpochData(str(cfg.data.train_manifest), len(self.train_utts), self.steps_per_epoch,
+                                    training_set_digest(self.train_utts))
+        self.progress = Progress()
+        self.checkpoints = RunCheckpoints(self.run_dir, config_to_dict(cfg), cfg.keep_epoch_checkpoints)
         if state:
-            self._load_train_state(state["train_state"])
+            self.progress = restore_train_state(state["train_state"], last, self.epoch_data, self.optimizer,
+                                                self.scheduler, self.scaler, self.ema, cfg.optim.name)
         if self.dist.is_main:  # last: a resume the config does not fit leaves the run's own config
             self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no folder
             write_run_config(cfg, self.run_dir)
-
-    # ----------------------------------------------------------------------------------- setup
-    def _load_train_state(self, st: dict[str, Any]) -> None:
-        ours = [sorted(group) for group in self.optimizer.state_dict()["param_groups"]]
-        if [sorted(group) for group in st["optimizer"].get("param_groups", [])] != ours:
-            raise TrainError(f"{self.run_dir / 'last.pt'}: holds the state of another optimizer than "
-                             f"optim.name={self.cfg.optim.name!r}; resume with the run's own config")
-        self.optimizer.load_state_dict(st["optimizer"])
-        self.scheduler.load_state_dict(st["scheduler"])
-        if st.get("scaler"):
-            self.scaler.load_state_dict(st["scaler"])
-        self._check_epoch_position(st)
-        self.step, self.epoch, self.batches_done = st["step"], st["epoch"], st["batches_done"]
-        self.best_dev_wer = st["best_dev_wer"]
-        self.skipped_batches, self.zeroed_utterances = st["skipped_batches"], st["zeroed_utterances"]
-        if self.ema is not None and st.get("ema"):
-            self.ema.load_state_dict(st["ema"])
-        elif self.ema is not None:
-            logger.warning("ema_decay is set but the checkpoint holds no EMA; averaging starts from its weights")
-        set_rng_state(st["rng"])
-        logger.info("resumed step=%d epoch=%d batch=%d", self.step, self.epoch, self.batches_done)
-
-    def _check_epoch_position(self, st: dict[str, Any]) -> None:
-        """A run stopped inside an epoch goes on with that epoch's batches: only the training data and
-        batching it was saved with make them (checkpoints before ``num_utterances`` was saved are
-        checked by their position alone). Between epochs the data may change."""
-        done = st["batches_done"]
-        if not done:
-            return
-        saved = (st.get("num_utterances", len(self.train_utts)), st.get("batches", self.steps_per_epoch))
-        if saved != (len(self.train_utts), self.steps_per_epoch) or done > self.steps_per_epoch:
-            raise TrainError(
-                f"{self.run_dir / 'last.pt'}: saved at batch {done} of {saved[1]} of epoch {st['epoch'] + 1}, over "
-                f"{saved[0]} training utterances; the config now makes {self.steps_per_epoch} batches of "
-                f"{len(self.train_utts)} (data.train_manifest, data.max_batch_s or data.max_batch_size changed); "
-                "resume with the run's own config")
 
     def recognizer(self) -> Recognizer:
         """The weights to score and ship: the EMA's when ``ema_decay`` is set, else the trained ones."""
@@ -206,39 +148,38 @@ class Trainer:
         """Train until the epochs, ``max_steps`` or ``max_minutes`` end. A resumed run that had already
         reached its epochs or ``max_steps`` trains nothing and leaves its files as they are (it writes
         ``model.pt`` only if that is missing); its result repeats the run's steps and epochs."""
-        cfg = self.cfg
-        reached = self.limit_reached()
+        cfg, progress = self.cfg, self.progress
+        reached = progress.limit_reached(cfg.max_steps, cfg.epochs)
         if reached:
             logger.warning("resume: the run already reached %s (step=%d epoch=%d); nothing to train",
-                           reached, self.step, self.epoch)
+                           reached, progress.step, progress.epoch)
             if self.dist.is_main and not (self.run_dir / "model.pt").is_file():  # stopped before writing it
                 self.write_final_model()
                 self.wait_for_checkpoints()
             barrier(self.dist)
             shutdown(self.dist)
-            return self.result(stopped_early=self.epoch < cfg.epochs)
+            return self.result(stopped_early=progress.epoch < cfg.epochs)
         start = time.monotonic()
-        start_step = self.step
+        start_step = progress.step
         stopped_early = False
         log_path = self.run_dir / "train_log.jsonl"
         if self.dist.is_main:
-            trim_log(log_path, self.step)  # drop events after the checkpoint we start from
+            trim_log(log_path, progress.step)  # drop events after the checkpoint we start from
         with (log_path.open("a", encoding="utf-8") if self.dist.is_main else open(os.devnull, "w")) as log, \
                 contextlib.ExitStack() as stack, \
-                CtrlC(enabled="WORLD_SIZE" not in os.environ, on_request=_warn_of_stop) as ctrl_c:
-            # Ctrl-C: the step is finished and saved (not under torchrun, which sets WORLD_SIZE: its
-            # launcher handles Ctrl-C for all ranks)
+                CtrlC(on_request=self._warn_of_stop) as ctrl_c:
+            # Ctrl-C: the step is finished and saved; torchrun's launcher sends SIGINT to every rank
             stack.callback(self.wait_for_checkpoints)  # also when training fails
-            while self.epoch < cfg.epochs and not stopped_early:
-                self.sampler.set_epoch(self.epoch)
-                self.sampler.load_state_dict({"epoch": self.epoch, "batches_done": self.batches_done})
+            while progress.epoch < cfg.epochs and not stopped_early:
+                self.sampler.set_epoch(progress.epoch)
+                self.sampler.load_state_dict({"epoch": progress.epoch, "batches_done": progress.batches_done})
                 loader = torch.utils.data.DataLoader(
                     self.dataset, batch_sampler=self.sampler, collate_fn=collate,
                     num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
                     # forked workers share the cached samples; other start methods would pickle them
                     multiprocessing_context=_FORK if self.audio_cache is not None and cfg.data.num_workers else None,
                     # seeds the workers' augmentation anew each epoch, without touching the global RNG
-                    generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch),
+                    generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + progress.epoch),
                     worker_init_fn=ignore_sigint if ctrl_c.active else None,
                 )
                 self.model.train()
@@ -248,39 +189,40 @@ class Trainer:
                 unreadable = 0  # batches of this epoch with no readable file
                 for batch in loader:
                     if batch is None:  # every file of the batch was unreadable (logged by the dataset)
-                        self.batches_done += 1
-                        self.skipped_batches += 1
+                        progress.batches_done += 1
+                        progress.skipped_batches += 1
                         unreadable += 1
                         continue
                     loss, audio_s, grad_norm = self.train_step(batch)
-                    self.batches_done += 1
-                    self.step += 1
+                    progress.batches_done += 1
+                    progress.step += 1
                     window.add(loss, audio_s)
-                    if self.step % cfg.log_every_steps == 0 or self.batches_done == self.steps_per_epoch:
+                    if progress.step % cfg.log_every_steps == 0 or progress.batches_done == self.steps_per_epoch:
                         event = {
-                            "event": "step", "step": self.step, "epoch": self.epoch,
-                            "batch": self.batches_done, "batches": self.steps_per_epoch,
+                            "event": "step", "step": progress.step, "epoch": progress.epoch,
+                            "batch": progress.batches_done, "batches": self.steps_per_epoch,
                             "loss": window.mean_loss(), "lr": self.scheduler.get_last_lr()[0],
                             "grad_norm": grad_norm, "audio_h_per_s": window.audio_h_per_s(),
-                            "elapsed_s": time.monotonic() - start, "run_steps": self.step - start_step,
-                            "skipped_batches": self.skipped_batches, "zeroed_utterances": self.zeroed_utterances,
+                            "elapsed_s": time.monotonic() - start, "run_steps": progress.step - start_step,
+                            "skipped_batches": progress.skipped_batches,
+                            "zeroed_utterances": progress.zeroed_utterances,
                         }
                         write_event(log, event, self.on_event)
                         window = LogWindow()
-                    if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
+                    if cfg.checkpoint_every_steps and progress.step % cfg.checkpoint_every_steps == 0:
                         self.save("last.pt", with_train_state=True)
-                    if ctrl_c.requested:
+                    if any_rank(ctrl_c.requested, self.dist):  # all ranks stop at the same step
                         self.stop_on_request()
-                    over_steps = cfg.max_steps and self.step >= cfg.max_steps
+                    over_steps = cfg.max_steps and progress.step >= cfg.max_steps
                     over_time = any_rank(bool(cfg.max_minutes) and time.monotonic() - start >= 60 * cfg.max_minutes,
                                          self.dist)  # all ranks stop at the same step
                     if over_steps or over_time:
-                        stopped_early = self.batches_done < self.steps_per_epoch or self.epoch + 1 < cfg.epochs
+                        stopped_early = progress.batches_done < self.steps_per_epoch or progress.epoch + 1 < cfg.epochs
                         break
                 if unreadable == self.steps_per_epoch:  # not a model to save as if it had been trained
                     raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read "
                                      "(the files are named above); nothing was trained")
-                if self.batches_done >= self.steps_per_epoch:
+                if progress.batches_done >= self.steps_per_epoch:
                     self.end_epoch(log, start)
                 else:  # max_steps or max_minutes inside the epoch
                     self.stop_inside_epoch(log, start)
@@ -293,20 +235,11 @@ class Trainer:
         shutdown(self.dist)
         return self.result(stopped_early=bool(stopped_early))
 
-    def limit_reached(self) -> str | None:
-        """The limit a resumed run has reached already (``"max_steps=3"``, ``"epochs=2"``), or None."""
-        if self.cfg.max_steps and self.step >= self.cfg.max_steps:
-            return f"max_steps={self.cfg.max_steps}"
-        if self.epoch >= self.cfg.epochs:
-            return f"epochs={self.cfg.epochs}"
-        return None
-
     def result(self, stopped_early: bool) -> TrainResult:
-        return TrainResult(
-            run_dir=self.run_dir, steps=self.step, epochs_done=self.epoch, best_dev_wer=self.best_dev_wer,
-            stopped_early=stopped_early, skipped_batches=self.skipped_batches,
-            zeroed_utterances=self.zeroed_utterances,
-        )
+        p = self.progress
+        return TrainResult(run_dir=self.run_dir, steps=p.step, epochs_done=p.epoch, best_dev_wer=p.best_dev_wer,
+                           stopped_early=stopped_early, skipped_batches=p.skipped_batches,
+                           zeroed_utterances=p.zeroed_utterances)
 
     def train_step(self, batch) -> tuple[float, float, float]:
         """Forward, CTC loss, backward, clip, step. Returns (mean loss, audio seconds, grad norm)."""
@@ -322,13 +255,13 @@ class Trainer:
         audio_s = float(batch.wave_lens.sum()) / self.cfg.features.sample_rate
         self.optimizer.zero_grad(set_to_none=True)
         if num_bad:
-            self.zeroed_utterances += num_bad
-            logger.warning("step=%d zeroed %d non-finite utterance losses", self.step, num_bad)
+            self.progress.zeroed_utterances += num_bad
+            logger.warning("step=%d zeroed %d non-finite utterance losses", self.progress.step, num_bad)
         loss = losses.sum() / len(losses)
         self.scaler.scale(loss).backward()  # always, so data-parallel ranks stay in step
         if any_rank(num_bad == len(losses), self.dist):
-            self.skipped_batches += 1
-            logger.warning("step=%d all %d losses non-finite; update skipped", self.step, num_bad)
+            self.progress.skipped_batches += 1
+            logger.warning("step=%d all %d losses non-finite; update skipped", self.progress.step, num_bad)
             self.scaler.update()
             self.scheduler.step()
             return float("nan"), audio_s, float("nan")
@@ -340,8 +273,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model)
         else:
-            self.skipped_batches += 1
-            logger.warning("step=%d non-finite gradient norm; update skipped", self.step)
+            self.progress.skipped_batches += 1
+            logger.warning("step=%d non-finite gradient norm; update skipped", self.progress.step)
         self.scaler.update()
         self.scheduler.step()
         return float(loss.detach()) * len(losses) / max(1, len(losses) - num_bad), audio_s, grad_norm
@@ -356,28 +289,28 @@ class Trainer:
         except DecodeError as e:  # none of the dev audio could be read (each file is named above)
             raise TrainError(str(e)) from None
         event.update(dev_wer=result.report.wer, dev_cer=result.report.cer, dev_s=time.monotonic() - t0)
-        improved = self.best_dev_wer is None or result.report.wer < self.best_dev_wer
+        improved = self.progress.best_dev_wer is None or result.report.wer < self.progress.best_dev_wer
         if improved:
-            self.best_dev_wer = result.report.wer
+            self.progress.best_dev_wer = result.report.wer
         return improved
 
     def end_epoch(self, log, start: float) -> None:
-        event = {"event": "epoch", "epoch": self.epoch, "step": self.step, "elapsed_s": time.monotonic() - start}
+        progress = self.progress
+        event = {"event": "epoch", "epoch": progress.epoch, "step": progress.step,
+                 "elapsed_s": time.monotonic() - start}
         improved = not self.dev_utts  # without a dev set, best.pt is the newest checkpoint
-        last_epoch = self.epoch + 1 >= self.cfg.epochs
-        if self.dev_utts and self.dist.is_main and ((self.epoch + 1) % self.cfg.data.dev_every_epochs == 0 or last_epoch):
+        last_epoch = progress.epoch + 1 >= self.cfg.epochs
+        if self.dev_utts and self.dist.is_main and ((progress.epoch + 1) % self.cfg.data.dev_every_epochs == 0
+                                                    or last_epoch):
             improved = self.score_dev(event)
-        self.epoch += 1
-        self.batches_done = 0
+        progress.epoch += 1
+        progress.batches_done = 0
         self.save("last.pt", with_train_state=True)
         if improved:
             self.save("best.pt")
-        if self.cfg.keep_epoch_checkpoints:
-            self.save(f"epoch-{self.epoch}.pt")
-            if self.dist.is_main:
-                old = self.run_dir / f"epoch-{self.epoch - self.cfg.keep_epoch_checkpoints}.pt"
-                self._writer.submit(lambda: old.unlink(missing_ok=True))
-        event["best_dev_wer"] = self.best_dev_wer
+        if self.dist.is_main:
+            self.checkpoints.save_epoch(progress.epoch, self.recognizer(), self.metrics())
+        event["best_dev_wer"] = progress.best_dev_wer
         write_event(log, event, self.on_event)
         barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
 
@@ -386,24 +319,36 @@ class Trainer:
         ``model.pt`` is not an older epoch's when these are better. Scoring leaves the random state
         as it was, so a resumed run trains as if it had not stopped."""
         if self.dev_utts and self.dist.is_main:
-            event = {"event": "stop", "epoch": self.epoch, "step": self.step, "elapsed_s": time.monotonic() - start}
+            event = {"event": "stop", "epoch": self.progress.epoch, "step": self.progress.step,
+                     "elapsed_s": time.monotonic() - start}
             if self.score_dev(event):
                 self.save("best.pt")
-            event["best_dev_wer"] = self.best_dev_wer
+            event["best_dev_wer"] = self.progress.best_dev_wer
             write_event(log, event, self.on_event)
         self.save("last.pt", with_train_state=True)
 
     def stop_on_request(self) -> None:
-        """Ctrl-C: ``last.pt`` of this step, then KeyboardInterrupt (the CLI's ``asr: interrupted``,
-        status 130). ``--resume`` goes on from this step as if the run had not stopped."""
+        """Ctrl-C: ``last.pt`` of this step (rank 0 writes it), then KeyboardInterrupt on every rank
+        (the CLI's ``asr: interrupted``, status 130). ``--resume`` goes on from this step as if the
+        run had not stopped (under torchrun, with rank 0's random state on every rank)."""
         self.save("last.pt", with_train_state=True)
         self.wait_for_checkpoints()
-        logger.warning("stopped at step=%d (epoch %d, batch %d of %d); %s holds it: the same command with "
-                       "--resume goes on from there", self.step, self.epoch + 1, self.batches_done,
-                       self.steps_per_epoch, self.run_dir / "last.pt")
+        if self.dist.is_main:
+            logger.warning("stopped at step=%d (epoch %d, batch %d of %d); %s holds it: the same command with "
+                           "--resume goes on from there", self.progress.step, self.progress.epoch + 1,
+                           self.progress.batches_done, self.steps_per_epoch, self.run_dir / "last.pt")
         raise KeyboardInterrupt
 
+    def _warn_of_stop(self) -> None:
+        """The first Ctrl-C's message (rank 0's, under torchrun: its launcher signals every rank once)."""
+        if not self.dist.enabled:
+            logger.warning("interrupted: stopping after this step to save last.pt (Ctrl-C again stops at once, "
+                           "losing the steps since the last checkpoint)")
+        elif self.dist.is_main:
+            logger.warning("interrupted: every rank stops after this step, and rank 0 saves last.pt")
+
     # ----------------------------------------------------------------------------- checkpoints
+
     def save(self, name: str, with_train_state: bool = False) -> None:
         """Write ``run_dir/name`` atomically (rank 0 only; the ranks hold identical weights).
 
@@ -413,37 +358,26 @@ class Trainer:
         """
         if not self.dist.is_main:
             return
-        recognizer = self.recognizer()
-        extra: dict[str, Any] = {"metrics": {"step": self.step, "epoch": self.epoch, "best_dev_wer": self.best_dev_wer}}
         if with_train_state:
-            extra["train_state"] = snapshot({
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                "step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
-                "num_utterances": len(self.train_utts), "batches": self.steps_per_epoch,
-                "best_dev_wer": self.best_dev_wer, "skipped_batches": self.skipped_batches,
-                "zeroed_utterances": self.zeroed_utterances, "rng": get_rng_state(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-            })
-            recognizer = Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
-        payload = checkpoint_payload(recognizer, config_to_dict(self.cfg), **extra)  # weights copied
-        path = self.run_dir / name
-        self._writer.submit(lambda: save_checkpoint(payload, path))
+            state = capture_train_state(self.progress, self.epoch_data, self.optimizer, self.scheduler, self.scaler,
+                                        self.ema)
+            trained = Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
+            self.checkpoints.save(name, trained, self.metrics(), state)
+        else:
+            self.checkpoints.save(name, self.recognizer(), self.metrics())
+
+    def metrics(self) -> dict[str, Any]:
+        """The ``metrics`` of a checkpoint saved now."""
+        p = self.progress
+        return {"step": p.step, "epoch": p.epoch, "best_dev_wer": p.best_dev_wer}
 
     def wait_for_checkpoints(self) -> None:
         """Block until every checkpoint saved so far is on disk; re-raises a failed write's error."""
-        self._writer.wait()
+        self.checkpoints.wait()
 
     def write_final_model(self) -> None:
         """model.pt: the best checkpoint's weights when a dev set picked one, else the current ones."""
-        best = self.run_dir / "best.pt"
-        self.wait_for_checkpoints()
-        if self.dev_utts and best.is_file():
-            with atomic_output(self.run_dir / "model.pt", durable=True) as tmp:
-                shutil.copyfile(best, tmp)
-        else:
-            self.save("model.pt")
+        self.checkpoints.write_final_model(self.recognizer(), self.metrics(), from_best=bool(self.dev_utts))
 
     def _autocast(self) -> bool:
         return self.device.type == "cuda" and self.cfg.precision != "fp32"
@@ -465,12 +399,5 @@ def train(cfg: TrainConfig, resume: bool = False, on_event: Callable[[dict], Non
         return Trainer(cfg, resume=resume, on_event=on_event).run()
 
 
-def _warn_of_stop() -> None:
-    logger.warning("interrupted: stopping after this step to save last.pt (Ctrl-C again stops at once, "
-                   "losing the steps since the last checkpoint)")
-
-
 def _amp_dtype(precision: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-

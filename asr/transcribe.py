@@ -18,9 +18,10 @@ import torch
 from asr.align import AlignmentError, WordTiming, align_words
 from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, is_file_object, load_audio
 from asr.waveform import check_rate, mono_samples, resample
-from asr.checkpoint import Recognizer, load_recognizer
+from asr.checkpoint import load_recognizer
 from asr.beam_search import BeamSearchDecoder
 from asr.decode import DecodeError, Decoder, Hypothesis, greedy_decode, separator_id
+from asr.recognizer import Recognizer
 from asr.segment import MIN_SEGMENT_S, pause_cuts, valid_max_segment_s
 
 logger = logging.getLogger(__name__)

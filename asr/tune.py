@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from asr.checkpoint import Recognizer, save_checkpoint
+from asr.checkpoint import save_checkpoint
 from asr.beam_search import BeamSearchDecoder
 from asr.decode import Decoder, decode_utterances, greedy_decode
 from asr.evaluate import batch_log_probs, none_readable
@@ -27,6 +27,7 @@ from asr.manifest import Utterance
 from asr.metrics import error_report
 from asr.outputs import check_output
 from asr.paths import file_digest
+from asr.recognizer import Recognizer
 from asr.text import normalize_text
 from asr.tokenizer import Tokenizer
 

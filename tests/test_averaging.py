@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from asr.averaging import ModelEMA, average_checkpoints, write_average
-from asr.checkpoint import (CheckpointError, Recognizer, checkpoint_payload, export_payload, load_checkpoint,
-                            save_checkpoint)
+from asr.checkpoint import CheckpointError, checkpoint_payload, export_payload, load_checkpoint, save_checkpoint
 from asr.cli import main
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, load_preset
+from asr.recognizer import Recognizer
 from asr.tokenizer import CharTokenizer
 from asr.train import train
 from asr.train_config import resolve_config

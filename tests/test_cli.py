@@ -697,9 +697,10 @@ def test_audio_too_short_for_the_model_gives_an_empty_transcript(shared_data, tm
     ValueError traceback from the model, in transcribe and evaluate, and took its batch with it."""
     import dataclasses
 
-    from asr.checkpoint import Recognizer, checkpoint_payload, save_checkpoint
+    from asr.checkpoint import checkpoint_payload, save_checkpoint
     from asr.features import FeatureConfig, FeatureExtractor
     from asr.model import DeepSpeech2, load_preset
+    from asr.recognizer import Recognizer
     from asr.tokenizer import CharTokenizer
 
     torch.manual_seed(0)

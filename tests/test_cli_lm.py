@@ -370,9 +370,9 @@ def test_frame_shift_is_the_hop_in_whole_samples():
     the nominal 10 ms was used."""
     import torch
 
-    from asr.checkpoint import Recognizer
     from asr.features import FeatureConfig, FeatureExtractor
     from asr.model import DeepSpeech2, load_preset
+    from asr.recognizer import Recognizer
     from asr.tokenizer import CharTokenizer
 
     features = FeatureExtractor(FeatureConfig(kind="fbank", sample_rate=22050, n_mels=40))

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,66 @@ def test_torchrun_two_processes_train_and_save(shared_data, tmp_path):
     assert [e["event"] for e in events].count("epoch") == 2
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in ckpt["model_state"])  # the bare model, not the DDP wrapper
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves_it(shared_data, tmp_path):
+    """Ctrl-C at a terminal reaches torchrun's launcher, which sends SIGINT to each rank (every rank
+    runs in a session of its own) and kills them 30 s later. Each rank stopped at once, losing the
+    steps since the last checkpoint; now the ranks agree on a step, even when one rank alone got
+    the signal, rank 0 saves last.pt there, every rank exits with one line, and --resume goes on."""
+    recordings = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_1*.wav"))[:16]
+    utts = [Utterance(audio_filepath=str(p), duration=0.5, text=DIGIT_WORDS[int(p.name[0])]) for p in recordings]
+    manifest = tmp_path / "train.jsonl"
+    write_manifest(manifest, utts)
+    config = tmp_path / "conf.yaml"
+    config.write_text("preset: tiny\nepochs: 500\nthreads: 1\nlog_every_steps: 1\n"
+                      "data:\n  max_batch_s: 1.0\n  num_workers: 1\n")  # 4 steps per epoch and rank
+    out = tmp_path / "run"
+    log = out / "train_log.jsonl"
+
+    def interrupted_run(*extra: str, after_step: int, rank: int | None) -> tuple[list[str], int]:
+        """A run stopped by SIGINT to the launcher (rank None) or to one rank once it logged a step
+        past ``after_step``: its stderr lines and the step of its last.pt."""
+        run = subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}", *extra],
+            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not (log.is_file() and _logged_steps(log)[-1:] > [after_step]) and run.poll() is None:
+            assert time.monotonic() < deadline, "no training step logged"
+            time.sleep(0.01)
+        if rank is None:
+            os.killpg(run.pid, signal.SIGINT)  # as the terminal sends it: to the launcher's process group
+        else:
+            os.kill(_rank_pid(run.pid, rank), signal.SIGINT)
+        _, err = run.communicate(timeout=120)
+        lines = err.splitlines()
+        assert lines.count("asr: interrupted") == 2 and "Error" not in err.split("asr: interrupted")[0], err
+        step = torch.load(out / "last.pt", weights_only=True)["train_state"]["step"]
+        assert _logged_steps(log) == list(range(1, step + 1)), err  # every rank stopped at the step rank 0 logged
+        assert sum(f"stopped at step={step} " in line for line in lines) == 1, err  # said by rank 0
+        return lines, step
+
+    _, first = interrupted_run(after_step=0, rank=1)  # one rank's request stops both
+    lines, second = interrupted_run("--resume", after_step=first, rank=None)
+    assert first < second < 500 * 4
+    assert "SignalException: Process" in lines[-1], lines  # the launcher's own traceback, of the SIGINT it got
+
+
+def _logged_steps(log: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in log.read_text().splitlines() if '"event": "step"' in line]
+
+
+def _rank_pid(launcher: int, rank: int) -> int:
+    """The process id of the torchrun worker of ``rank`` (a child of ``launcher``; Linux)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended, or not a process
+        if ppid == launcher and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    raise AssertionError(f"no rank {rank} among the children of {launcher}")

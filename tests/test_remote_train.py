@@ -201,9 +201,10 @@ def _finished_folder(folder: Path, checkpoint: bytes, part_bytes: int) -> None:
 
 
 def test_join_orders_a_hundred_parts_and_refuses_a_bad_sums_file(tmp_path):
-    from asr.checkpoint import Recognizer, checkpoint_payload, save_checkpoint
+    from asr.checkpoint import checkpoint_payload, save_checkpoint
     from asr.features import FeatureConfig, FeatureExtractor
     from asr.model import DeepSpeech2, load_preset
+    from asr.recognizer import Recognizer
     from asr.tokenizer import CharTokenizer
 
     features, tokenizer = FeatureExtractor(FeatureConfig()), CharTokenizer()

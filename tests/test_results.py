@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.checkpoint import Recognizer, checkpoint_payload, save_checkpoint
+from asr.checkpoint import checkpoint_payload, save_checkpoint
 from asr.cli import main
 from asr.datasets.librispeech import prepare_split
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, load_preset
+from asr.recognizer import Recognizer
 from asr.results import (PAPER_ROWS, MeasuredResult, ResultsError, comparison_table, read_results,
                          write_result)
 from asr.tokenizer import CharTokenizer

@@ -18,11 +18,12 @@ import soundfile as sf
 import torch
 
 from asr.audio import load_audio
-from asr.checkpoint import Recognizer, checkpoint_payload, save_checkpoint
+from asr.checkpoint import checkpoint_payload, save_checkpoint
 from asr.cli import main
 from asr.features import FeatureConfig, FeatureExtractor, num_frames
 from asr.model import DeepSpeech2, ModelConfig, load_preset
 from asr.pcm_input import PcmReader
+from asr.recognizer import Recognizer
 from asr.streaming import Stream, StreamingError
 from asr.tokenizer import CharTokenizer
 from asr.waveform import StreamResampler, resample

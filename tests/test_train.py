@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.checkpoint import load_checkpoint, recognizer_from_payload
+from asr.checkpoint import load_checkpoint, save_checkpoint
 from asr.config import config_from_dict, config_to_dict
 from asr.config_file import load_yaml
 from asr.data import SpeechDataset, collate, iter_waves
@@ -26,6 +26,7 @@ from asr.features import FeatureConfig, FeatureExtractor, compute_cmvn
 from asr.manifest import read_manifest
 from asr.model import load_preset
 from asr.outputs import OutputError
+from asr.recognizer import recognizer_from_payload
 from asr.text import normalize_text
 from asr.tokenizer import tokenizer_from_dict
 from asr.train import Trainer, train
@@ -182,8 +183,7 @@ def test_ctrl_c_saves_the_step_and_resume_stays_exact(libri, tmp_path):
 def test_resume_inside_an_epoch_refuses_other_training_data_or_batching(libri, tmp_path, capsys):
     """A run stopped at batch 2 of 3 resumed over a manifest of 2 utterances (1 batch) failed with a
     ValueError traceback from the sampler; one with as many batches resumed silently into batches
-    made from other utterances. (A manifest of as many utterances making as many batches is not
-    told apart.) Between epochs the data may change."""
+    made from other utterances. Between epochs the data may change."""
     from asr.cli import main
 
     six = _manifest(tmp_path / "six.jsonl", [libri[u] for u in SHORT[:6]])
@@ -206,6 +206,48 @@ def test_resume_inside_an_epoch_refuses_other_training_data_or_batching(libri, t
     assert (result.steps, result.epochs_done) == (6, 2)
     result = train(_config(run, two, "data.max_batch_size=2", "epochs=3"), resume=True)  # a new epoch: fine
     assert (result.steps, result.epochs_done) == (7, 3)
+
+def test_resume_inside_an_epoch_refuses_other_utterances_as_many_as_the_run_had(libri, tmp_path, capsys):
+    """A manifest of as many other utterances, making as many batches, resumed silently into that
+    epoch's batches of other utterances (so did the run's own manifest reordered): now one line naming
+    the manifest. The same files in another folder resume, and so does a last.pt saved before the
+    digest of the training set was."""
+    from asr.cli import main
+
+    first = [libri[u] for u in SHORT[:4]]
+    own = _manifest(tmp_path / "own.jsonl", first)
+    other = _manifest(tmp_path / "other.jsonl", [libri[u] for u in SHORT[4:8]])
+    reordered = _manifest(tmp_path / "reordered.jsonl", first[::-1])
+    (tmp_path / "moved").mkdir()
+    moved = [{**e, "audio_filepath": str(tmp_path / "moved" / Path(e["audio_filepath"]).name)} for e in first]
+    for entry, old in zip(moved, first):
+        Path(entry["audio_filepath"]).symlink_to(old["audio_filepath"])
+    moved = _manifest(tmp_path / "moved.jsonl", moved)
+    run, common = tmp_path / "run", ("data.max_batch_size=2", "epochs=2")
+    train(_config(run, own, *common, "max_steps=1"))  # stopped at batch 1 of 2
+    last = run / "last.pt"
+    for manifest in (other, reordered):
+        with pytest.raises(TrainError, match=rf"^{last}: saved at batch 1 of 2 of epoch 1, over other training "
+                                             rf"utterances than {manifest} lists now \(as many, but other files, "
+                                             r"durations or order\); resume with the manifest the run was saved with, "
+                                             rf"or start a new run with init_from={last}$"):
+            train(_config(run, manifest, *common), resume=True)
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(f"preset: tiny\ndevice: cpu\nthreads: 1\nfeatures:\n  kind: fbank\n"
+                    f"data:\n  train_manifest: {other}\n  max_batch_size: 2\n")
+    assert main(["train", str(conf), f"out_dir={run}", "epochs=2", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"asr: error: {last}: saved at batch 1 of 2"), err
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    payload = load_checkpoint(older / "last.pt")
+    del payload["train_state"]["training_set"]
+    save_checkpoint(payload, older / "last.pt")
+    assert (train(_config(older, own, *common), resume=True).steps, _steps(older)[1]["batch"]) == (4, 2)
+    result = train(_config(run, moved, *common), resume=True)
+    assert (result.steps, result.epochs_done) == (4, 2)
+    assert _fingerprint(run) == _fingerprint(older)  # the same batches, from the same point
+
 
 def test_stop_inside_an_epoch_scores_the_dev_set_and_resume_stays_exact(libri, tmp_path):
     manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
@@ -383,7 +425,7 @@ def test_checkpoints_written_in_background_hold_the_state_of_the_save(libri, tmp
     assert not torch.equal(live.detach(), saved["model_state"][name])  # the live weights moved on
 
     (tmp_path / "file").write_text("not a folder")
-    trainer.run_dir = tmp_path / "file" / "run"  # the write fails in the background ...
+    trainer.checkpoints.run_dir = tmp_path / "file" / "run"  # the write fails in the background ...
     trainer.save("best.pt")
     with pytest.raises(OSError):  # ... and the error reaches the training loop
         trainer.wait_for_checkpoints()
@@ -499,7 +541,7 @@ def test_init_from_fine_tunes_a_trained_model_with_a_new_optimizer(libri, tmp_pa
     assert all(torch.equal(state[k], v) for k, v in payload["model_state"].items())
     assert torch.equal(trainer.features.cmvn_mean, payload["features_state"]["cmvn_mean"])  # not recomputed
     assert trainer.tokenizer.to_dict() == payload["tokenizer"]
-    assert trainer.step == 0 and trainer.optimizer.state_dict()["state"] == {}
+    assert trainer.progress.step == 0 and trainer.optimizer.state_dict()["state"] == {}
     trainer.run()
     steps = _steps(cfg.run_dir)
     assert [e["step"] for e in steps] == [1, 2]

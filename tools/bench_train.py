@@ -44,12 +44,12 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from asr.audio import audio_info, load_audio
-from asr.checkpoint import Recognizer
 from asr.data import Batch, Example, collate
 from asr.errors import run_tool
 from asr.features import FeatureConfig, FeatureExtractor
 from asr.model import DeepSpeech2, RecurrentLayer, length_mask, load_preset
 from asr.optim import OptimConfig, build_optimizer
+from asr.recognizer import Recognizer
 from asr.text import normalize_text, read_error_cause
 from asr.tokenizer import CharTokenizer
 
