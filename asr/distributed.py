@@ -56,11 +56,16 @@ def init_distributed(device: str) -> DistInfo:
 
 def any_rank(flag: bool, info: DistInfo) -> bool:
     """True on every rank when ``flag`` is true on at least one (a collective: all ranks call it)."""
+    return any_rank_each([flag], info)[0]
+
+
+def any_rank_each(flags: list[bool], info: DistInfo) -> list[bool]:
+    """:func:`any_rank` of several flags in one collective (one all-reduce, one wait for it)."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+        return list(flags)
+    t = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=info.device)  # (len(flags),)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return [bool(v > 0) for v in t.tolist()]
 
 
 def barrier(info: DistInfo) -> None:

@@ -33,7 +33,7 @@ from asr.config import config_to_dict
 from asr.ctc_loss import ctc_losses
 from asr.data import DurationBatchSampler, SpeechDataset, collate
 from asr.decode import DecodeError
-from asr.distributed import any_rank, barrier, init_distributed, shutdown
+from asr.distributed import any_rank, any_rank_each, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor
 from asr.interrupts import CtrlC, ignore_sigint
@@ -211,11 +211,11 @@ class Trainer:
                         window = LogWindow()
                     if cfg.checkpoint_every_steps and progress.step % cfg.checkpoint_every_steps == 0:
                         self.save("last.pt", with_train_state=True)
-                    if any_rank(ctrl_c.requested, self.dist):  # all ranks stop at the same step
+                    over_minutes = bool(cfg.max_minutes) and time.monotonic() - start >= 60 * cfg.max_minutes
+                    requested, over_time = any_rank_each([ctrl_c.requested, over_minutes], self.dist)  # all ranks
+                    if requested:  # stop at the same step
                         self.stop_on_request()
                     over_steps = cfg.max_steps and progress.step >= cfg.max_steps
-                    over_time = any_rank(bool(cfg.max_minutes) and time.monotonic() - start >= 60 * cfg.max_minutes,
-                                         self.dist)  # all ranks stop at the same step
                     if over_steps or over_time:
                         stopped_early = progress.batches_done < self.steps_per_epoch or progress.epoch + 1 < cfg.epochs
                         break
