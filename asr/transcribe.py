@@ -20,7 +20,8 @@ from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, is_file_obje
 from asr.waveform import check_rate, mono_samples, resample
 from asr.checkpoint import Recognizer, load_recognizer
 from asr.beam_search import BeamSearchDecoder
-from asr.decode import DecodeError, Decoder, Hypothesis, greedy_decode, separator_id
+from asr.decode import (DecodeError, Decoder, Hypothesis, greedy_decode, join_hypotheses, join_nbest,
+                        separator_id)
 from asr.segment import MIN_SEGMENT_S, pause_cuts, valid_max_segment_s
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class Transcript:
     decode_s: float
     hypothesis: Hypothesis
     words: list[WordTiming] | None = None  # with word_timestamps=True (None: alignment failed)
-    nbest: list[Hypothesis] | None = None  # with a BeamSearchDecoder: its N-best, best first (not for cut inputs)
+    nbest: list[Hypothesis] | None = None  # with a BeamSearchDecoder: its N-best, best first, texts distinct
+    # (cut inputs: the best joins of the pieces' N-best lists, by summed score; asr.decode.join_nbest)
     segments: list[tuple[float, float]] | None = None  # (start_s, end_s) of the pieces of a cut input
 
 
@@ -202,27 +204,24 @@ class Transcriber:
         return results
 
     def _join(self, name: str, cuts: list[tuple[int, int]], parts: list[Transcript]) -> Transcript:
-        """One transcript from those of an input's consecutive pieces (sample ranges ``cuts``)."""
+        """One transcript from those of an input's consecutive pieces (sample ranges ``cuts``); with a
+        beam search, its n-best is the best joins of the pieces' n-best lists (``join_nbest``)."""
         rate, frame_s = self.sample_rate, self.recognizer.frame_shift_s
         separator = separator_id(self.recognizer.tokenizer)
-        tokens: list[int] = []
-        frames: list[int] = []
+        frame_offsets = [round(start / rate / frame_s) for start, _ in cuts]
+        hypothesis = join_hypotheses([part.hypothesis for part in parts], frame_offsets, separator)
+        nbest = None
+        if isinstance(self.decoder, BeamSearchDecoder) and all(part.nbest is not None for part in parts):
+            nbest = join_nbest([part.nbest or [] for part in parts], frame_offsets, separator, self.decoder.config.nbest)
         words: list[WordTiming] = []
         for (start, _), part in zip(cuts, parts):
             offset_s = start / rate
-            if tokens and part.hypothesis.tokens and separator is not None:
-                tokens.append(separator)
-                frames.append(round(offset_s / frame_s))
-            tokens += part.hypothesis.tokens
-            frames += [f + round(offset_s / frame_s) for f in part.hypothesis.frames]
             words += [replace(w, start_s=round(w.start_s + offset_s, 6), end_s=round(w.end_s + offset_s, 6))
                       for w in part.words or []]
-        text = " ".join(part.text for part in parts if part.text)
-        hypothesis = Hypothesis(text=text, tokens=tokens, frames=frames, score=sum(p.hypothesis.score for p in parts))
         timed = self.word_timestamps and any(part.words is not None for part in parts)
-        return Transcript(source=name, text=text, duration_s=cuts[-1][1] / rate,
+        return Transcript(source=name, text=hypothesis.text, duration_s=cuts[-1][1] / rate,
                           decode_s=sum(part.decode_s for part in parts), hypothesis=hypothesis,
-                          words=words if timed else None,
+                          words=words if timed else None, nbest=nbest,
                           segments=[(round(a / rate, 3), round(b / rate, 3)) for a, b in cuts])
 
     def _align(self, log_probs: torch.Tensor, text: str, name: str, duration_s: float) -> list[WordTiming] | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -690,6 +692,43 @@ def test_long_recording_is_cut_at_pauses_and_joined(work, short_utterances, caps
     assert main(["transcribe", str(work["model"]), str(long), "--max-segment-s", "1", "--json"]) == 0
     pieces = json.loads(capsys.readouterr().out)["segments"]
     assert all(0.33 <= b - a <= 1.0 for a, b in pieces[:-1]) and pieces[-1][1] == pytest.approx(len(whole) / 16000, abs=1e-3)
+
+
+def test_nbest_of_a_recording_cut_into_pieces_joins_the_pieces_nbest(work, short_utterances, capsys):
+    """--nbest of an input cut at pauses: the best joins of its pieces' n-best lists, by summed score."""
+    from asr.beam_search import BeamSearchConfig, BeamSearchDecoder
+    from asr.transcribe import Transcriber
+
+    gap = np.zeros(8000, dtype=np.float32)  # (S,) half a second of silence
+    long = work["tmp"] / "long_nbest.wav"
+    sf.write(long, np.concatenate([x for e in short_utterances[:3] for x in (load_audio(e["audio_filepath"]), gap)]), 16000)
+    beam = ["--lexicon-free", "--beam-size", "8", "--max-segment-s", "5", "--json"]
+    assert main(["transcribe", str(work["model"]), str(long), *beam]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main(["transcribe", str(work["model"]), str(long), *beam, "--nbest", "3"]) == 0
+    cut = json.loads(capsys.readouterr().out)
+    assert len(cut["segments"]) == 3 and "nbest" not in one
+    assert {k: v for k, v in cut.items() if k not in ("nbest", "decode_s")} == {k: v for k, v in one.items() if k != "decode_s"}
+    texts, scores = [h["text"] for h in cut["nbest"]], [h["score"] for h in cut["nbest"]]
+    assert len(texts) == 3 and texts[0] == one["text"] and len(set(texts)) == 3
+    assert scores == sorted(scores, reverse=True)
+    assert main(["transcribe", str(work["model"]), short_utterances[0]["audio_filepath"], *beam, "--nbest", "3"]) == 0
+    assert [set(h) for h in json.loads(capsys.readouterr().out)["nbest"]] == [set(h) for h in cut["nbest"]]
+
+    decoder = BeamSearchDecoder(Transcriber.from_checkpoint(work["model"]).recognizer.tokenizer, lexicon_free=True,
+                                config=BeamSearchConfig(beam_size=8, nbest=3))
+    joined = Transcriber.from_checkpoint(work["model"], decoder=decoder, max_segment_s=5).transcribe(long)[0]
+    assert (joined.nbest[0].text, joined.nbest[0].score) == (joined.text, joined.hypothesis.score)
+    assert [h.text for h in joined.nbest] == texts
+    whole = load_audio(long)  # each piece alone: every joined entry is one choice per piece, scores summed
+    pieces = [Transcriber.from_checkpoint(work["model"], decoder=decoder, max_segment_s=0)
+              .transcribe(whole[round(a * 16000):round(b * 16000)])[0].nbest for a, b in cut["segments"]]
+    choices: dict[str, float] = {}  # joined text: the best summed score that makes it
+    for combo in itertools.product(*pieces):
+        text = " ".join(h.text for h in combo if h.text)
+        choices[text] = max(choices.get(text, -math.inf), sum(h.score for h in combo))
+    assert [choices[h.text] for h in joined.nbest] == pytest.approx([h.score for h in joined.nbest], abs=1e-3)
+    assert joined.nbest[0].score == pytest.approx(sum(p[0].score for p in pieces), abs=1e-3)
 
 
 def test_audio_too_short_for_the_model_gives_an_empty_transcript(shared_data, tmp_path, capsys, caplog):
