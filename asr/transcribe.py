@@ -108,8 +108,8 @@ class Transcriber:
 
         Raises:
             AudioError: on the first input that cannot be read, is not audio (a number, None, a
-                bool or complex array, an array of more than 2 dimensions) or holds NaN/inf samples
-                (use ``transcribe_iter`` to go on).
+                bool or complex array, an array of more than 2 dimensions), holds NaN/inf samples, or
+                samples so large that its features are not finite (use ``transcribe_iter`` to go on).
             ValueError: ``sample_rate`` is not None or an integer from 8000 to 768000 Hz.
             DecodeError: ``decoder`` gave a number of hypotheses other than its batch's.
         """
@@ -157,16 +157,18 @@ class Transcriber:
             long = self.max_segment_s and len(wave) > self.max_segment_s * self.sample_rate
             cuts[i] = pause_cuts(wave, self.sample_rate, self.max_segment_s) if long else [(0, len(wave))]
             pieces += [((i, k), name, wave[a:b]) for k, (a, b) in enumerate(cuts[i])]
-        results: dict[Key, Transcript] = {}
+        results: dict[Key, Transcript | AudioError] = {}
         for batch in _batches(pieces, int(self.max_batch_s * self.sample_rate)):
             results.update(self._decode(batch))
         for i, name, wave in loaded:
-            if isinstance(wave, AudioError):
-                yield wave
-            elif len(cuts[i]) == 1:
-                yield results[(i, 0)]
+            parts = [] if isinstance(wave, AudioError) else [results[(i, k)] for k in range(len(cuts[i]))]
+            failed = [part for part in parts if isinstance(part, AudioError)]
+            if isinstance(wave, AudioError) or failed:
+                yield wave if isinstance(wave, AudioError) else failed[0]
+            elif len(parts) == 1:
+                yield parts[0]
             else:
-                yield self._join(name, cuts[i], [results[(i, k)] for k in range(len(cuts[i]))])
+                yield self._join(name, cuts[i], parts)
 
     def _load(self, item: AudioInput, sample_rate: int | None, name: str) -> np.ndarray:
         if isinstance(item, (np.ndarray, torch.Tensor, np.generic)):
@@ -177,7 +179,9 @@ class Transcriber:
                              f"got {type(item).__name__}")
         return load_audio(item, sample_rate=self.sample_rate)
 
-    def _decode(self, batch: list[tuple[Key, str, np.ndarray]]) -> dict[Key, Transcript]:
+    def _decode(self, batch: list[tuple[Key, str, np.ndarray]]) -> dict[Key, Transcript | AudioError]:
+        """The transcript of each piece of ``batch``, or an ``AudioError`` for one whose samples are so
+        large (float samples of 1e20 and up) that its features, and so its log-probs, are not finite."""
         lens = torch.tensor([len(w) for _, _, w in batch], dtype=torch.long)
         waves = torch.zeros(len(batch), int(lens.max()))  # (B, S)
         for b, (_, _, w) in enumerate(batch):
@@ -196,6 +200,10 @@ class Transcriber:
         for b, ((i, name, w), h) in enumerate(zip(batch, hyps)):
             duration_s = len(w) / self.sample_rate
             decode_s = batch_s * len(w) / int(lens.sum())
+            if not bool(torch.isfinite(log_probs[b, : int(out_lens[b])]).all()):  # (T'_b, V)
+                results[i] = AudioError(f"{name}: samples up to {float(np.abs(w).max()):.3g} make features that are "
+                                        "not finite: far too loud to be audio (float samples lie in [-1, 1])")
+                continue
             if int(out_lens[b]) == 0:
                 logger.warning("%s: %s: empty transcript", name, self.recognizer.too_short(len(w)))
             words = self._align(log_probs[b, : int(out_lens[b])], h.text, name, duration_s)

@@ -297,6 +297,30 @@ def test_transcribe_good_and_bad_files(work):
     assert "2 of 4 files could not be read" in result.stderr
 
 
+def test_float_samples_too_large_for_finite_features_are_skipped_by_name(work, shared_data, tmp_path, capsys):
+    """A real digit x1e30 as a float WAV makes NaN features: it gave an empty transcript with status 0,
+    only the loud-float warning saying something was wrong; whole or cut into pieces, it is skipped."""
+    from asr.audio import AudioError
+    from asr.transcribe import Transcriber
+
+    digit, rate = sf.read(shared_data / "fsdd" / "recordings" / "3_theo_5.wav", dtype="float32")  # 8 kHz
+    loud, long = tmp_path / "loud.wav", tmp_path / "long_loud.wav"
+    sf.write(loud, digit * np.float32(1e30), rate, subtype="FLOAT")
+    sf.write(long, np.tile(digit * np.float32(1e30), 4), rate, subtype="FLOAT")  # cut into pieces below
+    good = str(work["audio"] / "b.wav")
+    assert main(["transcribe", str(work["model"]), good, str(loud), str(long), good, "--max-segment-s", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.splitlines()] == [good, good]
+    for path in (loud, long):
+        assert re.search(rf"^asr: skipped {re.escape(str(path))}: samples up to [0-9.]+e\+28 make features that are "
+                         r"not finite: far too loud to be audio", err, re.M), err
+    assert "asr: 2 of 4 files could not be read" in err
+    with pytest.raises(AudioError, match=r"loud.wav: samples up to .* not finite"):
+        Transcriber.from_checkpoint(work["model"]).transcribe(loud)
+    sf.write(tmp_path / "loud_but_finite.wav", digit * np.float32(1e10), rate, subtype="FLOAT")  # warned of only
+    assert main(["transcribe", str(work["model"]), str(tmp_path / "loud_but_finite.wav")]) == 0
+
+
 def test_damaged_mp3_files_are_one_line_each_without_the_decoders_own_notes(work, shared_data, tmp_path):
     """libmpg123 printed its own lines beside ours ("Note: Illegal Audio-MPEG-Header ...",
     "[src/libmpg123/layer3.c:...] error: dequantization failed!")."""
