@@ -47,7 +47,7 @@ class BeamSearchConfig:
     lm_weight: float = 2.0  # alpha: weight of the LM log10-probability
     word_score: float = 0.0  # beta: added per word (lexicon-free: per frame of the char model's space)
     unk_score: float = -math.inf  # score of a word outside the lexicon (-inf: never emitted)
-    nbest: int = 1  # hypotheses returned per utterance by ``decode_nbest``
+    nbest: int = 1  # hypotheses (distinct texts) returned per utterance by ``decode_nbest``
     # A hypothesis's acoustic score: True sums the probabilities of its CTC alignments (the
     # probability of the text); False keeps its best alignment only (Viterbi: without an LM, beam
     # search then gives greedy decoding's text). Summing gained 1.3 WER points in
@@ -282,7 +282,7 @@ class BeamSearchDecoder:
 
     # ---------------------------------------------------------------------------------- decoding
     def decode_nbest(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[Hypothesis]]:
-        """Up to ``config.nbest`` hypotheses per utterance, best first.
+        """Up to ``config.nbest`` hypotheses per utterance, best first, no two of the same text.
 
         Args:
             log_probs: (B, T, V) CTC log-probabilities.
@@ -300,8 +300,22 @@ class BeamSearchDecoder:
                 frames = torch.cat([frames, end])  # (T_b + 1, V)
             frames = frames.contiguous()
             decoded = self._decoder.decode(frames.data_ptr(), frames.size(0), frames.size(1))
-            results.append([self._hypothesis(r, length) for r in decoded[: self.config.nbest]])
+            results.append(self._distinct(decoded, length))
         return results
+
+    def _distinct(self, decoded, length: int) -> list[Hypothesis]:
+        """The first ``config.nbest`` of the search's results, best first, whose texts differ: paths
+        that differ only in spaces (or in the units of the same words) make the same text, kept once."""
+        hyps: list[Hypothesis] = []
+        seen: set[str] = set()
+        for result in decoded:
+            if len(hyps) == self.config.nbest:
+                break
+            hyp = self._hypothesis(result, length)
+            if hyp.text not in seen:
+                seen.add(hyp.text)
+                hyps.append(hyp)
+        return hyps
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
         """The best hypothesis per utterance (same arguments as :meth:`decode_nbest`)."""

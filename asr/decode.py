@@ -2,16 +2,19 @@
 
 Greedy (best-path) decoding, the CTC collapse shared by every decoder, the units a tokenizer's
 labels stand for (as an LM or a lexicon writes them), and :func:`decode_utterances`, which runs
-any decoder over a set of utterances on several processes. Beam search with an n-gram LM is
-:mod:`asr.beam_search`.
+any decoder over a set of utterances on several processes, and the joining of the hypotheses of a
+recording's consecutive pieces (:func:`join_hypotheses`, :func:`join_nbest`). Beam search with an
+n-gram LM is :mod:`asr.beam_search`.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -160,6 +163,100 @@ def spell(tokenizer: Tokenizer, word: str) -> list[int] | None:
         tokenizer.oov_counts.clear()
         tokenizer.oov_counts.update(saved)
     return ids if ids and tokenizer.decode(ids).strip() == word else None
+
+
+def best_sums(scores: Sequence[Sequence[float]]) -> Iterator[tuple[float, tuple[int, ...]]]:
+    """Every way of taking one entry of each list, best total first: ``(total, indices)``, where
+    ``total`` is ``sum(scores[k][indices[k]] for k ...)`` added in list order.
+
+    Lazy: the ``m``-th combination costs O(len(scores)) heap pushes of O(log(m len(scores))), so the
+    best few of a product too large to list come cheaply. Each combination's successors raise one
+    index at or after its last raised one, so each is reached from exactly one other and a heap
+    hands them out in order (ties: by ``indices``). No list: one empty combination; an empty list:
+    none.
+
+    Raises:
+        ValueError: a list is not best first (non-increasing).
+
+    >>> list(best_sums([[0.0, -1.0], [0.0, -0.5, -3.0]]))[:4]
+    [(0.0, (0, 0)), (-0.5, (0, 1)), (-1.0, (1, 0)), (-1.5, (1, 1))]
+    """
+    for k, column in enumerate(scores):
+        if any(not a >= b for a, b in zip(column, column[1:])):
+            raise ValueError(f"scores[{k}]: not best first (non-increasing): {list(column)}")
+    if any(len(column) == 0 for column in scores):
+        return
+
+    def total(indices: tuple[int, ...]) -> float:
+        return sum(column[i] for column, i in zip(scores, indices))
+
+    start = (0,) * len(scores)
+    heap = [(-total(start), start, 0)]  # (-total, indices, first list whose index may be raised)
+    while heap:
+        negative, indices, first = heapq.heappop(heap)
+        yield -negative, indices
+        for k in range(first, len(scores)):
+            if indices[k] + 1 < len(scores[k]):
+                child = indices[:k] + (indices[k] + 1,) + indices[k + 1:]
+                heapq.heappush(heap, (-total(child), child, k))
+
+
+def join_hypotheses(hyps: Sequence[Hypothesis], frame_offsets: Sequence[int], separator: int | None) -> Hypothesis:
+    """One hypothesis from those of a recording's consecutive pieces, whose first output frames are
+    ``frame_offsets`` of the whole: texts joined by a space (empty ones left out), tokens with
+    ``separator`` (if not None) between pieces at the frame where the later begins, frames shifted,
+    scores summed in order (``am_score``/``lm_score``: None unless every piece has one).
+
+    >>> join_hypotheses([Hypothesis("a b", [3, 1, 4], [0, 2, 3], -1.0), Hypothesis("", score=-0.5),
+    ...                  Hypothesis("c", [5], [1], -2.0)], [0, 10, 20], separator=1)
+    Hypothesis(text='a b c', tokens=[3, 1, 4, 1, 5], frames=[0, 2, 3, 20, 21], score=-3.5, am_score=None, lm_score=None, words=[])
+    """
+    tokens: list[int] = []
+    frames: list[int] = []
+    for hyp, offset in zip(hyps, frame_offsets):
+        if tokens and hyp.tokens and separator is not None:
+            tokens.append(separator)
+            frames.append(offset)
+        tokens += hyp.tokens
+        frames += [f + offset for f in hyp.frames]
+
+    def summed(values: list[float | None]) -> float | None:
+        return None if any(v is None for v in values) else sum(values)
+
+    return Hypothesis(text=" ".join(h.text for h in hyps if h.text), tokens=tokens, frames=frames,
+                      score=sum(h.score for h in hyps), am_score=summed([h.am_score for h in hyps]),
+                      lm_score=summed([h.lm_score for h in hyps]), words=[w for h in hyps for w in h.words])
+
+
+JOINS_PER_ENTRY = 4  # join_nbest looks at most this many joins per entry it returns (for repeated texts)
+
+
+def join_nbest(nbests: Sequence[Sequence[Hypothesis]], frame_offsets: Sequence[int], separator: int | None,
+               n: int) -> list[Hypothesis]:
+    """The ``n`` best joins (``join_hypotheses``) of one hypothesis of each piece's n-best list (best
+    first; an empty one counts as one empty hypothesis), by the sum of their scores, best first. A
+    join whose text an earlier one has is left out, and at most ``JOINS_PER_ENTRY * n`` joins are
+    looked at, so fewer than ``n`` may come back; none when every list is empty.
+
+    >>> pieces = [[Hypothesis("a", score=-1.0), Hypothesis("a b", score=-1.25)], [Hypothesis("b c", score=-1.0),
+    ...           Hypothesis("c", score=-1.5), Hypothesis("d", score=-4.0)]]
+    >>> [(h.text, h.score) for h in join_nbest(pieces, [0, 50], None, 4)]  # "a b" + "c" (-2.75): left out
+    [('a b c', -2.0), ('a b b c', -2.25), ('a c', -2.5), ('a d', -5.0)]
+    """
+    if not any(nbests):
+        return []
+    lists = [list(nbest) or [Hypothesis(text="")] for nbest in nbests]
+    joins: list[Hypothesis] = []
+    seen: set[str] = set()
+    for _, indices in itertools.islice(best_sums([[h.score for h in hyps] for hyps in lists]), JOINS_PER_ENTRY * n):
+        chosen = [hyps[i] for hyps, i in zip(lists, indices)]
+        text = " ".join(h.text for h in chosen if h.text)
+        if text not in seen:
+            seen.add(text)
+            joins.append(join_hypotheses(chosen, frame_offsets, separator))
+            if len(joins) == n:
+                break
+    return joins
 
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]  # (B, T, V), (B,) -> hypotheses

@@ -20,7 +20,8 @@ from asr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError, is_file_obje
 from asr.waveform import check_rate, mono_samples, resample
 from asr.checkpoint import load_recognizer
 from asr.beam_search import BeamSearchDecoder
-from asr.decode import DecodeError, Decoder, Hypothesis, greedy_decode, separator_id
+from asr.decode import (DecodeError, Decoder, Hypothesis, greedy_decode, join_hypotheses, join_nbest,
+                        separator_id)
 from asr.recognizer import Recognizer
 from asr.segment import MIN_SEGMENT_S, pause_cuts, valid_max_segment_s
 
@@ -43,7 +44,8 @@ class Transcript:
     decode_s: float
     hypothesis: Hypothesis
     words: list[WordTiming] | None = None  # with word_timestamps=True (None: alignment failed)
-    nbest: list[Hypothesis] | None = None  # with a BeamSearchDecoder: its N-best, best first (not for cut inputs)
+    nbest: list[Hypothesis] | None = None  # with a BeamSearchDecoder: its N-best, best first, texts distinct
+    # (cut inputs: the best joins of the pieces' N-best lists, by summed score; asr.decode.join_nbest)
     segments: list[tuple[float, float]] | None = None  # (start_s, end_s) of the pieces of a cut input
 
 
@@ -107,8 +109,8 @@ class Transcriber:
 
         Raises:
             AudioError: on the first input that cannot be read, is not audio (a number, None, a
-                bool or complex array, an array of more than 2 dimensions) or holds NaN/inf samples
-                (use ``transcribe_iter`` to go on).
+                bool or complex array, an array of more than 2 dimensions), holds NaN/inf samples, or
+                samples so large that its features are not finite (use ``transcribe_iter`` to go on).
             ValueError: ``sample_rate`` is not None or an integer from 8000 to 768000 Hz.
             DecodeError: ``decoder`` gave a number of hypotheses other than its batch's.
         """
@@ -156,16 +158,18 @@ class Transcriber:
             long = self.max_segment_s and len(wave) > self.max_segment_s * self.sample_rate
             cuts[i] = pause_cuts(wave, self.sample_rate, self.max_segment_s) if long else [(0, len(wave))]
             pieces += [((i, k), name, wave[a:b]) for k, (a, b) in enumerate(cuts[i])]
-        results: dict[Key, Transcript] = {}
+        results: dict[Key, Transcript | AudioError] = {}
         for batch in _batches(pieces, int(self.max_batch_s * self.sample_rate)):
             results.update(self._decode(batch))
         for i, name, wave in loaded:
-            if isinstance(wave, AudioError):
-                yield wave
-            elif len(cuts[i]) == 1:
-                yield results[(i, 0)]
+            parts = [] if isinstance(wave, AudioError) else [results[(i, k)] for k in range(len(cuts[i]))]
+            failed = [part for part in parts if isinstance(part, AudioError)]
+            if isinstance(wave, AudioError) or failed:
+                yield wave if isinstance(wave, AudioError) else failed[0]
+            elif len(parts) == 1:
+                yield parts[0]
             else:
-                yield self._join(name, cuts[i], [results[(i, k)] for k in range(len(cuts[i]))])
+                yield self._join(name, cuts[i], parts)
 
     def _load(self, item: AudioInput, sample_rate: int | None, name: str) -> np.ndarray:
         if isinstance(item, (np.ndarray, torch.Tensor, np.generic)):
@@ -176,7 +180,9 @@ class Transcriber:
                              f"got {type(item).__name__}")
         return load_audio(item, sample_rate=self.sample_rate)
 
-    def _decode(self, batch: list[tuple[Key, str, np.ndarray]]) -> dict[Key, Transcript]:
+    def _decode(self, batch: list[tuple[Key, str, np.ndarray]]) -> dict[Key, Transcript | AudioError]:
+        """The transcript of each piece of ``batch``, or an ``AudioError`` for one whose samples are so
+        large (float samples of 1e20 and up) that its features, and so its log-probs, are not finite."""
         lens = torch.tensor([len(w) for _, _, w in batch], dtype=torch.long)
         waves = torch.zeros(len(batch), int(lens.max()))  # (B, S)
         for b, (_, _, w) in enumerate(batch):
@@ -195,6 +201,10 @@ class Transcriber:
         for b, ((i, name, w), h) in enumerate(zip(batch, hyps)):
             duration_s = len(w) / self.sample_rate
             decode_s = batch_s * len(w) / int(lens.sum())
+            if not bool(torch.isfinite(log_probs[b, : int(out_lens[b])]).all()):  # (T'_b, V)
+                results[i] = AudioError(f"{name}: samples up to {float(np.abs(w).max()):.3g} make features that are "
+                                        "not finite: far too loud to be audio (float samples lie in [-1, 1])")
+                continue
             if int(out_lens[b]) == 0:
                 logger.warning("%s: %s: empty transcript", name, self.recognizer.too_short(len(w)))
             words = self._align(log_probs[b, : int(out_lens[b])], h.text, name, duration_s)
@@ -203,27 +213,24 @@ class Transcriber:
         return results
 
     def _join(self, name: str, cuts: list[tuple[int, int]], parts: list[Transcript]) -> Transcript:
-        """One transcript from those of an input's consecutive pieces (sample ranges ``cuts``)."""
+        """One transcript from those of an input's consecutive pieces (sample ranges ``cuts``); with a
+        beam search, its n-best is the best joins of the pieces' n-best lists (``join_nbest``)."""
         rate, frame_s = self.sample_rate, self.recognizer.frame_shift_s
         separator = separator_id(self.recognizer.tokenizer)
-        tokens: list[int] = []
-        frames: list[int] = []
+        frame_offsets = [round(start / rate / frame_s) for start, _ in cuts]
+        hypothesis = join_hypotheses([part.hypothesis for part in parts], frame_offsets, separator)
+        nbest = None
+        if isinstance(self.decoder, BeamSearchDecoder) and all(part.nbest is not None for part in parts):
+            nbest = join_nbest([part.nbest or [] for part in parts], frame_offsets, separator, self.decoder.config.nbest)
         words: list[WordTiming] = []
         for (start, _), part in zip(cuts, parts):
             offset_s = start / rate
-            if tokens and part.hypothesis.tokens and separator is not None:
-                tokens.append(separator)
-                frames.append(round(offset_s / frame_s))
-            tokens += part.hypothesis.tokens
-            frames += [f + round(offset_s / frame_s) for f in part.hypothesis.frames]
             words += [replace(w, start_s=round(w.start_s + offset_s, 6), end_s=round(w.end_s + offset_s, 6))
                       for w in part.words or []]
-        text = " ".join(part.text for part in parts if part.text)
-        hypothesis = Hypothesis(text=text, tokens=tokens, frames=frames, score=sum(p.hypothesis.score for p in parts))
         timed = self.word_timestamps and any(part.words is not None for part in parts)
-        return Transcript(source=name, text=text, duration_s=cuts[-1][1] / rate,
+        return Transcript(source=name, text=hypothesis.text, duration_s=cuts[-1][1] / rate,
                           decode_s=sum(part.decode_s for part in parts), hypothesis=hypothesis,
-                          words=words if timed else None,
+                          words=words if timed else None, nbest=nbest,
                           segments=[(round(a / rate, 3), round(b / rate, 3)) for a, b in cuts])
 
     def _align(self, log_probs: torch.Tensor, text: str, name: str, duration_s: float) -> list[WordTiming] | None:

@@ -153,6 +153,20 @@ def test_nbest_is_sorted_and_its_head_is_the_best(lms, error_set):
         assert scores == sorted(scores, reverse=True) and nbest[0].text == best.text
 
 
+def test_nbest_lists_each_text_once():
+    """A last frame split between blank and space gives paths "the cat" and "the cat " of one score:
+    one text, once."""
+    end = torch.full((1, TOK.vocab_size), -20.0)  # (1, V)
+    end[0, 0] = end[0, TOK.encode(" ")[0]] = math.log(0.5)
+    log_probs = torch.cat([posteriors("the cat", {}), end])  # (T, V)
+    decoder = BeamSearchDecoder(TOK, lexicon_free=True, config=BeamSearchConfig(beam_size=10, nbest=3))
+    nbest = decoder.decode_nbest(*batch([log_probs]))[0]
+    texts = [h.text for h in nbest]
+    assert texts[0] == "the cat" and len(texts) == 3 and len(set(texts)) == 3, texts
+    scores = [h.score for h in nbest]
+    assert scores == sorted(scores, reverse=True)
+
+
 def test_best_path_beam_without_lm_equals_greedy_and_batched_equals_single():
     generator = torch.Generator().manual_seed(1)
     items = [(2 * torch.randn(int(t), TOK.vocab_size, generator=generator)).log_softmax(-1)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -293,6 +295,30 @@ def test_transcribe_good_and_bad_files(work):
     corrupt_lines = [line for line in err if "corrupt.wav" in line]
     assert len(missing_lines) == 1 and len(corrupt_lines) == 1, err
     assert "2 of 4 files could not be read" in result.stderr
+
+
+def test_float_samples_too_large_for_finite_features_are_skipped_by_name(work, shared_data, tmp_path, capsys):
+    """A real digit x1e30 as a float WAV makes NaN features: it gave an empty transcript with status 0,
+    only the loud-float warning saying something was wrong; whole or cut into pieces, it is skipped."""
+    from asr.audio import AudioError
+    from asr.transcribe import Transcriber
+
+    digit, rate = sf.read(shared_data / "fsdd" / "recordings" / "3_theo_5.wav", dtype="float32")  # 8 kHz
+    loud, long = tmp_path / "loud.wav", tmp_path / "long_loud.wav"
+    sf.write(loud, digit * np.float32(1e30), rate, subtype="FLOAT")
+    sf.write(long, np.tile(digit * np.float32(1e30), 4), rate, subtype="FLOAT")  # cut into pieces below
+    good = str(work["audio"] / "b.wav")
+    assert main(["transcribe", str(work["model"]), good, str(loud), str(long), good, "--max-segment-s", "1"]) == 1
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.splitlines()] == [good, good]
+    for path in (loud, long):
+        assert re.search(rf"^asr: skipped {re.escape(str(path))}: samples up to [0-9.]+e\+28 make features that are "
+                         r"not finite: far too loud to be audio", err, re.M), err
+    assert "asr: 2 of 4 files could not be read" in err
+    with pytest.raises(AudioError, match=r"loud.wav: samples up to .* not finite"):
+        Transcriber.from_checkpoint(work["model"]).transcribe(loud)
+    sf.write(tmp_path / "loud_but_finite.wav", digit * np.float32(1e10), rate, subtype="FLOAT")  # warned of only
+    assert main(["transcribe", str(work["model"]), str(tmp_path / "loud_but_finite.wav")]) == 0
 
 
 def test_damaged_mp3_files_are_one_line_each_without_the_decoders_own_notes(work, shared_data, tmp_path):
@@ -690,6 +716,43 @@ def test_long_recording_is_cut_at_pauses_and_joined(work, short_utterances, caps
     assert main(["transcribe", str(work["model"]), str(long), "--max-segment-s", "1", "--json"]) == 0
     pieces = json.loads(capsys.readouterr().out)["segments"]
     assert all(0.33 <= b - a <= 1.0 for a, b in pieces[:-1]) and pieces[-1][1] == pytest.approx(len(whole) / 16000, abs=1e-3)
+
+
+def test_nbest_of_a_recording_cut_into_pieces_joins_the_pieces_nbest(work, short_utterances, capsys):
+    """--nbest of an input cut at pauses: the best joins of its pieces' n-best lists, by summed score."""
+    from asr.beam_search import BeamSearchConfig, BeamSearchDecoder
+    from asr.transcribe import Transcriber
+
+    gap = np.zeros(8000, dtype=np.float32)  # (S,) half a second of silence
+    long = work["tmp"] / "long_nbest.wav"
+    sf.write(long, np.concatenate([x for e in short_utterances[:3] for x in (load_audio(e["audio_filepath"]), gap)]), 16000)
+    beam = ["--lexicon-free", "--beam-size", "8", "--max-segment-s", "5", "--json"]
+    assert main(["transcribe", str(work["model"]), str(long), *beam]) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert main(["transcribe", str(work["model"]), str(long), *beam, "--nbest", "3"]) == 0
+    cut = json.loads(capsys.readouterr().out)
+    assert len(cut["segments"]) == 3 and "nbest" not in one
+    assert {k: v for k, v in cut.items() if k not in ("nbest", "decode_s")} == {k: v for k, v in one.items() if k != "decode_s"}
+    texts, scores = [h["text"] for h in cut["nbest"]], [h["score"] for h in cut["nbest"]]
+    assert len(texts) == 3 and texts[0] == one["text"] and len(set(texts)) == 3
+    assert scores == sorted(scores, reverse=True)
+    assert main(["transcribe", str(work["model"]), short_utterances[0]["audio_filepath"], *beam, "--nbest", "3"]) == 0
+    assert [set(h) for h in json.loads(capsys.readouterr().out)["nbest"]] == [set(h) for h in cut["nbest"]]
+
+    decoder = BeamSearchDecoder(Transcriber.from_checkpoint(work["model"]).recognizer.tokenizer, lexicon_free=True,
+                                config=BeamSearchConfig(beam_size=8, nbest=3))
+    joined = Transcriber.from_checkpoint(work["model"], decoder=decoder, max_segment_s=5).transcribe(long)[0]
+    assert (joined.nbest[0].text, joined.nbest[0].score) == (joined.text, joined.hypothesis.score)
+    assert [h.text for h in joined.nbest] == texts
+    whole = load_audio(long)  # each piece alone: every joined entry is one choice per piece, scores summed
+    pieces = [Transcriber.from_checkpoint(work["model"], decoder=decoder, max_segment_s=0)
+              .transcribe(whole[round(a * 16000):round(b * 16000)])[0].nbest for a, b in cut["segments"]]
+    choices: dict[str, float] = {}  # joined text: the best summed score that makes it
+    for combo in itertools.product(*pieces):
+        text = " ".join(h.text for h in combo if h.text)
+        choices[text] = max(choices.get(text, -math.inf), sum(h.score for h in combo))
+    assert [choices[h.text] for h in joined.nbest] == pytest.approx([h.score for h in joined.nbest], abs=1e-3)
+    assert joined.nbest[0].score == pytest.approx(sum(p[0].score for p in pieces), abs=1e-3)
 
 
 def test_audio_too_short_for_the_model_gives_an_empty_transcript(shared_data, tmp_path, capsys, caplog):

@@ -1,14 +1,17 @@
-"""Greedy CTC decoding on constructed posteriors; WER/CER counts against hand-computed values."""
+"""Greedy CTC decoding on constructed posteriors; the joins of pieces' n-best lists against brute force;
+WER/CER counts against hand-computed values."""
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import re
 
 import pytest
 import torch
 
-from asr.decode import Hypothesis, ctc_collapse, greedy_decode
+from asr.decode import JOINS_PER_ENTRY, Hypothesis, best_sums, ctc_collapse, greedy_decode, join_hypotheses, join_nbest
 from asr.metrics import ErrorCounts, error_report
 from asr.tokenizer import CharTokenizer
 
@@ -104,6 +107,56 @@ def test_greedy_text_has_single_spaces_between_words():
 def test_greedy_decode_refuses_malformed_batches(log_probs, lengths, message):
     with pytest.raises(ValueError, match=message):
         greedy_decode(log_probs, lengths, TOK)
+
+
+# ------------------------------------------------------------------------ joins of n-best lists
+def _random_lists(rng: random.Random) -> list[list[float]]:
+    """0-4 lists of 0-4 scores each, best first; whole numbers half the time, so that totals tie."""
+    lists = []
+    for _ in range(rng.randrange(5)):
+        draw = (lambda: float(rng.randrange(-3, 1))) if rng.random() < 0.5 else (lambda: rng.uniform(-5, 0))
+        lists.append(sorted((draw() for _ in range(rng.randrange(5))), reverse=True))
+    return lists
+
+
+def test_best_sums_lists_every_combination_in_the_order_brute_force_gives():
+    rng = random.Random(0)
+    for _ in range(300):
+        lists = _random_lists(rng)
+        combos = itertools.product(*(range(len(column)) for column in lists))
+        expected = sorted(((sum(column[i] for column, i in zip(lists, idx)), idx) for idx in combos),
+                          key=lambda pair: (-pair[0], pair[1]))  # ties: by indices
+        assert list(best_sums(lists)) == expected, lists
+        assert list(itertools.islice(best_sums(lists), 3)) == expected[:3]
+    assert list(best_sums([])) == [(0, ())] and list(best_sums([[0.0], []])) == []
+    with pytest.raises(ValueError, match=r"^scores\[1\]: not best first \(non-increasing\): \[-2.0, -1.0\]"):
+        list(best_sums([[0.0], [-2.0, -1.0]]))
+
+
+def test_join_nbest_is_the_best_joins_by_brute_force_each_text_once():
+    rng = random.Random(1)
+    words = ["", "a", "b", "a b", "b a"]  # joins of these repeat texts ("a" + "b" == "a b" + "")
+    for _ in range(200):
+        pieces = [sorted((Hypothesis(rng.choice(words), score=float(rng.randrange(-6, 1))) for _ in range(rng.randrange(4))),
+                         key=lambda h: -h.score) for _ in range(rng.randrange(1, 4))]
+        n = rng.randrange(1, 5)
+        lists = [p or [Hypothesis("")] for p in pieces]
+        combos = sorted(itertools.product(*(range(len(p)) for p in lists)),
+                        key=lambda idx: (-sum(p[i].score for p, i in zip(lists, idx)), idx))
+        expected: dict[str, float] = {}
+        for idx in combos[: JOINS_PER_ENTRY * n]:
+            text = " ".join(p[i].text for p, i in zip(lists, idx) if p[i].text)
+            expected.setdefault(text, sum(p[i].score for p, i in zip(lists, idx)))
+        got = join_nbest(pieces, [0, 100, 200], None, n)
+        assert [(h.text, h.score) for h in got] == list(expected.items())[:n] if any(pieces) else got == []
+    # the best join is join_hypotheses of each piece's best: tokens with a separator, frames shifted
+    pieces = [[Hypothesis("a", [A], [2], -1.0, am_score=-0.5), Hypothesis("b", [B], [1], -3.0, am_score=-2.0)],
+              [Hypothesis("c", [C], [0], -0.5, am_score=-0.25)]]
+    best = join_nbest(pieces, [0, 50], SPACE, 2)
+    assert best[0] == join_hypotheses([pieces[0][0], pieces[1][0]], [0, 50], SPACE)
+    assert (best[0].text, best[0].tokens, best[0].frames, best[0].score, best[0].am_score) == (
+        "a c", [A, SPACE, C], [2, 50, 50], -1.5, -0.75)
+    assert [h.text for h in best] == ["a c", "b c"]
 
 
 # ---------------------------------------------------------------------------------- error_report
