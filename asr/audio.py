@@ -63,6 +63,8 @@ __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioError", "AudioInfo", "Aud
 logger = logging.getLogger(__name__)
 
 MAX_PLAUSIBLE_PEAK = 16.0  # 24 dB above full scale: a float file louder than this is warned about
+MAX_USABLE_PEAK = 1e12  # 240 dB above: refused. A 25 ms window's power spectrum of 48 kHz audio overflows
+# float32 from about 1e16 (fsdd digits x1e20 gave NaN features, so an empty transcript and status 0)
 READ_BLOCK_FRAMES = 1 << 22  # 87 s at 48 kHz: a longer segment is decoded and resampled block by block
 _MP3_SLACK_FRAMES = 2 * 1152  # MP3 lengths without a Xing/LAME header are estimates (2 MPEG frames)
 _MP3_PREROLL_FRAMES = 2 * 1152  # decoded and dropped before an MP3 segment (see _seek)
@@ -131,7 +133,8 @@ def load_audio_with_rate(
 
     Raises:
         AudioError: missing, empty, truncated or corrupt file; unknown or unsupported format;
-            zero samples; NaN/inf samples; file rate below 8000 Hz; offset beyond the end.
+            zero samples; NaN/inf samples or float samples beyond ``MAX_USABLE_PEAK``; file rate
+            below 8000 Hz; offset beyond the end.
         ValueError: a negative ``offset_s``, a non-positive ``duration_s``, a ``sample_rate`` that
             is not a positive integer (see :func:`check_rate`).
     """
@@ -175,6 +178,9 @@ def load_audio_with_rate(
         raise AudioError(f"{label}: zero samples decoded")
     if decoded.nonfinite:
         raise AudioError(f"{label}: {decoded.nonfinite} NaN or infinite samples")
+    if decoded.peak > MAX_USABLE_PEAK:
+        raise AudioError(f"{label}: float samples peak at {decoded.peak:.3g}, {20 * np.log10(decoded.peak):.0f} dB above "
+                         "full scale (1.0): far too loud to be audio, its features would not be finite")
     if decoded.peak > MAX_PLAUSIBLE_PEAK:
         warn_loud_floats(label, decoded.peak)
     if sample_rate is None or sample_rate == decoded.rate:

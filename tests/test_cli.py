@@ -297,7 +297,8 @@ def test_transcribe_good_and_bad_files(work):
     assert "2 of 4 files could not be read" in result.stderr
 
 
-def test_float_samples_too_large_for_finite_features_are_skipped_by_name(work, shared_data, tmp_path, capsys):
+def test_float_samples_too_large_for_finite_features_are_skipped_by_name(work, shared_data, tmp_path, capsys,
+                                                                        caplog):
     """A real digit x1e30 as a float WAV makes NaN features: it gave an empty transcript with status 0,
     only the loud-float warning saying something was wrong; whole or cut into pieces, it is skipped."""
     from asr.audio import AudioError
@@ -311,12 +312,21 @@ def test_float_samples_too_large_for_finite_features_are_skipped_by_name(work, s
     assert main(["transcribe", str(work["model"]), good, str(loud), str(long), good, "--max-segment-s", "1"]) == 1
     out, err = capsys.readouterr()
     assert [line.split("\t")[0] for line in out.splitlines()] == [good, good]
-    for path in (loud, long):
-        assert re.search(rf"^asr: skipped {re.escape(str(path))}: samples up to [0-9.]+e\+28 make features that are "
-                         r"not finite: far too loud to be audio", err, re.M), err
+    for path in (loud, long):  # refused as they are read (asr.audio.MAX_USABLE_PEAK), by every command
+        assert re.search(rf"^asr: skipped {re.escape(str(path))}: float samples peak at [0-9.]+e\+28, 567 dB above "
+                         r"full scale \(1.0\): far too loud to be audio, its features would not be finite", err, re.M), err
     assert "asr: 2 of 4 files could not be read" in err
-    with pytest.raises(AudioError, match=r"loud.wav: samples up to .* not finite"):
+    with pytest.raises(AudioError, match=r"loud.wav: float samples peak at .* not be finite"):
         Transcriber.from_checkpoint(work["model"]).transcribe(loud)
+    with pytest.raises(AudioError, match=r"<array 0>: samples up to .* make features that are not finite"):
+        Transcriber.from_checkpoint(work["model"]).transcribe(digit * np.float32(1e30), sample_rate=rate)  # not read
+    manifest = tmp_path / "loud.jsonl"  # the loud digit beside a real utterance: evaluate skips it by name
+    good_entry = json.loads(work["manifest"].read_text().splitlines()[0])
+    manifest.write_text(json.dumps(good_entry) + "\n" + json.dumps(
+        {"audio_filepath": str(loud), "duration": len(digit) / rate, "text": "three"}) + "\n")
+    assert main(["evaluate", str(work["model"]), str(manifest)]) == 1  # some of the set skipped
+    assert "1 of 2 utterances skipped (bad lines or unreadable audio, named above)" in capsys.readouterr().err
+    assert f"{loud}: float samples peak at" in caplog.text
     sf.write(tmp_path / "loud_but_finite.wav", digit * np.float32(1e10), rate, subtype="FLOAT")  # warned of only
     assert main(["transcribe", str(work["model"]), str(tmp_path / "loud_but_finite.wav")]) == 0
 
