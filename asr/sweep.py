@@ -271,6 +271,8 @@ def sweep(config: str, grid: dict[str, list[str]], seeds: Sequence[int], out_dir
             try:
                 cfg = resolve_config(config, args)
             except (ConfigError, ValueError, TypeError) as e:
+                if str(e).startswith(f"{config}:"):  # the file's own setting (resolve_config names it): every point's
+                    raise ConfigError(str(e)) from None
                 raise ConfigError(f"sweep point {run_name(point, seed)}: {e}") from None
             if any(run.run_dir == other.run_dir for _, other in todo):
                 raise ConfigError(f"sweep point {run.run_dir.name}: given twice (a seed or grid value repeated)")

@@ -105,6 +105,13 @@ def test_sweep_checks_every_point_before_training(manifests, tmp_path, capsys):
     assert "expected KEY=VALUE" in capsys.readouterr().err
     assert main(["sweep", str(manifests["conf"]), "--out", str(out), "--grid", "optim.lr=1", "--seeds", "a"]) == 2
     assert "--seeds 'a'" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"  # a setting of the file itself: named by file and line, not by a point
+    bad.write_text(manifests["conf"].read_text() + "  lrr: 1\n")  # in its optim section
+    assert main(["sweep", str(bad), "--out", str(out), "--grid", "optim.lr=1e-3,1e-2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    lrr_line = bad.read_text().splitlines().index("  lrr: 1") + 1
+    assert len(err) == 1 and err[0].startswith(f"asr: error: {bad}:{lrr_line}: unknown key 'optim.lrr'"), err
+    assert not out.exists()
 
 
 def test_sweep_never_replaces_the_users_files_in_its_folder(manifests, tmp_path, capsys):
