@@ -189,10 +189,10 @@ class Trainer:
                 window = LogWindow()
                 unreadable = 0  # batches of this epoch with no readable file
                 for batch in loader:
-                    if any_rank(batch is None, self.dist):  # every file of a rank's batch unreadable (logged by
-                        progress.batches_done += 1  # the dataset): all ranks skip the step and its collectives
+                    if batch is None:  # every file of the batch was unreadable (logged by the dataset)
+                        progress.batches_done += 1
                         progress.skipped_batches += 1
-                        unreadable += batch is None
+                        unreadable += 1
                         continue
                     loss, audio_s, grad_norm = self.train_step(batch)
                     progress.batches_done += 1
@@ -220,7 +220,7 @@ class Trainer:
                     if over_steps or over_time:
                         stopped_early = progress.batches_done < self.steps_per_epoch or progress.epoch + 1 < cfg.epochs
                         break
-                if any_rank(unreadable == self.steps_per_epoch, self.dist):  # not a model to save as trained
+                if unreadable == self.steps_per_epoch:  # not a model to save as if it had been trained
                     raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read "
                                      "(the files are named above); nothing was trained")
                 if progress.batches_done >= self.steps_per_epoch:

@@ -143,33 +143,6 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves_it(shared_
     assert "SignalException: Process" in lines[-1], lines  # the launcher's own traceback, of the SIGINT it got
 
 
-@pytest.mark.slow
-def test_a_batch_unreadable_on_one_rank_is_skipped_by_every_rank(shared_data, tmp_path):
-    """One rank's batch of unreadable files was skipped by that rank alone, while the other ran the
-    step and waited in its collectives for a rank that was one step ahead: the ranks fell out of step
-    and the run hung. Now every rank skips that step."""
-    recordings = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_1*.wav"))[:7]
-    corrupt = tmp_path / "corrupt.wav"
-    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense" * 4)
-    utts = [Utterance(audio_filepath=str(p), duration=0.5, text=DIGIT_WORDS[int(p.name[0])]) for p in recordings]
-    utts.append(Utterance(audio_filepath=str(corrupt), duration=0.5, text="one"))
-    manifest = tmp_path / "train.jsonl"
-    write_manifest(manifest, utts)
-    config = tmp_path / "conf.yaml"
-    config.write_text("preset: tiny\nepochs: 2\nthreads: 1\nlog_every_steps: 1\n"
-                      "data:\n  max_batch_s: 0.5\n")  # one file a batch: 4 batches per epoch and rank
-    out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}"],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count(f"{corrupt}: ") == 2, proc.stderr  # named once an epoch, by the rank that read it
-    steps = [e for e in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if e["event"] == "step"]
-    assert [e["step"] for e in steps] == list(range(1, 7))  # 3 of 4 batches an epoch, on both ranks
-    assert steps[-1]["skipped_batches"] == 2
-
-
 def test_a_resume_by_another_number_of_processes_goes_on_with_rank_0s_random_state(tmp_path, caplog):
     """A checkpoint saved before last.pt held every rank's random state (or by one process) gives
     rank 0's to every rank of a torchrun resume, and says so once; as many ranks get their own."""
