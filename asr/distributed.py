@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -67,16 +66,6 @@ def any_rank_each(flags: list[bool], info: DistInfo) -> list[bool]:
     t = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=info.device)  # (len(flags),)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v > 0) for v in t.tolist()]
-
-
-def all_gather(obj: Any, info: DistInfo) -> list[Any]:
-    """Every rank's ``obj`` (picklable), in rank order, on every rank (a collective: all ranks call
-    it); ``[obj]`` in one process."""
-    if not info.enabled:
-        return [obj]
-    gathered: list[Any] = [None] * info.world_size
-    dist.all_gather_object(gathered, obj)
-    return gathered
 
 
 def barrier(info: DistInfo) -> None:

@@ -33,7 +33,7 @@ from asr.config import config_to_dict
 from asr.ctc_loss import ctc_losses
 from asr.data import DurationBatchSampler, SpeechDataset, collate
 from asr.decode import DecodeError
-from asr.distributed import all_gather, any_rank, any_rank_each, barrier, init_distributed, shutdown
+from asr.distributed import any_rank, any_rank_each, barrier, init_distributed, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor
 from asr.interrupts import CtrlC, ignore_sigint
@@ -41,8 +41,8 @@ from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.recognizer import Recognizer
 from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_run_manifests, set_global_cmvn
-from asr.run_state import (LogWindow, RunCheckpoints, caller_state_kept, check_run_dir, get_rng_state, seed_everything,
-                           trim_log, write_event, write_run_config)
+from asr.run_state import (LogWindow, RunCheckpoints, caller_state_kept, check_run_dir, seed_everything, trim_log,
+                           write_event, write_run_config)
 from asr.train_state import (EpochData, Progress, capture_train_state, init_checkpoint, load_start_weights,
                              restore_train_state, resume_checkpoint, training_set_digest)
 from asr.train_config import TrainConfig, TrainError
@@ -133,8 +133,7 @@ class Trainer:
         self.checkpoints = RunCheckpoints(self.run_dir, config_to_dict(cfg), cfg.keep_epoch_checkpoints)
         if state:
             self.progress = restore_train_state(state["train_state"], last, self.epoch_data, self.optimizer,
-                                                self.scheduler, self.scaler, self.ema, cfg.optim.name,
-                                                self.dist.rank, self.dist.world_size)
+                                                self.scheduler, self.scaler, self.ema, cfg.optim.name)
         if self.dist.is_main:  # last: a resume the config does not fit leaves the run's own config
             self.run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused above leaves no folder
             write_run_config(cfg, self.run_dir)
@@ -331,7 +330,7 @@ class Trainer:
     def stop_on_request(self) -> None:
         """Ctrl-C: ``last.pt`` of this step (rank 0 writes it), then KeyboardInterrupt on every rank
         (the CLI's ``asr: interrupted``, status 130). ``--resume`` goes on from this step as if the
-        run had not stopped (under torchrun too: ``last.pt`` holds every rank's random state)."""
+        run had not stopped (under torchrun, with rank 0's random state on every rank)."""
         self.save("last.pt", with_train_state=True)
         self.wait_for_checkpoints()
         if self.dist.is_main:
@@ -355,15 +354,13 @@ class Trainer:
 
         A checkpoint with training state holds the trained weights (and the EMA in its training
         state); one without holds ``recognizer()``'s weights. The state is copied now and written
-        by a background thread, in the order saved, while training goes on. With training state
-        this is a collective (every rank calls it at the same step): it holds every rank's random state.
+        by a background thread, in the order saved, while training goes on.
         """
-        rank_rngs = all_gather(get_rng_state(), self.dist) if with_train_state else None
         if not self.dist.is_main:
             return
         if with_train_state:
             state = capture_train_state(self.progress, self.epoch_data, self.optimizer, self.scheduler, self.scaler,
-                                        self.ema, rank_rngs)
+                                        self.ema)
             trained = Recognizer(features=self.features, model=self.model, tokenizer=self.tokenizer)
             self.checkpoints.save(name, trained, self.metrics(), state)
         else:

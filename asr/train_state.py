@@ -5,8 +5,7 @@ checkpoint's weights, CMVN statistics and tokenizer, with a fresh optimizer and 
 config must describe the same features and model (``dropout`` and ``dither`` may differ).
 
 With ``--resume`` a run goes on from its ``last.pt``, whose training state holds where the run is
-(:class:`Progress`) and its optimizer, schedule, gradient scaler, EMA and random state: under
-torchrun, every rank's, and each rank goes on with its own (:func:`rank_rng_state`).
+(:class:`Progress`) and its optimizer, schedule, gradient scaler, EMA and random state.
 
 A run stopped inside an epoch goes on with that epoch's batches, which only the training data and
 batching it was saved with make: ``last.pt`` records how many utterances and batches there were and
@@ -166,51 +165,25 @@ def training_set_digest(utts: Sequence[Utterance]) -> str:
 
 
 def capture_train_state(progress: Progress, data: EpochData, optimizer: torch.optim.Optimizer, scheduler: Scheduler,
-                        scaler: torch.amp.GradScaler, ema: ModelEMA | None,
-                        rank_rngs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                        scaler: torch.amp.GradScaler, ema: ModelEMA | None) -> dict[str, Any]:
     """The ``train_state`` of a checkpoint, copied off the live tensors (a background thread may
-    write it while training goes on).
-
-    Args:
-        rank_rngs: under torchrun, every rank's random state (:func:`asr.run_state.get_rng_state`) in
-            rank order, saved as ``rank_rngs`` beside rank 0's ``rng``; None: this process's only.
-    """
-    rngs = rank_rngs if rank_rngs is not None else [get_rng_state()]
+    write it while training goes on)."""
     return snapshot({
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         **asdict(progress),
         "num_utterances": data.num_utterances, "batches": data.batches, "training_set": data.digest,
-        "rng": rngs[0],
-        **({"rank_rngs": rngs} if len(rngs) > 1 else {}),
+        "rng": get_rng_state(),
         "ema": ema.state_dict() if ema is not None else None,
     })
 
 
-def rank_rng_state(state: dict[str, Any], path: Path, rank: int = 0, world_size: int = 1) -> dict[str, Any]:
-    """The random state rank ``rank`` of ``world_size`` goes on with from ``state`` (the
-    ``train_state`` of ``path``): its own when as many ranks saved it, else rank 0's, the only one
-    a single process (or a torchrun run before ``rank_rngs`` was saved) keeps; rank 0 says so once,
-    as dither, dropout and augmentation then draw other numbers than the run would have.
-    """
-    saved = state.get("rank_rngs") or [state["rng"]]
-    if len(saved) == world_size:
-        return saved[rank]
-    if rank == 0:
-        logger.warning("%s: holds %d random state%s for %d process%s: %s goes on with rank 0's (dither, dropout "
-                       "and augmentation draw other numbers than the run would have)", path, len(saved),
-                       "s" if len(saved) > 1 else "", world_size, "es" if world_size > 1 else "",
-                       "each" if world_size > 1 else "it")
-    return saved[0]
-
-
 def restore_train_state(state: dict[str, Any], path: Path, data: EpochData, optimizer: torch.optim.Optimizer,
                         scheduler: Scheduler, scaler: torch.amp.GradScaler, ema: ModelEMA | None,
-                        optim_name: str, rank: int = 0, world_size: int = 1) -> Progress:
+                        optim_name: str) -> Progress:
     """Load ``state`` (the ``train_state`` of ``path``) into the optimizer, schedule, scaler, EMA and
-    the random generators (rank ``rank`` of ``world_size``'s, :func:`rank_rng_state`); returns the
-    run's progress.
+    the random generators; returns the run's progress.
 
     Raises:
         TrainError: it holds another optimizer's state than ``optim_name``'s, or was saved inside an
@@ -232,7 +205,7 @@ def restore_train_state(state: dict[str, Any], path: Path, data: EpochData, opti
         ema.load_state_dict(state["ema"])
     elif ema is not None:
         logger.warning("ema_decay is set but the checkpoint holds no EMA; averaging starts from its weights")
-    set_rng_state(rank_rng_state(state, path, rank, world_size))
+    set_rng_state(state["rng"])
     logger.info("resumed step=%d epoch=%d batch=%d", progress.step, progress.epoch, progress.batches_done)
     return progress
 
