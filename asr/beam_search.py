@@ -28,8 +28,8 @@ from typing import Literal
 
 import torch
 
-from asr.decode import (DecodeError, Hypothesis, check_batch, ctc_collapse, separator_id, spell, token_units,
-                        tokens_to_text)
+from asr.decode import (DecodeError, Hypothesis, check_batch, ctc_collapse, distinct_texts, separator_id, spell,
+                        token_units, tokens_to_text)
 from asr.lm import LMError, lm_vocabulary
 from asr.text import read_error_cause
 from asr.tokenizer import CharTokenizer, Tokenizer
@@ -300,22 +300,9 @@ class BeamSearchDecoder:
                 frames = torch.cat([frames, end])  # (T_b + 1, V)
             frames = frames.contiguous()
             decoded = self._decoder.decode(frames.data_ptr(), frames.size(0), frames.size(1))
-            results.append(self._distinct(decoded, length))
+            # paths that differ only in spaces (or in the units of the same words) make one text, kept once
+            results.append(distinct_texts((self._hypothesis(r, length) for r in decoded), self.config.nbest))
         return results
-
-    def _distinct(self, decoded, length: int) -> list[Hypothesis]:
-        """The first ``config.nbest`` of the search's results, best first, whose texts differ: paths
-        that differ only in spaces (or in the units of the same words) make the same text, kept once."""
-        hyps: list[Hypothesis] = []
-        seen: set[str] = set()
-        for result in decoded:
-            if len(hyps) == self.config.nbest:
-                break
-            hyp = self._hypothesis(result, length)
-            if hyp.text not in seen:
-                seen.add(hyp.text)
-                hyps.append(hyp)
-        return hyps
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[Hypothesis]:
         """The best hypothesis per utterance (same arguments as :meth:`decode_nbest`)."""

@@ -46,12 +46,6 @@ def _load(utt: Utterance, sample_rate: int) -> np.ndarray:
     return load_audio(utt.audio_filepath, sample_rate, offset_s=utt.offset, duration_s=duration_s)
 
 
-def _unreadable(utt: Utterance, error: AudioError) -> str:
-    """An unreadable utterance in words: ``manifest.jsonl:LINE: audio.flac: cause`` for one read from
-    a manifest, ``audio.flac: cause`` otherwise."""
-    return f"{utt.source}: {error}" if utt.source else str(error)
-
-
 def available_memory_gb() -> float | None:
     """MemAvailable of /proc/meminfo in GB, or None where there is no such file."""
     try:
@@ -100,7 +94,7 @@ class AudioCache:
             try:
                 return utt, _load(utt, self.sample_rate)
             except AudioError as e:
-                logger.warning("not cached, unreadable audio: %s", _unreadable(utt, e))
+                logger.warning("not cached, unreadable audio: %s", utt.located(str(e)))
                 return utt, None
 
         with ThreadPoolExecutor(max(1, threads)) as pool:  # libsndfile decodes outside the GIL
@@ -174,7 +168,7 @@ class SpeechDataset(Dataset):
         except AudioError as e:
             if not self.skip_unreadable:
                 raise
-            logger.warning("skipped unreadable audio: %s", _unreadable(utt, e))
+            logger.warning("skipped unreadable audio: %s", utt.located(str(e)))
             return None
         if self.wave_transform is not None:
             wave = self.wave_transform(wave)

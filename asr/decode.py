@@ -14,7 +14,7 @@ import itertools
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -246,17 +246,28 @@ def join_nbest(nbests: Sequence[Sequence[Hypothesis]], frame_offsets: Sequence[i
     if not any(nbests):
         return []
     lists = [list(nbest) or [Hypothesis(text="")] for nbest in nbests]
-    joins: list[Hypothesis] = []
+    best = itertools.islice(best_sums([[h.score for h in hyps] for hyps in lists]), JOINS_PER_ENTRY * n)
+    joins = (join_hypotheses([hyps[i] for hyps, i in zip(lists, indices)], frame_offsets, separator)
+             for _, indices in best)
+    return distinct_texts(joins, n)
+
+
+def distinct_texts(hyps: Iterable[Hypothesis], n: int) -> list[Hypothesis]:
+    """The first ``n`` of ``hyps`` (taken lazily) whose texts differ: a later one with an earlier's
+    text is left out.
+
+    >>> [h.text for h in distinct_texts([Hypothesis("a"), Hypothesis("a"), Hypothesis("b"), Hypothesis("c")], 2)]
+    ['a', 'b']
+    """
+    kept: list[Hypothesis] = []
     seen: set[str] = set()
-    for _, indices in itertools.islice(best_sums([[h.score for h in hyps] for hyps in lists]), JOINS_PER_ENTRY * n):
-        chosen = [hyps[i] for hyps, i in zip(lists, indices)]
-        text = " ".join(h.text for h in chosen if h.text)
-        if text not in seen:
-            seen.add(text)
-            joins.append(join_hypotheses(chosen, frame_offsets, separator))
-            if len(joins) == n:
-                break
-    return joins
+    for hyp in hyps:
+        if len(kept) == n:
+            break
+        if hyp.text not in seen:
+            seen.add(hyp.text)
+            kept.append(hyp)
+    return kept
 
 
 Decoder = Callable[[torch.Tensor, torch.Tensor], list[Hypothesis]]  # (B, T, V), (B,) -> hypotheses

@@ -149,9 +149,9 @@ def batch_log_probs(
             log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)
             short = (out_lens == 0).cpu()  # (B,)
             for index, wave_len in zip(batch.indices[short].tolist(), batch.wave_lens[short].tolist()):
-                where = f"{utts[index].source}: " if utts[index].source else ""
-                logger.warning("%s%s: %s: empty hypothesis", where, utts[index].audio_filepath,
-                               recognizer.too_short(wave_len))
+                utt = utts[index]
+                logger.warning("%s", utt.located(f"{utt.audio_filepath}: {recognizer.too_short(wave_len)}: "
+                                                 "empty hypothesis"))
             audio_s = float(batch.wave_lens.sum()) / recognizer.features.cfg.sample_rate
             yield batch.indices.tolist(), log_probs, out_lens, audio_s
 

@@ -47,6 +47,15 @@ class Utterance:
     speaker: str | None = None
     source: str | None = field(default=None, compare=False, repr=False)
 
+    def located(self, message: str) -> str:
+        """``message`` after where the utterance was read: ``dev.jsonl:3: message``, or ``message``
+        alone for one made in code.
+
+        >>> Utterance("a.flac", 1.0, "a", source="dev.jsonl:3").located("a.flac: no such file")
+        'dev.jsonl:3: a.flac: no such file'
+        """
+        return f"{self.source}: {message}" if self.source else message
+
 
 def manifest_of(utts: Sequence[Utterance]) -> str | None:
     """The manifest the first of ``utts`` was read from (its ``source`` without the line), or None

@@ -163,7 +163,7 @@ def _warn_durations(manifest_path: str | None, checked: list[Utterance], manifes
         return
     readable = sum(isinstance(headers[u.audio_filepath], AudioInfo) for u in checked)
     worst = max(found, key=lambda m: m.error_s)
-    where = f"{worst.utt.source}: {worst.utt.audio_filepath}" if worst.utt.source else worst.utt.audio_filepath
+    where = worst.utt.located(worst.utt.audio_filepath)
     logger.warning("%s: %d of %d utterances checked have a duration more than %g %% (and %g s) off their audio's, "
                    "e.g. %s: manifest %.2f s, audio %.2f s; batches (data.max_batch_s) and SortaGrad go by the "
                    "manifest's durations, and audio is read only up to them: was the manifest written for these "
