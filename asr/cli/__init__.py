@@ -1,7 +1,9 @@
 """Command-line interface: ``asr SUBCOMMAND ...`` (``python -m asr.cli`` too).
 
 User errors (unreadable audio, bad manifests or configs, missing checkpoints) print one line,
-``asr: error: <file>: <cause>``, and exit with status 2; no traceback.
+``asr: error: <file>: <cause>``, and exit with status 2; no traceback. The modules' log messages
+read the same way: ``asr: warning: ...`` and ``asr: ...`` (with ``--verbose``, the level and the
+logger's name, ``DEBUG asr.audio: ...``, and debug messages too).
 
 The parser is in ``parser.py``; the commands, grouped by what they work on, in ``corpora.py``
 (prepare, download, build-lm), ``models.py`` (train, sweep, average, export, compare, presets) and
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if args.verbose else _Lines())
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USER_ERROR
@@ -63,6 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         where = "" if e.filename else "standard output: " if _stdout_failed() else ""
         print(f"asr: error: {where}{error_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+class _Lines(logging.Formatter):
+    """Log records as the CLI's own lines: ``asr: warning: <message>``, ``asr: error: ...``, and
+    ``asr: <message>`` for information."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        level = {logging.WARNING: "warning: ", logging.ERROR: "error: "}.get(record.levelno, "")
+        return f"asr: {'error: ' if record.levelno > logging.ERROR else level}{record.message}"
 
 
 def _stdout_failed() -> bool:
