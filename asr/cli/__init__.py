@@ -39,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if args.verbose else _Lines())
+    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    if args.verbose:
+        handler.setFormatter(logging.Formatter(f"{'' if rank is None else f'[rank {rank}] '}%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_Lines(rank))
+        if rank:  # under torchrun the other ranks' information repeats rank 0's: their warnings only
+            handler.setLevel(logging.WARNING)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -71,11 +77,16 @@ def main(argv: list[str] | None = None) -> int:
 
 class _Lines(logging.Formatter):
     """Log records as the CLI's own lines: ``asr: warning: <message>``, ``asr: error: ...``, and
-    ``asr: <message>`` for information."""
+    ``asr: <message>`` for information; under torchrun, ``asr: rank 1: warning: ...`` (rank 0's
+    lines as they are)."""
+
+    def __init__(self, rank: int | None = None):
+        super().__init__()
+        self.prefix = f"asr: rank {rank}: " if rank else "asr: "
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         level = {logging.WARNING: "warning: ", logging.ERROR: "error: "}.get(record.levelno, "")
-        return f"asr: {'error: ' if record.levelno > logging.ERROR else level}{record.message}"
+        return f"{self.prefix}{'error: ' if record.levelno > logging.ERROR else level}{record.message}"
 
 
 def _stdout_failed() -> bool:
