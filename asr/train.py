@@ -248,7 +248,10 @@ class Trainer:
         rank, step): each rank draws its own numbers, and a resumed run the same as one that did
         not stop, with no generator state to save.
         """
-        torch.manual_seed(seed_of(self.cfg.seed, self.dist.rank, self.progress.step))
+        step_seed = seed_of(self.cfg.seed, self.dist.rank, self.progress.step)
+        torch.default_generator.manual_seed(step_seed)  # not torch.manual_seed: 200 µs, this 3 µs here
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(step_seed)  # this rank's device
         batch = batch.to(self.device)
         with torch.no_grad():
             feats, feat_lens = self.features(batch.waves, batch.wave_lens)  # (B, T, F), (B,)
