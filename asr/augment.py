@@ -1,8 +1,10 @@
 """Training-time augmentation: SpecAugment (time warp, frequency and time masks) on features; edge
 trimming, speed perturbation, additive noise at a sampled SNR and gain on waveforms.
 
-All randomness comes from torch's global generator, which the trainer seeds and stores in its
-checkpoints, so augmented runs are deterministic under a seed and resume exactly. Every transform
+SpecAugment draws from torch's global generator, which the trainer seeds anew at each step from
+(seed, rank, step); the waveform transforms draw from the generator they are given, which the
+training dataset seeds from (seed, epoch, utterance). So augmented runs are deterministic under a
+seed, the same with any number of loader workers, and resume exactly. Every transform
 is the identity in eval mode, and the trainer gives the waveform transforms to the training
 dataset only: dev scoring and evaluation never see them.
 
@@ -133,6 +135,8 @@ class WaveAugment:
     change and before the gain, so the gain keeps the SNR.
     ``eval()`` makes it the identity, ``train()`` turns it back on.
 
+    Random draws come from the ``generator`` of each call (torch's global generator when None).
+
     Raises:
         ManifestError: the noise manifest cannot be read or holds no usable recording.
     """
@@ -150,20 +154,20 @@ class WaveAugment:
     def eval(self) -> WaveAugment:
         return self.train(False)
 
-    def __call__(self, wave: Tensor) -> Tensor:
+    def __call__(self, wave: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if not self.training:
             return wave
         if self.cfg.edge_trim > 0:
-            wave = trim_edges(wave, self.cfg.edge_trim)
+            wave = trim_edges(wave, self.cfg.edge_trim, generator)
         if self.cfg.speed_factors:
-            factor = self.cfg.speed_factors[int(torch.randint(len(self.cfg.speed_factors), ()))]
+            factor = self.cfg.speed_factors[int(torch.randint(len(self.cfg.speed_factors), (), generator=generator))]
             wave = speed_perturb(wave, factor, self.sample_rate)
-        if self.noise is not None and float(torch.rand(())) < self.cfg.noise_prob:
+        if self.noise is not None and float(torch.rand((), generator=generator)) < self.cfg.noise_prob:
             low, high = self.cfg.noise_snr_db
-            snr_db = low + float(torch.rand(())) * (high - low)
-            wave = mix_at_snr(wave, self.noise.sample(len(wave)), snr_db)
+            snr_db = low + float(torch.rand((), generator=generator)) * (high - low)
+            wave = mix_at_snr(wave, self.noise.sample(len(wave), generator), snr_db)
         if self.cfg.gain_db > 0:
-            gain_db = (torch.rand(()) * 2 - 1) * self.cfg.gain_db
+            gain_db = (torch.rand((), generator=generator) * 2 - 1) * self.cfg.gain_db
             wave = wave * float(10 ** (gain_db / 20))
         return wave
 
@@ -171,7 +175,8 @@ class WaveAugment:
 class NoiseSource:
     """Random noise segments from the recordings of a noise manifest.
 
-    ``sample(num_samples)`` picks a recording at random (torch's global generator); a longer one
+    ``sample(num_samples)`` picks a recording at random (from the generator it is given, torch's
+    global generator when None); a longer one
     gives a segment at a random offset (only that segment is read), a shorter one is looped.
 
     Raises:
@@ -185,7 +190,7 @@ class NoiseSource:
         if not self.utts:
             raise ManifestError(manifest, None, "noise manifest holds no usable recording")
 
-    def sample(self, num_samples: int) -> Tensor:
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """A noise segment of exactly ``num_samples`` samples, float32 (S,). A recording that cannot
         be read (or is shorter than its manifest says) is logged, left out from then on, and
         another one drawn, so that one bad file does not stop a training run.
@@ -194,12 +199,12 @@ class NoiseSource:
             ManifestError: no recording of the manifest is left.
         """
         while self.utts:
-            index = int(torch.randint(len(self.utts), ()))
+            index = int(torch.randint(len(self.utts), (), generator=generator))
             utt = self.utts[index]
             needed_s = num_samples / self.sample_rate
             offset_s, duration_s = utt.offset, (utt.duration or None)
             if utt.duration > needed_s + 0.1:  # long enough: read a random segment of it only
-                offset_s += float(torch.rand(())) * (utt.duration - needed_s - 0.1)
+                offset_s += float(torch.rand((), generator=generator)) * (utt.duration - needed_s - 0.1)
                 duration_s = needed_s + 0.05
             try:
                 wave = load_audio(utt.audio_filepath, self.sample_rate, offset_s=offset_s, duration_s=duration_s)
@@ -211,17 +216,17 @@ class NoiseSource:
         raise ManifestError(self.manifest, None, "no noise recording of the manifest could be read")
 
 
-def trim_edges(wave: Tensor, max_share: float) -> Tensor:
-    """``wave`` (S,) without a random share in [0, ``max_share``] of its samples at each end (torch's
-    global generator); a view of ``wave``.
+def trim_edges(wave: Tensor, max_share: float, generator: torch.Generator | None = None) -> Tensor:
+    """``wave`` (S,) without a random share in [0, ``max_share``] of its samples at each end (drawn
+    from ``generator``, torch's global one when None); a view of ``wave``.
 
     >>> w = torch.arange(100.)
     >>> t = trim_edges(w, 0.1)
     >>> 80 <= len(t) <= 100 and bool((t == w[int(t[0]):int(t[0]) + len(t)]).all())
     True
     """
-    head = int(float(torch.rand(())) * max_share * len(wave))
-    tail = int(float(torch.rand(())) * max_share * len(wave))
+    head = int(float(torch.rand((), generator=generator)) * max_share * len(wave))
+    tail = int(float(torch.rand((), generator=generator)) * max_share * len(wave))
     return wave[head:len(wave) - tail]
 
 

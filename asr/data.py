@@ -46,6 +46,16 @@ def _load(utt: Utterance, sample_rate: int) -> np.ndarray:
     return load_audio(utt.audio_filepath, sample_rate, offset_s=utt.offset, duration_s=duration_s)
 
 
+def seed_of(*keys: int) -> int:
+    """A 64-bit seed mixed from non-negative ``keys`` (numpy's SeedSequence): nearby keys give
+    unrelated streams, e.g. ``seed_of(seed, epoch, index)`` for one utterance's augmentation.
+
+    >>> seed_of(0, 1, 2) == seed_of(0, 1, 2) != seed_of(0, 2, 1)
+    True
+    """
+    return int(np.random.SeedSequence(keys).generate_state(1, np.uint64)[0])
+
+
 def available_memory_gb() -> float | None:
     """MemAvailable of /proc/meminfo in GB, or None where there is no such file."""
     try:
@@ -129,16 +139,20 @@ class SpeechDataset(Dataset):
         utts: the utterances (e.g. from ``read_manifest``).
         tokenizer: encodes ``normalize_text(utt.text)``.
         sample_rate: rate the audio is resampled to, in Hz.
-        wave_transform: applied to each loaded waveform (S,) -> (S',), e.g. training augmentation.
+        wave_transform: applied to each loaded waveform, ``wave_transform(wave, generator)``
+            (S,) -> (S',), e.g. training augmentation; ``generator`` is seeded with
+            ``seed_of(seed, epoch, index)``, so an utterance's augmentation depends on the epoch
+            (:meth:`set_epoch`) and not on which loader worker reads it, or after what.
         skip_unreadable: an unreadable file is logged (file and cause) and its item is ``None``,
             which ``collate`` drops, instead of raising ``AudioError``.
         cache: decoded waveforms to read from (``AudioCache`` at ``sample_rate``); utterances it
             does not hold are decoded on access.
+        seed: non-negative seed of ``wave_transform``'s draws.
     """
 
     def __init__(self, utts: Sequence[Utterance], tokenizer: Tokenizer, sample_rate: int = 16000,
-                 wave_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 skip_unreadable: bool = False, cache: AudioCache | None = None):
+                 wave_transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                 skip_unreadable: bool = False, cache: AudioCache | None = None, seed: int = 0):
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         if cache is not None and cache.sample_rate != sample_rate:
@@ -149,6 +163,12 @@ class SpeechDataset(Dataset):
         self.sample_rate = sample_rate
         self.wave_transform = wave_transform
         self.skip_unreadable = skip_unreadable
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose augmentation the items get (before a loader's workers start)."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -171,7 +191,7 @@ class SpeechDataset(Dataset):
             logger.warning("skipped unreadable audio: %s", utt.located(str(e)))
             return None
         if self.wave_transform is not None:
-            wave = self.wave_transform(wave)
+            wave = self.wave_transform(wave, torch.Generator().manual_seed(seed_of(self.seed, self.epoch, index)))
         ids = self.tokenizer.encode(normalize_text(utt.text))
         return Example(wave, torch.tensor(ids, dtype=torch.int64), index)  # (S,), (L,)
 

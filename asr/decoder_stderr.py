@@ -30,6 +30,7 @@ import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -58,25 +59,33 @@ def decoder_notes(label: str) -> Iterator[None]:
         os.close(saved)
         spool.seek(0)
         text = spool.read(MAX_NOTE_BYTES).decode("utf-8", "replace")
-        spool.close()
+        if text:
+            spool.seek(0)
+            spool.truncate()
         if text.strip():
             _report(label, text, failed)
 
 
+_spools: dict[int, Any] = {}  # process id -> its temporary file, empty between captures
+
+
 def _redirect_stderr():
-    """Point file descriptor 2 at a new temporary file; return (a duplicate of the old fd 2, the
-    file), or None where that is not safe or not possible."""
+    """Point file descriptor 2 at the process's temporary file (made at its first use: a forked
+    process shares its parent's file offset, so it makes its own); return (a duplicate of the old
+    fd 2, the file), or None where that is not safe or not possible."""
     if threading.active_count() > 1:
         return None
     try:
         saved = os.dup(2)
     except OSError:  # no standard error to keep clean
         return None
-    try:
-        spool = tempfile.TemporaryFile()
-    except OSError:
-        os.close(saved)
-        return None
+    spool = _spools.get(os.getpid())
+    if spool is None:
+        try:
+            spool = _spools[os.getpid()] = tempfile.TemporaryFile()
+        except OSError:
+            os.close(saved)
+            return None
     sys.stderr.flush()  # what Python has buffered goes where it was meant to
     os.dup2(spool.fileno(), 2)
     return saved, spool

@@ -1,5 +1,5 @@
-"""What a training run keeps on disk: the files of its folder, the writing of its checkpoints, and
-the random state. (What ``last.pt``'s training state holds, and how a run starts from a checkpoint:
+"""What a training run keeps on disk: the files of its folder and the writing of its checkpoints;
+seeding, and giving the caller its own state back. (What ``last.pt``'s training state holds, and how a run starts from a checkpoint:
 ``asr.train_state``.) One run lives in ``exp/<name>/`` (or ``out_dir``):
 
 - ``config.yaml``: the resolved configuration (preset merged, overrides applied);
@@ -116,13 +116,6 @@ def write_event(log, event: dict, on_event: Callable[[dict], None]) -> None:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def get_rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

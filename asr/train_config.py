@@ -68,7 +68,7 @@ class TrainConfig:
     name: str = "run"  # run name; outputs go to exp/<name> unless out_dir is given
     out_dir: str = ""  # output folder (default: exp/<name>)
     preset: str = "small"  # model preset the `model` section overrides (asr/presets/<preset>.yaml)
-    seed: int = 0  # seeds parameters, shuffling, dither and dropout
+    seed: int = 0  # seeds parameters, shuffling, dither, dropout and augmentation
     epochs: int = 10  # passes over the training set
     max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
     max_minutes: float = 0.0  # stop after this much training wall time (0: no limit)

@@ -5,7 +5,9 @@ checkpoint's weights, CMVN statistics and tokenizer, with a fresh optimizer and 
 config must describe the same features and model (``dropout`` and ``dither`` may differ).
 
 With ``--resume`` a run goes on from its ``last.pt``, whose training state holds where the run is
-(:class:`Progress`) and its optimizer, schedule, gradient scaler, EMA and random state.
+(:class:`Progress`) and its optimizer, schedule, gradient scaler and EMA. It needs no random state:
+every random draw of training is seeded from the run's seed and where the run is (the step, or the
+epoch and utterance), so a resumed run draws what the uninterrupted one draws.
 
 A run stopped inside an epoch goes on with that epoch's batches, which only the training data and
 batching it was saved with make: ``last.pt`` records how many utterances and batches there were and
@@ -33,7 +35,7 @@ from asr.features import FeatureExtractor
 from asr.manifest import Utterance
 from asr.model import DeepSpeech2
 from asr.recognizer import state_mismatch
-from asr.run_state import get_rng_state, set_rng_state, snapshot
+from asr.run_state import snapshot
 from asr.train_config import TrainConfig, TrainError
 
 logger = logging.getLogger(__name__)
@@ -174,7 +176,6 @@ def capture_train_state(progress: Progress, data: EpochData, optimizer: torch.op
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
         **asdict(progress),
         "num_utterances": data.num_utterances, "batches": data.batches, "training_set": data.digest,
-        "rng": get_rng_state(),
         "ema": ema.state_dict() if ema is not None else None,
     })
 
@@ -205,7 +206,6 @@ def restore_train_state(state: dict[str, Any], path: Path, data: EpochData, opti
         ema.load_state_dict(state["ema"])
     elif ema is not None:
         logger.warning("ema_decay is set but the checkpoint holds no EMA; averaging starts from its weights")
-    set_rng_state(state["rng"])
     logger.info("resumed step=%d epoch=%d batch=%d", progress.step, progress.epoch, progress.batches_done)
     return progress
 

@@ -92,6 +92,28 @@ def test_wave_augment_in_dataset_keeps_transcript(shared_data):
     assert abs(len(aug.wave) - len(plain.wave) / 1.1) <= 2
 
 
+
+def test_dataset_augmentation_is_a_function_of_seed_epoch_and_utterance(shared_data, noise_manifest):
+    """An item's augmentation does not depend on the order items are read in (a loader worker reads
+    every n-th batch, a resumed run starts mid-epoch) nor on the global generator; it changes with
+    the epoch and the seed."""
+    flacs = sorted((shared_data / "LibriSpeech" / "dev-4spk").rglob("*.flac"))[:3]
+    utts = [Utterance(audio_filepath=str(f), duration=sf.info(f).duration, text="A") for f in flacs]
+    augment = WaveAugment(AugmentConfig(speed_factors=(0.9, 1.0, 1.1), gain_db=6.0, edge_trim=0.1,
+                                        noise_manifest=str(noise_manifest), noise_prob=0.5), 16000)
+
+    def waves(epoch: int, order: list[int], seed: int = 0) -> dict[int, torch.Tensor]:
+        ds = SpeechDataset(utts, CharTokenizer(), wave_transform=augment, seed=seed)
+        ds.set_epoch(epoch)
+        torch.manual_seed(len(order))  # the global generator plays no part
+        return {i: ds[i].wave for i in order}
+
+    forward, backward = waves(1, [0, 1, 2]), waves(1, [2, 1, 0, 0])
+    assert all(torch.equal(forward[i], backward[i]) for i in range(3))
+    for other in (waves(2, [0, 1, 2]), waves(1, [0, 1, 2], seed=1)):
+        assert not any(forward[i].shape == other[i].shape and torch.equal(forward[i], other[i]) for i in range(3))
+
+
 def test_gain_is_within_range_and_seeded():
     wave = torch.ones(1000) * 0.1
     aug = WaveAugment(AugmentConfig(gain_db=6.0), 16000)

@@ -346,7 +346,7 @@ def test_damaged_mp3_files_are_one_line_each_without_the_decoders_own_notes(work
     err = result.stderr.strip().splitlines()
     assert len(err) == 3 and "libmpg123" not in result.stderr and "Note:" not in result.stderr, err
     assert f"asr: skipped {zeroed}: truncated or corrupt data (Unspecified internal error)" in err
-    assert f"WARNING asr.decoder_stderr: {flipped}: the decoder reported damaged data and went on (error: " \
+    assert f"asr: warning: {flipped}: the decoder reported damaged data and went on (error: " \
            "dequantization failed! (x4)); read as it is, glitches and all" in err
     assert err[-1] == "asr: 1 of 2 files could not be read"
 
@@ -960,9 +960,14 @@ def test_evaluate_names_the_manifest_line_of_unreadable_audio(work, tmp_path):
     manifest.write_text("\n".join([good, json.dumps({"audio_filepath": "damaged.flac", "duration": 1.0, "text": "a b"})]))
     result = _asr("evaluate", str(work["model"]), str(manifest), "--out", str(tmp_path / "out"))
     assert result.returncode == 1 and "utterances 1 " in result.stdout, result.stderr
-    warning = re.findall(r"^WARNING asr.data: skipped unreadable audio: (.*)$", result.stderr, flags=re.M)
+    warning = re.findall(r"^asr: warning: skipped unreadable audio: (.*)$", result.stderr, flags=re.M)
     assert len(warning) == 1 and warning[0].startswith(f"{manifest}:2: {tmp_path / 'damaged.flac'}: "), result.stderr
     assert "Traceback" not in result.stderr
+    # log lines read as the CLI's own ('asr: warning: ...'); --verbose names the level and module
+    verbose = _asr("-v", "evaluate", str(work["model"]), str(manifest), "--out", str(tmp_path / "out2"))
+    assert re.search(r"^WARNING asr\.data: skipped unreadable audio: " + re.escape(f"{manifest}:2: "), verbose.stderr,
+                     flags=re.M), verbose.stderr
+    assert not re.search(r"^(DEBUG|INFO|WARNING|ERROR) ", result.stderr, flags=re.M), result.stderr
 
 
 def test_a_set_none_of_whose_audio_can_be_read_is_named(work, capsys, tmp_path):

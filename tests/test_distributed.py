@@ -34,32 +34,53 @@ def test_sharded_sampler_splits_batches_between_ranks():
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_train_and_save(shared_data, tmp_path):
+def test_torchrun_two_processes_train_save_and_resume_exactly(shared_data, tmp_path):
+    """Two ranks train and rank 0 saves. A run stopped inside its second epoch and resumed logs the
+    losses and ends with the weights of the run that did not stop: dropout and dither draw from a
+    generator seeded by (seed, rank, step), so no rank's random state needs saving (when last.pt
+    held rank 0's, both ranks went on with it and the runs differed)."""
     recordings = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_1*.wav"))[:40]
     utts = [Utterance(audio_filepath=str(p), duration=0.5, text=DIGIT_WORDS[int(p.name[0])]) for p in recordings]
     manifest = tmp_path / "train.jsonl"
     write_manifest(manifest, utts)
     config = tmp_path / "conf.yaml"
-    config.write_text("preset: tiny\nepochs: 2\nthreads: 1\nlog_every_steps: 1\ndata:\n  max_batch_s: 2.0\n")
-    out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        # --standalone, as recipes/common.sh: the launcher binds a free port itself (no race with another test)
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
-    )
-    # the ranks' own messages come before the launcher's summary, which names only the signal
-    ranks = [line for line in proc.stderr.splitlines() if "torch/distributed/elastic" not in line]
-    assert proc.returncode == 0, "\n".join(ranks[:40]) + "\n...\n" + proc.stderr[-1500:]
-    assert proc.stdout.count("model:") == 1  # rank 0 reports, rank 1 stays quiet
+    config.write_text("preset: tiny\nepochs: 2\nthreads: 1\nlog_every_steps: 1\nmodel:\n  dropout: 0.3\n"
+                      "features:\n  dither: 1.0\noptim:\n  warmup_steps: 0\n  schedule: constant\n"
+                      "data:\n  max_batch_s: 2.0\n")  # 5 steps per epoch and rank; the schedule ignores max_steps
+
+    def torchrun(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            # --standalone, as recipes/common.sh: the launcher binds a free port itself (no race with another test)
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}", *extra],
+            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+        # the ranks' own messages come before the launcher's summary, which names only the signal
+        ranks = [line for line in proc.stderr.splitlines() if "torch/distributed/elastic" not in line]
+        assert proc.returncode == 0, "\n".join(ranks[:40]) + "\n...\n" + proc.stderr[-1500:]
+        return proc
+
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert torchrun(whole).stdout.count("model:") == 1  # rank 0 reports, rank 1 stays quiet
     single = DurationBatchSampler([0.5] * 40, max_batch_s=2.0)
-    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (whole / "train_log.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["event"] == "step"]
-    assert steps[0]["batches"] == len(single) // 2  # each rank runs half of the epoch's batches
+    assert steps[0]["batches"] == len(single) // 2 == 5  # each rank runs half of the epoch's batches
     assert [e["event"] for e in events].count("epoch") == 2
-    ckpt = torch.load(out / "model.pt", weights_only=True)
+    ckpt = torch.load(whole / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in ckpt["model_state"])  # the bare model, not the DDP wrapper
+
+    torchrun(resumed, "max_steps=7")
+    stopped = torch.load(resumed / "last.pt", weights_only=True)["train_state"]
+    assert (stopped["step"], stopped["epoch"], stopped["batches_done"]) == (7, 1, 2)
+    torchrun(resumed, "--resume", "max_steps=0")
+
+    def losses(run: Path) -> list[float]:
+        return [e["loss"] for e in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())
+                if e["event"] == "step"]
+
+    assert len(losses(whole)) == 10 and losses(resumed) == losses(whole)
+    weights = [torch.load(run / "last.pt", weights_only=True)["model_state"] for run in (whole, resumed)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 @pytest.mark.slow
@@ -106,6 +127,37 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves_it(shared_
     lines, second = interrupted_run("--resume", after_step=first, rank=None)
     assert first < second < 500 * 4
     assert "SignalException: Process" in lines[-1], lines  # the launcher's own traceback, of the SIGINT it got
+
+
+@pytest.mark.slow
+def test_a_batch_unreadable_on_one_rank_is_skipped_by_every_rank(shared_data, tmp_path):
+    """One rank's batch of unreadable files was skipped by that rank alone, while the other ran the
+    step and waited in its collectives for a rank that was one step ahead: the ranks fell out of step
+    and the run hung. Now every rank skips that step."""
+    recordings = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_1*.wav"))[:7]
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense" * 4)
+    utts = [Utterance(audio_filepath=str(p), duration=0.5, text=DIGIT_WORDS[int(p.name[0])]) for p in recordings]
+    utts.append(Utterance(audio_filepath=str(corrupt), duration=0.5, text="one"))
+    manifest = tmp_path / "train.jsonl"
+    write_manifest(manifest, utts)
+    config = tmp_path / "conf.yaml"
+    config.write_text("preset: tiny\nepochs: 2\nthreads: 1\nlog_every_steps: 1\n"
+                      "data:\n  max_batch_s: 0.5\n")  # one file a batch: 4 batches per epoch and rank
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}"],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    named = [line for line in proc.stderr.splitlines() if f"{corrupt}: " in line]
+    assert len(named) == 2, proc.stderr  # once an epoch, by the rank that read it, which the line names (not 0)
+    assert all(line.startswith(("asr: warning: skipped unreadable audio: ",
+                                "asr: rank 1: warning: skipped unreadable audio: ")) for line in named), named
+    assert proc.stderr.count("asr: model=tiny ") == 1  # information from rank 0 only
+    steps = [e for e in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 7))  # 3 of 4 batches an epoch, on both ranks
+    assert steps[-1]["skipped_batches"] == 2
 
 
 def _logged_steps(log: Path) -> list[int]:

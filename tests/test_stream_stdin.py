@@ -124,7 +124,7 @@ def test_huge_f32le_samples_are_warned_about_and_stop_the_input_where_features_f
     loud = _stream(checkpoint, (digit * 1e6).astype("<f4").tobytes(), *options)  # loud, still finite features
     assert loud.returncode == 0 and loud.stdout.startswith("-\t")
     warnings = [line for line in loud.stderr.splitlines() if "float samples peak at" in line]
-    assert len(warnings) == 1 and warnings[0].startswith("WARNING asr.audio: -: float samples peak at ")
+    assert len(warnings) == 1 and warnings[0].startswith("asr: warning: -: float samples peak at ")
     assert "dB above full scale (1.0)" in warnings[0]
 
     huge = _stream(checkpoint, (digit * 1e30).astype("<f4").tobytes(), *options)

@@ -140,6 +140,27 @@ def test_resume_after_max_steps_is_exact(libri, tmp_path):
 
 
 
+def test_augmented_run_is_the_same_with_loader_workers_and_resumes_exactly_with_them(libri, tmp_path):
+    """Waveform augmentation (drawn in the loader's workers), SpecAugment, dither and dropout: the
+    run trains the same with 0 or 2 workers, and stopped inside an epoch and resumed with workers
+    it ends as the uninterrupted run, loss for loss and weight for weight (the workers of the
+    resumed epoch start at its third batch)."""
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
+    augmented = (*RESUME_OVERRIDES, "optim.schedule=constant", "optim.warmup_steps=20",
+                 "augment.speed_factors=[0.9,1.0,1.1]", "augment.gain_db=6", "augment.edge_trim=0.1",
+                 "augment.freq_masks=2", "augment.freq_mask_width=10", "augment.time_masks=2",
+                 "augment.time_mask_width=5", "augment.time_warp=3")
+    train(_config(tmp_path / "a", manifest, *augmented, "data.num_workers=0"))
+    first = train(_config(tmp_path / "b", manifest, *augmented, "data.num_workers=2", "max_steps=5"))
+    assert (first.steps, first.stopped_early) == (5, True)
+    train(_config(tmp_path / "b", manifest, *augmented, "data.num_workers=2"), resume=True)
+    fa, fb = _fingerprint(tmp_path / "a"), _fingerprint(tmp_path / "b")
+    assert [f[0] for f in fb] == list(range(1, 10)) and fa == fb
+    wa = load_checkpoint(tmp_path / "a" / "model.pt")["model_state"]
+    wb = load_checkpoint(tmp_path / "b" / "model.pt")["model_state"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_ctrl_c_saves_the_step_and_resume_stays_exact(libri, tmp_path):
     """Ctrl-C at a terminal (SIGINT to the process group: the data-loader worker too) finishes the
     step, saves last.pt there and exits 130 with one line; --resume then ends where an

@@ -1,7 +1,9 @@
 """Command-line interface: ``asr SUBCOMMAND ...`` (``python -m asr.cli`` too).
 
 User errors (unreadable audio, bad manifests or configs, missing checkpoints) print one line,
-``asr: error: <file>: <cause>``, and exit with status 2; no traceback.
+``asr: error: <file>: <cause>``, and exit with status 2; no traceback. The modules' log messages
+read the same way: ``asr: warning: ...`` and ``asr: ...`` (with ``--verbose``, the level and the
+logger's name, ``DEBUG asr.audio: ...``, and debug messages too).
 
 The parser is in ``parser.py``; the commands, grouped by what they work on, in ``corpora.py``
 (prepare, download, build-lm), ``models.py`` (train, sweep, average, export, compare, presets) and
@@ -11,6 +13,7 @@ so ``asr --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -25,6 +28,26 @@ __all__ = ["COMMANDS", "EXIT_USER_ERROR", "build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv`` (default: ``sys.argv[1:]``); returns its exit status.
+
+    A torchrun worker (``WORLD_SIZE`` > 1) does not return: it ends its process with the status at
+    once, its output flushed, without the interpreter's shutdown. DistributedDataParallel keeps the
+    Gloo process group alive past ``destroy_process_group`` (its reducer holds it), and a Gloo thread
+    that drops the last collective's tensors needs the interpreter's lock: during the shutdown that
+    aborted the process ('terminate called without an active exception', about 1 run in 30 here),
+    after the run had finished and saved everything.
+    """
+    status = _main(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(with_negative_values_joined(sys.argv[1:] if argv is None else argv))
     if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
@@ -36,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as their own bytes
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    if args.verbose:
+        handler.setFormatter(logging.Formatter(f"{'' if rank is None else f'[rank {rank}] '}%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_Lines(rank))
+        if rank:  # under torchrun the other ranks' information repeats rank 0's: their warnings only
+            handler.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USER_ERROR
@@ -63,6 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         where = "" if e.filename else "standard output: " if _stdout_failed() else ""
         print(f"asr: error: {where}{error_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+class _Lines(logging.Formatter):
+    """Log records as the CLI's own lines: ``asr: warning: <message>``, ``asr: error: ...``, and
+    ``asr: <message>`` for information; under torchrun, ``asr: rank 1: warning: ...`` (rank 0's
+    lines as they are)."""
+
+    def __init__(self, rank: int | None = None):
+        super().__init__()
+        self.prefix = f"asr: rank {rank}: " if rank else "asr: "
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        level = {logging.WARNING: "warning: ", logging.ERROR: "error: "}.get(record.levelno, "")
+        return f"{self.prefix}{'error: ' if record.levelno > logging.ERROR else level}{record.message}"
 
 
 def _stdout_failed() -> bool:
