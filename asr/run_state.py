@@ -1,6 +1,7 @@
 """What a training run keeps on disk: the files of its folder and the writing of its checkpoints;
-seeding, and giving the caller its own state back. (What ``last.pt``'s training state holds, and how a run starts from a checkpoint:
-``asr.train_state``.) One run lives in ``exp/<name>/`` (or ``out_dir``):
+seeding, and giving the caller its own state back. (What ``last.pt``'s training state holds, and
+how a run starts from a checkpoint: ``asr.train_state``.) One run lives in ``exp/<name>/`` (or
+``out_dir``):
 
 - ``config.yaml``: the resolved configuration (preset merged, overrides applied);
 - ``train_log.jsonl``: one JSON object per logged step and per epoch;
@@ -249,4 +250,3 @@ class LogWindow:
 
     def audio_h_per_s(self) -> float:
         return self.audio_s / 3600 / max(1e-9, time.monotonic() - self.start)
-

@@ -179,7 +179,6 @@ class Trainer:
                     num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
                     # forked workers share the cached samples; other start methods would pickle them
                     multiprocessing_context=_FORK if self.audio_cache is not None and cfg.data.num_workers else None,
-                    generator=torch.Generator(),  # the workers' base seed, which nothing draws from
                     worker_init_fn=ignore_sigint if ctrl_c.active else None,
                 )
                 self.model.train()

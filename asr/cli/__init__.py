@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     after the run had finished and saved everything.
     """
     status = _main(argv)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if _torchrun_rank() is not None:
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
@@ -60,9 +60,10 @@ def _main(argv: list[str] | None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
     handler = logging.StreamHandler()
-    rank = int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    rank = _torchrun_rank()
     if args.verbose:
-        handler.setFormatter(logging.Formatter(f"{'' if rank is None else f'[rank {rank}] '}%(levelname)s %(name)s: %(message)s"))
+        where = "" if rank is None else f"[rank {rank}] "
+        handler.setFormatter(logging.Formatter(f"{where}%(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(_Lines(rank))
         if rank:  # under torchrun the other ranks' information repeats rank 0's: their warnings only
@@ -106,8 +107,14 @@ class _Lines(logging.Formatter):
         self.prefix = f"asr: rank {rank}: " if rank else "asr: "
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        level = {logging.WARNING: "warning: ", logging.ERROR: "error: "}.get(record.levelno, "")
-        return f"{self.prefix}{'error: ' if record.levelno > logging.ERROR else level}{record.message}"
+        level = ("error: " if record.levelno >= logging.ERROR else "warning: " if record.levelno >= logging.WARNING
+                 else "")
+        return f"{self.prefix}{level}{record.message}"
+
+
+def _torchrun_rank() -> int | None:
+    """This process's rank when torchrun started it with others (``WORLD_SIZE`` > 1), else None."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
 
 
 def _stdout_failed() -> bool:
