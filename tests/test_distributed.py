@@ -39,21 +39,16 @@ def test_torchrun_two_processes_train_save_and_resume_exactly(shared_data, tmp_p
     losses and ends with the weights of the run that did not stop: dropout and dither draw from a
     generator seeded by (seed, rank, step), so no rank's random state needs saving (when last.pt
     held rank 0's, both ranks went on with it and the runs differed)."""
-    recordings = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_1*.wav"))[:40]
-    utts = [Utterance(audio_filepath=str(p), duration=0.5, text=DIGIT_WORDS[int(p.name[0])]) for p in recordings]
     manifest = tmp_path / "train.jsonl"
-    write_manifest(manifest, utts)
+    write_manifest(manifest, _digits(shared_data, 40))
     config = tmp_path / "conf.yaml"
     config.write_text("preset: tiny\nepochs: 2\nthreads: 1\nlog_every_steps: 1\nmodel:\n  dropout: 0.3\n"
                       "features:\n  dither: 1.0\noptim:\n  warmup_steps: 0\n  schedule: constant\n"
                       "data:\n  max_batch_s: 2.0\n")  # 5 steps per epoch and rank; the schedule ignores max_steps
 
     def torchrun(out: Path, *extra: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            # --standalone, as recipes/common.sh: the launcher binds a free port itself (no race with another test)
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-             "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}", *extra],
-            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+        proc = subprocess.run(_torchrun_train(config, out, manifest, *extra), cwd=REPO, env=_ENV,
+                              capture_output=True, text=True, timeout=240)
         # the ranks' own messages come before the launcher's summary, which names only the signal
         ranks = [line for line in proc.stderr.splitlines() if "torch/distributed/elastic" not in line]
         assert proc.returncode == 0, "\n".join(ranks[:40]) + "\n...\n" + proc.stderr[-1500:]
@@ -89,10 +84,8 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves_it(shared_
     runs in a session of its own) and kills them 30 s later. Each rank stopped at once, losing the
     steps since the last checkpoint; now the ranks agree on a step, even when one rank alone got
     the signal, rank 0 saves last.pt there, every rank exits with one line, and --resume goes on."""
-    recordings = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_1*.wav"))[:16]
-    utts = [Utterance(audio_filepath=str(p), duration=0.5, text=DIGIT_WORDS[int(p.name[0])]) for p in recordings]
     manifest = tmp_path / "train.jsonl"
-    write_manifest(manifest, utts)
+    write_manifest(manifest, _digits(shared_data, 16))
     config = tmp_path / "conf.yaml"
     config.write_text("preset: tiny\nepochs: 500\nthreads: 1\nlog_every_steps: 1\n"
                       "data:\n  max_batch_s: 1.0\n  num_workers: 1\n")  # 4 steps per epoch and rank
@@ -102,11 +95,8 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves_it(shared_
     def interrupted_run(*extra: str, after_step: int, rank: int | None) -> tuple[list[str], int]:
         """A run stopped by SIGINT to the launcher (rank None) or to one rank once it logged a step
         past ``after_step``: its stderr lines and the step of its last.pt."""
-        run = subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-             "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}", *extra],
-            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True)
+        run = subprocess.Popen(_torchrun_train(config, out, manifest, *extra), cwd=REPO, env=_ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         deadline = time.monotonic() + 120
         while not (log.is_file() and _logged_steps(log)[-1:] > [after_step]) and run.poll() is None:
             assert time.monotonic() < deadline, "no training step logged"
@@ -134,21 +124,17 @@ def test_a_batch_unreadable_on_one_rank_is_skipped_by_every_rank(shared_data, tm
     """One rank's batch of unreadable files was skipped by that rank alone, while the other ran the
     step and waited in its collectives for a rank that was one step ahead: the ranks fell out of step
     and the run hung. Now every rank skips that step."""
-    recordings = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_1*.wav"))[:7]
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense" * 4)
-    utts = [Utterance(audio_filepath=str(p), duration=0.5, text=DIGIT_WORDS[int(p.name[0])]) for p in recordings]
-    utts.append(Utterance(audio_filepath=str(corrupt), duration=0.5, text="one"))
     manifest = tmp_path / "train.jsonl"
-    write_manifest(manifest, utts)
+    write_manifest(manifest, [*_digits(shared_data, 7), Utterance(audio_filepath=str(corrupt), duration=0.5,
+                                                                  text="one")])
     config = tmp_path / "conf.yaml"
     config.write_text("preset: tiny\nepochs: 2\nthreads: 1\nlog_every_steps: 1\n"
                       "data:\n  max_batch_s: 0.5\n")  # one file a batch: 4 batches per epoch and rank
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}"],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(_torchrun_train(config, out, manifest), cwd=REPO, env=_ENV, capture_output=True, text=True,
+                          timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     named = [line for line in proc.stderr.splitlines() if f"{corrupt}: " in line]
     assert len(named) == 2, proc.stderr  # once an epoch, by the rank that read it, which the line names (not 0)
@@ -158,6 +144,22 @@ def test_a_batch_unreadable_on_one_rank_is_skipped_by_every_rank(shared_data, tm
     steps = [e for e in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 7))  # 3 of 4 batches an epoch, on both ranks
     assert steps[-1]["skipped_batches"] == 2
+
+
+_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _digits(shared_data: Path, count: int) -> list[Utterance]:
+    """The first ``count`` of jackson's FSDD recordings numbered 1, 10-19, 100-..., as utterances of 0.5 s."""
+    recordings = sorted((shared_data / "fsdd" / "recordings").glob("*_jackson_1*.wav"))[:count]
+    return [Utterance(audio_filepath=str(p), duration=0.5, text=DIGIT_WORDS[int(p.name[0])]) for p in recordings]
+
+
+def _torchrun_train(config: Path, out: Path, manifest: Path, *extra: str) -> list[str]:
+    """``asr train`` on two processes through torchrun; ``--standalone``, as recipes/common.sh: the
+    launcher binds a free port itself (no race with another test)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "asr.cli", "train", str(config), f"out_dir={out}", f"data.train_manifest={manifest}", *extra]
 
 
 def _logged_steps(log: Path) -> list[int]:
