@@ -132,6 +132,15 @@ class Example:
     index: int
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """The item of an utterance whose audio cannot be read (``SpeechDataset(skip_unreadable=True)``):
+    ``message`` names the manifest line, the file and the cause."""
+
+    index: int
+    message: str
+
+
 class SpeechDataset(Dataset):
     """Utterances as (waveform, token ids) pairs, audio loaded on access.
 
@@ -143,8 +152,10 @@ class SpeechDataset(Dataset):
             (S,) -> (S',), e.g. training augmentation; ``generator`` is seeded with
             ``seed_of(seed, epoch, index)``, so an utterance's augmentation depends on the epoch
             (:meth:`set_epoch`) and not on which loader worker reads it, or after what.
-        skip_unreadable: an unreadable file is logged (file and cause) and its item is ``None``,
-            which ``collate`` drops, instead of raising ``AudioError``.
+        skip_unreadable: an unreadable file's item is an ``Unreadable`` (its file and cause),
+            which ``collate`` drops and lists in ``Batch.unreadable``, instead of raising
+            ``AudioError``. The process that reads the batches reports them (``UnreadableLog``),
+            not the loader's workers, so each file is reported once however often it is read.
         cache: decoded waveforms to read from (``AudioCache`` at ``sample_rate``); utterances it
             does not hold are decoded on access.
         seed: non-negative seed of ``wave_transform``'s draws.
@@ -178,9 +189,9 @@ class SpeechDataset(Dataset):
         """Manifest durations in seconds, for ``DurationBatchSampler``."""
         return [u.duration for u in self.utts]
 
-    def __getitem__(self, index: int) -> Example | None:
+    def __getitem__(self, index: int) -> Example | Unreadable:
         """Load utterance ``index``; raises ``asr.audio.AudioError`` naming the file (or, with
-        ``skip_unreadable``, logs it and returns ``None``)."""
+        ``skip_unreadable``, returns an ``Unreadable``)."""
         utt = self.utts[index]
         try:
             samples = self.cache.load(utt) if self.cache is not None else _load(utt, self.sample_rate)
@@ -188,8 +199,7 @@ class SpeechDataset(Dataset):
         except AudioError as e:
             if not self.skip_unreadable:
                 raise
-            logger.warning("skipped unreadable audio: %s", utt.located(str(e)))
-            return None
+            return Unreadable(index, utt.located(str(e)))
         if self.wave_transform is not None:
             wave = self.wave_transform(wave, torch.Generator().manual_seed(seed_of(self.seed, self.epoch, index)))
         ids = self.tokenizer.encode(normalize_text(utt.text))
@@ -340,6 +350,8 @@ class Batch:
         tokens: (B, L) int64, padded with 0 (the blank id).
         token_lens: (B,) int64.
         indices: (B,) int64 dataset indices.
+        unreadable: the messages of the items left out because their audio cannot be read
+            (``Unreadable.message``). B is 0 when no item could be read.
     """
 
     waves: torch.Tensor
@@ -347,10 +359,16 @@ class Batch:
     tokens: torch.Tensor
     token_lens: torch.Tensor
     indices: torch.Tensor
+    unreadable: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """B, the number of utterances."""
+        return len(self.indices)
 
     def _map(self, fn) -> Batch:
         return Batch(*(fn(t) for t in (self.waves, self.wave_lens, self.tokens, self.token_lens,
-                                       self.indices)))
+                                       self.indices)), unreadable=self.unreadable)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """A copy on ``device``."""
@@ -361,19 +379,20 @@ class Batch:
         return self._map(lambda t: t.pin_memory())
 
 
-def collate(examples: Sequence[Example | None]) -> Batch | None:
-    """Pad examples into a ``Batch``; ``None`` items (unreadable audio) are dropped.
+def collate(items: Sequence[Example | Unreadable]) -> Batch:
+    """Pad examples into a ``Batch``; ``Unreadable`` items are left out and listed in its
+    ``unreadable`` (a batch of size 0 when no item could be read).
 
-    Returns:
-        The batch, or ``None`` when every item was ``None``.
     Raises:
-        ValueError: ``examples`` is empty.
+        ValueError: ``items`` is empty.
     """
-    if not examples:
+    if not items:
         raise ValueError("collate: no examples")
-    examples = [e for e in examples if e is not None]
+    unreadable = tuple(item.message for item in items if isinstance(item, Unreadable))
+    examples = [e for e in items if isinstance(e, Example)]
     if not examples:
-        return None
+        none = torch.zeros(0, dtype=torch.int64)  # (0,)
+        return Batch(torch.zeros(0, 0), none, torch.zeros(0, 0, dtype=torch.int64), none, none, unreadable)
     wave_lens = torch.tensor([e.wave.shape[0] for e in examples], dtype=torch.int64)  # (B,)
     token_lens = torch.tensor([e.tokens.shape[0] for e in examples], dtype=torch.int64)  # (B,)
     waves = torch.zeros(len(examples), int(wave_lens.max()), dtype=torch.float32)  # (B, S)
@@ -382,4 +401,18 @@ def collate(examples: Sequence[Example | None]) -> Batch | None:
         waves[b, : e.wave.shape[0]] = e.wave
         tokens[b, : e.tokens.shape[0]] = e.tokens
     indices = torch.tensor([e.index for e in examples], dtype=torch.int64)  # (B,)
-    return Batch(waves, wave_lens, tokens, token_lens, indices)
+    return Batch(waves, wave_lens, tokens, token_lens, indices, unreadable)
+
+
+class UnreadableLog:
+    """Warns of each unreadable file of the batches it is shown once, however many epochs or
+    scorings read it again: ``report(batch)`` in the process that iterates the loader."""
+
+    def __init__(self):
+        self._reported: set[str] = set()
+
+    def report(self, batch: Batch) -> None:
+        for message in batch.unreadable:
+            if message not in self._reported:
+                self._reported.add(message)
+                logger.warning("skipped unreadable audio: %s", message)

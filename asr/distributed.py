@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +69,22 @@ def any_rank_each(flags: list[bool], info: DistInfo) -> list[bool]:
     t = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=info.device)  # (len(flags),)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v > 0) for v in t.tolist()]
+
+
+@contextlib.contextmanager
+def main_rank_logs(info: DistInfo) -> Iterator[None]:
+    """Within it, the log messages up to warnings of every rank but 0 are left out: for work that
+    every rank does alike (reading and checking the same data), which rank 0 reports for all.
+    Errors still show on every rank."""
+    if info.is_main:
+        yield
+        return
+    before = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(before)
 
 
 def barrier(info: DistInfo) -> None:

@@ -31,9 +31,9 @@ from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.config import config_to_dict
 from asr.ctc_loss import ctc_losses
-from asr.data import DurationBatchSampler, SpeechDataset, collate, seed_of
+from asr.data import DurationBatchSampler, SpeechDataset, UnreadableLog, collate, seed_of
 from asr.decode import DecodeError
-from asr.distributed import any_rank, any_rank_each, barrier, init_distributed, shutdown
+from asr.distributed import any_rank, any_rank_each, barrier, init_distributed, main_rank_logs, shutdown
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor
 from asr.interrupts import CtrlC, ignore_sigint
@@ -86,21 +86,25 @@ class Trainer:
         barrier(self.dist)  # every rank has checked before rank 0 creates the run (at the end of __init__)
         seed_everything(cfg.seed)
 
-        self.train_utts, self.dev_utts = read_run_manifests(cfg)
-        check_run_audio(cfg, self.train_utts, self.dev_utts)
-        self.audio_cache = None
-        if cfg.data.cache_audio:  # the dev audio too, on rank 0, which scores it
-            self.audio_cache = preload_audio(self.train_utts + (self.dev_utts if self.dist.is_main else []),
-                                             cfg.features.sample_rate)
-        state = resume_checkpoint(last) if resume else None
-        start = state or init
-        self.tokenizer = tokenizer_from_dict(start["tokenizer"]) if start else build_tokenizer(cfg, self.train_utts)
-        self.features = FeatureExtractor(cfg.features)
-        self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features, vocab_size=self.tokenizer.vocab_size)
-        if start:
-            load_start_weights(start, last if state else cfg.init_from, bool(state), cfg, self.features, self.model)
-        elif cfg.features.normalize == "global":
-            set_global_cmvn(self.features, cfg, self.train_utts, self.audio_cache)
+        with main_rank_logs(self.dist):  # every rank reads and checks the same data: rank 0 reports it
+            self.train_utts, self.dev_utts = read_run_manifests(cfg)
+            check_run_audio(cfg, self.train_utts, self.dev_utts)
+            self.audio_cache = None
+            if cfg.data.cache_audio:  # the dev audio too, on rank 0, which scores it
+                self.audio_cache = preload_audio(self.train_utts + (self.dev_utts if self.dist.is_main else []),
+                                                 cfg.features.sample_rate)
+            state = resume_checkpoint(last) if resume else None
+            start = state or init
+            self.tokenizer = (tokenizer_from_dict(start["tokenizer"]) if start
+                              else build_tokenizer(cfg, self.train_utts))
+            self.features = FeatureExtractor(cfg.features)
+            self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features,
+                                     vocab_size=self.tokenizer.vocab_size)
+            if start:
+                load_start_weights(start, last if state else cfg.init_from, bool(state), cfg, self.features,
+                                   self.model)
+            elif cfg.features.normalize == "global":
+                set_global_cmvn(self.features, cfg, self.train_utts, self.audio_cache)
         self.features.to(self.device)
         self.model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
@@ -115,6 +119,7 @@ class Trainer:
         self.dataset = SpeechDataset(self.train_utts, self.tokenizer, sample_rate=cfg.features.sample_rate,
                                      wave_transform=wave_augment, skip_unreadable=True, cache=self.audio_cache,
                                      seed=cfg.seed)
+        self.unreadable_log = UnreadableLog()  # each unreadable file once a run, training and dev
         self.sampler = DurationBatchSampler(
             [u.duration for u in self.train_utts], max_batch_s=cfg.data.max_batch_s,
             max_batch_size=cfg.data.max_batch_size, shuffle=True, seed=cfg.seed, sortagrad=cfg.data.sortagrad,
@@ -187,10 +192,11 @@ class Trainer:
                 window = LogWindow()
                 unreadable = 0  # batches of this epoch with no readable file
                 for batch in loader:
-                    if any_rank(batch is None, self.dist):  # every file of a rank's batch unreadable (logged by
-                        progress.batches_done += 1  # the dataset): all ranks skip the step and its collectives
+                    self.unreadable_log.report(batch)
+                    if any_rank(batch.size == 0, self.dist):  # every file of a rank's batch unreadable:
+                        progress.batches_done += 1  # all ranks skip the step and its collectives
                         progress.skipped_batches += 1
-                        unreadable += batch is None
+                        unreadable += batch.size == 0
                         continue
                     loss, audio_s, grad_norm = self.train_step(batch)
                     progress.batches_done += 1
@@ -293,7 +299,7 @@ class Trainer:
         t0 = time.monotonic()
         try:
             result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
-                                         cache=self.audio_cache)
+                                         cache=self.audio_cache, unreadable_log=self.unreadable_log)
         except DecodeError as e:  # none of the dev audio could be read (each file is named above)
             raise TrainError(str(e)) from None
         event.update(dev_wer=result.report.wer, dev_cer=result.report.cer, dev_s=time.monotonic() - t0)

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.audio import AudioError, load_audio
-from asr.data import AudioCache, Batch, DurationBatchSampler, SpeechDataset, collate, iter_waves
+from asr.data import (AudioCache, Batch, DurationBatchSampler, Example, SpeechDataset, Unreadable, UnreadableLog,
+                      collate, iter_waves)
 from asr.manifest import ManifestError, Utterance, read_manifest, read_manifest_report, write_manifest
 from asr.text import normalize_text
 from asr.tokenizer import CharTokenizer
@@ -160,14 +161,39 @@ def test_unreadable_audio_is_named_with_its_manifest_line(tmp_path, libri, caplo
     assert utts[0] == Utterance(libri[0].audio_filepath, libri[0].duration, "hi")  # where it was read is not compared
     with caplog.at_level(logging.WARNING, logger="asr.data"):
         dataset = SpeechDataset(utts, CharTokenizer(), skip_unreadable=True)
-        assert dataset[0] is not None and dataset[1] is None
+        assert isinstance(dataset[0], Example) and dataset[1] == Unreadable(1, dataset[1].message)
+        UnreadableLog().report(collate([dataset[0], dataset[1]]))
         AudioCache(16000).preload(utts)
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2 and all(f": {path}:3: {bad}: " in m for m in messages), messages
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="asr.data"):  # made in code: the file and the cause, as before
-        assert SpeechDataset([Utterance(str(bad), 1.0, "hi")], CharTokenizer(), skip_unreadable=True)[0] is None
-    assert caplog.records[0].getMessage().startswith(f"skipped unreadable audio: {bad}: ")
+    # made in code: the file and the cause, as before
+    assert SpeechDataset([Utterance(str(bad), 1.0, "hi")], CharTokenizer(), skip_unreadable=True)[0].message.startswith(
+        f"{bad}: ")
+
+
+def test_each_unreadable_file_is_reported_once_by_the_process_reading_the_loader(tmp_path, libri, caplog):
+    """Items read by loader workers bring their errors along in the batch, and the log warns of
+    each file once: a training run warned of the same file again every epoch, from the worker
+    that read it."""
+    bad = [tmp_path / "bad1.flac", tmp_path / "bad2.wav"]
+    bad[0].write_bytes(b"fLaC" + bytes(range(256)) * 4)
+    bad[1].write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense")
+    path = _write_lines(tmp_path / "m.jsonl", [_line(libri[0].audio_filepath, libri[0].duration), _line(bad[0]),
+                                               _line(bad[1])])
+    dataset = SpeechDataset(read_manifest(path), CharTokenizer(), skip_unreadable=True)
+    log = UnreadableLog()
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        for epoch in range(2):
+            loader = DataLoader(dataset, batch_sampler=[[0, 1], [2]], collate_fn=collate, num_workers=2)
+            batches = list(loader)
+            for batch in batches:
+                log.report(batch)
+            assert [b.indices.tolist() for b in batches] == [[0], []] and [b.size for b in batches] == [1, 0]
+            assert [len(b.unreadable) for b in batches] == [1, 1]
+            assert batches[1].waves.shape == (0, 0) and batches[1].to("cpu").unreadable == batches[1].unreadable
+    unreadable = [m for b in batches for m in b.unreadable]
+    assert unreadable[0].startswith(f"{path}:2: {bad[0]}: ") and unreadable[1].startswith(f"{path}:3: {bad[1]}: ")
+    assert [r.getMessage() for r in caplog.records] == [f"skipped unreadable audio: {m}" for m in unreadable]
 
 
 def test_an4_manifests_are_relative_to_another_root(shared_data, an4_root, caplog):
@@ -279,7 +305,7 @@ def test_audio_cache_serves_the_decoded_samples_after_the_files_are_gone(libri, 
     copies.append(Utterance(str(bad), 1.0, "bad"))
     tok = CharTokenizer()
     expected = [SpeechDataset(copies, tok, skip_unreadable=True)[i] for i in range(len(copies))]
-    assert expected[-1] is None
+    assert isinstance(expected[-1], Unreadable)
 
     cache = AudioCache(16000)
     with caplog.at_level(logging.WARNING, logger="asr.data"):
@@ -295,7 +321,7 @@ def test_audio_cache_serves_the_decoded_samples_after_the_files_are_gone(libri, 
         assert torch.equal(got.wave, want.wave) and torch.equal(got.tokens, want.tokens)
         got.wave.zero_()  # a consumer writing into its copy leaves the cache as it was
         assert torch.equal(ds[i].wave, want.wave)
-    assert ds[5] is None  # not cached: read again at access, and skipped as before
+    assert isinstance(ds[5], Unreadable)  # not cached: read again at access, and skipped as before
     with pytest.raises(AudioError, match="bad.flac"):
         SpeechDataset(copies, tok, cache=cache)[5]
     loader = DataLoader(ds, batch_sampler=[[0, 3], [1, 2, 4]], collate_fn=collate, num_workers=2,

@@ -740,6 +740,28 @@ def test_audio_headers_are_checked_before_training(libri, tmp_path, caplog):
     assert "gone-0.flac" in caplog.records[0].getMessage()
 
 
+def test_an_unreadable_file_is_warned_of_once_a_run_not_every_epoch_or_scoring(libri, tmp_path, caplog):
+    """Training warned of a damaged file each epoch, from the loader worker that read it, and the
+    dev scoring each time it ran; the first warning names the file, line and cause."""
+    damaged = []
+    for name in ("train", "dev"):  # headers that read (the run's probe passes), data that does not decode
+        data = bytearray(Path(libri[SHORT[0]]["audio_filepath"]).read_bytes())
+        data[200:] = bytes(len(data) - 200)
+        (tmp_path / f"{name}.flac").write_bytes(bytes(data))
+        damaged.append({**libri[SHORT[0]], "audio_filepath": str(tmp_path / f"{name}.flac")})
+    good = [libri[u] for u in SHORT[:2]]
+    cfg = _config(tmp_path / "run", _manifest(tmp_path / "train.jsonl", good + damaged[:1]), "epochs=3",
+                  f"data.dev_manifest={_manifest(tmp_path / 'dev.jsonl', good[:1] + damaged[1:])}",
+                  "data.num_workers=1")
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        result = train(cfg)
+    assert result.epochs_done == 3 and result.best_dev_wer is not None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "asr.data"]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(f"skipped unreadable audio: {cfg.data.train_manifest}:3: {tmp_path}/train.flac: ")
+    assert warnings[1].startswith(f"skipped unreadable audio: {cfg.data.dev_manifest}:2: {tmp_path}/dev.flac: ")
+
+
 def test_sentencepiece_vocabulary_too_large_or_small_for_the_text_is_a_one_line_error(libri, tmp_path, capsys):
     from asr.cli import main
     from asr.tokenizer import TokenizerError
