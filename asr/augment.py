@@ -9,7 +9,10 @@ is the identity in eval mode, and the trainer gives the waveform transforms to t
 dataset only: dev scoring and evaluation never see them.
 
 A noise manifest is an ordinary JSON-lines manifest (``asr.manifest``) of noise recordings;
-``text`` may be empty.
+``text`` may be empty. Its recordings are checked when ``NoiseSource`` is built: one whose header
+cannot be read, or whose audio is shorter than the manifest says, is left out (one warning); a
+segment that fails to decode later is warned about and replaced by another draw, so that the draws
+depend on the seed and the files only (see :class:`NoiseSource`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch.nn.functional as nnf
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from asr.audio import AudioError, load_audio
+from asr.audio import AudioError, AudioInfo, audio_info, load_audio
 from asr.config import check_ranges, check_types
 from asr.manifest import ManifestError, Utterance, read_manifest
 from asr.waveform import RESAMPLING_FILTER
@@ -176,44 +179,117 @@ class NoiseSource:
     """Random noise segments from the recordings of a noise manifest.
 
     ``sample(num_samples)`` picks a recording at random (from the generator it is given, torch's
-    global generator when None); a longer one
-    gives a segment at a random offset (only that segment is read), a shorter one is looped.
+    global generator when None); a longer one gives a segment at a random offset (only that segment
+    is read), a shorter one is looped.
+
+    The recordings are checked once, here (in the main process, before loader workers fork): those
+    whose header cannot be read, or whose audio is shorter than the manifest says by more than
+    ``NOISE_DURATION_TOLERANCE`` of it (and ``NOISE_DURATION_TOLERANCE_S``), are left out with one
+    warning. The list of candidates never changes after that, so a draw depends only on its
+    generator and on the files, not on the number of workers or on what was drawn before.
 
     Raises:
-        ManifestError: the manifest cannot be read or holds no recording.
+        ManifestError: the manifest cannot be read, or holds no recording, or none that passes the check.
     """
 
     def __init__(self, manifest: str, sample_rate: int):
         self.manifest = manifest
         self.sample_rate = sample_rate
-        self.utts: list[Utterance] = read_manifest(manifest, skip_bad=True)
-        if not self.utts:
+        listed = read_manifest(manifest, skip_bad=True)
+        if not listed:
             raise ManifestError(manifest, None, "noise manifest holds no usable recording")
+        self.utts: list[Utterance] = []
+        self.spans_s: list[float] = []  # seconds of audio each of ``utts`` holds, from its offset
+        left_out: list[str] = []
+        headers: dict[str, AudioInfo | str] = {}
+        for utt in listed:
+            if utt.audio_filepath not in headers:  # a file several segments share is read once
+                headers[utt.audio_filepath] = _header(utt.audio_filepath)
+            span_s = _noise_span(utt, headers[utt.audio_filepath])
+            if isinstance(span_s, str):
+                left_out.append(utt.located(span_s))
+            else:
+                self.utts.append(utt)
+                self.spans_s.append(span_s)
+        if not self.utts:
+            raise ManifestError(manifest, None, f"no usable recording: none of its {len(listed)} noise recordings "
+                                f"has a readable header and the duration the manifest says, e.g. {left_out[0]}")
+        if left_out:
+            logger.warning("%s: %d of %d noise recordings left out (header unreadable, or audio shorter than the "
+                           "manifest says), e.g. %s", manifest, len(left_out), len(listed), left_out[0])
+        self._warned: set[str] = set()  # files whose decoding failed in this process (warned once)
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
-        """A noise segment of exactly ``num_samples`` samples, float32 (S,). A recording that cannot
-        be read (or is shorter than its manifest says) is logged, left out from then on, and
-        another one drawn, so that one bad file does not stop a training run.
+        """A noise segment of exactly ``num_samples`` samples, float32 (S,).
+
+        A segment that fails to decode (damage inside compressed data, which headers do not show)
+        is warned about once per file and process, and another recording is drawn from the same
+        generator; the failed one stays a candidate (another segment of it may decode). So the
+        result depends only on the generator and the files, whether or not a failure was seen
+        before.
 
         Raises:
-            ManifestError: no recording of the manifest is left.
+            ManifestError: every recording of the manifest failed within this one draw.
         """
-        while self.utts:
+        needed_s = num_samples / self.sample_rate
+        failed: set[int] = set()  # of this draw only: what happened in earlier draws changes nothing
+        while len(failed) < len(self.utts):
             index = int(torch.randint(len(self.utts), (), generator=generator))
-            utt = self.utts[index]
-            needed_s = num_samples / self.sample_rate
+            utt, span_s = self.utts[index], self.spans_s[index]
             offset_s, duration_s = utt.offset, (utt.duration or None)
-            if utt.duration > needed_s + 0.1:  # long enough: read a random segment of it only
-                offset_s += float(torch.rand((), generator=generator)) * (utt.duration - needed_s - 0.1)
+            if span_s > needed_s + 0.1:  # long enough: read a random segment of it only
+                offset_s += float(torch.rand((), generator=generator)) * (span_s - needed_s - 0.1)
                 duration_s = needed_s + 0.05
             try:
                 wave = load_audio(utt.audio_filepath, self.sample_rate, offset_s=offset_s, duration_s=duration_s)
             except AudioError as e:
-                logger.warning("%s: noise recording left out: %s", self.manifest, e)
-                del self.utts[index]
+                failed.add(index)
+                if utt.audio_filepath not in self._warned:
+                    self._warned.add(utt.audio_filepath)
+                    logger.warning("%s: a noise segment cannot be read, another recording is drawn instead "
+                                   "(warned once per file): %s", self.manifest, utt.located(str(e)))
                 continue
             return loop_to_length(torch.from_numpy(np.ascontiguousarray(wave)), num_samples)  # (N,) -> (S,)
-        raise ManifestError(self.manifest, None, "no noise recording of the manifest could be read")
+        raise ManifestError(self.manifest, None, f"none of its {len(self.utts)} noise recordings could be read "
+                            "in one draw (see the warnings)")
+
+
+# How far a noise recording's audio may fall short of its manifest duration before it is left out:
+# asr.run_data's DURATION_TOLERANCE(_S), which augment cannot import (run_data comes after it). It
+# allows for durations rounded to 0.01 s and encoders' padding; within it, a segment is drawn from
+# the audio the header declares.
+NOISE_DURATION_TOLERANCE = 0.05  # of the audio's duration...
+NOISE_DURATION_TOLERANCE_S = 0.1  # ...and at least this, in seconds
+
+
+def _header(path: str) -> AudioInfo | str:
+    """The header of the audio file ``path``, or its header error."""
+    try:
+        return audio_info(path)
+    except AudioError as e:
+        return str(e)
+
+
+def _noise_span(utt: Utterance, header: AudioInfo | str) -> float | str:
+    """The seconds of audio ``utt`` holds for noise sampling (from its offset, at most its manifest
+    duration unless that is 0), or why it is left out: its header error, or audio clearly shorter
+    than the manifest says.
+
+    >>> _noise_span(Utterance("a.wav", 2.05, ""), AudioInfo(16000, 32000, 1, 2.0))
+    2.0
+    >>> _noise_span(Utterance("a.wav", 4.0, ""), AudioInfo(16000, 32000, 1, 2.0))
+    'a.wav: 2.00 s of audio, the manifest says 4.00 s'
+    """
+    if isinstance(header, str):
+        return header
+    rest_s = header.duration_s - utt.offset
+    if rest_s <= 0:
+        return (f"{utt.audio_filepath}: offset {utt.offset:.2f} s is beyond the end of the audio "
+                f"({header.duration_s:.2f} s)")
+    if utt.duration - rest_s > max(NOISE_DURATION_TOLERANCE_S, NOISE_DURATION_TOLERANCE * rest_s):
+        start = f" from {utt.offset:.2f} s" if utt.offset else ""
+        return f"{utt.audio_filepath}: {rest_s:.2f} s of audio{start}, the manifest says {utt.duration:.2f} s"
+    return min(utt.duration, rest_s) if utt.duration > 0 else rest_s
 
 
 def trim_edges(wave: Tensor, max_share: float, generator: torch.Generator | None = None) -> Tensor:

@@ -7,11 +7,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.augment import (AugmentConfig, SpecAugment, WaveAugment, loop_to_length, mix_at_snr, speed_perturb, time_warp,
-                         trim_edges)
+from asr.audio import AudioError, audio_info, load_audio
+from asr.augment import (AugmentConfig, NoiseSource, SpecAugment, WaveAugment, loop_to_length, mix_at_snr,
+                         speed_perturb, time_warp, trim_edges)
 from asr.data import SpeechDataset
 from asr.features import FeatureConfig, FeatureExtractor
-from asr.manifest import ManifestError, Utterance
+from asr.manifest import ManifestError, Utterance, read_manifest
 from asr.tokenizer import CharTokenizer
 
 
@@ -214,26 +215,91 @@ def test_bad_noise_manifest_is_a_manifest_error(tmp_path):
         AugmentConfig(noise_prob=1.5)
 
 
-def test_an_unreadable_noise_recording_is_left_out_not_fatal(speech, noise_manifest, tmp_path, caplog):
-    """A text file saved as .wav in the noise manifest ended a training run at a random step."""
+def _noise_line(path, duration: float) -> str:
+    return json.dumps({"audio_filepath": str(path), "duration": duration, "text": ""}) + "\n"
+
+
+def test_noise_recordings_without_a_header_or_shorter_than_listed_are_left_out_at_once(
+        speech, noise_manifest, shared_data, tmp_path, caplog):
+    """A text file saved as .wav in the noise manifest ended a training run at a random step; later
+    such a file was left out by the worker that drew it only, so the draws depended on the workers."""
     bad = tmp_path / "text.wav"
     bad.write_text("not audio\n" * 100)
+    short = shared_data / "fsdd" / "recordings" / "1_jackson_0.wav"  # 0.5 s, listed as 5 s
     manifest = tmp_path / "noise.jsonl"
-    manifest.write_text(noise_manifest.read_text() + json.dumps({"audio_filepath": str(bad), "duration": 0.4, "text": ""}) + "\n")
-    aug = WaveAugment(AugmentConfig(noise_manifest=str(manifest), noise_snr_db=(10.0, 10.0)), 16000)
-    torch.manual_seed(0)
+    manifest.write_text(noise_manifest.read_text() + _noise_line(bad, 0.4) + _noise_line(short, 5.0))
     with caplog.at_level(logging.WARNING, logger="asr.augment"):
-        for _ in range(12):  # draws the bad one sooner or later (1 in 3)
-            assert torch.isfinite(aug(speech)).all()
-    assert len(aug.noise.utts) == 2
-    assert len(caplog.records) == 1  # once: the file is not tried again
-    assert caplog.records[0].getMessage().startswith(
-        f"{manifest}: noise recording left out: {bad}: unknown or unsupported audio format")
+        aug = WaveAugment(AugmentConfig(noise_manifest=str(manifest), noise_snr_db=(10.0, 10.0)), 16000)
+        assert [u.audio_filepath for u in aug.noise.utts] == [u.audio_filepath for u in read_manifest(noise_manifest)]
+        assert len(caplog.records) == 1  # one warning for both, naming the manifest line of the first
+        assert caplog.records[0].getMessage().startswith(
+            f"{manifest}: 2 of 4 noise recordings left out (header unreadable, or audio shorter than the manifest "
+            f"says), e.g. {manifest}:3: {bad}: unknown or unsupported audio format")
+        for seed in range(12):
+            assert torch.isfinite(aug(speech, torch.Generator().manual_seed(seed))).all()
+        assert len(caplog.records) == 1
     only_bad = tmp_path / "only_bad.jsonl"
-    only_bad.write_text(json.dumps({"audio_filepath": str(bad), "duration": 0.4, "text": ""}) + "\n")
-    aug = WaveAugment(AugmentConfig(noise_manifest=str(only_bad)), 16000)
-    with pytest.raises(ManifestError, match="no noise recording of the manifest could be read"):
-        aug(speech)
+    only_bad.write_text(_noise_line(short, 5.0) + _noise_line(bad, 0.4))
+    with pytest.raises(ManifestError, match=f"no usable recording: .* e.g. {only_bad}:1: {short}: "
+                                            f"{sf.info(short).duration:.2f} s of audio, the manifest says 5.00 s"):
+        WaveAugment(AugmentConfig(noise_manifest=str(only_bad)), 16000)
+
+
+def _damaged_flac(shared_data, tmp_path, name: str, start: int, stop: int | None):
+    """A copy of a real 14 s dev-4spk FLAC with bytes [start, stop) zeroed: its header still reads, its
+    audio there does not decode."""
+    original = sorted((shared_data / "LibriSpeech" / "dev-4spk").rglob("*.flac"))[-1]
+    data = bytearray(original.read_bytes())
+    stop = len(data) if stop is None else stop
+    data[start:stop] = bytes(stop - start)
+    path = tmp_path / name
+    path.write_bytes(bytes(data))
+    assert audio_info(path).duration_s == pytest.approx(sf.info(original).duration)
+    with pytest.raises(AudioError, match="truncated or corrupt data"):
+        load_audio(path)
+    return path
+
+
+def test_noise_draws_are_the_same_whether_or_not_a_damaged_recording_failed_before(shared_data, tmp_path, caplog):
+    """The damage inside compressed data shows only when decoding: a segment over it fails, another
+    recording is drawn from the same generator, and the file stays a candidate (its other segments decode)."""
+    damaged = _damaged_flac(shared_data, tmp_path, "damaged.flac", 120_000, 140_000)  # about 1 s of 14
+    short = shared_data / "fsdd" / "recordings" / "0_george_0.wav"  # always looped whole: one segment
+    manifest = tmp_path / "noise.jsonl"
+    manifest.write_text(_noise_line(short, sf.info(short).duration) + _noise_line(damaged, sf.info(damaged).duration))
+    seeds = range(40)
+
+    def draws(source: NoiseSource) -> list[torch.Tensor]:
+        return [source.sample(16000, torch.Generator().manual_seed(seed)) for seed in seeds]
+
+    with caplog.at_level(logging.WARNING, logger="asr.augment"):
+        seasoned = NoiseSource(str(manifest), 16000)
+        first = draws(seasoned)
+        assert len(caplog.records) == 1  # some draws fell on the damage: warned once
+        assert caplog.records[0].getMessage().startswith(
+            f"{manifest}: a noise segment cannot be read, another recording is drawn instead (warned once per file): "
+            f"{manifest}:2: {damaged}: truncated or corrupt data")
+        again = draws(seasoned)  # after the failure
+        assert len(caplog.records) == 1
+        fresh = [NoiseSource(str(manifest), 16000).sample(16000, torch.Generator().manual_seed(seed)) for seed in seeds]
+    looped = loop_to_length(torch.from_numpy(load_audio(short)), 16000)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(first, again, fresh))
+    assert sum(not torch.equal(a, looped) for a in again) > 5  # the damaged file's good segments are still drawn
+    assert len(seasoned.utts) == 2
+
+
+def test_noise_that_fails_everywhere_is_a_manifest_error(shared_data, tmp_path, caplog):
+    damaged = [_damaged_flac(shared_data, tmp_path, f"damaged{i}.flac", 4000, None) for i in range(2)]
+    manifest = tmp_path / "noise.jsonl"
+    manifest.write_text("".join(_noise_line(p, sf.info(p).duration) for p in damaged))
+    with caplog.at_level(logging.WARNING, logger="asr.augment"):
+        source = NoiseSource(str(manifest), 16000)
+        assert not caplog.records  # the headers read
+        for _ in range(2):  # the same each time: the list of candidates stays whole
+            with pytest.raises(ManifestError, match=f"{manifest}: none of its 2 noise recordings could be read"):
+                source.sample(16000, torch.Generator().manual_seed(0))
+        assert len(source.utts) == 2
+    assert [sum(f"{p}: truncated or corrupt data" in r.getMessage() for r in caplog.records) for p in damaged] == [1, 1]
 
 
 def test_speed_and_gain_off_in_eval_mode(speech):
