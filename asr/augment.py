@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from asr.audio import AudioError, AudioInfo, audio_info, load_audio
 from asr.config import check_ranges, check_types
-from asr.manifest import ManifestError, Utterance, read_manifest
+from asr.manifest import DURATION_TOLERANCE, DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
 from asr.waveform import RESAMPLING_FILTER
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class NoiseSource:
 
     The recordings are checked once, here (in the main process, before loader workers fork): those
     whose header cannot be read, or whose audio is shorter than the manifest says by more than
-    ``NOISE_DURATION_TOLERANCE`` of it (and ``NOISE_DURATION_TOLERANCE_S``), are left out with one
+    ``DURATION_TOLERANCE`` of it (and ``DURATION_TOLERANCE_S``), are left out with one
     warning. The list of candidates never changes after that, so a draw depends only on its
     generator and on the files, not on the number of workers or on what was drawn before.
 
@@ -254,14 +254,6 @@ class NoiseSource:
                             "in one draw (see the warnings)")
 
 
-# How far a noise recording's audio may fall short of its manifest duration before it is left out:
-# asr.run_data's DURATION_TOLERANCE(_S), which augment cannot import (run_data comes after it). It
-# allows for durations rounded to 0.01 s and encoders' padding; within it, a segment is drawn from
-# the audio the header declares.
-NOISE_DURATION_TOLERANCE = 0.05  # of the audio's duration...
-NOISE_DURATION_TOLERANCE_S = 0.1  # ...and at least this, in seconds
-
-
 def _header(path: str) -> AudioInfo | str:
     """The header of the audio file ``path``, or its header error."""
     try:
@@ -286,7 +278,7 @@ def _noise_span(utt: Utterance, header: AudioInfo | str) -> float | str:
     if rest_s <= 0:
         return (f"{utt.audio_filepath}: offset {utt.offset:.2f} s is beyond the end of the audio "
                 f"({header.duration_s:.2f} s)")
-    if utt.duration - rest_s > max(NOISE_DURATION_TOLERANCE_S, NOISE_DURATION_TOLERANCE * rest_s):
+    if utt.duration - rest_s > max(DURATION_TOLERANCE_S, DURATION_TOLERANCE * rest_s):
         start = f" from {utt.offset:.2f} s" if utt.offset else ""
         return f"{utt.audio_filepath}: {rest_s:.2f} s of audio{start}, the manifest says {utt.duration:.2f} s"
     return min(utt.duration, rest_s) if utt.duration > 0 else rest_s

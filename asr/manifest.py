@@ -25,6 +25,14 @@ from asr.outputs import atomic_output
 
 logger = logging.getLogger(__name__)
 
+# A manifest's duration may differ from the header's by rounding (durations written to 0.01 s) and,
+# for compressed audio, by an encoder's padding (tens of ms); a manifest written at another sample
+# rate is off by 8 % (44.1 vs 48 kHz) or more, one of another set by whole seconds. Within 5 %, the
+# batches stay within 5 % of data.max_batch_s. Training warns beyond it (asr.run_data), and leaves
+# noise recordings out that fall that much short of their duration (asr.augment).
+DURATION_TOLERANCE = 0.05  # of the audio's duration...
+DURATION_TOLERANCE_S = 0.1  # ...and at least this, in seconds
+
 
 @dataclass(frozen=True)
 class Utterance:

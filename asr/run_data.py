@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from asr.audio import AudioError, AudioInfo, audio_info
 from asr.data import AudioCache, available_memory_gb, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
-from asr.manifest import Utterance, read_manifest
+from asr.manifest import DURATION_TOLERANCE, DURATION_TOLERANCE_S, Utterance, read_manifest
 from asr.text import normalize_text
 from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer
 from asr.train_config import TrainConfig, TrainError
@@ -97,13 +97,6 @@ def _unreadable(utts: list[Utterance], headers: dict[str, AudioInfo | str]) -> l
     """One header error per utterance whose audio cannot be opened, in order."""
     return [h for h in (headers[u.audio_filepath] for u in utts) if isinstance(h, str)]
 
-
-# A manifest's duration may differ from the header's by rounding (durations written to 0.01 s) and,
-# for compressed audio, by an encoder's padding (tens of ms); a manifest written at another sample
-# rate is off by 8 % (44.1 vs 48 kHz) or more, one of another set by whole seconds. Within 5 %, the
-# batches stay within 5 % of data.max_batch_s.
-DURATION_TOLERANCE = 0.05  # of the audio's duration...
-DURATION_TOLERANCE_S = 0.1  # ...and at least this, in seconds
 
 
 @dataclass(frozen=True)
