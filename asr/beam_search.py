@@ -139,12 +139,12 @@ class BeamSearchDecoder:
         lexicon: a lexicon file (:func:`read_lexicon`) or a list of words; None: the LM's words for a
             word LM (ARPA, or a KenLM binary's stored vocabulary), lexicon-free for a token-level LM (its words are all token units)
             or without an LM.
-        lexicon_free: force lexicon-free decoding (then ``lm`` must be token-level, if given).
+        lexicon_free: force lexicon-free decoding (then ``lm`` must be token-level, if given: a word LM is refused).
         config: beam size, weights, thresholds, N-best.
 
     Raises:
-        DecodeError: missing or unloadable LM or lexicon, a binary LM without vocabulary or lexicon, or a
-            lexicon none of whose words the tokenizer can spell.
+        DecodeError: missing or unloadable LM or lexicon, a binary LM without vocabulary or lexicon, a
+            lexicon none of whose words the tokenizer can spell, or a word LM for lexicon-free decoding.
 
     Example:
         >>> from asr.tokenizer import CharTokenizer
@@ -175,6 +175,8 @@ class BeamSearchDecoder:
             lexicon_free = True
         if lexicon_free and lexicon is not None:
             raise DecodeError("give either a lexicon or lexicon-free decoding, not both")
+        if lexicon_free and vocab is None and lm is not None:
+            self._check_unit_lm()
         self.mode: Literal["lexicon", "lexicon-free"] = "lexicon-free" if lexicon_free or (
             lexicon is None and lm is None) else "lexicon"
         self.sil = self.separator if self.separator is not None else tokenizer.blank_id
@@ -210,6 +212,23 @@ class BeamSearchDecoder:
         if not vocab:
             raise DecodeError(f"{self.lm_path}: the LM has no words")
         return vocab
+
+    def _check_unit_lm(self) -> None:
+        """Refuse a word LM for lexicon-free decoding, which asks the LM for units: most of its
+        words are not units (a KenLM binary that stores no vocabulary cannot be checked)."""
+        assert self.lm_path is not None
+        _check_lm_file(self.lm_path)
+        try:
+            vocab = lm_vocabulary(self.lm_path)
+        except LMError:
+            return
+        units = set(self.units)
+        others = [w for w in vocab if w not in units]
+        if len(others) > len(vocab) / 2:
+            raise DecodeError(f"{self.lm_path}: a word LM ({len(others)} of its {len(vocab)} words, e.g. "
+                              f"{', '.join(map(repr, others[:3]))}, are not the model's units); --lexicon-free needs "
+                              "an LM of the units (asr build-lm --units chars), a word LM a lexicon (its own words "
+                              "without --lexicon-free)")
 
     def _is_token_lm(self, vocab: list[str]) -> bool:
         """Whether an LM's words are all token units: a character LM (one built from one-word lines

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -71,6 +72,28 @@ def read_sentences(paths: Iterable[str | Path], units: Units = "words") -> Itera
     """Normalized sentences (one per non-empty line) of text files, as lists of units."""
     for text in read_normalized_lines(paths, LMError):
         yield sentence_units(text, units)
+
+
+def _check_text(path: str | Path) -> None:
+    """Refuse an input that is not text to model although it reads as text: an n-gram LM, or a
+    manifest (its JSON keys, paths and durations would become the LM's words). An unreadable file
+    is left to the reading, which names it.
+
+    Raises:
+        LMError: ``path`` holds an LM or a manifest.
+    """
+    try:
+        is_lm = is_lm_file(Path(path))
+        with open(path, "rb") as f:
+            first = f.readline(1_000_000).strip()
+        entry = json.loads(first) if first.startswith(b"{") else None
+    except (OSError, ValueError):
+        return
+    if is_lm:
+        raise LMError(f"{path}: an n-gram LM, not text")
+    if isinstance(entry, dict) and "audio_filepath" in entry:
+        raise LMError(f"{path}:1: a manifest (JSON lines), not text; its transcripts: "
+                      f"python tools/lm_text.py {path} --format manifest --out TEXT")
 
 
 def _discounts(counts: Iterable[int], order: int, fallbacks: list[str]) -> tuple[float, float, float]:
@@ -225,8 +248,8 @@ def build_lm(
 
     Raises:
         LMError: an order outside 1..``KENLM_MAX_ORDER`` (beam search could not load the model),
-            unknown ``units`` or ``backend``, unreadable or empty text, bad thresholds, a missing KenLM
-            tool, or a KenLM failure.
+            unknown ``units`` or ``backend``, unreadable or empty text, an LM or a manifest given as
+            text, bad thresholds, a missing KenLM tool, or a KenLM failure.
     """
     for name, value, allowed in (("units", units, typing.get_args(Units)),
                                  ("backend", backend, typing.get_args(Backend))):
@@ -243,6 +266,8 @@ def build_lm(
         raise LMError(f"{out}: a binary LM needs KenLM's build_binary (tools/build_kenlm.sh); "
                       "write an .arpa file instead")
     _thresholds(prune, order)  # fail before reading the text
+    for text in texts:
+        _check_text(text)
     out = check_output(out, is_lm_file, "an n-gram LM (ARPA or KenLM binary)")
     arpa = check_output(out.with_suffix(".arpa"), is_lm_file, "an ARPA LM") if is_binary_path(out) else out
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ A run stopped inside an epoch goes on with that epoch's batches, which only the 
 batching it was saved with make: ``last.pt`` records how many utterances and batches there were and
 a digest of the training set (:func:`training_set_digest`), and a resume inside the epoch refuses a
 config that makes other batches (:func:`check_epoch_position`). Between epochs the data may change.
+The optimizer goes on with its saved settings, so a config that asks for others (``optim.lr``...)
+is refused (:func:`optimizer_differences`).
 """
 
 from __future__ import annotations
@@ -194,6 +196,10 @@ def restore_train_state(state: dict[str, Any], path: Path, data: EpochData, opti
     if [sorted(group) for group in state["optimizer"].get("param_groups", [])] != ours:
         raise TrainError(f"{path}: holds the state of another optimizer than optim.name={optim_name!r}; "
                          "resume with the run's own config")
+    differ = optimizer_differences(state["optimizer"], optimizer)
+    if differ:
+        raise TrainError(f"{path}: the run was trained with {'; '.join(differ)}; resume with the run's own config "
+                         f"(init_from={path} starts a new run with a new optimizer)")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):
@@ -208,6 +214,34 @@ def restore_train_state(state: dict[str, Any], path: Path, data: EpochData, opti
         logger.warning("ema_decay is set but the checkpoint holds no EMA; averaging starts from its weights")
     logger.info("resumed step=%d epoch=%d batch=%d", progress.step, progress.epoch, progress.batches_done)
     return progress
+
+
+# the optimizer's settings that a config gives it, by their name in an optimizer's param groups
+_OPTIM_SETTINGS = {"initial_lr": "optim.lr", "weight_decay": "optim.weight_decay", "betas": "optim.betas",
+                   "momentum": "optim.momentum"}
+
+
+def optimizer_differences(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> list[str]:
+    """The settings of a saved optimizer state that differ from ``optimizer``'s (built from the
+    config), as ``optim.lr=0.003 (config: 0.01)``. Loading the state puts the saved ones back, so a
+    resume with others would go on with the saved ones under a ``config.yaml`` that says otherwise.
+
+    >>> opt = torch.optim.AdamW([torch.zeros(1)], lr=0.01)
+    >>> _ = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)  # the schedule keeps lr as initial_lr
+    >>> optimizer_differences({"param_groups": [{**opt.param_groups[0], "initial_lr": 0.003}]}, opt)
+    ['optim.lr=0.003 (config: 0.01)']
+    """
+    differ: dict[str, str] = {}
+    for theirs, ours in zip(saved.get("param_groups", []), optimizer.state_dict()["param_groups"]):
+        for key, name in _OPTIM_SETTINGS.items():
+            if key in ours and key in theirs and _plain(theirs[key]) != _plain(ours[key]):
+                differ.setdefault(name, f"{name}={_plain(theirs[key])} (config: {_plain(ours[key])})")
+    return list(differ.values())
+
+
+def _plain(value: Any) -> Any:
+    """A setting as the config writes it: a tuple (``betas``) as a list."""
+    return list(value) if isinstance(value, (tuple, list)) else value
 
 
 def check_epoch_position(state: dict[str, Any], path: Path, data: EpochData) -> None:

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,6 +88,21 @@ def test_a_character_lm_of_one_word_lines_is_taken_for_one(tmp_path):
     assert decoder.mode == "lexicon-free"
     log_probs, lengths = batch([posteriors("one", [])])
     assert decoder(log_probs, lengths)[0].text == "one"
+
+
+def test_lexicon_free_decoding_refuses_a_word_lm(lms, error_set, tmp_path):
+    """It asks the LM for units, which a word LM scores all alike as unknown: the LM changed
+    nothing, silently, while its scores were reported. A character LM with a few letters the model
+    lacks is still one."""
+    with pytest.raises(DecodeError, match=rf"^{re.escape(lms['words'])}: a word LM \(\d+ of its \d+ words, e\.g\. "
+                                          r"'\w+'.*, are not the model's units\); --lexicon-free needs"):
+        BeamSearchDecoder(TOK, lm=lms["words"], lexicon_free=True)
+    text = tmp_path / "corpus.txt"
+    text.write_text(Path(lms["text"]).read_text(encoding="utf-8") + "the cat is 猫\n", encoding="utf-8")
+    chars = build_lm([text], order=6, out=tmp_path / "chars.arpa", units="chars", backend="python").path
+    decoder = BeamSearchDecoder(TOK, lm=chars, lexicon_free=True, config=BeamSearchConfig(lm_weight=1.0))
+    log_probs, refs = error_set
+    assert [h.text for h in decoder(*batch(log_probs))] == refs
 
 
 def test_greedy_makes_the_planted_errors(error_set):

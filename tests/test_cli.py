@@ -1065,6 +1065,23 @@ def test_train_resume_continues(work, capsys, tmp_path):
     assert "steps 3  epochs 3" in out and f"model: {run / 'model.pt'}" in out
 
 
+def test_train_resume_refuses_other_optimizer_settings(work, capsys, tmp_path):
+    """A resume goes on with last.pt's optimizer (its learning rate, weight decay, betas): another
+    optim.lr used to be ignored while config.yaml said it was the run's."""
+    run = tmp_path / "run"
+    shutil.copytree(work["run"], run)
+    config = (run / "config.yaml").read_text()
+    args = ["train", str(work["conf"]), f"out_dir={run}", "device=cpu", "threads=1", "features.kind=fbank",
+            "epochs=3", "--resume"]
+    assert main([*args, "optim.lr=0.01"]) == 2
+    _one_line_error(capsys.readouterr().err, f"{run / 'last.pt'}: ", "optim.lr=0.003 (config: 0.01)",
+                    "resume with the run's own config")
+    assert main([*args, "optim.weight_decay=0.5", "optim.betas=[0.8,0.9]"]) == 2
+    _one_line_error(capsys.readouterr().err, "optim.weight_decay=0.0 (config: 0.5)",
+                    "optim.betas=[0.9, 0.98] (config: [0.8, 0.9])")
+    assert (run / "config.yaml").read_text() == config and not (run / "epoch-3.pt").exists()
+
+
 def test_negative_grids_and_weights_parse_as_values():
     """`--word-scores -1:3:1`, as the README writes it, was taken by argparse for an option."""
     from asr.cli import build_parser

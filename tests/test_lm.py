@@ -128,6 +128,24 @@ def test_build_lm_errors(tmp_path):
     assert not (tmp_path / "x.arpa").exists()
 
 
+def test_build_lm_refuses_a_manifest_or_an_lm_given_as_text(tmp_path):
+    """Both were read as text: an LM of "audio filepath wav ... duration zero point six ..." or of
+    an ARPA file's numbers, with status 0."""
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text('{"audio_filepath": "wav/0_george_5.wav", "duration": 0.64, "text": "zero"}\n', encoding="utf-8")
+    with pytest.raises(LMError, match=rf"^{manifest}:1: a manifest \(JSON lines\), not text; its transcripts: "
+                                      rf"python tools/lm_text.py {manifest} --format manifest --out TEXT$"):
+        build_lm([manifest], order=2, out=tmp_path / "x.arpa", backend="python")
+    text = tmp_path / "corpus.txt"
+    text.write_text("the cat sat\n", encoding="utf-8")
+    lm = build_lm([text], order=2, out=tmp_path / "lm.arpa", backend="python").path
+    with pytest.raises(LMError, match=rf"^{lm}: an n-gram LM, not text$"):
+        build_lm([text, lm], order=2, out=tmp_path / "x.arpa", backend="python")
+    assert not (tmp_path / "x.arpa").exists()
+    text.write_text('{"text": "a line of JSON without audio is text"}\n', encoding="utf-8")
+    assert build_lm([text], order=2, out=tmp_path / "x.arpa", backend="python").sentences == 1
+
+
 def test_build_lm_takes_one_file_as_a_string_or_path(tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("the cat sat\nthe cat ran\n", encoding="utf-8")
