@@ -159,9 +159,11 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
         result = _asr("average", str(work["model"]), str(work["model"]), "--out", "/proc/average.pt")
         assert result.returncode == 2 and result.stdout == ""
         _one_line_error(result.stderr, "/proc: cannot write files there (No such file or directory)")
+        text = tmp_path / "text.txt"
+        text.write_text("one two\n")
         refused_out = {  # both before the work: export before the checkpoint is read, build-lm before counting
             ("export", str(work["model"])): "/proc: cannot write files there (No such file or directory)",
-            ("build-lm", str(work["manifest"])):
+            ("build-lm", str(text)):
                 "/proc: cannot write files there (No such file or directory); nothing written at /proc/out.arpa"}
         for command, error in refused_out.items():
             assert main([*command, "--out", "/proc/out.arpa"]) == 2, command
