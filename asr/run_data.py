@@ -196,6 +196,35 @@ def build_tokenizer(cfg: TrainConfig, train_utts: list[Utterance]) -> Tokenizer:
                                         model_type=cfg.tokenizer.kind)
 
 
+def check_transcripts(cfg: TrainConfig, train_utts: list[Utterance], tokenizer: Tokenizer) -> None:
+    """Warn, once and before training, of the training transcripts with characters the tokenizer
+    has no label for (e.g. another script than the model's): training leaves them out, and a
+    transcript left with no label at all is trained as silence. One warning naming the characters,
+    the first such manifest line, and how many transcripts are left empty."""
+    saved = Counter(tokenizer.oov_counts)
+    found: list[Utterance] = []
+    emptied = 0
+    try:
+        for utt in train_utts:
+            text = normalize_text(utt.text)
+            before = sum(tokenizer.oov_counts.values())
+            ids = tokenizer.encode(text)
+            if sum(tokenizer.oov_counts.values()) > before:
+                found.append(utt)
+                emptied += bool(text) and not ids  # an empty text is the empty-transcript check's
+        counts = tokenizer.oov_counts - saved
+    finally:
+        tokenizer.oov_counts.clear()
+        tokenizer.oov_counts.update(saved)
+    if not found:
+        return
+    chars = ", ".join(f"{c!r}×{n}" for c, n in counts.most_common(10)) + (", ..." if len(counts) > 10 else "")
+    silence = f"; {emptied} of them have no character left and are trained as silence" if emptied else ""
+    logger.warning("%s: %d of %d training transcripts hold characters outside the model's vocabulary, which "
+                   "training leaves out (%s), e.g. %s%s", cfg.data.train_manifest, len(found), len(train_utts),
+                   chars, found[0].source, silence)
+
+
 def set_global_cmvn(features: FeatureExtractor, cfg: TrainConfig, train_utts: list[Utterance],
                     cache: AudioCache | None) -> None:
     """Global CMVN statistics from up to ``data.cmvn_max_utts`` training utterances drawn with ``seed``."""

@@ -40,13 +40,14 @@ from asr.interrupts import CtrlC, ignore_sigint
 from asr.model import DeepSpeech2
 from asr.optim import build_optimizer, build_scheduler
 from asr.recognizer import Recognizer
-from asr.run_data import build_tokenizer, check_run_audio, preload_audio, read_run_manifests, set_global_cmvn
+from asr.run_data import (build_tokenizer, check_run_audio, check_transcripts, preload_audio, read_run_manifests,
+                           set_global_cmvn)
 from asr.run_state import (LogWindow, RunCheckpoints, caller_state_kept, check_run_dir, seed_everything, trim_log,
                            write_event, write_run_config)
 from asr.train_state import (EpochData, Progress, capture_train_state, init_checkpoint, load_start_weights,
                              restore_train_state, resume_checkpoint, training_set_digest)
 from asr.train_config import TrainConfig, TrainError
-from asr.tokenizer import oov_report, tokenizer_from_dict
+from asr.tokenizer import tokenizer_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Trainer:
             start = state or init
             self.tokenizer = (tokenizer_from_dict(start["tokenizer"]) if start
                               else build_tokenizer(cfg, self.train_utts))
+            check_transcripts(cfg, self.train_utts, self.tokenizer)
             self.features = FeatureExtractor(cfg.features)
             self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features,
                                      vocab_size=self.tokenizer.vocab_size)
@@ -231,8 +233,6 @@ class Trainer:
                     self.end_epoch(log, start)
                 else:  # max_steps or max_minutes inside the epoch
                     self.stop_inside_epoch(log, start)
-        if self.tokenizer.oov_counts:
-            logger.warning("%s", oov_report(self.tokenizer))
         if self.dist.is_main:
             self.write_final_model()
             self.wait_for_checkpoints()

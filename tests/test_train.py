@@ -799,6 +799,23 @@ def test_empty_transcripts_train_as_silence_with_a_warning(libri, tmp_path, capl
     assert all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in steps)
 
 
+def test_transcripts_outside_the_vocabulary_are_warned_of_before_training_naming_a_line(libri, tmp_path, caplog):
+    """Characters the model has no label for were reported only after training, by the count of
+    those the trainer process had met (none with loader workers), naming no line; a transcript of
+    them alone was trained as silence unannounced."""
+    entries = [dict(libri[u]) for u in SHORT[:4]]
+    entries[1]["text"] = "一二"  # nothing the model can write
+    entries[3]["text"] += " Ω"
+    manifest = _manifest(tmp_path / "train.jsonl", entries)
+    with caplog.at_level(logging.WARNING, logger="asr"):
+        train(_config(tmp_path / "run", manifest, "epochs=1", "data.num_workers=1"))
+    warned = [r.getMessage() for r in caplog.records if "outside the model's vocabulary" in r.getMessage()]
+    assert warned == [f"{manifest}: 2 of 4 training transcripts hold characters outside the model's vocabulary, "
+                      f"which training leaves out ('一'×1, '二'×1, 'ω'×1), e.g. {manifest}:2; 1 of them have no "
+                      "character left and are trained as silence"], caplog.text
+    assert sum("vocabulary" in r.getMessage() for r in caplog.records) == 1  # not again after training
+
+
 def test_a_dev_manifest_without_a_usable_line_is_an_error(libri, tmp_path, capsys):
     """Every dev line skipped (missing audio) or none at all: the run used to train unscored, as if
     no dev set had been given, and exit 0 with 'best dev WER n/a'."""
