@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Literal
 
 from asr.lm import BOS, EOS, KENLM_MAX_ORDER, UNK, WORD_BOUNDARY, LMError, NgramModel, is_lm_file
+from asr.manifest import manifest_as_text_error
 from asr.outputs import atomic_output, check_output
 from asr.paths import path_list
 from asr.text import read_normalized_lines
@@ -84,16 +84,13 @@ def _check_text(path: str | Path) -> None:
     """
     try:
         is_lm = is_lm_file(Path(path))
-        with open(path, "rb") as f:
-            first = f.readline(1_000_000).strip()
-        entry = json.loads(first) if first.startswith(b"{") else None
-    except (OSError, ValueError):
+    except OSError:
         return
     if is_lm:
         raise LMError(f"{path}: an n-gram LM, not text")
-    if isinstance(entry, dict) and "audio_filepath" in entry:
-        raise LMError(f"{path}:1: a manifest (JSON lines), not text; its transcripts: "
-                      f"python tools/lm_text.py {path} --format manifest --out TEXT")
+    error = manifest_as_text_error(path)
+    if error:
+        raise LMError(error)
 
 
 def _discounts(counts: Iterable[int], order: int, fallbacks: list[str]) -> tuple[float, float, float]:

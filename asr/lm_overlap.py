@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asr.manifest import Utterance, read_manifest
+from asr.manifest import Utterance, manifest_as_text_error, read_manifest
 from asr.text import normalize_text, read_normalized_lines
 
 
@@ -87,7 +87,16 @@ class OverlapReport:
 
 
 def read_lm_lines(paths: Iterable[str | Path]) -> Iterator[str]:
-    """The normalized non-empty lines of text files; raises ``LMTextError`` naming an unreadable one."""
+    """The normalized non-empty lines of text files.
+
+    Raises:
+        LMTextError: (at once) a manifest given as text; (when read) a file that cannot be read.
+    """
+    paths = list(paths)
+    for path in paths:
+        error = manifest_as_text_error(path)
+        if error:
+            raise LMTextError(error)
     return read_normalized_lines(paths, LMTextError)
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from asr.lm_overlap import LMTextError, ngrams
-from asr.manifest import ManifestError, read_manifest
+from asr.manifest import ManifestError, manifest_as_text_error, read_manifest
 from asr.outputs import OutputError, atomic_output, check_output
 from asr.text import normalize_text
 
@@ -177,6 +177,9 @@ def _file_sentences(book: str | Path, fmt: BookFormat, min_words: int) -> Iterat
             raise LMTextError(str(e)) from None
         texts = (normalize_text(u.text) for u in utts)
         return (t for t in texts if t and len(t.split()) >= min_words)
+    error = manifest_as_text_error(book)
+    if error:
+        raise LMTextError(error)
     try:
         raw = Path(book).read_bytes()
         raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw

@@ -230,6 +230,21 @@ def manifest_lines(path: str | os.PathLike, utts: Iterable[Utterance]) -> Iterat
         yield json.dumps(entry, ensure_ascii=False) + "\n"
 
 
+def manifest_as_text_error(path: str | os.PathLike) -> str | None:
+    """The error for a manifest given where text is read (for an LM, or a book): its keys, paths and
+    durations would be read as words. None for any other file, and for one that cannot be read
+    (its reader names that).
+    """
+    try:
+        entry = first_entry(path)
+    except OSError:
+        return None
+    if entry and "audio_filepath" in entry:
+        return (f"{path}:1: a manifest (JSON lines), not text; its transcripts: "
+                f"python tools/lm_text.py {path} --format manifest --out TEXT")
+    return None
+
+
 def first_entry(path: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON object on the first line of ``path``, ``{}`` for an empty file, None for anything
     else: enough to tell an earlier output of a tool from a user's file before replacing it.

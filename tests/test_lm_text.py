@@ -276,6 +276,23 @@ def test_lm_text_and_overlap_refuse_a_manifest_without_transcripts(dev, tmp_path
     assert "--exclude-order -1" in capsys.readouterr().err and not out.exists()
 
 
+def test_lm_text_and_overlap_refuse_a_manifest_given_as_text(dev, tmp_path, capsys):
+    """A manifest given as the book (lm_text's default plain format) or as the LM text (lm_overlap)
+    was read as prose: sentences of its keys, paths and spelled-out durations, and a 'clean' verdict
+    for the dev set checked against its own manifest. Both now stop, naming its first line and the
+    command for its transcripts."""
+    out = tmp_path / "out.txt"
+    expected = (f"{dev}:1: a manifest (JSON lines), not text; its transcripts: python tools/lm_text.py {dev} "
+                "--format manifest --out TEXT")
+    capsys.readouterr()
+    assert _tool("lm_text").main([str(dev), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(expected) and not out.exists()
+    assert _tool("lm_overlap").main([str(dev), "--manifest", str(dev)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(expected)
+    assert _tool("lm_text").main([str(dev), "--format", "manifest", "--out", str(out)]) == 0  # as it should be read
+    assert _tool("lm_overlap").main([str(out), "--manifest", str(dev)]) == 1  # its own transcripts: overlap
+
+
 def test_lm_text_tool_names_its_output_for_a_full_disk_and_stops_on_ctrl_c(tmp_path, monkeypatch, capsys):
     """An OSError that carries no file name (ENOSPC) is named after --out; Ctrl-C is one line and
     status 130, with nothing written."""
