@@ -264,10 +264,14 @@ def test_unreadable_recordings_skipped_and_counted(recordings, tmp_path, caplog)
     (src / "4_theo_5.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEgarbage-garbage-garbage")  # corrupt header
     good = (recordings / "5_theo_5.wav").read_bytes()
     (src / "5_theo_5.wav").write_bytes(good[: len(good) // 2])  # truncated data
+    for name in ("6_Theo_5.wav", "7_theo_5 (1).wav", "8_theo_5.WAV"):  # renamed or copied by hand: were left
+        shutil.copy2(recordings / "1_theo_5.wav", src / name)  # out without a word
     with caplog.at_level(logging.WARNING, logger="asr.datasets.digits"):
         split = prepare_digits(src, tmp_path / "out")
     assert (split.num_train, split.num_test, split.skipped) == (1, 1, 3)
     messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == (f"{src}: 3 .wav files named like recordings are left out: they do not fit "
+                           "{digit}_{speaker}_{index}.wav (speaker in lower case), e.g. 6_Theo_5.wav")
     for name in ("3_theo_5.wav", "4_theo_5.wav", "5_theo_5.wav"):
         assert any(name in m for m in messages), (name, messages)
     assert any("skipped 3 unreadable recordings of 5" in m for m in messages)

@@ -117,6 +117,12 @@ def prepare_digits(
     recordings, out_dir = Path(recordings), Path(out_dir)
     wav_dir = out_dir / "wav"
     files = sorted(p for p in recordings.glob("*.wav") if NAME_RE.match(p.name))
+    misnamed = sorted(p.name for p in recordings.glob("[0-9]_*") if p.suffix.lower() == ".wav" and
+                      not NAME_RE.match(p.name))  # a recording renamed by hand, or a copy of one
+    if misnamed:
+        logger.warning("%s: %d .wav files named like recordings are left out: they do not fit "
+                       "{digit}_{speaker}_{index}.wav (speaker in lower case), e.g. %s",
+                       recordings, len(misnamed), misnamed[0])
     speakers = {NAME_RE.match(p.name)["speaker"] for p in files}
     if split == "speaker" and test_speaker not in speakers:
         raise DigitsError(f"test speaker {test_speaker!r} not in {recordings} (speakers: {', '.join(sorted(speakers))})")
