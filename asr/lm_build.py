@@ -269,6 +269,9 @@ def build_lm(
     arpa = check_output(out.with_suffix(".arpa"), is_lm_file, "an ARPA LM") if is_binary_path(out) else out
     out.parent.mkdir(parents=True, exist_ok=True)
     sentences = list(read_sentences(texts, units))
+    if not any(sentences):  # the estimator's own error names no file (nor does lmplz's)
+        raise LMError(f"{', '.join(map(str, texts))}: no text to estimate a language model from (no line holds a "
+                      "word once normalized)")
     with atomic_output(arpa) as arpa_tmp:  # renamed into place once complete
         if tools is None:
             model = estimate_kneser_ney(sentences, order, prune)

@@ -400,7 +400,7 @@ def preset_path(name: str) -> Path:
     """
     names = list_presets()
     if name not in names:
-        raise ConfigError(f"preset: unknown model preset {name!r} (available: {', '.join(names)})")
+        raise ConfigError(f"preset: unknown model preset {name!r} (available: {', '.join(names)})", key="preset")
     return PRESET_DIR / f"{name}.yaml"
 
 

@@ -35,7 +35,8 @@ def read_run_manifests(cfg: TrainConfig) -> tuple[list[Utterance], list[Utteranc
     """
     data = cfg.data
     if not data.train_manifest:
-        raise TrainError("data.train_manifest is not set")
+        raise TrainError("data.train_manifest is not set: nothing to train on (set it in the config's data: "
+                         "section, or as data.train_manifest=MANIFEST after the config)")
     train_utts = read_manifest(data.train_manifest, skip_bad=data.skip_bad)
     dev_utts = read_manifest(data.dev_manifest, skip_bad=data.skip_bad) if data.dev_manifest else []
     if not train_utts:

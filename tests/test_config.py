@@ -399,6 +399,9 @@ def test_a_problem_in_the_config_file_names_the_file_and_line(tmp_path):
     with pytest.raises(ConfigError, match=r"^preset: unknown model preset 'huge'"):
         resolve_config(good, ["preset=huge"])
     assert resolve_config(_write(tmp_path, "preset: tiny\nepochs: 0\n"), ["epochs=1"]).epochs == 1  # mended
+    typo = _write(tmp_path, "epochs: 2\npreset: tiy\n")  # named no line
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(typo))}:2: preset: unknown model preset 'tiy'"):
+        resolve_config(typo)
 
 
 @pytest.mark.parametrize(("text", "message"), [

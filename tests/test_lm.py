@@ -144,6 +144,11 @@ def test_build_lm_refuses_a_manifest_or_an_lm_given_as_text(tmp_path):
     assert not (tmp_path / "x.arpa").exists()
     text.write_text('{"text": "a line of JSON without audio is text"}\n', encoding="utf-8")
     assert build_lm([text], order=2, out=tmp_path / "x.arpa", backend="python").sentences == 1
+    empty = tmp_path / "punctuation.txt"  # named no file
+    empty.write_text("\n?!\n", encoding="utf-8")
+    with pytest.raises(LMError, match=rf"^{empty}: no text to estimate a language model from \(no line holds a word"):
+        build_lm([empty], order=2, out=tmp_path / "y.arpa", backend="python")
+    assert not (tmp_path / "y.arpa").exists()
 
 
 def test_build_lm_takes_one_file_as_a_string_or_path(tmp_path):

@@ -540,7 +540,8 @@ def test_resume_refuses_a_config_the_run_no_longer_fits(trained, tmp_path):
 
 
 def test_no_manifest_is_a_train_error(tmp_path):
-    with pytest.raises(TrainError, match="data.train_manifest is not set"):
+    with pytest.raises(TrainError, match=r"^data\.train_manifest is not set: nothing to train on \(set it in the "
+                                         r"config's data: section, or as data\.train_manifest=MANIFEST"):
         train(resolve_config(None, ["preset=tiny", f"out_dir={tmp_path / 'r'}", "device=cpu"]))
 
 
