@@ -13,14 +13,13 @@ import heapq
 import itertools
 import multiprocessing
 import os
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from asr.lm import WORD_BOUNDARY
-from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer
+from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, encode_apart
 
 
 @dataclass
@@ -156,12 +155,7 @@ def spell(tokenizer: Tokenizer, word: str) -> list[int] | None:
     >>> spell(CharTokenizer(), "it's"), spell(CharTokenizer(), "café")
     ([11, 22, 2, 21], None)
     """
-    saved = Counter(tokenizer.oov_counts)
-    try:
-        ids = tokenizer.encode(word)
-    finally:
-        tokenizer.oov_counts.clear()
-        tokenizer.oov_counts.update(saved)
+    ids, _ = encode_apart(tokenizer, word)
     return ids if ids and tokenizer.decode(ids).strip() == word else None
 
 

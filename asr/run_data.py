@@ -17,7 +17,7 @@ from asr.data import AudioCache, available_memory_gb, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
 from asr.manifest import DURATION_TOLERANCE, DURATION_TOLERANCE_S, Utterance, read_manifest
 from asr.text import normalize_text
-from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer
+from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, encode_apart
 from asr.train_config import TrainConfig, TrainError
 
 logger = logging.getLogger(__name__)
@@ -44,10 +44,6 @@ def read_run_manifests(cfg: TrainConfig) -> tuple[list[Utterance], list[Utteranc
     if data.dev_manifest and not dev_utts:
         raise TrainError(f"{data.dev_manifest}: no usable dev utterances (data.dev_manifest); nothing to score "
                          "the model on")
-    empty = [u for u in train_utts if not normalize_text(u.text)]
-    if empty:  # CTC trains them towards blanks only: right for silence, wrong for a transcript left out
-        logger.warning("%s: %d of %d training utterances have an empty transcript and are trained as silence, "
-                       "e.g. %s", data.train_manifest, len(empty), len(train_utts), empty[0].source)
     return train_utts, dev_utts
 
 
@@ -198,32 +194,35 @@ def build_tokenizer(cfg: TrainConfig, train_utts: list[Utterance]) -> Tokenizer:
 
 
 def check_transcripts(cfg: TrainConfig, train_utts: list[Utterance], tokenizer: Tokenizer) -> None:
-    """Warn, once and before training, of the training transcripts with characters the tokenizer
-    has no label for (e.g. another script than the model's): training leaves them out, and a
-    transcript left with no label at all is trained as silence. One warning naming the characters,
-    the first such manifest line, and how many transcripts are left empty."""
-    saved = Counter(tokenizer.oov_counts)
-    found: list[Utterance] = []
+    """Warn, before training, of the training transcripts that teach the model less than they say:
+    empty once normalized (CTC trains them towards blanks only: right for silence, wrong for a
+    transcript left out), or holding characters the tokenizer has no label for (e.g. another
+    script than the model's), which training leaves out; a transcript left with no label at all is
+    trained as silence. One warning of each kind, naming the first such manifest line."""
+    empty: list[Utterance] = []
+    foreign: list[Utterance] = []
+    skipped: Counter[str] = Counter()
     emptied = 0
-    try:
-        for utt in train_utts:
-            text = normalize_text(utt.text)
-            before = sum(tokenizer.oov_counts.values())
-            ids = tokenizer.encode(text)
-            if sum(tokenizer.oov_counts.values()) > before:
-                found.append(utt)
-                emptied += bool(text) and not ids  # an empty text is the empty-transcript check's
-        counts = tokenizer.oov_counts - saved
-    finally:
-        tokenizer.oov_counts.clear()
-        tokenizer.oov_counts.update(saved)
-    if not found:
-        return
-    chars = ", ".join(f"{c!r}×{n}" for c, n in counts.most_common(10)) + (", ..." if len(counts) > 10 else "")
-    silence = f"; {emptied} of them have no character left and are trained as silence" if emptied else ""
-    logger.warning("%s: %d of %d training transcripts hold characters outside the model's vocabulary, which "
-                   "training leaves out (%s), e.g. %s%s", cfg.data.train_manifest, len(found), len(train_utts),
-                   chars, found[0].source, silence)
+    for utt in train_utts:
+        text = normalize_text(utt.text)
+        if not text:
+            empty.append(utt)
+            continue
+        ids, oov = encode_apart(tokenizer, text)
+        if oov:
+            foreign.append(utt)
+            skipped += oov
+            emptied += not ids
+    manifest = cfg.data.train_manifest
+    if empty:
+        logger.warning("%s: %d of %d training utterances have an empty transcript and are trained as silence, "
+                       "e.g. %s", manifest, len(empty), len(train_utts), empty[0].source)
+    if foreign:
+        chars = ", ".join(f"{c!r}×{n}" for c, n in skipped.most_common(10)) + (", ..." if len(skipped) > 10 else "")
+        silence = f"; {emptied} of them have no character left and are trained as silence" if emptied else ""
+        logger.warning("%s: %d of %d training transcripts hold characters outside the model's vocabulary, which "
+                       "training leaves out (%s), e.g. %s%s", manifest, len(foreign), len(train_utts), chars,
+                       foreign[0].source, silence)
 
 
 def set_global_cmvn(features: FeatureExtractor, cfg: TrainConfig, train_utts: list[Utterance],

@@ -248,6 +248,23 @@ def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
     raise ValueError(f"tokenizer dict: unknown type {kind!r} (expected 'char' or 'sentencepiece')")
 
 
+def encode_apart(tokenizer: Tokenizer, text: str) -> tuple[list[int], Counter[str]]:
+    """``tokenizer.encode(text)`` and what it skipped, with the tokenizer's ``oov_counts`` left as
+    they were: for a lookup or a check, not text the model is trained on.
+
+    >>> tok = CharTokenizer()
+    >>> encode_apart(tok, "a1"), tok.oov_counts
+    (([3], Counter({'1': 1})), Counter())
+    """
+    saved = Counter(tokenizer.oov_counts)
+    try:
+        ids = tokenizer.encode(text)
+        return ids, tokenizer.oov_counts - saved
+    finally:
+        tokenizer.oov_counts.clear()
+        tokenizer.oov_counts.update(saved)
+
+
 def oov_report(tokenizer: Tokenizer, max_items: int = 20) -> str:
     """One line summarising what ``tokenizer.encode`` skipped so far, most frequent first.
 
