@@ -46,6 +46,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,8 +58,8 @@ from asr.decoder_stderr import decoder_notes
 from asr.sphere import SphereError, SphereReader
 from asr.waveform import AudioError, StreamResampler, check_rate, resample
 
-__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioError", "AudioInfo", "AudioSource", "audio_info",
-           "is_file_object", "load_audio", "load_audio_with_rate", "resample", "warn_loud_floats"]
+__all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioError", "AudioInfo", "AudioSource", "audio_headers",
+           "audio_info", "is_file_object", "load_audio", "load_audio_with_rate", "resample", "warn_loud_floats"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,18 @@ def audio_info(source: AudioSource) -> AudioInfo:
     with decoder_notes(label), open_audio(source, label) as f:
         check_header(f, source, label)
         return AudioInfo(f.samplerate, f.frames, f.channels, f.frames / f.samplerate)
+
+
+def audio_headers(paths: Iterable[str]) -> dict[str, AudioInfo | str]:
+    """Each audio file of ``paths`` (read once, however often it is listed) to its header
+    (:func:`audio_info`), or to the message of the ``AudioError`` that reading it raised."""
+    headers: dict[str, AudioInfo | str] = {}
+    for path in dict.fromkeys(paths):
+        try:
+            headers[path] = audio_info(path)
+        except AudioError as e:
+            headers[path] = str(e)
+    return headers
 
 
 def load_audio(

@@ -223,8 +223,6 @@ def _riff_declared_frames(fh: BinaryIO) -> int | None:
     return None
 
 
-
-
 @dataclass(frozen=True)
 class OggEnd:
     """How an Ogg file ends, as :func:`ogg_end` reads it from the file's last bytes."""

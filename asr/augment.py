@@ -27,9 +27,9 @@ import torch.nn.functional as nnf
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from asr.audio import AudioError, AudioInfo, audio_info, load_audio
+from asr.audio import AudioError, AudioInfo, audio_headers, load_audio
 from asr.config import check_ranges, check_types
-from asr.manifest import DURATION_TOLERANCE, DURATION_TOLERANCE_S, ManifestError, Utterance, read_manifest
+from asr.manifest import ManifestError, Utterance, duration_off, read_manifest
 from asr.waveform import RESAMPLING_FILTER
 
 logger = logging.getLogger(__name__)
@@ -184,8 +184,7 @@ class NoiseSource:
 
     The recordings are checked once, here (in the main process, before loader workers fork): those
     whose header cannot be read, or whose audio is shorter than the manifest says by more than
-    ``DURATION_TOLERANCE`` of it (and ``DURATION_TOLERANCE_S``), are left out with one
-    warning. The list of candidates never changes after that, so a draw depends only on its
+    the tolerance of :func:`asr.manifest.duration_off`, are left out with one warning. The list of candidates never changes after that, so a draw depends only on its
     generator and on the files, not on the number of workers or on what was drawn before.
 
     Raises:
@@ -201,10 +200,8 @@ class NoiseSource:
         self.utts: list[Utterance] = []
         self.spans_s: list[float] = []  # seconds of audio each of ``utts`` holds, from its offset
         left_out: list[str] = []
-        headers: dict[str, AudioInfo | str] = {}
+        headers = audio_headers(u.audio_filepath for u in listed)  # a file several segments share: read once
         for utt in listed:
-            if utt.audio_filepath not in headers:  # a file several segments share is read once
-                headers[utt.audio_filepath] = _header(utt.audio_filepath)
             span_s = _noise_span(utt, headers[utt.audio_filepath])
             if isinstance(span_s, str):
                 left_out.append(utt.located(span_s))
@@ -254,14 +251,6 @@ class NoiseSource:
                             "in one draw (see the warnings)")
 
 
-def _header(path: str) -> AudioInfo | str:
-    """The header of the audio file ``path``, or its header error."""
-    try:
-        return audio_info(path)
-    except AudioError as e:
-        return str(e)
-
-
 def _noise_span(utt: Utterance, header: AudioInfo | str) -> float | str:
     """The seconds of audio ``utt`` holds for noise sampling (from its offset, at most its manifest
     duration unless that is 0), or why it is left out: its header error, or audio clearly shorter
@@ -278,7 +267,7 @@ def _noise_span(utt: Utterance, header: AudioInfo | str) -> float | str:
     if rest_s <= 0:
         return (f"{utt.audio_filepath}: offset {utt.offset:.2f} s is beyond the end of the audio "
                 f"({header.duration_s:.2f} s)")
-    if utt.duration - rest_s > max(DURATION_TOLERANCE_S, DURATION_TOLERANCE * rest_s):
+    if utt.duration > rest_s and duration_off(utt.duration, rest_s):
         start = f" from {utt.offset:.2f} s" if utt.offset else ""
         return f"{utt.audio_filepath}: {rest_s:.2f} s of audio{start}, the manifest says {utt.duration:.2f} s"
     return min(utt.duration, rest_s) if utt.duration > 0 else rest_s

@@ -34,6 +34,16 @@ DURATION_TOLERANCE = 0.05  # of the audio's duration...
 DURATION_TOLERANCE_S = 0.1  # ...and at least this, in seconds
 
 
+def duration_off(manifest_s: float, audio_s: float) -> bool:
+    """Whether a manifest's duration differs from its audio's by more than ``DURATION_TOLERANCE``
+    of the audio's (and more than ``DURATION_TOLERANCE_S``).
+
+    >>> duration_off(2.05, 2.0), duration_off(4.0, 2.0), duration_off(0.0, 2.0)
+    (False, True, True)
+    """
+    return abs(manifest_s - audio_s) > max(DURATION_TOLERANCE_S, DURATION_TOLERANCE * audio_s)
+
+
 @dataclass(frozen=True)
 class Utterance:
     """One manifest entry.

@@ -12,10 +12,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from asr.audio import AudioError, AudioInfo, audio_info
+from asr.audio import AudioInfo, audio_headers
 from asr.data import AudioCache, available_memory_gb, iter_waves
 from asr.features import FeatureExtractor, compute_cmvn
-from asr.manifest import DURATION_TOLERANCE, DURATION_TOLERANCE_S, Utterance, read_manifest
+from asr.manifest import DURATION_TOLERANCE, DURATION_TOLERANCE_S, Utterance, duration_off, read_manifest
 from asr.text import normalize_text
 from asr.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer, encode_apart
 from asr.train_config import TrainConfig, TrainError
@@ -61,14 +61,14 @@ def check_run_audio(cfg: TrainConfig, train_utts: list[Utterance], dev_utts: lis
         TrainError: none of the training files drawn, or none of the dev files, can be read.
     """
     probes = random.Random(cfg.seed).sample(train_utts, min(TRAIN_AUDIO_PROBES, len(train_utts)))
-    headers = _read_headers(probes)
+    headers = audio_headers(u.audio_filepath for u in probes)
     failures = _unreadable(probes, headers)
     if len(failures) == len(probes):
         drawn = "" if len(probes) == len(train_utts) else f" ({len(probes)} files drawn at random)"
         raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read{drawn}, "
                          f"e.g. {failures[0]}; nothing was trained")
     _warn_durations(cfg.data.train_manifest, probes, train_utts, headers)
-    headers = _read_headers(dev_utts)
+    headers = audio_headers(u.audio_filepath for u in dev_utts)
     failures = _unreadable(dev_utts, headers)
     if dev_utts and len(failures) == len(dev_utts):
         raise TrainError(f"{cfg.data.dev_manifest}: no utterance of the set could be read, e.g. {failures[0]}; "
@@ -79,21 +79,9 @@ def check_run_audio(cfg: TrainConfig, train_utts: list[Utterance], dev_utts: lis
     _warn_durations(cfg.data.dev_manifest, dev_utts, dev_utts, headers)
 
 
-def _read_headers(utts: list[Utterance]) -> dict[str, AudioInfo | str]:
-    """Each audio file of ``utts`` (read once) to its header, or to its header error."""
-    headers: dict[str, AudioInfo | str] = {}
-    for path in dict.fromkeys(u.audio_filepath for u in utts):
-        try:
-            headers[path] = audio_info(path)
-        except AudioError as e:
-            headers[path] = str(e)
-    return headers
-
-
 def _unreadable(utts: list[Utterance], headers: dict[str, AudioInfo | str]) -> list[str]:
     """One header error per utterance whose audio cannot be opened, in order."""
     return [h for h in (headers[u.audio_filepath] for u in utts) if isinstance(h, str)]
-
 
 
 @dataclass(frozen=True)
@@ -140,7 +128,7 @@ def duration_mismatches(checked: list[Utterance], manifest: list[Utterance],
         rest_s = max(0.0, header.duration_s - utt.offset)
         segment = utt.offset > 0 or shared[utt.audio_filepath] > 1
         audio_s = min(utt.duration, rest_s) if segment and utt.duration > 0 else rest_s
-        if abs(utt.duration - audio_s) > max(DURATION_TOLERANCE_S, DURATION_TOLERANCE * audio_s):
+        if duration_off(utt.duration, audio_s):
             found.append(DurationMismatch(utt, audio_s))
     return found
 
