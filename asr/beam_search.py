@@ -202,26 +202,25 @@ class BeamSearchDecoder:
         self._build()
 
     # ------------------------------------------------------------------------------ construction
-    def _lm_vocabulary(self) -> list[str]:
+    def _lm_vocabulary(self, required: bool = True) -> list[str]:
+        """The LM's words. One that lists none (a KenLM binary that stores no vocabulary, or an LM
+        without words) is a DecodeError, or gives [] when not ``required``."""
         assert self.lm_path is not None
         _check_lm_file(self.lm_path)
         try:
             vocab = lm_vocabulary(self.lm_path)
         except LMError as e:
+            if not required:
+                return []
             raise DecodeError(str(e)) from None
-        if not vocab:
+        if not vocab and required:
             raise DecodeError(f"{self.lm_path}: the LM has no words")
         return vocab
 
     def _check_unit_lm(self) -> None:
         """Refuse a word LM for lexicon-free decoding, which asks the LM for units: most of its
         words are not units (a KenLM binary that stores no vocabulary cannot be checked)."""
-        assert self.lm_path is not None
-        _check_lm_file(self.lm_path)
-        try:
-            vocab = lm_vocabulary(self.lm_path)
-        except LMError:
-            return
+        vocab = self._lm_vocabulary(required=False)
         units = set(self.units)
         others = [w for w in vocab if w not in units]
         if len(others) > len(vocab) / 2:

@@ -92,10 +92,10 @@ def _redirect_stderr():
 
 
 def _report(label: str, text: str, failed: bool) -> None:
-    notes = Counter(_SOURCE_PREFIX.sub("", line).strip() for line in text.splitlines() if line.strip())
     if failed:
         logger.debug("path=%s decoder_notes=%r", label, text)
         return
+    notes = Counter(_SOURCE_PREFIX.sub("", line).strip() for line in text.splitlines() if line.strip())
     quoted = [note if times == 1 else f"{note} (x{times})" for note, times in list(notes.items())[:_MAX_NOTES]]
     more = "; ..." if len(notes) > _MAX_NOTES else ""
     logger.warning("%s: the decoder reported damaged data and went on (%s%s); read as it is, glitches and all",

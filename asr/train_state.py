@@ -185,12 +185,13 @@ def capture_train_state(progress: Progress, data: EpochData, optimizer: torch.op
 def restore_train_state(state: dict[str, Any], path: Path, data: EpochData, optimizer: torch.optim.Optimizer,
                         scheduler: Scheduler, scaler: torch.amp.GradScaler, ema: ModelEMA | None,
                         optim_name: str) -> Progress:
-    """Load ``state`` (the ``train_state`` of ``path``) into the optimizer, schedule, scaler, EMA and
-    the random generators; returns the run's progress.
+    """Load ``state`` (the ``train_state`` of ``path``) into the optimizer, schedule, scaler and EMA;
+    returns the run's progress (no random state: see the module's docstring).
 
     Raises:
-        TrainError: it holds another optimizer's state than ``optim_name``'s, or was saved inside an
-            epoch whose batches the config no longer makes (:func:`check_epoch_position`).
+        TrainError: it holds another optimizer's state than ``optim_name``'s or other settings of it
+            (:func:`optimizer_differences`), or was saved inside an epoch whose batches the config no
+            longer makes (:func:`check_epoch_position`).
     """
     ours = [sorted(group) for group in optimizer.state_dict()["param_groups"]]
     if [sorted(group) for group in state["optimizer"].get("param_groups", [])] != ours:
