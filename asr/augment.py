@@ -183,9 +183,10 @@ class NoiseSource:
     is read), a shorter one is looped.
 
     The recordings are checked once, here (in the main process, before loader workers fork): those
-    whose header cannot be read, or whose audio is shorter than the manifest says by more than
-    the tolerance of :func:`asr.manifest.duration_off`, are left out with one warning. The list of candidates never changes after that, so a draw depends only on its
-    generator and on the files, not on the number of workers or on what was drawn before.
+    whose header cannot be read, or whose audio is shorter than the manifest says by more than the
+    tolerance of :func:`asr.manifest.duration_off`, are left out with one warning. The list of
+    candidates never changes after that, so a draw depends only on its generator and on the files,
+    not on the number of workers or on what was drawn before.
 
     Raises:
         ManifestError: the manifest cannot be read, or holds no recording, or none that passes the check.
