@@ -68,26 +68,57 @@ def unprivileged() -> Iterator[tuple[Path, Callable[[], AbstractContextManager[N
 
 def interrupt_reading(command: list[str], fifo: Path, timeout_s: float = 120) -> subprocess.CompletedProcess:
     """Run ``command``, which reads the named pipe ``fifo`` (made here), and press Ctrl-C (SIGINT)
-    once it has opened the pipe and waits on it for text that never comes: an interrupt in the
-    middle of the work, not in the interpreter's start-up, with no race on the timing."""
+    once it waits on the pipe for text that never comes: an interrupt in the middle of the work,
+    not in the interpreter's start-up.
+
+    The signal goes only once the process sleeps with the pipe open (:func:`_asleep_on`), i.e. in
+    its read: a SIGINT that came between its open and its read would run Python's handler there and
+    leave the read itself waiting for ever (seen once in CI, on a busy machine)."""
     os.mkfifo(fifo)
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout_s
-    while True:
+
+    def wait_for(what: str, ready: Callable[[], bool]) -> None:
+        while not ready():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"{command} never {what} {fifo}: {proc.communicate()[1]}")
+            time.sleep(0.05)
+
+    writer = None
+
+    def opened() -> bool:
+        nonlocal writer
         try:
             writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until a reader has it open
-            break
         except OSError as e:
-            if e.errno != errno.ENXIO or proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"{command} never opened {fifo}: {proc.communicate()[1]}") from None
-            time.sleep(0.05)
+            if e.errno != errno.ENXIO:
+                raise
+        return writer is not None
+
+    wait_for("opened", opened)
     try:
+        wait_for("waited on", lambda: _asleep_on(proc.pid, fifo))
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=timeout_s)
     finally:
         os.close(writer)
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
+def _asleep_on(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` sleeps (state S in /proc) with ``path`` open: blocked in its read of
+    a pipe, as nothing else in the tools tested sleeps once the pipe is open. True where /proc is
+    missing (not Linux), where the old race remains."""
+    proc = Path(f"/proc/{pid}")
+    if not proc.is_dir():
+        return True
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        fds = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+    except OSError:  # it ended, or an fd closed while listed: look again
+        return False
+    return state == "S" and os.path.realpath(path) in fds
 
 
 SHORT_UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]  # one per speaker
