@@ -318,6 +318,20 @@ def test_tab_separated_lines_and_a_byte_order_mark_are_read(tree):
     assert {Path(u.audio_filepath).stem: u.text for u in utts} == {uid: text for uid, (text, _) in expected.items()}
 
 
+def test_upper_case_audio_suffixes_are_audio(tree):
+    """A copy made on a case-insensitive file system may name its files `.FLAC` or `.Flac`: each
+    is its utterance's audio (it was 'has no audio file')."""
+    split, expected = tree
+    folder, _ = _chapter(split)
+    for old, suffix in (("4088-158079-0001.flac", ".FLAC"), ("4088-158079-0002.flac", ".Flac")):
+        (folder / old).rename((folder / old).with_suffix(suffix))
+    utts, problems, skipped = read_split(split)
+    assert (problems, skipped) == ([], 0)
+    assert {Path(u.audio_filepath).name for u in utts} >= {"4088-158079-0001.FLAC", "4088-158079-0002.Flac"}
+    assert {Path(u.audio_filepath).stem: (u.text, round(u.duration, 3)) for u in utts} == {
+        uid: (text, round(duration, 3)) for uid, (text, duration) in expected.items()}
+
+
 def test_stray_files_reported(tree):
     split, _ = tree
     folder, _ = _chapter(split)

@@ -82,7 +82,7 @@ def is_split_dir(path: Path) -> bool:
     """True when ``path`` holds ``<speaker>/<chapter>/`` folders with audio or transcripts."""
     if not path.is_dir():
         return False
-    return any(p.is_file() and (p.name.endswith(TRANS_SUFFIX) or p.suffix in AUDIO_SUFFIXES)
+    return any(p.is_file() and (p.name.endswith(TRANS_SUFFIX) or p.suffix.lower() in AUDIO_SUFFIXES)
                for p in path.glob("*/*/*"))
 
 
@@ -168,7 +168,7 @@ def _chapter(chapter_dir: Path, speaker: str, utts: list[Utterance], problems: l
     for p in sorted(chapter_dir.iterdir()):
         if p.is_file() and p.name.endswith(TRANS_SUFFIX) and p != trans_path:
             problems.append(f"{p}: unexpected transcript file (expected {trans_path.name}); ignored")
-        elif p.is_file() and p.suffix in AUDIO_SUFFIXES:
+        elif p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES:
             if p.stem in audio:
                 problems.append(f"{p}: second audio file for utterance {p.stem}; skipped")
                 skipped += 1
@@ -225,7 +225,7 @@ def read_split(split_dir: str | Path) -> tuple[list[Utterance], list[str], int]:
     for speaker_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         for chapter_dir in sorted(p for p in speaker_dir.iterdir() if p.is_dir()):
             skipped += _chapter(chapter_dir, speaker_dir.name, utts, problems)
-        stray = [p.name for p in speaker_dir.iterdir() if p.is_file() and p.suffix in AUDIO_SUFFIXES]
+        stray = [p.name for p in speaker_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
         if stray:
             problems.append(f"{speaker_dir}: {len(stray)} audio files outside a chapter folder; skipped")
             skipped += len(stray)
