@@ -214,8 +214,14 @@ def find_kenlm() -> tuple[Path, Path | None] | None:
 
 
 def is_binary_path(path: str | Path) -> bool:
-    """Whether ``path`` names a KenLM binary by its suffix (``.bin``, ``.binary``, ``.klm``)."""
-    return Path(path).suffix in (".bin", ".binary", ".klm")
+    """Whether ``path`` names a KenLM binary by its suffix (``.bin``, ``.binary``, ``.klm``, in any
+    case).
+
+    Example:
+        >>> is_binary_path("lm.klm"), is_binary_path("LM.BIN"), is_binary_path("lm.arpa")
+        (True, True, False)
+    """
+    return Path(path).suffix.lower() in (".bin", ".binary", ".klm")
 
 
 @dataclass

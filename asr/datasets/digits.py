@@ -116,9 +116,9 @@ def prepare_digits(
         raise DigitsError(f"split {split!r} is not 'official' or 'speaker'")
     recordings, out_dir = Path(recordings), Path(out_dir)
     wav_dir = out_dir / "wav"
-    files = sorted(p for p in recordings.glob("*.wav") if NAME_RE.match(p.name))
-    misnamed = sorted(p.name for p in recordings.glob("[0-9]_*") if p.suffix.lower() == ".wav" and
-                      not NAME_RE.match(p.name))  # a recording renamed by hand, or a copy of one
+    named = sorted(p for p in recordings.glob("[0-9]_*") if p.suffix.lower() == ".wav")  # one listing
+    files = [p for p in named if NAME_RE.match(p.name)]
+    misnamed = [p.name for p in named if not NAME_RE.match(p.name)]  # renamed by hand, or a copy of one
     if misnamed:
         logger.warning("%s: %d .wav files named like recordings are left out: they do not fit "
                        "{digit}_{speaker}_{index}.wav (speaker in lower case), e.g. %s",
