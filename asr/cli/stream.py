@@ -147,10 +147,11 @@ def _check_raw_input_options(args: argparse.Namespace) -> None:
 
 def _until_ctrl_c(ctrl_c: CtrlC, chunks: Iterator, what: str) -> Iterator:
     """``chunks`` of the live input until it ends or Ctrl-C: the chunk being decoded is finished,
-    so the final transcript is whole; a second Ctrl-C interrupts as usual."""
-    print(f"asr: -: listening on standard input for {what} (Ctrl-C or the end of the input finishes it)",
-          file=sys.stderr, flush=True)
+    so the final transcript is whole; a second Ctrl-C interrupts as usual. "listening" is said once
+    Ctrl-C is taken so (a Ctrl-C right after the line was an interrupt, status 130)."""
     with ctrl_c:
+        print(f"asr: -: listening on standard input for {what} (Ctrl-C or the end of the input finishes it)",
+              file=sys.stderr, flush=True)
         for item in chunks:
             yield item
             if ctrl_c.requested:
