@@ -149,7 +149,11 @@ def test_a_batch_unreadable_on_one_rank_is_skipped_by_every_rank(shared_data, tm
     assert steps[-1]["skipped_batches"] == 3
 
 
-_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# Without PYTHONUNBUFFERED (this machine's environment sets it): print() writes a line to stderr, which
+# the ranks share, in one write(), where unbuffered it writes the text and the newline apart: two ranks
+# that print at once ("asr: interrupted" on a Ctrl-C) then made one line of two now and then, and the
+# checks of whole lines failed.
+_ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "OMP_NUM_THREADS": "1"}
 
 
 def _digits(shared_data: Path, count: int) -> list[Utterance]:
