@@ -71,7 +71,7 @@ def interrupt_reading(command: list[str], fifo: Path, timeout_s: float = 120) ->
     once it waits on the pipe for text that never comes: an interrupt in the middle of the work,
     not in the interpreter's start-up.
 
-    The signal goes only once the process sleeps with the pipe open (:func:`asleep_on`), i.e. in
+    The signal goes only once the process sleeps with the pipe open (:func:`_asleep_on`), i.e. in
     its read: a SIGINT that came between its open and its read would run Python's handler there and
     leave the read itself waiting for ever (seen once in CI, on a busy machine)."""
     os.mkfifo(fifo)
@@ -98,7 +98,7 @@ def interrupt_reading(command: list[str], fifo: Path, timeout_s: float = 120) ->
 
     wait_for("opened", opened)
     try:
-        wait_for("waited on", lambda: asleep_on(proc.pid, fifo))
+        wait_for("waited on", lambda: _asleep_on(proc.pid, fifo))
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=timeout_s)
     finally:
@@ -106,19 +106,19 @@ def interrupt_reading(command: list[str], fifo: Path, timeout_s: float = 120) ->
     return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
-def asleep_on(pid: int, path: Path | None = None) -> bool:
-    """Whether process ``pid`` sleeps (state S in /proc) with ``path`` open (any sleep when ``path``
-    is None): blocked in its read of a pipe, as nothing else in the tools tested sleeps once the pipe
-    is open. True where /proc is missing (not Linux), where the old race remains."""
+def _asleep_on(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` sleeps (state S in /proc) with ``path`` open: blocked in its read of
+    a pipe, as nothing else in the tools tested sleeps once the pipe is open. True where /proc is
+    missing (not Linux), where the old race remains."""
     proc = Path(f"/proc/{pid}")
     if not proc.is_dir():
         return True
     try:
         state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        fds = {os.readlink(fd) for fd in (proc / "fd").iterdir()} if path is not None else set()
+        fds = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
     except OSError:  # it ended, or an fd closed while listed: look again
         return False
-    return state == "S" and (path is None or os.path.realpath(path) in fds)
+    return state == "S" and os.path.realpath(path) in fds
 
 
 SHORT_UTTS = ["8226-274371-0020", "5652-19215-0032", "4088-158077-0078", "4406-16882-0033"]  # one per speaker
