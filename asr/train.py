@@ -343,13 +343,16 @@ class Trainer:
     def stop_on_request(self) -> None:
         """Ctrl-C: ``last.pt`` of this step (rank 0 writes it), then KeyboardInterrupt on every rank
         (the CLI's ``asr: interrupted``, status 130). ``--resume`` goes on from this step as if the
-        run had not stopped."""
+        run had not stopped. The other ranks wait until rank 0 has written it: torchrun ends the
+        ranks still running (SIGTERM) once one has ended, and rank 0 was killed in its save now
+        and then."""
         self.save("last.pt", with_train_state=True)
         self.wait_for_checkpoints()
         if self.dist.is_main:
             logger.warning("stopped at step=%d (epoch %d, batch %d of %d); %s holds it: the same command with "
                            "--resume goes on from there", self.progress.step, self.progress.epoch + 1,
                            self.progress.batches_done, self.steps_per_epoch, self.run_dir / "last.pt")
+        barrier(self.dist)
         raise KeyboardInterrupt
 
     def _warn_of_stop(self) -> None:
