@@ -57,6 +57,14 @@ def error_line(e: BaseException, path: str | os.PathLike | None = None) -> str:
     return f"{filename}: {cause}" if filename else str(cause)
 
 
+def say(line: str) -> None:
+    """Write ``line`` and its newline to stderr in one write: print() writes them apart where
+    stderr is unbuffered (PYTHONUNBUFFERED, common in containers), and the ranks of a torchrun
+    job, which share one stderr, then made one line of two ("asr: interruptedasr: interrupted")."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def run_tool(prog: str, main: Callable[[], int | None],
              errors: tuple[type[BaseException], ...] | None = None,
              path: str | os.PathLike | None = None) -> int:
@@ -68,10 +76,10 @@ def run_tool(prog: str, main: Callable[[], int | None],
     try:
         return main() or 0
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        say(f"{prog}: interrupted")
         return 130
     except _caught(errors) as e:
-        print(f"{prog}: error: {error_line(e, path)}", file=sys.stderr)
+        say(f"{prog}: error: {error_line(e, path)}")
         return 2
 
 

@@ -19,6 +19,8 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -345,7 +347,8 @@ class Trainer:
         (the CLI's ``asr: interrupted``, status 130). ``--resume`` goes on from this step as if the
         run had not stopped. The other ranks wait until rank 0 has written it: torchrun ends the
         ranks still running (SIGTERM) once one has ended, and rank 0 was killed in its save now
-        and then."""
+        and then. For the same reason each rank then ignores SIGTERM: the stop is done, and rank 0's
+        last line (``asr: interrupted``) must still come out (torchrun kills after 30 s anyway)."""
         self.save("last.pt", with_train_state=True)
         self.wait_for_checkpoints()
         if self.dist.is_main:
@@ -353,6 +356,8 @@ class Trainer:
                            "--resume goes on from there", self.progress.step, self.progress.epoch + 1,
                            self.progress.batches_done, self.steps_per_epoch, self.run_dir / "last.pt")
         barrier(self.dist)
+        if self.dist.enabled and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     def _warn_of_stop(self) -> None:

@@ -72,7 +72,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USER_ERROR
-    from asr.errors import USER_ERRORS, error_line  # imported late: --help stays fast
+    from asr.errors import USER_ERRORS, error_line, say  # imported late: --help stays fast
 
     if sys.stdout is None:  # started with standard output closed (>&-): the output is dropped, as asked
         sys.stdout = open(os.devnull, "w")
@@ -81,10 +81,10 @@ def _main(argv: list[str] | None) -> int:
         sys.stdout.flush()  # output still buffered fails here, not in the interpreter's exit (status 120)
         return status
     except USER_ERRORS as e:
-        print(f"asr: error: {error_line(e)}", file=sys.stderr)
+        say(f"asr: error: {error_line(e)}")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("asr: interrupted", file=sys.stderr)
+        say("asr: interrupted")
         return 130
     except BrokenPipeError:  # the reader of the output went away (| head): stop quietly, as cat does
         _stdout_failed()
@@ -93,7 +93,7 @@ def _main(argv: list[str] | None) -> int:
         if args.verbose:
             raise
         where = "" if e.filename else "standard output: " if _stdout_failed() else ""
-        print(f"asr: error: {where}{error_line(e)}", file=sys.stderr)
+        say(f"asr: error: {where}{error_line(e)}")
         return EXIT_USER_ERROR
 
 
