@@ -78,12 +78,17 @@ def utterance_sort_key(uid: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in uid.split("-"))
 
 
+def _is_audio(p: Path) -> bool:
+    """Whether ``p`` is an audio file by its suffix, in any case (``.FLAC`` from a case-insensitive
+    file system too)."""
+    return p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+
+
 def is_split_dir(path: Path) -> bool:
     """True when ``path`` holds ``<speaker>/<chapter>/`` folders with audio or transcripts."""
     if not path.is_dir():
         return False
-    return any(p.is_file() and (p.name.endswith(TRANS_SUFFIX) or p.suffix.lower() in AUDIO_SUFFIXES)
-               for p in path.glob("*/*/*"))
+    return any(_is_audio(p) or (p.is_file() and p.name.endswith(TRANS_SUFFIX)) for p in path.glob("*/*/*"))
 
 
 def find_splits(data_dir: str | Path, names: list[str] | None = None) -> dict[str, Path]:
@@ -168,7 +173,7 @@ def _chapter(chapter_dir: Path, speaker: str, utts: list[Utterance], problems: l
     for p in sorted(chapter_dir.iterdir()):
         if p.is_file() and p.name.endswith(TRANS_SUFFIX) and p != trans_path:
             problems.append(f"{p}: unexpected transcript file (expected {trans_path.name}); ignored")
-        elif p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES:
+        elif _is_audio(p):
             if p.stem in audio:
                 problems.append(f"{p}: second audio file for utterance {p.stem}; skipped")
                 skipped += 1
@@ -225,7 +230,7 @@ def read_split(split_dir: str | Path) -> tuple[list[Utterance], list[str], int]:
     for speaker_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         for chapter_dir in sorted(p for p in speaker_dir.iterdir() if p.is_dir()):
             skipped += _chapter(chapter_dir, speaker_dir.name, utts, problems)
-        stray = [p.name for p in speaker_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
+        stray = [p.name for p in speaker_dir.iterdir() if _is_audio(p)]
         if stray:
             problems.append(f"{speaker_dir}: {len(stray)} audio files outside a chapter folder; skipped")
             skipped += len(stray)
