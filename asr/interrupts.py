@@ -48,8 +48,9 @@ class CtrlC:
             self.on_request()
 
 
-def ignore_sigint(worker_id: int) -> None:
-    """A data-loader worker's start (``worker_init_fn``): the terminal's Ctrl-C reaches the whole
-    process group, and a worker it ended would fail the main process's next batch; the main process
-    decides (:class:`CtrlC`) and ends its workers itself."""
+def ignore_sigint(*_: object) -> None:
+    """A worker process's start (a data loader's ``worker_init_fn``, a process pool's
+    ``initializer``): the terminal's Ctrl-C reaches the whole process group, and a worker it ended
+    would fail the main process's next batch, or print its own traceback; the main process decides
+    (:class:`CtrlC`, KeyboardInterrupt) and ends its workers itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

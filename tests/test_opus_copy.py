@@ -73,9 +73,13 @@ def test_user_files_and_bad_options_are_refused_in_one_line(shared_data, tmp_pat
 def test_ctrl_c_while_copying_is_one_line_and_writes_no_manifest(shared_data, tmp_path):
     """Ctrl-C in a terminal reaches the tool and its encoding processes (SIGINT to the process
     group): `opus_copy: interrupted`, status 130, no traceback of a worker, no manifest, and no
-    half-written copy (each is written under a temporary name, then renamed)."""
+    half-written copy (each is written under a temporary name, then renamed). Most items are a
+    damaged file, done at once, so that the workers spend much of their time between items, where
+    a Ctrl-C that reached them printed a worker's traceback (9 runs of 10 before they ignored it)."""
     wavs = sorted((shared_data / "fsdd" / "recordings").glob("*.wav"))[:300]
-    manifest = _manifest(tmp_path / "in.jsonl", wavs)
+    damaged = tmp_path / "damaged.wav"
+    damaged.write_bytes(b"RIFF")
+    manifest = _manifest(tmp_path / "in.jsonl", [a for wav in wavs for a in [wav] + [damaged] * 50])
     proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "opus_copy.py"), str(manifest), "copies", "--jobs", "2"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

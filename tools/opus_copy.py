@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from asr.audio import AudioError, load_audio  # noqa: E402
 from asr.errors import run_tool  # noqa: E402
+from asr.interrupts import ignore_sigint  # noqa: E402
 from asr.manifest import ManifestError, first_entry, read_manifest_report  # noqa: E402
 from asr.outputs import OutputError, atomic_output, check_output, check_output_folder, starts_with  # noqa: E402
 
@@ -44,6 +45,17 @@ def _encode(job: tuple[str, str, float]) -> float | str:
         return str(e)
     except (OSError, RuntimeError, ValueError) as e:  # libsndfile refusing, a full disk
         return f"{src}: cannot encode to {dst} ({e})"
+
+
+def _encode_all(jobs: list[tuple[str, str, float]], workers: int) -> list[float | str]:
+    """:func:`_encode` of each job, in order, on ``workers`` processes. The workers ignore Ctrl-C
+    (it reaches the whole process group): this process gets KeyboardInterrupt, drops the jobs not
+    begun and waits for those under way, whose copies are then whole."""
+    pool = ProcessPoolExecutor(workers, initializer=ignore_sigint)
+    try:
+        return list(pool.map(_encode, jobs, chunksize=8))
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _is_copy_manifest(path: Path, out_dir: Path) -> bool:
@@ -99,8 +111,7 @@ def _run(args: argparse.Namespace) -> int:
             for i, u in enumerate(utts)]
     out_manifest = _check_outputs(args.manifest, args.out_dir, [dst for _, dst, _ in jobs])
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(min(args.jobs, len(jobs))) as pool:
-        results = list(pool.map(_encode, jobs, chunksize=8))
+    results = _encode_all(jobs, min(args.jobs, len(jobs)))
     copied = []
     for (_, dst, _), utt, result in zip(jobs, utts, results):
         if isinstance(result, str):
