@@ -238,6 +238,17 @@ def test_files_and_folders_the_system_closes_to_us_are_one_line(work, capsys, un
     assert not (folder / "avg.pt").exists() and not (folder / "report").exists()
 
 
+def test_ctrl_c_outside_the_command_is_one_line_too(monkeypatch, capsys):
+    """A Ctrl-C that lands outside the command itself (while the arguments are read, or just after
+    the command's last line) is `asr: interrupted` and status 130, not a traceback. The parser's
+    build stands in for that moment: a real Ctrl-C there cannot be timed."""
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr("asr.cli.build_parser", interrupted)
+    assert main(["presets"]) == 130
+    assert capsys.readouterr().err == "asr: interrupted\n"
+
+
 def test_short_output_the_system_refuses_is_one_line_too():
     """A command whose whole output waits in Python's buffer until it ends (presets, compare,
     download --list) met a full disk or a closed pipe only in the interpreter's exit: two lines of

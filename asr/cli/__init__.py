@@ -23,6 +23,7 @@ from asr.cli.decoding import cmd_evaluate, cmd_transcribe, cmd_tune_lm
 from asr.cli.models import cmd_average, cmd_compare, cmd_export, cmd_presets, cmd_sweep, cmd_train
 from asr.cli.parser import EXIT_USER_ERROR, build_parser, with_negative_values_joined
 from asr.cli.stream import cmd_stream
+from asr.errors import say
 
 __all__ = ["COMMANDS", "EXIT_USER_ERROR", "build_parser", "main"]
 
@@ -36,8 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     that drops the last collective's tensors needs the interpreter's lock: during the shutdown that
     aborted the process ('terminate called without an active exception', about 1 run in 30 here),
     after the run had finished and saved everything.
+
+    A Ctrl-C outside the command (while the arguments are read, or in the moment after the
+    command's last line) is ``asr: interrupted`` and status 130 too, not a traceback.
     """
-    status = _main(argv)
+    try:
+        status = _main(argv)
+    except KeyboardInterrupt:
+        say("asr: interrupted")
+        status = 130
     if _torchrun_rank() is not None:
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
@@ -72,7 +80,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USER_ERROR
-    from asr.errors import USER_ERRORS, error_line, say  # imported late: --help stays fast
+    from asr.errors import USER_ERRORS, error_line  # USER_ERRORS imports torch: --help stays fast
 
     if sys.stdout is None:  # started with standard output closed (>&-): the output is dropped, as asked
         sys.stdout = open(os.devnull, "w")
