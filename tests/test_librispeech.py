@@ -270,6 +270,30 @@ def test_folders_we_may_not_read_are_problems_not_the_end(shared_data, unprivile
     assert kept == [uid for uid in expected if uid.startswith("4088-158079-")]
 
 
+def test_a_split_we_may_not_read_is_named_not_passed_over(shared_data, unprivileged, capsys, caplog):
+    """A split folder closed to us, in a folder of splits: a warning naming it (the others are
+    prepared, status 0); named in --splits, one line saying so. It was passed over in silence, or
+    'split(s) dev-other not found (found: dev-clean)' although it is there."""
+    folder, as_user = unprivileged
+    build_tree(shared_data, folder / "LibriSpeech" / "dev-clean", picks=PICKS[:1])
+    build_tree(shared_data, folder / "LibriSpeech" / "dev-other", picks=PICKS[1:])
+    closed = folder / "LibriSpeech" / "dev-other"
+    closed.chmod(0)
+    b"x".decode("utf-8-sig")  # its codec is imported at first use, from a folder closed to that user
+    args = ["prepare", "librispeech", "--data-dir", str(folder), "--out", str(folder / "out")]
+    with as_user():
+        assert main(args) == 0
+        captured = capsys.readouterr()
+        assert captured.out.startswith("dev-clean: 3 utterances") and "dev-other" not in captured.out
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+            f"{closed}: cannot be read (Permission denied); not prepared"]
+        caplog.clear()
+        assert main([*args, "--splits", "dev-other"]) == 2
+        assert capsys.readouterr().err == f"asr: error: {closed}: cannot be read (Permission denied)\n"
+        assert main([*args, "--splits", "dev-clean"]) == 0
+        assert "dev-other" not in caplog.text  # not asked for
+
+
 def test_transcript_without_audio_and_audio_without_transcript(tree):
     split, _ = tree
     folder, trans = _chapter(split)

@@ -103,16 +103,27 @@ def find_splits(data_dir: str | Path, names: list[str] | None = None) -> dict[st
 
     Raises:
         FileNotFoundError: no split there, or a named split is missing (the message lists those
-            found).
+            found) or cannot be read. A folder of splits that cannot be read, not named, is warned of.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such folder")
+    closed: dict[str, str] = {}  # folders that may be splits but cannot be read: name -> why
     if is_split_dir(data_dir):
         found = {data_dir.name: data_dir}
     else:
         root = data_dir / "LibriSpeech" if (data_dir / "LibriSpeech").is_dir() else data_dir
         found = {p.name: p for p in sorted(root.iterdir()) if is_split_dir(p)}
+        for p in sorted(root.iterdir()):
+            if p.name not in found and p.is_dir():
+                try:
+                    os.listdir(p)
+                except OSError as e:  # glob passes over it in silence
+                    closed[p.name] = f"{p}: cannot be read ({e.strerror or e})"
+    if names and (why := next((closed[n] for n in names if n in closed), None)):
+        raise FileNotFoundError(why)
+    for why in closed.values() if not names else ():
+        logger.warning("%s; not prepared", why)
     if not found:
         raise FileNotFoundError(f"{data_dir}: no LibriSpeech-layout split "
                                 "(<split>/<speaker>/<chapter>/*.flac and *.trans.txt) found")
