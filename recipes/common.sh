@@ -144,7 +144,7 @@ check_options() {
   shift
   while [ $# -gt 0 ]; do
     case "$1" in
-      -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$script" | sed '$d'; exit 0 ;;
+      -h|--help) awk 'NR > 1 { if (!/^#/) exit; sub(/^# ?/, ""); print }' "$script"; exit 0 ;;
       --*=*) echo "$prog: $1: give the value as a separate word (${1%%=*} ${1#*=})" >&2; exit 2 ;;
       --*)
         if ! awk -v arm="$1)" '{ sub(/^[ \t]+/, "") } index($0, arm) == 1 { found = 1 } END { exit !found }' "$script"; then

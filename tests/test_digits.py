@@ -160,6 +160,8 @@ def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
         assert len(result.stderr.splitlines()) == 1, result.stderr
     usage = run("--help")
     assert usage.returncode == 0 and f"bash recipes/{recipe}/run.sh" in usage.stdout and "#" not in usage.stdout[:2]
+    comments = Path(script).read_text().split("\nset -euo pipefail")[0].splitlines()[1:]
+    assert usage.stdout.splitlines() == [line[2:] for line in comments]  # the last line too (it was left out)
     if recipe == "digits":
         result = run("--split", "bogus")
         assert result.returncode == 2 and "--split 'bogus': expected official or speaker" in result.stderr

@@ -249,6 +249,51 @@ def test_a_transcript_that_cannot_be_read_is_a_problem_not_the_end(tree, tmp_pat
     assert (tmp_path / "out" / "tiny.problems.txt").read_text() == report.problems[0] + "\n"
 
 
+def test_folders_we_may_not_read_are_problems_not_the_end(shared_data, unprivileged, capsys):
+    """A chapter or speaker folder closed to us (chmod 0): one problem line each, the rest of the
+    split prepared, status 0 (it was 'asr: error: FOLDER: Permission denied', status 2, and
+    nothing of that split written)."""
+    folder, as_user = unprivileged
+    split = folder / "tiny"
+    expected = build_tree(shared_data, split, picks=(("4088", "158079", 3), ("4088", "158077", 2), ("5652", "39938", 4)))
+    chapter, speaker = split / "4088" / "158077", split / "5652"
+    chapter.chmod(0)
+    speaker.chmod(0)
+    b"x".decode("utf-8-sig")  # its codec is imported at first use, from a folder closed to that user
+    with as_user():
+        status = main(["prepare", "librispeech", "--data-dir", str(split), "--out", str(folder / "out")])
+    problems = [f"{chapter}: cannot be read (Permission denied); the chapter is skipped",
+                f"{speaker}: cannot be read (Permission denied); the speaker's chapters are skipped"]
+    assert status == 0 and capsys.readouterr().out.startswith("tiny: 3 utterances")
+    assert (folder / "out" / "tiny.problems.txt").read_text().splitlines() == problems
+    kept = [Path(u.audio_filepath).stem for u in read_manifest(folder / "out" / "tiny.jsonl")]
+    assert kept == [uid for uid in expected if uid.startswith("4088-158079-")]
+
+
+def test_a_split_we_may_not_read_is_named_not_passed_over(shared_data, unprivileged, capsys, caplog):
+    """A split folder closed to us, in a folder of splits: a warning naming it (the others are
+    prepared, status 0); named in --splits, one line saying so. It was passed over in silence, or
+    'split(s) dev-other not found (found: dev-clean)' although it is there."""
+    folder, as_user = unprivileged
+    build_tree(shared_data, folder / "LibriSpeech" / "dev-clean", picks=PICKS[:1])
+    build_tree(shared_data, folder / "LibriSpeech" / "dev-other", picks=PICKS[1:])
+    closed = folder / "LibriSpeech" / "dev-other"
+    closed.chmod(0)
+    b"x".decode("utf-8-sig")  # its codec is imported at first use, from a folder closed to that user
+    args = ["prepare", "librispeech", "--data-dir", str(folder), "--out", str(folder / "out")]
+    with as_user():
+        assert main(args) == 0
+        captured = capsys.readouterr()
+        assert captured.out.startswith("dev-clean: 3 utterances") and "dev-other" not in captured.out
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+            f"{closed}: cannot be read (Permission denied); not prepared"]
+        caplog.clear()
+        assert main([*args, "--splits", "dev-other"]) == 2
+        assert capsys.readouterr().err == f"asr: error: {closed}: cannot be read (Permission denied)\n"
+        assert main([*args, "--splits", "dev-clean"]) == 0
+        assert "dev-other" not in caplog.text  # not asked for
+
+
 def test_transcript_without_audio_and_audio_without_transcript(tree):
     split, _ = tree
     folder, trans = _chapter(split)

@@ -337,6 +337,7 @@ def test_make_lm_script_refuses_bad_options_before_any_book(tmp_path):
     assert not (tmp_path / "lm").exists()
     usage = subprocess.run(["bash", script, "--help"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0 and usage.stdout.startswith("The recipe's word n-gram LM")
+    assert usage.stdout.endswith("Existing sentence files are reused; --force makes everything again.\n")  # was left out
 
 
 def test_make_lm_script_keeps_no_part_of_a_book_that_failed(tmp_path):

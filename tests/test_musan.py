@@ -92,3 +92,24 @@ def test_prepare_musan_without_a_tree_is_one_line(tmp_path, capsys):
     assert main(["prepare", "musan", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("asr: error: ") and "no MUSAN tree" in err[0]
+
+
+def test_a_folder_we_may_not_read_is_a_problem_not_left_out_silently(musan_archive, unprivileged, capsys):
+    """A source folder closed to us (chmod 0): named in the problems, the other recordings kept
+    (rglob passed over it in silence: its recordings were missing from the manifest, unsaid)."""
+    folder, as_user = unprivileged
+    for name, data in musan_archive.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    closed = folder / "musan/noise/sound-bible"
+    closed.mkdir()
+    (closed / "noise-sound-bible-0000.wav").write_bytes(musan_archive["musan/noise/free-sound/noise-free-sound-0000.wav"])
+    closed.chmod(0)
+    with as_user():
+        assert main(["prepare", "musan", "--data-dir", str(folder / "musan"), "--out", str(folder / "out")]) == 0
+    problems = (folder / "out/musan-noise.problems.txt").read_text().splitlines()
+    assert problems[0] == f"{closed}: cannot be read (Permission denied); its recordings are left out"
+    assert len(problems) == 2 and "noise-free-sound-0001.wav" in problems[1]  # the damaged one, as before
+    assert [Path(u.audio_filepath).name for u in read_manifest(folder / "out/musan-noise.jsonl")] == [
+        "noise-free-sound-0000.wav"]
+    assert "musan-noise: 1 utterances, 0 words, 0.00 h, 1 skipped" in capsys.readouterr().out

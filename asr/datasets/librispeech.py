@@ -103,16 +103,27 @@ def find_splits(data_dir: str | Path, names: list[str] | None = None) -> dict[st
 
     Raises:
         FileNotFoundError: no split there, or a named split is missing (the message lists those
-            found).
+            found) or cannot be read. A folder of splits that cannot be read, not named, is warned of.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such folder")
+    closed: dict[str, str] = {}  # folders that may be splits but cannot be read: name -> why
     if is_split_dir(data_dir):
         found = {data_dir.name: data_dir}
     else:
         root = data_dir / "LibriSpeech" if (data_dir / "LibriSpeech").is_dir() else data_dir
         found = {p.name: p for p in sorted(root.iterdir()) if is_split_dir(p)}
+        for p in sorted(root.iterdir()):
+            if p.name not in found and p.is_dir():
+                try:
+                    os.listdir(p)
+                except OSError as e:  # glob passes over it in silence
+                    closed[p.name] = f"{p}: cannot be read ({e.strerror or e})"
+    if names and (why := next((closed[n] for n in names if n in closed), None)):
+        raise FileNotFoundError(why)
+    for why in closed.values() if not names else ():
+        logger.warning("%s; not prepared", why)
     if not found:
         raise FileNotFoundError(f"{data_dir}: no LibriSpeech-layout split "
                                 "(<split>/<speaker>/<chapter>/*.flac and *.trans.txt) found")
@@ -170,8 +181,13 @@ def _chapter(chapter_dir: Path, speaker: str, utts: list[Utterance], problems: l
     trans_path = chapter_dir / f"{speaker}-{chapter}{TRANS_SUFFIX}"
     audio: dict[str, Path] = {}
     skipped = 0
-    for p in sorted(chapter_dir.iterdir()):
-        if p.is_file() and p.name.endswith(TRANS_SUFFIX) and p != trans_path:
+    try:
+        files = [p for p in sorted(chapter_dir.iterdir()) if p.is_file()]
+    except OSError as e:  # a folder we may not read: this chapter is lost, not the split
+        problems.append(f"{chapter_dir}: cannot be read ({e.strerror or e}); the chapter is skipped")
+        return 0
+    for p in files:
+        if p.name.endswith(TRANS_SUFFIX) and p != trans_path:
             problems.append(f"{p}: unexpected transcript file (expected {trans_path.name}); ignored")
         elif _is_audio(p):
             if p.stem in audio:
@@ -228,9 +244,15 @@ def read_split(split_dir: str | Path) -> tuple[list[Utterance], list[str], int]:
     problems: list[str] = []
     skipped = 0
     for speaker_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        for chapter_dir in sorted(p for p in speaker_dir.iterdir() if p.is_dir()):
+        try:
+            entries = sorted(speaker_dir.iterdir())
+            chapters = [p for p in entries if p.is_dir()]
+        except OSError as e:  # a folder we may not read: this speaker is lost, not the split
+            problems.append(f"{speaker_dir}: cannot be read ({e.strerror or e}); the speaker's chapters are skipped")
+            continue
+        for chapter_dir in chapters:
             skipped += _chapter(chapter_dir, speaker_dir.name, utts, problems)
-        stray = [p.name for p in speaker_dir.iterdir() if _is_audio(p)]
+        stray = [p.name for p in entries if _is_audio(p)]
         if stray:
             problems.append(f"{speaker_dir}: {len(stray)} audio files outside a chapter folder; skipped")
             skipped += len(stray)

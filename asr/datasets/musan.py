@@ -4,7 +4,7 @@
 writes one manifest per category found (``musan-noise.jsonl``, ``musan-music.jsonl``,
 ``musan-speech.jsonl``, with ``.summary.json`` and ``.problems.txt`` as for LibriSpeech), whose
 ``text`` is empty: they are for ``augment.noise_manifest``, not for training targets. Durations
-come from the file headers; an unreadable file is listed as a problem and left out.
+come from the file headers; an unreadable file or folder is listed as a problem and left out.
 
 Layout read: ``musan/<category>/<source>/*.wav`` (the README, LICENSE and ANNOTATIONS files are
 ignored).
@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from asr.audio import AudioError, audio_info
@@ -39,19 +40,27 @@ def find_musan(data_dir: str | Path) -> Path:
 
 
 def read_category(folder: Path) -> tuple[list[Utterance], list[str], int]:
-    """The recordings of one category folder, sorted by path: ``(utterances, problems, skipped)``."""
-    utts, problems = [], []
-    for path in sorted(folder.rglob("*.wav")):
+    """The recordings of one category folder, sorted by path: ``(utterances, problems, skipped)``.
+    A folder that cannot be read is a problem (its recordings are left out, uncounted)."""
+    utts, problems, closed = [], [], []
+    paths = []
+    for top, _, files in os.walk(folder, onerror=closed.append):
+        paths += [Path(top) / name for name in files if name.endswith(".wav")]
+    problems += [f"{e.filename}: cannot be read ({e.strerror or e}); its recordings are left out" for e in closed]
+    skipped = 0
+    for path in sorted(paths):
         try:
             info = audio_info(path)
         except AudioError as e:
             problems.append(str(e))
+            skipped += 1
             continue
         if info.duration_s <= 0:
             problems.append(f"{path}: no samples")
+            skipped += 1
             continue
         utts.append(Utterance(str(path), info.duration_s, ""))
-    return utts, problems, len(problems)
+    return utts, problems, skipped
 
 
 def prepare_musan(data_dir: str | Path, out_dir: str | Path, force: bool = False) -> list[SplitReport]:
