@@ -93,15 +93,13 @@ def test_size_mismatch_rejected_and_removed(server, tmp_path):
 
 
 @pytest.mark.parametrize("algo", ["sha256", "md5"])
-def test_checksum_mismatch_rejected_user_file_untouched(server, tmp_path, algo):
+def test_checksum_mismatch_rejected(server, tmp_path, algo):
     dest = tmp_path / "data.bin"
-    dest.write_bytes(b"the user's own older copy")
     wrong = hashlib.new(algo, b"something else").hexdigest()
     with pytest.raises(DownloadError, match=rf"data\.bin\.part: {algo} mismatch \(got {hashlib.new(algo, PAYLOAD).hexdigest()}, "
                                             rf"expected {wrong}\); the file was removed"):
         download(f"{server.url}/data.bin", dest, **{algo: wrong}, timeout_s=10)
-    assert dest.read_bytes() == b"the user's own older copy"  # never overwritten by a bad download
-    assert not (tmp_path / "data.bin.part").exists()
+    assert not dest.exists() and not (tmp_path / "data.bin.part").exists()
     assert len(server.log) == 1
 
 
@@ -111,10 +109,18 @@ def test_finished_verified_file_not_fetched_again(server, tmp_path):
     mtime = dest.stat().st_mtime_ns
     assert download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), size=len(PAYLOAD), timeout_s=10) == dest
     assert len(server.log) == 1 and dest.stat().st_mtime_ns == mtime
-    # a stale file that fails its checksum is fetched again and replaced
-    dest.write_bytes(b"stale")
-    download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), timeout_s=10)
-    assert dest.read_bytes() == PAYLOAD and len(server.log) == 2
+    # a file that fails its checksum (the user's own, or one changed since) is named and kept, not replaced
+    for other in (b"the user's own older copy", PAYLOAD[:-1] + bytes([PAYLOAD[-1] ^ 1])):  # another size; same size
+        dest.write_bytes(other)
+        with pytest.raises(DownloadError, match=r"data\.bin: is not the file at .*/data\.bin \((size|sha256 mismatch) .*\); "
+                                                r"not replaced: move it away to download it$"):
+            download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), size=len(PAYLOAD), timeout_s=10)
+        assert dest.read_bytes() == other and len(server.log) == 1
+    dest.unlink()
+    dest.mkdir()  # a folder in the way: refused before anything is fetched
+    with pytest.raises(DownloadError, match=r"data\.bin: is not the file at .* \(not a file\)"):
+        download(f"{server.url}/data.bin", dest, sha256=_sha256(PAYLOAD), timeout_s=10)
+    assert len(server.log) == 1
 
 
 def test_http_errors_are_download_errors(server, tmp_path):

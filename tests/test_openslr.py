@@ -109,15 +109,21 @@ def test_fetch_extract_and_skip_when_done(server, serve, tmp_path):
     assert server.log == []
 
 
-def test_a_damaged_lm_file_is_downloaded_again(server, serve, tmp_path):
+def test_an_lm_file_that_differs_from_the_published_one_is_kept_not_downloaded_over(server, serve, tmp_path):
+    """A lexicon the user edited (or one damaged since) is not the published file: it is named and
+    left as it is, with nothing fetched; once moved away, the file is downloaded again."""
     serve("librispeech-lexicon.txt")
     lexicon = fetch_parts(["librispeech-lexicon.txt"], tmp_path, base_url=server.url)[0]
     good = lexicon.read_bytes()
-    for damaged in (good[:-3], good[:-3] + b"XYZ"):  # cut short; same size, other bytes
-        lexicon.write_bytes(damaged)
+    for changed, why in ((good[:-3], "size"), (good[:-3] + b"XYZ", "md5 mismatch")):  # cut short; same size
+        lexicon.write_bytes(changed)
         server.log.clear()
-        assert fetch_parts(["librispeech-lexicon.txt"], tmp_path, base_url=server.url) == [lexicon]
-        assert lexicon.read_bytes() == good and [path for path, _, _ in server.log] == ["/11/librispeech-lexicon.txt"]
+        with pytest.raises(DownloadError, match=rf"^{re.escape(str(lexicon))}: is not the file at .*\({why}.*not replaced"):
+            fetch_parts(["librispeech-lexicon.txt"], tmp_path, base_url=server.url)
+        assert lexicon.read_bytes() == changed and server.log == []
+    lexicon.rename(tmp_path / "my-lexicon.txt")
+    assert fetch_parts(["librispeech-lexicon.txt"], tmp_path, base_url=server.url) == [lexicon]
+    assert lexicon.read_bytes() == good and (tmp_path / "my-lexicon.txt").read_bytes() == changed
 
 
 def test_resume_after_interrupted_transfer(server, serve, tmp_path):

@@ -35,7 +35,8 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
              timeout_s: float = 60.0) -> Path:
     """Fetch ``url`` to ``dest``, resuming a partial ``dest.part`` with an HTTP Range request.
 
-    A finished file that already passes the checks is not fetched again. The data goes to
+    A finished file that already passes the checks is not fetched again; anything else at ``dest``
+    (a file the user changed, or their own of that name) is refused, not replaced. The data goes to
     ``dest.part`` and is renamed only after the size and checksum match. A ``dest.part`` that the
     server says is complete (HTTP 416) is checked like a finished download; one that does not fit
     the file on the server (longer, or of another size) is removed and the download starts again.
@@ -46,6 +47,9 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
     dest = Path(dest)
     if matches(dest, size, sha256, md5):
         return dest
+    if os.path.lexists(dest):  # the user's own file, or one changed since: never replaced
+        why = _mismatch(dest, size, sha256, md5) if dest.is_file() else "not a file"
+        raise DownloadError(f"{dest}: is not the file at {url} ({why}); not replaced: move it away to download it")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -82,7 +86,9 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise DownloadError(f"{url}: download failed ({reason}); run again to resume") from None
-    _verified(part, size, sha256, md5, raise_error=True)
+    if why := _mismatch(part, size, sha256, md5):
+        part.unlink()
+        raise DownloadError(f"{part}: {why}; the file was removed")
     part.replace(dest)
     return dest
 
@@ -98,25 +104,18 @@ def _read(response: http.client.HTTPResponse, url: str) -> bytes:
 
 def matches(path: Path, size: int | None = None, sha256: str | None = None, md5: str | None = None) -> bool:
     """Whether ``path`` is a file with the size and checksums given (those that are not None)."""
-    return path.is_file() and _verified(path, size, sha256, md5, raise_error=False)
+    return path.is_file() and _mismatch(path, size, sha256, md5) is None
 
 
-def _verified(path: Path, size: int | None, sha256: str | None, md5: str | None, raise_error: bool) -> bool:
+def _mismatch(path: Path, size: int | None, sha256: str | None, md5: str | None) -> str | None:
+    """Why the file ``path`` is not the one of that size and checksums (those not None), or None."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        if raise_error:
-            path.unlink()
-            raise DownloadError(f"{path}: size {actual_size} bytes, expected {size}; the file was removed")
-        return False
+        return f"size {actual_size} bytes, expected {size}"
     for name, expected in (("sha256", sha256), ("md5", md5)):
-        if expected:
-            actual = file_digest(path, name)
-            if actual != expected.lower():
-                if raise_error:
-                    path.unlink()
-                    raise DownloadError(f"{path}: {name} mismatch (got {actual}, expected {expected}); the file was removed")
-                return False
-    return True
+        if expected and (actual := file_digest(path, name)) != expected.lower():
+            return f"{name} mismatch (got {actual}, expected {expected})"
+    return None
 
 
 def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:

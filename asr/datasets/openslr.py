@@ -172,9 +172,10 @@ def fetch_parts(
 
     Raises:
         ValueError: an unknown part name.
-        DownloadError: a failed transfer, a size or MD5 mismatch (the bad file is removed), an
-            unsafe archive member, something in ``dest`` in a member's way (the archive is kept), or
-            an archive without its ``LibriSpeech/<part>/`` (``musan/``) folder.
+        DownloadError: a failed transfer, a size or MD5 mismatch (the bad download is removed), a
+            file there that is not the published one (kept as it is), an unsafe archive member,
+            something in ``dest`` in a member's way (the archive is kept), or an archive without
+            its ``LibriSpeech/<part>/`` (``musan/``) folder.
     """
     dest = Path(dest)
     done: list[Path] = []
