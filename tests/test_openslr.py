@@ -191,6 +191,18 @@ def test_cli_download_list_and_fetch(server, serve, tmp_path, capsys):
     assert "train-clean-5: 0 utterances" in out and "1 skipped" in out  # the test 'flac' is not audio
 
 
+def test_cli_download_goes_on_past_a_part_that_fails(server, serve, tmp_path, capsys):
+    """A part that cannot be fetched (here the server lacks it) is one error line; the parts after
+    it are still fetched, and the status says that one failed."""
+    serve("dev-clean-2")  # train-clean-5 is not served: HTTP 404
+    assert main(["download", "mini_librispeech", "--dest", str(tmp_path), "--base-url", server.url]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == f"{tmp_path / 'LibriSpeech/dev-clean-2'}\n"
+    assert captured.err == (f"asr: error: {server.url}/31/train-clean-5.tar.gz: HTTP 404 Not Found\n"
+                            "asr: 1 of 2 parts not fetched: train-clean-5\n")
+    assert (tmp_path / "LibriSpeech/dev-clean-2/.complete").is_file()
+
+
 def test_default_base_url_is_openslr():
     assert openslr.OPENSLR_URL == "https://www.openslr.org/resources"
 

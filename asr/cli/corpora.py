@@ -64,7 +64,10 @@ def _print_reports(reports, out: str) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from asr.datasets.openslr import OPENSLR_URL, describe_parts, fetch_parts
+    """Fetch each part; one that fails is reported and the others are still fetched (status 2)."""
+    from asr.datasets.download import DownloadError
+    from asr.datasets.openslr import OPENSLR_URL, describe_parts, fetch_parts, resolve_parts
+    from asr.errors import error_line, say
 
     if args.list:
         print(describe_parts())
@@ -73,14 +76,23 @@ def cmd_download(args: argparse.Namespace) -> int:
         print("asr: error: download needs PART... and --dest DIR (asr download --list shows the parts)", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
-        paths = fetch_parts(args.parts, args.dest, base_url=args.base_url or OPENSLR_URL,
-                            remove_archive=args.remove_archive)
+        parts = resolve_parts(args.parts)
     except ValueError as e:  # an unknown part name
         print(f"asr: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    for path in paths:
-        print(path)
-    return 0
+    failed = []
+    for part in parts:
+        try:
+            [path] = fetch_parts([part], args.dest, base_url=args.base_url or OPENSLR_URL,
+                                 remove_archive=args.remove_archive)
+        except (DownloadError, OSError) as e:  # a failed transfer, a file in the way, a full disk
+            say(f"asr: error: {error_line(e)}")
+            failed.append(part)
+            continue
+        print(path, flush=True)
+    if failed and len(parts) > 1:
+        say(f"asr: {len(failed)} of {len(parts)} parts not fetched: {' '.join(failed)}")
+    return EXIT_USER_ERROR if failed else 0
 
 
 def cmd_build_lm(args: argparse.Namespace) -> int:
