@@ -161,15 +161,16 @@ check_options() {
 
 # check_folder OPTION PATH: PATH, given with OPTION, is a folder.
 check_folder() {
+  if [ -e "$2" ] && [ ! -d "$2" ]; then echo "run.sh: $1 $2: not a folder" >&2; exit 2; fi
   if [ ! -d "$2" ]; then echo "run.sh: $1 $2: no such folder" >&2; exit 2; fi
 }
 
-# check_stages STAGE STOP_STAGE LAST: whole numbers naming at least one of the stages 0..LAST.
+# check_stages STAGE STOP_STAGE FIRST LAST: whole numbers naming at least one of the stages FIRST..LAST.
 check_stages() {
   check_count --stage "$1"
   check_count --stop-stage "$2"
-  if [ "$1" -gt "$2" ] || [ "$1" -gt "$3" ]; then
-    echo "run.sh: --stage $1 --stop-stage $2: no stage to run (the stages are 0 to $3)" >&2
+  if [ "$1" -gt "$2" ] || [ "$1" -gt "$4" ] || [ "$2" -lt "$3" ]; then
+    echo "run.sh: --stage $1 --stop-stage $2: no stage to run (the stages are $3 to $4)" >&2
     exit 2
   fi
 }

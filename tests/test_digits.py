@@ -158,6 +158,10 @@ def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
         result = run(*args)
         assert result.returncode == 2 and result.stdout == "" and result.stderr.startswith(message), (args, result.stderr)
         assert len(result.stderr.splitlines()) == 1, result.stderr
+    first, last = {"digits": (0, 2), "librispeech": (1, 6), "mini_librispeech": (1, 7), "wsj": (1, 6)}[recipe]
+    for args in (["--stage", "9"], ["--stage", "0", "--stop-stage", "0"] if first else ["--stage", "3"]):
+        result = run(*args)  # was "the stages are 0 to N" for all, and --stop-stage 0 ran nothing with status 0
+        assert result.returncode == 2 and result.stderr.endswith(f": no stage to run (the stages are {first} to {last})\n")
     usage = run("--help")
     assert usage.returncode == 0 and f"bash recipes/{recipe}/run.sh" in usage.stdout and "#" not in usage.stdout[:2]
     comments = Path(script).read_text().split("\nset -euo pipefail")[0].splitlines()[1:]
@@ -169,6 +173,9 @@ def test_recipe_arguments_are_checked_before_any_stage(recipe, tmp_path):
         result = run("--data-dir", "nope")
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr == f"run.sh: --data-dir {tmp_path / 'nope'}: no such folder\n"
+        (tmp_path / "a-file").write_text("")
+        result = run("--data-dir", "a-file")
+        assert (result.returncode, result.stderr) == (2, f"run.sh: --data-dir {tmp_path / 'a-file'}: not a folder\n")
     for option in PATH_OPTIONS[recipe]:  # an unset shell variable: --data-dir "" meant "download"
         result = run(option, "")
         assert (result.returncode, result.stdout) == (2, ""), (option, result.stderr)

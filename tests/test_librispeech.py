@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -413,6 +414,9 @@ def test_find_splits_layouts(tree, tmp_path):
         find_splits(root, ["tiny", "nope"])
     with pytest.raises(FileNotFoundError, match="no LibriSpeech-layout split"):
         find_splits(root / "not-a-split")
+    for path, why in ((root / "nope", "no such folder"), (next(split.rglob("*.trans.txt")), "not a folder")):
+        with pytest.raises(FileNotFoundError, match=f"^{re.escape(str(path))}: {why}$"):
+            find_splits(path)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -107,7 +107,7 @@ def find_splits(data_dir: str | Path, names: list[str] | None = None) -> dict[st
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: no such folder")
+        raise FileNotFoundError(f"{data_dir}: {'not a folder' if data_dir.exists() else 'no such folder'}")
     closed: dict[str, str] = {}  # folders that may be splits but cannot be read: name -> why
     if is_split_dir(data_dir):
         found = {data_dir.name: data_dir}
@@ -239,7 +239,7 @@ def read_split(split_dir: str | Path) -> tuple[list[Utterance], list[str], int]:
     """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
-        raise FileNotFoundError(f"{split_dir}: no such folder")
+        raise FileNotFoundError(f"{split_dir}: {'not a folder' if split_dir.exists() else 'no such folder'}")
     utts: list[Utterance] = []
     problems: list[str] = []
     skipped = 0

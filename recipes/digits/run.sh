@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-check_stages "$stage" "$stop_stage" 2
+check_stages "$stage" "$stop_stage" 0 2
 case "$split" in official | speaker) ;; *) echo "run.sh: --split '$split': expected official or speaker" >&2; exit 2 ;; esac
 if [ -n "$data_dir" ] && [ "$stage" -le 0 ]; then check_folder --data-dir "$data_dir"; fi
 

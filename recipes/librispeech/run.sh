@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-check_stages "$stage" "$stop_stage" 6
+check_stages "$stage" "$stop_stage" 1 6
 [ -z "$data_dir" ] || check_folder --data-dir "$data_dir"
 check_count --ngpu "$ngpu"
 

@@ -67,7 +67,7 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-check_stages "$stage" "$stop_stage" 7
+check_stages "$stage" "$stop_stage" 1 7
 [ -z "$data_dir" ] || check_folder --data-dir "$data_dir"
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then check_folder --dev-dir "$dev_dir"; fi
 if [ ! -f "recipes/mini_librispeech/conf/$conf.yaml" ]; then

@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-check_stages "$stage" "$stop_stage" 6
+check_stages "$stage" "$stop_stage" 1 6
 check_count --ngpu "$ngpu"
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   if [ -z "$wsj0" ] || [ -z "$wsj1" ]; then echo "run.sh: stage 1 needs --wsj0 DIR and --wsj1 DIR" >&2; exit 2; fi
