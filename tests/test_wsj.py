@@ -136,6 +136,21 @@ def test_missing_transcript_and_unreadable_audio(discs, tmp_path):
     assert utts == []
 
 
+def test_a_transcription_file_that_cannot_be_read_skips_its_session_not_the_set(discs, tmp_path):
+    """A .dot file that cannot be read (here a link to nothing, as a merged copy may hold) is a
+    problem, and its session's utterances are skipped; the rest of the set is prepared (the whole
+    run used to stop on it)."""
+    w0, w1 = discs
+    dot = w0 / "11-4.1/wsj0/transcrp/dots/si_tr_s/01i/01ic0200.dot"
+    dot.unlink()
+    dot.symlink_to(tmp_path / "elsewhere.dot")
+    reports = {r.name: r for r in prepare_wsj([w0], [w1], tmp_path / "out", sets=["train_si284"])}
+    assert _ids(reports["train_si284"].manifest) == ["46ac0201"]
+    problems = (tmp_path / "out/train_si284.problems.txt").read_text().splitlines()
+    assert f"{dot}: cannot be read (No such file or directory)" in problems
+    assert sum("no transcription for 01ic020" in p for p in problems) == 2
+
+
 def test_verify_decodes_and_checks_checksums(discs, tmp_path):
     w0, w1 = discs
     audio = w0 / "11-1.1/wsj0/si_tr_s/01i/01ic0201.wv1"

@@ -242,9 +242,15 @@ def read_index(path: Path, problems: list[str]) -> list[tuple[int, str, str]]:
 
 
 def read_dot(path: Path, problems: list[str]) -> dict[str, str]:
-    """Utterance id (lower case) → raw transcription, from a .dot file (``text (uttid)`` lines)."""
+    """Utterance id (lower case) → raw transcription, from a .dot file (``text (uttid)`` lines);
+    none from a file that cannot be read (a problem: its session's utterances are skipped)."""
     transcripts: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="latin-1").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="latin-1")
+    except OSError as e:
+        problems.append(f"{path}: cannot be read ({e.strerror or e})")
+        return transcripts
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         m = DOT_LINE_RE.match(line)
