@@ -945,6 +945,25 @@ def test_evaluate_never_replaces_another_report_or_the_users_files(work, tmp_pat
     _one_line_error(result.stderr, str(mine / "results.json"), "not a results file")
 
 
+def test_evaluate_report_names_files_and_manifests_that_are_not_utf8(work, tmp_path):
+    """A manifest naming 'caf\\xe9.wav' (json.dumps writes the name os.listdir gives as "caf\\udce9.wav"),
+    or a manifest whose own name is not UTF-8, was decoded and then ended in a UnicodeEncodeError
+    traceback while the report was written, leaving hyps.txt and errs.txt without wer.txt (so a
+    second run refused the folder). The names are written as their own bytes, as transcribe prints them."""
+    audio = os.fsdecode(b"caf\xe9.flac")
+    shutil.copy(work["flac"], tmp_path / audio)
+    entry = json.loads(work["manifest"].read_text().splitlines()[0])
+    manifest = tmp_path / os.fsdecode(b"s\xe9t.jsonl")
+    manifest.write_text(json.dumps({**entry, "audio_filepath": audio}) + "\n")
+    out = tmp_path / "out"
+    for _ in range(2):  # and the second run knows the report as its own
+        result = _asr("evaluate", str(work["model"]), str(manifest), "--out", str(out))
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert (out / "hyps.txt").read_bytes().startswith(b"caf\xe9\t")
+    assert (out / "errs.txt").read_bytes().startswith(b"caf\xe9\nREF: ")
+    assert (out / "wer.txt").read_bytes().splitlines()[-1] == b"manifest " + os.fsencode(manifest)
+
+
 def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     lines = work["manifest"].read_text().splitlines()
     bad = tmp_path / "bad.jsonl"
