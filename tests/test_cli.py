@@ -944,6 +944,14 @@ def test_evaluate_never_replaces_another_report_or_the_users_files(work, tmp_pat
     assert result.returncode == 2 and not (tmp_path / "fresh").exists()
     _one_line_error(result.stderr, str(mine / "results.json"), "not a results file")
 
+    # a results file named as one of the report's own files was refused only after the whole set had
+    # been decoded (status 2, no results written)
+    for name in ("hyps.txt", "wer.txt"):
+        result = _asr("evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "fresh"),
+                      "--results-json", str(tmp_path / "fresh" / name))
+        assert result.returncode == 2 and not (tmp_path / "fresh").exists() and not result.stdout, result.stdout
+        _one_line_error(result.stderr, str(tmp_path / "fresh" / name), f"the report's own {name}")
+
 
 def test_evaluate_report_names_files_and_manifests_that_are_not_utf8(work, tmp_path):
     """A manifest naming 'caf\\xe9.wav' (json.dumps writes the name os.listdir gives as "caf\\udce9.wav"),

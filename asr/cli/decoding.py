@@ -151,7 +151,8 @@ def _report_skipped(manifest: str, total: int, scored: int) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
-    from asr.evaluate import evaluate_utterances, report_folder
+    from asr.evaluate import REPORT_FILES, evaluate_utterances, report_folder
+    from asr.outputs import OutputError
     from asr.provenance import result_from_evaluation
     from asr.results import results_path, write_result
 
@@ -159,6 +160,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report_folder(out, args.manifest)  # outputs that would replace something are refused before the work
     if args.results_json:
         results_path(args.results_json)
+        if os.path.realpath(args.results_json) in {os.path.realpath(out / name) for name in REPORT_FILES}:
+            raise OutputError(f"{args.results_json}: is the report's own {Path(args.results_json).name} "
+                              f"(--out {out}); name another --results-json file")
     check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     utts, total = _manifest_to_score(args.manifest)
