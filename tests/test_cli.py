@@ -992,6 +992,28 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
 
 
+def test_evaluate_warns_when_manifest_durations_cut_the_audio(work, tmp_path):
+    """Audio is read only up to the manifest's duration: a manifest whose durations are half the
+    files' (written at another rate) was scored on half of each recording without a word, where
+    training warns of the same manifest."""
+    entries = [json.loads(line) for line in work["manifest"].read_text().splitlines()]
+    half = tmp_path / "half.jsonl"
+    half.write_text("".join(json.dumps({**e, "duration": e["duration"] / 2}) + "\n" for e in entries))
+    result = _asr("evaluate", str(work["model"]), str(half), "--out", str(tmp_path / "half"))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("asr: warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"asr: warning: {half}: 4 of 4 utterances have a duration "), \
+        result.stderr
+    assert f"{half}:" in warnings[0].split("e.g. ")[1] and "scored cut short" in warnings[0]
+    # the manifest's own durations, and segments of a file (which may be shorter than it), are not warned of
+    segments = tmp_path / "segments.jsonl"
+    segments.write_text("".join(json.dumps({**entries[0], "duration": entries[0]["duration"] / 2, "offset": offset})
+                                + "\n" for offset in (0, entries[0]["duration"] / 2)))
+    for manifest in (work["manifest"], segments):
+        result = _asr("evaluate", str(work["model"]), str(manifest), "--out", str(tmp_path / manifest.stem))
+        assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+
+
 def test_evaluate_names_the_manifest_line_of_unreadable_audio(work, tmp_path):
     """The warning named the audio file only; the manifest's line is what to fix or remove."""
     (tmp_path / "damaged.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
