@@ -187,6 +187,27 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     assert proc.wait(timeout=120) == 1 and err == ""
 
 
+def test_checkpoint_writes_the_system_refuses_are_one_line(work, tmp_path):
+    """export and average onto a full disk ended in a traceback of torch.save's RuntimeError
+    ('unexpected pos 3049152 vs 3049040', status 1), which does not say why. A file size limit
+    (RLIMIT_FSIZE: the system refuses the write as a full disk does, with EFBIG) stands in for the disk."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+    assert work["model"].stat().st_size > 4 * 64_000
+    for command in (["export", str(work["model"])], ["average", str(work["model"])]):
+        out = tmp_path / f"{command[0]}.pt"
+        result = subprocess.run([*ASR, *command, "--out", str(out)], capture_output=True, text=True, env=ENV,
+                                cwd=REPO, timeout=120, preexec_fn=limited)
+        assert result.returncode == 2 and result.stdout == "", result.stderr
+        _one_line_error(result.stderr, f"{out}: File too large")
+        assert list(tmp_path.iterdir()) == []  # the partial file is removed
+
+
 def test_files_and_folders_the_system_closes_to_us_are_one_line(work, capsys, unprivileged):
     """Unreadable audio was skipped as "corrupt or truncated header (System error)", an unreadable
     checkpoint called "not the zip archive torch.save writes"; read-only output folders are refused
