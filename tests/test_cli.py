@@ -141,6 +141,19 @@ def test_srt_never_replaces_a_subtitle_file(work, tmp_path):
     assert sorted(p.name for p in srt.iterdir()) == ["a.srt", "a_1.srt", "b.srt"]
 
 
+def test_srt_of_a_file_whose_name_is_near_the_systems_limit(work, tmp_path):
+    """A 250-byte audio file name (the limit is 255) gives a 249-byte .srt name, but the temporary
+    file it is written through was '.<name>.<pid>-<n>.tmp', too long: the whole batch stopped there
+    ('cannot write a file there (File name too long)', status 2), the files after it untranscribed."""
+    long = tmp_path / ("a" * 245 + ".flac")
+    shutil.copy(work["flac"], long)
+    srt = tmp_path / "srt"
+    result = _asr("transcribe", str(work["model"]), str(long), str(work["audio"] / "b.wav"), "--srt", str(srt))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(long), str(work["audio"] / "b.wav")]
+    assert sorted(p.name for p in srt.iterdir()) == sorted([long.stem + ".srt", "b.srt"])  # and no temporary file
+
+
 def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
