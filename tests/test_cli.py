@@ -344,6 +344,21 @@ def test_transcribe_good_and_bad_files(work):
     assert "2 of 4 files could not be read" in result.stderr
 
 
+def test_transcribe_dash_is_not_standard_input_and_a_file_named_dash_is_read(work, tmp_path):
+    """'cat x.flac | asr transcribe CKPT -' said 'skipped -: no such file' (status 1), as if a name
+    were mistyped; and a file named '-' was read by libsndfile from standard input ('unknown or
+    unsupported audio format'), not from the file."""
+    result = _asr("transcribe", str(work["model"]), "-", cwd=tmp_path, input="")
+    assert result.returncode == 2 and result.stdout == ""
+    _one_line_error(result.stderr, "-: transcribe reads named files, not standard input", "asr stream CKPT -",
+                    "--files-from -")
+    shutil.copy(work["flac"], tmp_path / "-")
+    expected = _asr("transcribe", str(work["model"]), str(work["flac"])).stdout.split("\t")[1]
+    result = _asr("transcribe", str(work["model"]), "-", cwd=tmp_path, input="")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout == f"-\t{expected}"
+
+
 def test_float_samples_too_large_for_finite_features_are_skipped_by_name(work, shared_data, tmp_path, capsys,
                                                                         caplog):
     """A real digit x1e30 as a float WAV makes NaN features: it gave an empty transcript with status 0,

@@ -29,6 +29,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         check_output_folder(args.srt, " (--srt names the folder for the subtitle files)")
     if not args.audio and not args.files_from:
         raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
+    if "-" in args.audio and not os.path.lexists("-"):  # was 'skipped -: no such file', as if a name were wrong
+        raise AudioError("-: transcribe reads named files, not standard input; name the file (audio piped in: "
+                         "asr stream CKPT -; a list of names on standard input: --files-from -)")
     check_decoding_options(args)
     if args.nbest > 1 and not (_wants_beam(args) and args.json):  # it would be dropped without a word
         raise DecodeError(f"--nbest {args.nbest}: lists the hypotheses of a beam search in --json output; "
