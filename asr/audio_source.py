@@ -132,6 +132,8 @@ def open_audio(source: AudioSource, label: str) -> sf.SoundFile | SphereReader:
     except SphereError as e:
         raise AudioError(f"{label}: {e}") from None
     try:  # a path as bytes: soundfile encodes a str as strict UTF-8, which fails on a non-UTF-8 file name
+        if target == "-":  # libsndfile reads standard input for this name
+            target = os.path.join(".", target)
         return sf.SoundFile(os.fsencode(target) if isinstance(target, str) else target)
     except SOUNDFILE_ERRORS as e:
         if isinstance(target, str):  # libsndfile calls a file it may not open corrupt ("System error")

@@ -57,11 +57,40 @@ def checkpoint_payload(
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
-    """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename).
+
+    Raises:
+        OSError: the system refused a write (a full disk, a file size limit), naming ``path``;
+            torch.save itself reports that only as a RuntimeError ('unexpected pos ...').
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path, durable=True) as tmp:
-        torch.save(payload, tmp)
+    with atomic_output(path, durable=True) as tmp, open(tmp, "wb") as f:
+        writer = _Writer(f)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise type(writer.error)(writer.error.errno, writer.error.strerror, str(path)) from None
+
+
+class _Writer:
+    """A file's ``write`` for torch.save, keeping the first OSError it raised (torch.save replaces
+    it with a RuntimeError that does not say what happened)."""
+
+    def __init__(self, f: Any):
+        self.f, self.error = f, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

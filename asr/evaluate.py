@@ -54,8 +54,8 @@ class EvalResult:
             "wer.txt": f"{self.summary()}\n{MANIFEST_PREFIX}{os.path.abspath(manifest)}\n",
         }
         for name, text in texts.items():
-            with atomic_output(out / name) as tmp:
-                tmp.write_text(text, encoding="utf-8")
+            with atomic_output(out / name) as tmp:  # names that are not UTF-8 as their own bytes, as printed
+                tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
         return out
 
     def summary(self) -> str:
@@ -95,7 +95,7 @@ def _scored_manifest(wer_txt: Path) -> str | None:
     """The manifest an ``asr evaluate`` report names in its ``wer.txt`` ('' for a report written
     before reports named it), or None when the file is missing or is not such a report."""
     try:
-        lines = wer_txt.read_bytes()[:100_000].decode("utf-8").splitlines()
+        lines = wer_txt.read_bytes()[:100_000].decode("utf-8", "surrogateescape").splitlines()
     except (OSError, UnicodeDecodeError):
         return None
     if len(lines) < 3 or not (lines[0].startswith("WER ") and lines[1].startswith("CER ")):

@@ -105,7 +105,8 @@ def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> 
         ('whole', ['a.txt'])
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_serial)}.tmp{suffix}")
+    name = os.fsdecode(os.fsencode(path.name)[:TMP_NAME_KEPT])  # a name near the system's 255 bytes still has a temporary one
+    tmp = path.with_name(f".{name}.{os.getpid()}-{next(_serial)}.tmp{suffix}")
     try:  # made here, so that a folder the system refuses is named as the user gave it, before any work
         open(tmp, "xb").close()
     except OSError as e:
@@ -126,6 +127,7 @@ def atomic_output(path: str | Path, suffix: str = "", durable: bool = False) -> 
         tmp.unlink(missing_ok=True)
 
 
+TMP_NAME_KEPT = 200  # bytes of the file's name in its temporary name; the rest (pid, serial, suffix) fits in 255
 _serial = itertools.count()  # distinct temporary names for writes of one path from several threads
 
 

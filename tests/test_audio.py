@@ -574,3 +574,19 @@ def test_arrays_that_are_not_recordings_are_audio_errors(shared_data):
             mono_samples(value, "<a>")
     with pytest.raises(AudioError, match=r"list of 1-D arrays$"):
         mono_samples(np.zeros((16, 16), np.float32), "<a>")
+
+
+def test_a_file_named_dash_is_read_from_the_file_not_standard_input(shared_data, tmp_path, monkeypatch):
+    """libsndfile takes the name '-' for standard input: a file named '-' in the working folder was
+    'unknown or unsupported audio format' (or a wait on a terminal)."""
+    (tmp_path / "-").write_bytes((shared_data / DIGIT).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    stdin = os.dup(0)
+    nothing = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(nothing, 0)  # what libsndfile would read instead: nothing
+    try:
+        np.testing.assert_array_equal(load_audio("-"), load_audio(shared_data / DIGIT))
+    finally:
+        os.dup2(stdin, 0)
+        os.close(stdin)
+        os.close(nothing)

@@ -141,6 +141,19 @@ def test_srt_never_replaces_a_subtitle_file(work, tmp_path):
     assert sorted(p.name for p in srt.iterdir()) == ["a.srt", "a_1.srt", "b.srt"]
 
 
+def test_srt_of_a_file_whose_name_is_near_the_systems_limit(work, tmp_path):
+    """A 250-byte audio file name (the limit is 255) gives a 249-byte .srt name, but the temporary
+    file it is written through was '.<name>.<pid>-<n>.tmp', too long: the whole batch stopped there
+    ('cannot write a file there (File name too long)', status 2), the files after it untranscribed."""
+    long = tmp_path / ("a" * 245 + ".flac")
+    shutil.copy(work["flac"], long)
+    srt = tmp_path / "srt"
+    result = _asr("transcribe", str(work["model"]), str(long), str(work["audio"] / "b.wav"), "--srt", str(srt))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(long), str(work["audio"] / "b.wav")]
+    assert sorted(p.name for p in srt.iterdir()) == sorted([long.stem + ".srt", "b.srt"])  # and no temporary file
+
+
 def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
@@ -185,6 +198,27 @@ def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     proc.stdout.close()  # as `| head -c 10` does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1 and err == ""
+
+
+def test_checkpoint_writes_the_system_refuses_are_one_line(work, tmp_path):
+    """export and average onto a full disk ended in a traceback of torch.save's RuntimeError
+    ('unexpected pos 3049152 vs 3049040', status 1), which does not say why. A file size limit
+    (RLIMIT_FSIZE: the system refuses the write as a full disk does, with EFBIG) stands in for the disk."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+    assert work["model"].stat().st_size > 4 * 64_000
+    for command in (["export", str(work["model"])], ["average", str(work["model"])]):
+        out = tmp_path / f"{command[0]}.pt"
+        result = subprocess.run([*ASR, *command, "--out", str(out)], capture_output=True, text=True, env=ENV,
+                                cwd=REPO, timeout=120, preexec_fn=limited)
+        assert result.returncode == 2 and result.stdout == "", result.stderr
+        _one_line_error(result.stderr, f"{out}: File too large")
+        assert list(tmp_path.iterdir()) == []  # the partial file is removed
 
 
 def test_files_and_folders_the_system_closes_to_us_are_one_line(work, capsys, unprivileged):
@@ -308,6 +342,21 @@ def test_transcribe_good_and_bad_files(work):
     corrupt_lines = [line for line in err if "corrupt.wav" in line]
     assert len(missing_lines) == 1 and len(corrupt_lines) == 1, err
     assert "2 of 4 files could not be read" in result.stderr
+
+
+def test_transcribe_dash_is_not_standard_input_and_a_file_named_dash_is_read(work, tmp_path):
+    """'cat x.flac | asr transcribe CKPT -' said 'skipped -: no such file' (status 1), as if a name
+    were mistyped; and a file named '-' was read by libsndfile from standard input ('unknown or
+    unsupported audio format'), not from the file."""
+    result = _asr("transcribe", str(work["model"]), "-", cwd=tmp_path, input="")
+    assert result.returncode == 2 and result.stdout == ""
+    _one_line_error(result.stderr, "-: transcribe reads named files, not standard input", "asr stream CKPT -",
+                    "--files-from -")
+    shutil.copy(work["flac"], tmp_path / "-")
+    expected = _asr("transcribe", str(work["model"]), str(work["flac"])).stdout.split("\t")[1]
+    result = _asr("transcribe", str(work["model"]), "-", cwd=tmp_path, input="")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout == f"-\t{expected}"
 
 
 def test_float_samples_too_large_for_finite_features_are_skipped_by_name(work, shared_data, tmp_path, capsys,
@@ -944,6 +993,33 @@ def test_evaluate_never_replaces_another_report_or_the_users_files(work, tmp_pat
     assert result.returncode == 2 and not (tmp_path / "fresh").exists()
     _one_line_error(result.stderr, str(mine / "results.json"), "not a results file")
 
+    # a results file named as one of the report's own files was refused only after the whole set had
+    # been decoded (status 2, no results written)
+    for name in ("hyps.txt", "wer.txt"):
+        result = _asr("evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "fresh"),
+                      "--results-json", str(tmp_path / "fresh" / name))
+        assert result.returncode == 2 and not (tmp_path / "fresh").exists() and not result.stdout, result.stdout
+        _one_line_error(result.stderr, str(tmp_path / "fresh" / name), f"the report's own {name}")
+
+
+def test_evaluate_report_names_files_and_manifests_that_are_not_utf8(work, tmp_path):
+    """A manifest naming 'caf\\xe9.wav' (json.dumps writes the name os.listdir gives as "caf\\udce9.wav"),
+    or a manifest whose own name is not UTF-8, was decoded and then ended in a UnicodeEncodeError
+    traceback while the report was written, leaving hyps.txt and errs.txt without wer.txt (so a
+    second run refused the folder). The names are written as their own bytes, as transcribe prints them."""
+    audio = os.fsdecode(b"caf\xe9.flac")
+    shutil.copy(work["flac"], tmp_path / audio)
+    entry = json.loads(work["manifest"].read_text().splitlines()[0])
+    manifest = tmp_path / os.fsdecode(b"s\xe9t.jsonl")
+    manifest.write_text(json.dumps({**entry, "audio_filepath": audio}) + "\n")
+    out = tmp_path / "out"
+    for _ in range(2):  # and the second run knows the report as its own
+        result = _asr("evaluate", str(work["model"]), str(manifest), "--out", str(out))
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert (out / "hyps.txt").read_bytes().startswith(b"caf\xe9\t")
+    assert (out / "errs.txt").read_bytes().startswith(b"caf\xe9\nREF: ")
+    assert (out / "wer.txt").read_bytes().splitlines()[-1] == b"manifest " + os.fsencode(manifest)
+
 
 def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     lines = work["manifest"].read_text().splitlines()
@@ -963,6 +1039,28 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"asr: skipped {tmp_path / 'empty.jsonl'}:1: invalid JSON")
     assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
+
+
+def test_evaluate_warns_when_manifest_durations_cut_the_audio(work, tmp_path):
+    """Audio is read only up to the manifest's duration: a manifest whose durations are half the
+    files' (written at another rate) was scored on half of each recording without a word, where
+    training warns of the same manifest."""
+    entries = [json.loads(line) for line in work["manifest"].read_text().splitlines()]
+    half = tmp_path / "half.jsonl"
+    half.write_text("".join(json.dumps({**e, "duration": e["duration"] / 2}) + "\n" for e in entries))
+    result = _asr("evaluate", str(work["model"]), str(half), "--out", str(tmp_path / "half"))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("asr: warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"asr: warning: {half}: 4 of 4 utterances have a duration "), \
+        result.stderr
+    assert f"{half}:" in warnings[0].split("e.g. ")[1] and "scored cut short" in warnings[0]
+    # the manifest's own durations, and segments of a file (which may be shorter than it), are not warned of
+    segments = tmp_path / "segments.jsonl"
+    segments.write_text("".join(json.dumps({**entries[0], "duration": entries[0]["duration"] / 2, "offset": offset})
+                                + "\n" for offset in (0, entries[0]["duration"] / 2)))
+    for manifest in (work["manifest"], segments):
+        result = _asr("evaluate", str(work["model"]), str(manifest), "--out", str(tmp_path / manifest.stem))
+        assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
 
 
 def test_evaluate_names_the_manifest_line_of_unreadable_audio(work, tmp_path):

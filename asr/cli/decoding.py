@@ -29,6 +29,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         check_output_folder(args.srt, " (--srt names the folder for the subtitle files)")
     if not args.audio and not args.files_from:
         raise AudioError("transcribe: no audio files given (name them, or a list with --files-from)")
+    if "-" in args.audio and not os.path.lexists("-"):  # was 'skipped -: no such file', as if a name were wrong
+        raise AudioError("-: transcribe reads named files, not standard input; name the file (audio piped in: "
+                         "asr stream CKPT -; a list of names on standard input: --files-from -)")
     check_decoding_options(args)
     if args.nbest > 1 and not (_wants_beam(args) and args.json):  # it would be dropped without a word
         raise DecodeError(f"--nbest {args.nbest}: lists the hypotheses of a beam search in --json output; "
@@ -137,7 +140,29 @@ def _manifest_to_score(path: str) -> tuple[list, int]:
         print(f"asr: skipped {problem}", file=sys.stderr)
     if not utts:
         raise DecodeError(f"{path}: no usable utterances")
+    _warn_on_cut_audio(path, utts)
     return utts, len(utts) + len(problems)
+
+
+def _warn_on_cut_audio(path: str, utts: list) -> None:
+    """One warning when durations of the manifest ``path`` are shorter than their audio files by
+    more than training's tolerance: the audio is read only up to them (as NeMo reads), so the
+    figures would be of cut recordings, as a manifest written for other files or at another rate
+    gives. Segments (an offset, or a file several lines share) may be shorter than their files."""
+    from asr.audio import audio_headers
+    from asr.manifest import DURATION_TOLERANCE, DURATION_TOLERANCE_S
+    from asr.run_data import duration_mismatches
+
+    headers = audio_headers(u.audio_filepath for u in utts)
+    cut = [m for m in duration_mismatches(utts, utts, headers) if 0 < m.utt.duration < m.audio_s]
+    if not cut:
+        return
+    worst = max(cut, key=lambda m: m.error_s)
+    print(f"asr: warning: {path}: {len(cut)} of {len(utts)} utterances have a duration more than "
+          f"{DURATION_TOLERANCE * 100:g} % (and {DURATION_TOLERANCE_S:g} s) shorter than their audio, e.g. "
+          f"{worst.utt.located(worst.utt.audio_filepath)}: manifest {worst.utt.duration:.2f} s, audio "
+          f"{worst.audio_s:.2f} s; audio is read only up to the manifest's duration, so they are scored cut "
+          "short: was the manifest written for these files?", file=sys.stderr)
 
 
 def _report_skipped(manifest: str, total: int, scored: int) -> int:
@@ -151,7 +176,8 @@ def _report_skipped(manifest: str, total: int, scored: int) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from asr.checkpoint import load_recognizer
-    from asr.evaluate import evaluate_utterances, report_folder
+    from asr.evaluate import REPORT_FILES, evaluate_utterances, report_folder
+    from asr.outputs import OutputError
     from asr.provenance import result_from_evaluation
     from asr.results import results_path, write_result
 
@@ -159,6 +185,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report_folder(out, args.manifest)  # outputs that would replace something are refused before the work
     if args.results_json:
         results_path(args.results_json)
+        if os.path.realpath(args.results_json) in {os.path.realpath(out / name) for name in REPORT_FILES}:
+            raise OutputError(f"{args.results_json}: is the report's own {Path(args.results_json).name} "
+                              f"(--out {out}); name another --results-json file")
     check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     utts, total = _manifest_to_score(args.manifest)
