@@ -206,6 +206,17 @@ class SpeechDataset(Dataset):
         return Example(wave, torch.tensor(ids, dtype=torch.int64), index)  # (S,), (L,)
 
 
+def warn_long_utterances(utts: Sequence[Utterance], max_batch_s: float, option: str) -> None:
+    """One warning when some of ``utts`` are longer than ``max_batch_s``, the batch size set by
+    ``option``: each forms a batch of its own (:class:`DurationBatchSampler`), larger than asked."""
+    long = [u for u in utts if u.duration > max_batch_s]
+    if long:
+        worst = max(long, key=lambda u: u.duration)
+        logger.warning("%d of %d utterances are longer than %s %g s and form batches of their own, larger than "
+                       "that; the longest: %s (%.2f s)", len(long), len(utts), option, max_batch_s,
+                       worst.located(worst.audio_filepath), worst.duration)
+
+
 class DurationBatchSampler(Sampler[list[int]]):
     """Batches of similar-duration utterances with at most ``max_batch_s`` padded seconds each.
 
@@ -264,12 +275,6 @@ class DurationBatchSampler(Sampler[list[int]]):
         self._yielded = 0  # batches yielded so far in this epoch
         self._resume_from = 0  # where the next iteration starts (set by load_state_dict)
         self._cache: tuple[int, list[list[int]]] | None = None
-        long = np.flatnonzero(self.durations > self.max_batch_s)
-        if len(long):
-            worst = int(long[np.argmax(self.durations[long])])
-            logger.warning("utterances=%d longer than max_batch_s=%g form batches of their own; "
-                           "longest index=%d duration_s=%.2f", len(long), self.max_batch_s,
-                           worst, self.durations[worst])
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch the next iteration yields; a new epoch starts from its first batch."""

@@ -33,7 +33,7 @@ from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.config import config_to_dict
 from asr.ctc_loss import ctc_losses
-from asr.data import DurationBatchSampler, SpeechDataset, UnreadableLog, collate, seed_of
+from asr.data import DurationBatchSampler, SpeechDataset, UnreadableLog, collate, seed_of, warn_long_utterances
 from asr.decode import DecodeError
 from asr.distributed import any_rank, any_rank_each, barrier, init_distributed, main_rank_logs, shutdown
 from asr.evaluate import evaluate_utterances
@@ -101,6 +101,8 @@ class Trainer:
             self.tokenizer = (tokenizer_from_dict(start["tokenizer"]) if start
                               else build_tokenizer(cfg, self.train_utts))
             check_transcripts(cfg, self.train_utts, self.tokenizer)
+            warn_long_utterances(self.train_utts, cfg.data.max_batch_s, "data.max_batch_s")
+            warn_long_utterances(self.dev_utts, cfg.data.eval_batch_s, "data.eval_batch_s")
             self.features = FeatureExtractor(cfg.features)
             self.model = DeepSpeech2(cfg.model, num_features=self.features.num_features,
                                      vocab_size=self.tokenizer.vocab_size)

@@ -1063,6 +1063,21 @@ def test_evaluate_warns_when_manifest_durations_cut_the_audio(work, tmp_path):
         assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
 
 
+def test_evaluate_warns_once_of_utterances_longer_than_a_batch(work, tmp_path):
+    """Utterances longer than --batch-s form batches of their own: one warning that names the
+    option and the longest one's manifest line (it named training's max_batch_s and an index)."""
+    result = _asr("evaluate", str(work["model"]), str(work["manifest"]), "--out", str(tmp_path / "d"), "--batch-s", "2.5")
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in work["manifest"].read_text().splitlines()]
+    longest = max(range(4), key=lambda i: entries[i]["duration"])
+    long = sum(e["duration"] > 2.5 for e in entries)
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert 0 < long < 4 and warnings == [
+        f"asr: warning: {long} of 4 utterances are longer than --batch-s 2.5 s and form batches of their own, larger "
+        f"than that; the longest: {work['manifest']}:{longest + 1}: {entries[longest]['audio_filepath']} "
+        f"({entries[longest]['duration']:.2f} s)"], result.stderr
+
+
 def test_evaluate_names_the_manifest_line_of_unreadable_audio(work, tmp_path):
     """The warning named the audio file only; the manifest's line is what to fix or remove."""
     (tmp_path / "damaged.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)

@@ -320,6 +320,26 @@ def _files(run_dir: Path) -> dict[str, tuple[int, bytes]]:
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(run_dir.iterdir()) if p.is_file()}
 
 
+def test_utterances_longer_than_a_batch_are_warned_of_once_a_run(libri, tmp_path, caplog):
+    """Training and dev utterances longer than their batch size form batches of their own: one
+    warning each set at the start, naming the option and the longest one's manifest line (dev
+    scoring warned again every epoch, naming an index)."""
+    entries = [libri[u] for u in SHORT[:4]]
+    manifest = _manifest(tmp_path / "train.jsonl", entries)
+    longest = max(range(4), key=lambda i: entries[i]["duration"])
+    size = sorted(e["duration"] for e in entries)[1]  # two or three are longer
+    cfg = _config(tmp_path / "run", manifest, f"data.dev_manifest={manifest}", "epochs=2",
+                  f"data.max_batch_s={size}", f"data.eval_batch_s={size}")
+    with caplog.at_level(logging.WARNING):
+        train(cfg)
+    long = sum(e["duration"] > size for e in entries)
+    line = (f"{long} of 4 utterances are longer than data.{{}} {size:g} s and form batches of their own, larger than "
+            f"that; the longest: {manifest}:{longest + 1}: {entries[longest]['audio_filepath']} "
+            f"({entries[longest]['duration']:.2f} s)")
+    warnings = [r.getMessage() for r in caplog.records if "form batches of their own" in r.getMessage()]
+    assert warnings == [line.format("max_batch_s"), line.format("eval_batch_s")]
+
+
 def test_resume_of_a_run_at_its_step_or_epoch_limit_trains_nothing(libri, tmp_path, caplog):
     manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:4]])
     common = ("epochs=2", "data.max_batch_size=2")  # 2 batches per epoch

@@ -125,13 +125,15 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
     return itertools.chain(audio, listed())
 
 
-def _manifest_to_score(path: str) -> tuple[list, int]:
+def _manifest_to_score(path: str, batch_s: float) -> tuple[list, int]:
     """The usable utterances of the manifest ``path`` and the number of its lines; each bad line
-    is printed as ``asr: skipped FILE:LINE: cause``.
+    is printed as ``asr: skipped FILE:LINE: cause``, and durations that cut the audio or exceed
+    ``--batch-s`` are warned of.
 
     Raises:
         DecodeError: no line is usable.
     """
+    from asr.data import warn_long_utterances
     from asr.decode import DecodeError
     from asr.manifest import read_manifest_report
 
@@ -141,6 +143,7 @@ def _manifest_to_score(path: str) -> tuple[list, int]:
     if not utts:
         raise DecodeError(f"{path}: no usable utterances")
     _warn_on_cut_audio(path, utts)
+    warn_long_utterances(utts, batch_s, "--batch-s")
     return utts, len(utts) + len(problems)
 
 
@@ -190,7 +193,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               f"(--out {out}); name another --results-json file")
     check_decoding_options(args)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
-    utts, total = _manifest_to_score(args.manifest)
+    utts, total = _manifest_to_score(args.manifest, args.batch_s)
     decoder = beam_decoder(args, recognizer.tokenizer)
     result = evaluate_utterances(recognizer, utts, batch_s=args.batch_s, decoder=decoder, jobs=args.jobs)
     result.write(out, args.manifest)
@@ -299,7 +302,7 @@ def cmd_tune_lm(args: argparse.Namespace) -> int:
     cache = open_cache(args.cache) if args.cache else None  # refused before the model and the LM are read
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = beam_decoder(args, recognizer.tokenizer, force=True)
-    utts, total = _manifest_to_score(args.manifest)
+    utts, total = _manifest_to_score(args.manifest, args.batch_s)
     if cache is not None:
         utts, log_probs = cached_dev_log_probs(recognizer, utts, cache, args.checkpoint, batch_s=args.batch_s)
     else:
