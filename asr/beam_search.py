@@ -63,6 +63,9 @@ class BeamSearchConfig:
             object.__setattr__(self, name, int(value))
             if getattr(self, name) < least:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= {least}")
+        if self.nbest > self.beam_size:  # it would return beam_size hypotheses without a word
+            raise ValueError(f"nbest={self.nbest}: must be at most the beam size ({self.beam_size}), the hypotheses "
+                             "a beam search keeps")
         if not self.beam_threshold > 0:  # NaN too; inf keeps every hypothesis the beam size allows
             raise ValueError(f"beam_threshold={self.beam_threshold:g}: must be positive")
         for name in ("lm_weight", "word_score"):

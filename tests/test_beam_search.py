@@ -252,6 +252,7 @@ def test_decoder_errors(lms, tmp_path):
 @pytest.mark.parametrize("setting, message", [
     ({"beam_size": -3}, "beam_size=-3: must be >= 1"),
     ({"nbest": 0}, "nbest=0: must be >= 1"),
+    ({"nbest": 4, "beam_size": 3}, "nbest=4: must be at most the beam size (3), the hypotheses a beam search keeps"),
     ({"beam_size_token": -1}, "beam_size_token=-1: must be >= 0"),
     ({"beam_threshold": -1.0}, "beam_threshold=-1: must be positive"),
     ({"beam_threshold": math.nan}, "beam_threshold=nan: must be positive"),

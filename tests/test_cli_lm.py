@@ -217,6 +217,7 @@ def test_user_errors_are_one_line(work, arpa, capsys, tmp_path):
     (["--nbest", "3"], "--nbest 3: lists the hypotheses of a beam search in --json output; add --json and one of"),
     (["--nbest", "3", "--json"], "--nbest 3: lists the hypotheses of a beam search"),  # greedy: was ignored
     (["--nbest", "3", "--beam-size", "4"], "--nbest 3: lists the hypotheses of a beam search"),  # no --json
+    (["--nbest", "5", "--beam-size", "4", "--json"], "--nbest 5: must be at most the beam size (4)"),  # gave 4 unsaid
     (["--beam-size", "-1"], "--beam-size -1: must be >= 1"),
     (["--beam-threshold", "-1"], "--beam-threshold -1: must be positive"),  # refused with greedy decoding too
     (["--beam-threshold", "nan"], "--beam-threshold nan: must be positive"),
