@@ -66,6 +66,8 @@ logger = logging.getLogger(__name__)
 MAX_PLAUSIBLE_PEAK = 16.0  # 24 dB above full scale: a float file louder than this is warned about
 MAX_USABLE_PEAK = 1e12  # 240 dB above: refused. A 25 ms window's power spectrum of 48 kHz audio overflows
 # float32 from about 1e16 (fsdd digits x1e20 gave NaN features, so an empty transcript and status 0)
+MIN_MIX_DB = -20.0  # a mono mix this far below its channels' level is warned about: they cancel out (the
+# mean of two unrelated channels is 3 dB below them, of one channel and silence 3 dB too)
 READ_BLOCK_FRAMES = 1 << 22  # 87 s at 48 kHz: a longer segment is decoded and resampled block by block
 _MP3_SLACK_FRAMES = 2 * 1152  # MP3 lengths without a Xing/LAME header are estimates (2 MPEG frames)
 _MP3_PREROLL_FRAMES = 2 * 1152  # decoded and dropped before an MP3 segment (see _seek)
@@ -196,6 +198,9 @@ def load_audio_with_rate(
                          "full scale (1.0): far too loud to be audio, its features would not be finite")
     if decoded.peak > MAX_PLAUSIBLE_PEAK:
         warn_loud_floats(label, decoded.peak)
+    if decoded.mix_db < MIN_MIX_DB:
+        logger.warning("%s: its channels cancel out in the mono mix, %s: one in opposite phase? read as it is", label,
+                       "to silence" if decoded.mix_db == -np.inf else f"to {-decoded.mix_db:.0f} dB below their level")
     if sample_rate is None or sample_rate == decoded.rate:
         return decoded.wave, decoded.rate
     return resample(decoded.wave, decoded.rate, sample_rate), sample_rate
@@ -214,6 +219,7 @@ class _Decoded:
     frames: int  # frames decoded from the file (fewer than asked at a truncation)
     nonfinite: int  # NaN or infinite samples among them
     peak: float  # the largest finite magnitude
+    mix_db: float  # energy of the mono mix over the channels' mean energy, dB (0 for one channel; -inf: cancelled)
 
 
 def _decode(f: sf.SoundFile | SphereReader, wanted: int, sample_rate: int | None) -> _Decoded:
@@ -226,6 +232,7 @@ def _decode(f: sf.SoundFile | SphereReader, wanted: int, sample_rate: int | None
     whole = wanted <= READ_BLOCK_FRAMES or isinstance(f, SphereReader)
     resampler = None if whole else StreamResampler(f.samplerate, sample_rate or f.samplerate)
     pieces, decoded, bad, peak = [], 0, 0, 0.0
+    mix_energy = channel_energy = 0.0  # of several channels: does their mean keep the sound?
     while decoded < wanted:
         data = f.read(wanted if whole else min(wanted - decoded, READ_BLOCK_FRAMES), dtype="float32",
                       always_2d=True)  # (n, C)
@@ -235,6 +242,9 @@ def _decode(f: sf.SoundFile | SphereReader, wanted: int, sample_rate: int | None
         nonfinite = len(mono) - int(np.count_nonzero(finite))
         bad += nonfinite
         peak = max(peak, float(np.abs(mono[finite] if nonfinite else mono).max(initial=0.0)))  # (no copy when clean)
+        if data.shape[1] > 1 and not bad:
+            mix_energy += float(np.dot(mono, mono))
+            channel_energy += float(np.einsum("nc,nc->", data, data)) / data.shape[1]
         if not bad:  # (one with NaN is refused: nothing more is kept)
             pieces.append(mono if whole else resampler.accept(mono))
         if whole or len(data) == 0:
@@ -242,7 +252,8 @@ def _decode(f: sf.SoundFile | SphereReader, wanted: int, sample_rate: int | None
     if resampler is not None and not bad:
         pieces.append(resampler.finish())
     wave = pieces[0] if len(pieces) == 1 else np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return _Decoded(wave, f.samplerate if whole else sample_rate or f.samplerate, decoded, bad, peak)
+    mix_db = 10 * np.log10(mix_energy / channel_energy) if mix_energy > 0 else -np.inf if channel_energy > 0 else 0.0
+    return _Decoded(wave, f.samplerate if whole else sample_rate or f.samplerate, decoded, bad, peak, float(mix_db))
 
 
 # ---------------------------------------------------------------------------- helpers

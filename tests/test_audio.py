@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -153,6 +154,26 @@ def test_sample_scaling(tmp_path, kind):
     wave, rate = load_audio_with_rate(path, sample_rate=None)
     assert rate == 16000 and wave.dtype == np.float32
     np.testing.assert_allclose(wave, np.array(expected, dtype=np.float32), rtol=0, atol=1e-7)
+
+
+def test_channels_that_cancel_out_in_the_mono_mix_are_warned_of(tmp_path, shared_data, caplog):
+    """The mean of a recording's channels is its mono wave: where one channel is the other in
+    opposite phase (these SPHERE files), that is silence, transcribed as nothing without a word.
+    Now read as it is, with a warning; two channels of one recording, or of one and silence, are not."""
+    caplog.set_level(logging.WARNING, logger="asr.audio")
+    assert not load_audio(shared_data / "sphere/123_2pcle_shn.sph").any()  # right = -left: all zeros
+    load_audio(shared_data / SPHERE_ALAW)  # A-law rounds the two apart: a faint rest
+    assert caplog.messages == [
+        f"{shared_data / 'sphere/123_2pcle_shn.sph'}: its channels cancel out in the mono mix, to silence: one in "
+        "opposite phase? read as it is",
+        f"{shared_data / SPHERE_ALAW}: its channels cancel out in the mono mix, to 48 dB below their level: one in "
+        "opposite phase? read as it is"]
+    caplog.clear()
+    wave, rate = sf.read(shared_data / DIGIT, dtype="float32")
+    for name, channels in (("same", [wave, wave]), ("one", [wave, 0 * wave]), ("half", [wave, -0.5 * wave])):
+        sf.write(tmp_path / f"{name}.wav", np.stack(channels, axis=1), rate)
+        load_audio(tmp_path / f"{name}.wav")
+    assert caplog.messages == []
 
 
 def test_float_file_values_are_not_clipped(tmp_path, shared_data, caplog):
