@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from asr.audio import AudioError, load_audio
 from asr.data import (AudioCache, Batch, DurationBatchSampler, Example, SpeechDataset, Unreadable, UnreadableLog,
-                      collate, iter_waves)
+                      collate, iter_waves, warn_long_utterances)
 from asr.manifest import ManifestError, Utterance, read_manifest, read_manifest_report, write_manifest
 from asr.text import normalize_text
 from asr.tokenizer import CharTokenizer
@@ -380,11 +380,18 @@ def test_sampler_deterministic_in_seed_and_epoch(durations):
     assert sorted(map(sorted, epoch_batches(7, 1, jitter_s=2.0))) != sorted(epoch_batches(7, 1))
 
 
-def test_sampler_overlong_utterance_alone_and_logged(caplog):
-    with caplog.at_level(logging.WARNING, logger="asr.data"):
-        sampler = DurationBatchSampler([1.0, 2.0, 30.0, 3.0, 2.5], max_batch_s=10.0)
+def test_sampler_overlong_utterance_alone_and_warned_of(caplog):
+    """An utterance longer than a batch forms a batch of its own; warn_long_utterances, which the
+    commands call once a set, names it by its manifest line (the sampler named an index)."""
+    durations = [1.0, 2.0, 30.0, 3.0, 2.5]
+    sampler = DurationBatchSampler(durations, max_batch_s=10.0)
     assert list(sampler) == [[0, 1, 4], [3], [2]]
-    assert "index=2 duration_s=30.00" in caplog.text
+    utts = [Utterance(f"/a/{i}.wav", d, "x", source=f"dev.jsonl:{i + 1}") for i, d in enumerate(durations)]
+    with caplog.at_level(logging.WARNING, logger="asr.data"):
+        warn_long_utterances(utts, 10.0, "--batch-s")
+        warn_long_utterances(utts, 30.0, "--batch-s")  # none longer: nothing said
+    assert caplog.messages == ["1 of 5 utterances are longer than --batch-s 10 s and form batches of their own, "
+                               "larger than that; the longest: dev.jsonl:3: /a/2.wav (30.00 s)"]
 
 
 def test_sampler_resume_mid_epoch(durations):
