@@ -45,10 +45,10 @@ def download(url: str, dest: str | Path, size: int | None = None, sha256: str | 
         DownloadError: naming the URL or file and the cause (a failed write names ``dest.part``).
     """
     dest = Path(dest)
-    if matches(dest, size, sha256, md5):
-        return dest
-    if os.path.lexists(dest):  # the user's own file, or one changed since: never replaced
+    if os.path.lexists(dest):  # checked once (an archive's MD5 takes a while); anything else is never replaced
         why = _mismatch(dest, size, sha256, md5) if dest.is_file() else "not a file"
+        if why is None:
+            return dest
         raise DownloadError(f"{dest}: is not the file at {url} ({why}); not replaced: move it away to download it")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
