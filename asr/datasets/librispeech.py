@@ -113,17 +113,20 @@ def find_splits(data_dir: str | Path, names: list[str] | None = None) -> dict[st
         found = {data_dir.name: data_dir}
     else:
         root = data_dir / "LibriSpeech" if (data_dir / "LibriSpeech").is_dir() else data_dir
-        found = {p.name: p for p in sorted(root.iterdir()) if is_split_dir(p)}
+        found = {}
         for p in sorted(root.iterdir()):
-            if p.name not in found and p.is_dir():
+            if is_split_dir(p):
+                found[p.name] = p
+            elif p.is_dir():
                 try:
                     os.listdir(p)
                 except OSError as e:  # glob passes over it in silence
                     closed[p.name] = f"{p}: cannot be read ({e.strerror or e})"
     if names and (why := next((closed[n] for n in names if n in closed), None)):
         raise FileNotFoundError(why)
-    for why in closed.values() if not names else ():
-        logger.warning("%s; not prepared", why)
+    if not names:
+        for why in closed.values():
+            logger.warning("%s; not prepared", why)
     if not found:
         raise FileNotFoundError(f"{data_dir}: no LibriSpeech-layout split "
                                 "(<split>/<speaker>/<chapter>/*.flac and *.trans.txt) found")
