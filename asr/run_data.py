@@ -136,17 +136,35 @@ def duration_mismatches(checked: list[Utterance], manifest: list[Utterance],
 def _warn_durations(manifest_path: str | None, checked: list[Utterance], manifest: list[Utterance],
                     headers: dict[str, AudioInfo | str]) -> None:
     """One warning for the utterances of ``checked`` whose durations are not their audio's."""
-    found = duration_mismatches(checked, manifest, headers)
+    readable = sum(isinstance(headers[u.audio_filepath], AudioInfo) for u in checked)
+    _warn_mismatches(manifest_path, duration_mismatches(checked, manifest, headers),
+                     f"{readable} utterances checked have", "off their audio's",
+                     "batches (data.max_batch_s) and SortaGrad go by the manifest's durations, and audio is read "
+                     "only up to them")
+
+
+def warn_cut_audio(manifest_path: str, utts: list[Utterance]) -> None:
+    """Scoring (evaluate, tune-lm): one warning for the utterances of the manifest ``manifest_path``
+    whose durations are shorter than their audio: the audio is read only up to them (as NeMo reads),
+    so they would be scored cut short, as a manifest written for other files or at another rate
+    gives. Segments may be shorter than their files (:func:`duration_mismatches`)."""
+    headers = audio_headers(u.audio_filepath for u in utts)
+    cut = [m for m in duration_mismatches(utts, utts, headers) if 0 < m.utt.duration < m.audio_s]
+    _warn_mismatches(manifest_path, cut, f"{len(utts)} utterances have", "shorter than their audio",
+                     "audio is read only up to the manifest's duration, so they are scored cut short")
+
+
+def _warn_mismatches(manifest_path: str | None, found: list[DurationMismatch], among: str, how: str,
+                     consequence: str) -> None:
+    """The one warning of :func:`_warn_durations` and :func:`warn_cut_audio`: how many of ``among``
+    are ``how`` (off, shorter), the worst of ``found``, and what it does (``consequence``)."""
     if not found:
         return
-    readable = sum(isinstance(headers[u.audio_filepath], AudioInfo) for u in checked)
     worst = max(found, key=lambda m: m.error_s)
-    where = worst.utt.located(worst.utt.audio_filepath)
-    logger.warning("%s: %d of %d utterances checked have a duration more than %g %% (and %g s) off their audio's, "
-                   "e.g. %s: manifest %.2f s, audio %.2f s; batches (data.max_batch_s) and SortaGrad go by the "
-                   "manifest's durations, and audio is read only up to them: was the manifest written for these "
-                   "files?", manifest_path, len(found), readable, DURATION_TOLERANCE * 100, DURATION_TOLERANCE_S,
-                   where, worst.utt.duration, worst.audio_s)
+    logger.warning("%s: %d of %s a duration more than %g %% (and %g s) %s, e.g. %s: manifest %.2f s, audio %.2f s; "
+                   "%s: was the manifest written for these files?", manifest_path, len(found), among,
+                   DURATION_TOLERANCE * 100, DURATION_TOLERANCE_S, how, worst.utt.located(worst.utt.audio_filepath),
+                   worst.utt.duration, worst.audio_s, consequence)
 
 
 def preload_audio(utts: list[Utterance], sample_rate: int) -> AudioCache:

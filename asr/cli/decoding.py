@@ -136,36 +136,16 @@ def _manifest_to_score(path: str, batch_s: float) -> tuple[list, int]:
     from asr.data import warn_long_utterances
     from asr.decode import DecodeError
     from asr.manifest import read_manifest_report
+    from asr.run_data import warn_cut_audio
 
     utts, problems = read_manifest_report(path)
     for problem in problems:
         print(f"asr: skipped {problem}", file=sys.stderr)
     if not utts:
         raise DecodeError(f"{path}: no usable utterances")
-    _warn_on_cut_audio(path, utts)
+    warn_cut_audio(path, utts)
     warn_long_utterances(utts, batch_s, "--batch-s")
     return utts, len(utts) + len(problems)
-
-
-def _warn_on_cut_audio(path: str, utts: list) -> None:
-    """One warning when durations of the manifest ``path`` are shorter than their audio files by
-    more than training's tolerance: the audio is read only up to them (as NeMo reads), so the
-    figures would be of cut recordings, as a manifest written for other files or at another rate
-    gives. Segments (an offset, or a file several lines share) may be shorter than their files."""
-    from asr.audio import audio_headers
-    from asr.manifest import DURATION_TOLERANCE, DURATION_TOLERANCE_S
-    from asr.run_data import duration_mismatches
-
-    headers = audio_headers(u.audio_filepath for u in utts)
-    cut = [m for m in duration_mismatches(utts, utts, headers) if 0 < m.utt.duration < m.audio_s]
-    if not cut:
-        return
-    worst = max(cut, key=lambda m: m.error_s)
-    print(f"asr: warning: {path}: {len(cut)} of {len(utts)} utterances have a duration more than "
-          f"{DURATION_TOLERANCE * 100:g} % (and {DURATION_TOLERANCE_S:g} s) shorter than their audio, e.g. "
-          f"{worst.utt.located(worst.utt.audio_filepath)}: manifest {worst.utt.duration:.2f} s, audio "
-          f"{worst.audio_s:.2f} s; audio is read only up to the manifest's duration, so they are scored cut "
-          "short: was the manifest written for these files?", file=sys.stderr)
 
 
 def _report_skipped(manifest: str, total: int, scored: int) -> int:
