@@ -55,13 +55,14 @@ import soundfile as sf
 from asr.audio_source import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SOUNDFILE_ERRORS, AudioSource, check_header,
                               is_file_object, libsndfile_detail, open_audio, read_if_stream, source_label)
 from asr.decoder_stderr import decoder_notes
+from asr.read_notes import collected
 from asr.sphere import SphereError, SphereReader
 from asr.waveform import AudioError, StreamResampler, check_rate, resample
 
 __all__ = ["MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioError", "AudioInfo", "AudioSource", "audio_headers",
            "audio_info", "is_file_object", "load_audio", "load_audio_with_rate", "resample", "warn_loud_floats"]
 
-logger = logging.getLogger(__name__)
+logger = collected(logging.getLogger(__name__))  # per-item warnings: asr.read_notes
 
 MAX_PLAUSIBLE_PEAK = 16.0  # 24 dB above full scale: a float file louder than this is warned about
 MAX_USABLE_PEAK = 1e12  # 240 dB above: refused. A 25 ms window's power spectrum of 48 kHz audio overflows

@@ -30,9 +30,10 @@ from torch import Tensor, nn
 from asr.audio import AudioError, AudioInfo, audio_headers, load_audio
 from asr.config import check_ranges, check_types
 from asr.manifest import ManifestError, Utterance, duration_off, read_manifest
+from asr.read_notes import collected
 from asr.waveform import RESAMPLING_FILTER
 
-logger = logging.getLogger(__name__)
+logger = collected(logging.getLogger(__name__))  # per-item warnings: asr.read_notes
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, Sampler
 
 from asr.audio import AudioError, load_audio
 from asr.manifest import Utterance
+from asr.read_notes import Note, collecting
 from asr.text import normalize_text
 
 if TYPE_CHECKING:
@@ -125,20 +126,23 @@ class AudioCache:
 
 @dataclass(frozen=True)
 class Example:
-    """One dataset item: ``wave`` (S,) float32, ``tokens`` (L,) int64, ``index`` in the dataset."""
+    """One dataset item: ``wave`` (S,) float32, ``tokens`` (L,) int64, ``index`` in the dataset;
+    ``notes``: the warnings logged while it was read (``SpeechDataset(skip_unreadable=True)``)."""
 
     wave: torch.Tensor
     tokens: torch.Tensor
     index: int
+    notes: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True)
 class Unreadable:
     """The item of an utterance whose audio cannot be read (``SpeechDataset(skip_unreadable=True)``):
-    ``message`` names the manifest line, the file and the cause."""
+    ``message`` names the manifest line, the file and the cause; ``notes`` as ``Example``'s."""
 
     index: int
     message: str
+    notes: tuple[Note, ...] = ()
 
 
 class SpeechDataset(Dataset):
@@ -154,8 +158,11 @@ class SpeechDataset(Dataset):
             (:meth:`set_epoch`) and not on which loader worker reads it, or after what.
         skip_unreadable: an unreadable file's item is an ``Unreadable`` (its file and cause),
             which ``collate`` drops and lists in ``Batch.unreadable``, instead of raising
-            ``AudioError``. The process that reads the batches reports them (``UnreadableLog``),
-            not the loader's workers, so each file is reported once however often it is read.
+            ``AudioError``; and the warnings logged while an item is read (channels that cancel
+            out, a doubtful header...) are kept in its ``notes`` (``asr.read_notes``), which
+            ``collate`` gathers in ``Batch.notes``. The process that reads the batches reports both
+            (``ReadLog``), not the loader's workers, so each is reported once however often the
+            file is read.
         cache: decoded waveforms to read from (``AudioCache`` at ``sample_rate``); utterances it
             does not hold are decoded on access.
         seed: non-negative seed of ``wave_transform``'s draws.
@@ -192,14 +199,19 @@ class SpeechDataset(Dataset):
     def __getitem__(self, index: int) -> Example | Unreadable:
         """Load utterance ``index``; raises ``asr.audio.AudioError`` naming the file (or, with
         ``skip_unreadable``, returns an ``Unreadable``)."""
+        if not self.skip_unreadable:
+            return self._read(index)
+        with collecting() as notes:
+            try:
+                item = self._read(index)
+            except AudioError as e:
+                item = Unreadable(index, self.utts[index].located(str(e)))
+        return replace(item, notes=tuple(notes)) if notes else item
+
+    def _read(self, index: int) -> Example:
         utt = self.utts[index]
-        try:
-            samples = self.cache.load(utt) if self.cache is not None else _load(utt, self.sample_rate)
-            wave = torch.from_numpy(np.ascontiguousarray(samples, np.float32))
-        except AudioError as e:
-            if not self.skip_unreadable:
-                raise
-            return Unreadable(index, utt.located(str(e)))
+        samples = self.cache.load(utt) if self.cache is not None else _load(utt, self.sample_rate)
+        wave = torch.from_numpy(np.ascontiguousarray(samples, np.float32))
         if self.wave_transform is not None:
             wave = self.wave_transform(wave, torch.Generator().manual_seed(seed_of(self.seed, self.epoch, index)))
         ids = self.tokenizer.encode(normalize_text(utt.text))
@@ -357,6 +369,7 @@ class Batch:
         indices: (B,) int64 dataset indices.
         unreadable: the messages of the items left out because their audio cannot be read
             (``Unreadable.message``). B is 0 when no item could be read.
+        notes: the warnings logged while its items were read (``Example.notes``).
     """
 
     waves: torch.Tensor
@@ -365,6 +378,7 @@ class Batch:
     token_lens: torch.Tensor
     indices: torch.Tensor
     unreadable: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
     @property
     def size(self) -> int:
@@ -373,7 +387,7 @@ class Batch:
 
     def _map(self, fn) -> Batch:
         return Batch(*(fn(t) for t in (self.waves, self.wave_lens, self.tokens, self.token_lens,
-                                       self.indices)), unreadable=self.unreadable)
+                                       self.indices)), unreadable=self.unreadable, notes=self.notes)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """A copy on ``device``."""
@@ -386,7 +400,8 @@ class Batch:
 
 def collate(items: Sequence[Example | Unreadable]) -> Batch:
     """Pad examples into a ``Batch``; ``Unreadable`` items are left out and listed in its
-    ``unreadable`` (a batch of size 0 when no item could be read).
+    ``unreadable`` (a batch of size 0 when no item could be read); the items' notes are kept in
+    its ``notes``.
 
     Raises:
         ValueError: ``items`` is empty.
@@ -394,10 +409,11 @@ def collate(items: Sequence[Example | Unreadable]) -> Batch:
     if not items:
         raise ValueError("collate: no examples")
     unreadable = tuple(item.message for item in items if isinstance(item, Unreadable))
+    notes = tuple(note for item in items for note in item.notes)
     examples = [e for e in items if isinstance(e, Example)]
     if not examples:
         none = torch.zeros(0, dtype=torch.int64)  # (0,)
-        return Batch(torch.zeros(0, 0), none, torch.zeros(0, 0, dtype=torch.int64), none, none, unreadable)
+        return Batch(torch.zeros(0, 0), none, torch.zeros(0, 0, dtype=torch.int64), none, none, unreadable, notes)
     wave_lens = torch.tensor([e.wave.shape[0] for e in examples], dtype=torch.int64)  # (B,)
     token_lens = torch.tensor([e.tokens.shape[0] for e in examples], dtype=torch.int64)  # (B,)
     waves = torch.zeros(len(examples), int(wave_lens.max()), dtype=torch.float32)  # (B, S)
@@ -406,18 +422,23 @@ def collate(items: Sequence[Example | Unreadable]) -> Batch:
         waves[b, : e.wave.shape[0]] = e.wave
         tokens[b, : e.tokens.shape[0]] = e.tokens
     indices = torch.tensor([e.index for e in examples], dtype=torch.int64)  # (B,)
-    return Batch(waves, wave_lens, tokens, token_lens, indices, unreadable)
+    return Batch(waves, wave_lens, tokens, token_lens, indices, unreadable, notes)
 
 
-class UnreadableLog:
-    """Warns of each unreadable file of the batches it is shown once, however many epochs or
-    scorings read it again: ``report(batch)`` in the process that iterates the loader."""
+class ReadLog:
+    """Warns once of each unreadable file, and logs each note, of the batches it is shown, however
+    many epochs or scorings read them again: ``report(batch)`` in the process that iterates the
+    loader."""
 
     def __init__(self):
-        self._reported: set[str] = set()
+        self._reported: set[str | Note] = set()
 
     def report(self, batch: Batch) -> None:
         for message in batch.unreadable:
             if message not in self._reported:
                 self._reported.add(message)
                 logger.warning("skipped unreadable audio: %s", message)
+        for note in batch.notes:
+            if note not in self._reported:
+                self._reported.add(note)
+                note.log()

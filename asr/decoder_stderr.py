@@ -32,7 +32,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from asr.read_notes import collected
+
+logger = collected(logging.getLogger(__name__))  # per-item warnings: asr.read_notes
 
 MAX_NOTE_BYTES = 1 << 16  # of what was written, this much is read back
 _MAX_NOTES = 3  # distinct lines quoted in the warning

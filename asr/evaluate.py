@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from asr.data import AudioCache, DurationBatchSampler, SpeechDataset, UnreadableLog, collate
+from asr.data import AudioCache, DurationBatchSampler, ReadLog, SpeechDataset, collate
 from asr.decode import Decoder, DecodeError, Hypothesis, decode_utterances, greedy_decode
 from asr.manifest import Utterance, manifest_of
 from asr.metrics import ErrorReport, error_report
@@ -131,12 +131,13 @@ def utterance_ids(utts: Sequence[Utterance]) -> list[str]:
 
 def batch_log_probs(
     recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, cache: AudioCache | None = None,
-    unreadable_log: UnreadableLog | None = None,
+    read_log: ReadLog | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, float]]:
     """Run the recognizer (in eval mode) over ``utts`` in duration-sorted batches of at most
     ``batch_s`` padded audio-seconds; yields each batch's utterance indices, CTC log-probs
     (B, T', V), output lengths (B,) and audio seconds. Utterances whose audio cannot be read are left out, and
-    warned of by ``unreadable_log`` (a new one when None: e.g. a trainer's, which warns of each file once a run);
+    warned of by ``read_log`` (a new one when None: e.g. a trainer's, which warns of each file once a run),
+    as are the warnings logged while reading them (``asr.read_notes``);
     one too short for the model gets output length 0 (logged: an empty hypothesis). ``cache`` holds decoded audio (e.g. the dev set a trainer scores every epoch).
     The global random state is left as it was, so scoring inside a training run does not change it.
     """
@@ -146,9 +147,9 @@ def batch_log_probs(
     sampler = DurationBatchSampler([u.duration for u in utts], max_batch_s=batch_s, shuffle=False, sortagrad=True)
     # its own generator: a DataLoader draws its base seed from the global RNG otherwise
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator())
-    unreadable_log = unreadable_log or UnreadableLog()
+    read_log = read_log or ReadLog()
     for batch in loader:
-        unreadable_log.report(batch)
+        read_log.report(batch)
         if batch.size:
             log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)
             short = (out_lens == 0).cpu()  # (B,)
@@ -169,7 +170,7 @@ def none_readable(utts: Sequence[Utterance], purpose: str) -> DecodeError:
 
 def evaluate_utterances(
     recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, decoder: Decoder | None = None,
-    cache: AudioCache | None = None, jobs: int = 1, unreadable_log: UnreadableLog | None = None,
+    cache: AudioCache | None = None, jobs: int = 1, read_log: ReadLog | None = None,
 ) -> EvalResult:
     """Decode ``utts`` in duration-sorted batches and score them against their transcripts.
 
@@ -178,7 +179,7 @@ def evaluate_utterances(
     utterances on ``jobs`` processes (<= 0: one per CPU core; :func:`asr.decode.decode_utterances`);
     the result does not depend on ``jobs``.
     ``cache`` holds decoded audio (e.g. the dev set a trainer scores after every epoch);
-    ``unreadable_log`` warns of the unreadable files (see :func:`batch_log_probs`).
+    ``read_log`` warns of the unreadable files and the reading's warnings (see :func:`batch_log_probs`).
 
     Restores the recognizer's train/eval mode afterwards, so it can run inside a training loop.
     """
@@ -188,7 +189,7 @@ def evaluate_utterances(
     start = time.perf_counter()
     audio_s = 0.0
     for indices, log_probs, out_lens, batch_audio_s in batch_log_probs(recognizer, utts, batch_s, cache,
-                                                                       unreadable_log):
+                                                                       read_log):
         audio_s += batch_audio_s
         if decoder is None:  # greedy, batched
             for index, hyp in zip(indices, greedy_decode(log_probs, out_lens, recognizer.tokenizer)):

@@ -33,7 +33,7 @@ from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.config import config_to_dict
 from asr.ctc_loss import ctc_losses
-from asr.data import DurationBatchSampler, SpeechDataset, UnreadableLog, collate, seed_of, warn_long_utterances
+from asr.data import DurationBatchSampler, ReadLog, SpeechDataset, collate, seed_of, warn_long_utterances
 from asr.decode import DecodeError
 from asr.distributed import any_rank, any_rank_each, barrier, init_distributed, main_rank_logs, shutdown
 from asr.evaluate import evaluate_utterances
@@ -125,7 +125,7 @@ class Trainer:
         self.dataset = SpeechDataset(self.train_utts, self.tokenizer, sample_rate=cfg.features.sample_rate,
                                      wave_transform=wave_augment, skip_unreadable=True, cache=self.audio_cache,
                                      seed=cfg.seed)
-        self.unreadable_log = UnreadableLog()  # each unreadable file once a run, training and dev
+        self.read_log = ReadLog()  # each unreadable file and reading warning once a run, training and dev
         self.sampler = DurationBatchSampler(
             [u.duration for u in self.train_utts], max_batch_s=cfg.data.max_batch_s,
             max_batch_size=cfg.data.max_batch_size, shuffle=True, seed=cfg.seed, sortagrad=cfg.data.sortagrad,
@@ -198,7 +198,7 @@ class Trainer:
                 window = LogWindow()
                 unreadable = 0  # batches of this epoch with no readable file
                 for batch in loader:
-                    self.unreadable_log.report(batch)
+                    self.read_log.report(batch)
                     if any_rank(batch.size == 0, self.dist):  # every file of a rank's batch unreadable:
                         progress.batches_done += 1  # all ranks skip the step and its collectives
                         progress.skipped_batches += 1
@@ -303,7 +303,7 @@ class Trainer:
         t0 = time.monotonic()
         try:
             result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
-                                         cache=self.audio_cache, unreadable_log=self.unreadable_log)
+                                         cache=self.audio_cache, read_log=self.read_log)
         except DecodeError as e:  # none of the dev audio could be read (each file is named above)
             raise TrainError(str(e)) from None
         event.update(dev_wer=result.report.wer, dev_cer=result.report.cer, dev_s=time.monotonic() - t0)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from asr.audio import AudioError, load_audio
-from asr.data import (AudioCache, Batch, DurationBatchSampler, Example, SpeechDataset, Unreadable, UnreadableLog,
+from asr.data import (AudioCache, Batch, DurationBatchSampler, Example, SpeechDataset, Unreadable, ReadLog,
                       collate, iter_waves, warn_long_utterances)
 from asr.manifest import ManifestError, Utterance, read_manifest, read_manifest_report, write_manifest
 from asr.text import normalize_text
@@ -162,7 +162,7 @@ def test_unreadable_audio_is_named_with_its_manifest_line(tmp_path, libri, caplo
     with caplog.at_level(logging.WARNING, logger="asr.data"):
         dataset = SpeechDataset(utts, CharTokenizer(), skip_unreadable=True)
         assert isinstance(dataset[0], Example) and dataset[1] == Unreadable(1, dataset[1].message)
-        UnreadableLog().report(collate([dataset[0], dataset[1]]))
+        ReadLog().report(collate([dataset[0], dataset[1]]))
         AudioCache(16000).preload(utts)
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2 and all(f": {path}:3: {bad}: " in m for m in messages), messages
@@ -181,7 +181,7 @@ def test_each_unreadable_file_is_reported_once_by_the_process_reading_the_loader
     path = _write_lines(tmp_path / "m.jsonl", [_line(libri[0].audio_filepath, libri[0].duration), _line(bad[0]),
                                                _line(bad[1])])
     dataset = SpeechDataset(read_manifest(path), CharTokenizer(), skip_unreadable=True)
-    log = UnreadableLog()
+    log = ReadLog()
     with caplog.at_level(logging.WARNING, logger="asr.data"):
         for epoch in range(2):
             loader = DataLoader(dataset, batch_sampler=[[0, 1], [2]], collate_fn=collate, num_workers=2)

@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from asr.audio import audio_info
 from asr.checkpoint import load_checkpoint, save_checkpoint
 from asr.config import config_from_dict, config_to_dict
 from asr.config_file import load_yaml
@@ -781,6 +782,24 @@ def test_an_unreadable_file_is_warned_of_once_a_run_not_every_epoch_or_scoring(l
     assert len(warnings) == 2, warnings
     assert warnings[0].startswith(f"skipped unreadable audio: {cfg.data.train_manifest}:3: {tmp_path}/train.flac: ")
     assert warnings[1].startswith(f"skipped unreadable audio: {cfg.data.dev_manifest}:2: {tmp_path}/dev.flac: ")
+
+
+def test_a_warning_about_a_file_is_logged_once_a_run_not_every_epoch_or_scoring(libri, shared_data, tmp_path, caplog):
+    """A readable file that draws a warning (here: stereo SPHERE files whose channels cancel out in
+    the mono mix) was warned of every epoch by the loader worker that read it, and at every dev
+    scoring; now once a run, from the process that trains, as an unreadable file is."""
+    cancelled = [shared_data / "sphere/123_2pcle_shn.sph", shared_data / "sphere/123_2alaw.sph"]
+    odd = [{"audio_filepath": str(path), "duration": audio_info(path).duration_s, "text": "yes"} for path in cancelled]
+    good = [libri[u] for u in SHORT[:2]]
+    cfg = _config(tmp_path / "run", _manifest(tmp_path / "train.jsonl", good + odd), "epochs=3",
+                  f"data.dev_manifest={_manifest(tmp_path / 'dev.jsonl', good[:1] + odd[1:])}", "data.num_workers=1")
+    with caplog.at_level(logging.WARNING, logger="asr.audio"):
+        result = train(cfg)
+    assert result.epochs_done == 3 and result.best_dev_wer is not None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "asr.audio"]
+    assert sorted(warnings) == sorted(f"{path}: its channels cancel out in the mono mix, {how}: one in opposite phase? "
+                                      "read as it is" for path, how in zip(cancelled, ["to silence", "to 48 dB below"
+                                                                                       " their level"]))
 
 
 def test_sentencepiece_vocabulary_too_large_or_small_for_the_text_is_a_one_line_error(libri, tmp_path, capsys):
