@@ -419,6 +419,27 @@ def test_find_splits_layouts(tree, tmp_path):
             find_splits(path)
 
 
+def test_a_stray_audio_file_in_a_folder_of_splits_does_not_make_it_one_split(tree):
+    """An audio file at <split>/<speaker>/x.flac (where chapter folders go) made the folder of
+    splits match <split>/<speaker>/<chapter>/*.flac, so it was taken for one split named
+    'LibriSpeech' (and a stray at LibriSpeech/<split>/x.flac did the same to the download folder).
+    Now a split is found by LibriSpeech names (<speaker>-<chapter>...): the splits are the same as
+    without the stray file, which is a problem line of its split."""
+    split, _ = tree
+    root = split.parent
+    shutil.copytree(split, root / "other")
+    stray = split / "4088" / "x.flac"
+    shutil.copy(split / "4088" / "158079" / "4088-158079-0000.flac", stray)
+    shutil.copy(stray, root / "other" / "y.flac")
+    splits = {"other": root / "other", "tiny": split}
+    assert find_splits(root) == splits
+    assert find_splits(root.parent) == splits
+    assert find_splits(split) == {"tiny": split}
+    utts, problems, skipped = read_split(split)
+    assert len(utts) == 7 and skipped == 1
+    assert problems == [f"{split / '4088'}: 1 audio files outside a chapter folder; skipped"]
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["prepare", "librispeech", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
