@@ -531,6 +531,29 @@ def test_recipe_refuses_a_missing_dev_dir_or_lm_before_any_stage(shared_data, tm
     assert run.returncode == 1 and "holds no result.json" in run.stderr  # stage 7 alone reads neither
 
 
+def test_recipe_without_the_training_manifest_names_it_and_train_split(shared_data, tmp_path):
+    """A --data-dir of splits without train-clean-5 (the default training split): stage 3 said
+    only '<exp>/data/train-clean-5.jsonl missing or empty' (and stage 4 run alone, asr train's
+    'cannot read manifest'), not which option names the split. Now one line names the manifest
+    looked for, --train-split and the manifests there, status 2, before stage 3 or 4; with
+    --train-split it goes on."""
+    build_tree(shared_data, tmp_path / "corpus" / "tiny-a")
+    build_tree(shared_data, tmp_path / "corpus" / "tiny-b", picks=(("8226", "274371", 2),))
+    base = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", "corpus", "--dev-dir", "corpus/tiny-b",
+            "--exp", "exp", "--ngpu", "0"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    data = tmp_path / "exp" / "data"
+    message = (f"run.sh: training manifest {data}/train-clean-5.jsonl missing or empty: --train-split NAME names "
+               f"the split to train on (manifests in {data}: tiny-a, tiny-b)\n")
+    for stages in (["--stop-stage", "3"], ["--stage", "4", "--stop-stage", "4", "preset=tiny"]):
+        run = subprocess.run(base + stages, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+        assert (run.returncode, run.stderr) == (2, message), run.stdout
+        assert "stage 3:" not in run.stdout and "stage 4:" not in run.stdout
+    run = subprocess.run(base + ["--stage", "3", "--stop-stage", "3", "--train-split", "tiny-a"], capture_output=True,
+                         text=True, env=env, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0 and "  tiny-a: 7 utterances\n" in run.stdout, run.stderr
+
+
 def test_results_stage_needs_results_and_keeps_the_users_file(tmp_path):
     """The recipes' last stage (recipes/common.sh results_stage): no table without a result, never
     over a RESULTS.md it did not write, and a failed table leaves the earlier file whole."""
