@@ -419,6 +419,27 @@ def test_find_splits_layouts(tree, tmp_path):
             find_splits(path)
 
 
+def test_a_stray_audio_file_in_a_folder_of_splits_does_not_make_it_one_split(tree):
+    """An audio file at <split>/<speaker>/x.flac (where chapter folders go) made the folder of
+    splits match <split>/<speaker>/<chapter>/*.flac, so it was taken for one split named
+    'LibriSpeech' (and a stray at LibriSpeech/<split>/x.flac did the same to the download folder).
+    Now a split is found by LibriSpeech names (<speaker>-<chapter>...): the splits are the same as
+    without the stray file, which is a problem line of its split."""
+    split, _ = tree
+    root = split.parent
+    shutil.copytree(split, root / "other")
+    stray = split / "4088" / "x.flac"
+    shutil.copy(split / "4088" / "158079" / "4088-158079-0000.flac", stray)
+    shutil.copy(stray, root / "other" / "y.flac")
+    splits = {"other": root / "other", "tiny": split}
+    assert find_splits(root) == splits
+    assert find_splits(root.parent) == splits
+    assert find_splits(split) == {"tiny": split}
+    utts, problems, skipped = read_split(split)
+    assert len(utts) == 7 and skipped == 1
+    assert problems == [f"{split / '4088'}: 1 audio files outside a chapter folder; skipped"]
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["prepare", "librispeech", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -508,6 +529,29 @@ def test_recipe_refuses_a_missing_dev_dir_or_lm_before_any_stage(shared_data, tm
     run = subprocess.run(base + ["--dev-dir", "nope", "--lm", "nope.arpa", "--stage", "7"], capture_output=True,
                          text=True, env=env, timeout=60, cwd=tmp_path)
     assert run.returncode == 1 and "holds no result.json" in run.stderr  # stage 7 alone reads neither
+
+
+def test_recipe_without_the_training_manifest_names_it_and_train_split(shared_data, tmp_path):
+    """A --data-dir of splits without train-clean-5 (the default training split): stage 3 said
+    only '<exp>/data/train-clean-5.jsonl missing or empty' (and stage 4 run alone, asr train's
+    'cannot read manifest'), not which option names the split. Now one line names the manifest
+    looked for, --train-split and the manifests there, status 2, before stage 3 or 4; with
+    --train-split it goes on."""
+    build_tree(shared_data, tmp_path / "corpus" / "tiny-a")
+    build_tree(shared_data, tmp_path / "corpus" / "tiny-b", picks=(("8226", "274371", 2),))
+    base = ["bash", str(REPO / "recipes/mini_librispeech/run.sh"), "--data-dir", "corpus", "--dev-dir", "corpus/tiny-b",
+            "--exp", "exp", "--ngpu", "0"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    data = tmp_path / "exp" / "data"
+    message = (f"run.sh: training manifest {data}/train-clean-5.jsonl missing or empty: --train-split NAME names "
+               f"the split to train on (manifests in {data}: tiny-a, tiny-b)\n")
+    for stages in (["--stop-stage", "3"], ["--stage", "4", "--stop-stage", "4", "preset=tiny"]):
+        run = subprocess.run(base + stages, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+        assert (run.returncode, run.stderr) == (2, message), run.stdout
+        assert "stage 3:" not in run.stdout and "stage 4:" not in run.stdout
+    run = subprocess.run(base + ["--stage", "3", "--stop-stage", "3", "--train-split", "tiny-a"], capture_output=True,
+                         text=True, env=env, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0 and "  tiny-a: 7 utterances\n" in run.stdout, run.stderr
 
 
 def test_results_stage_needs_results_and_keeps_the_users_file(tmp_path):

@@ -113,3 +113,20 @@ def test_a_folder_we_may_not_read_is_a_problem_not_left_out_silently(musan_archi
     assert [Path(u.audio_filepath).name for u in read_manifest(folder / "out/musan-noise.jsonl")] == [
         "noise-free-sound-0000.wav"]
     assert "musan-noise: 1 utterances, 0 words, 0.00 h, 1 skipped" in capsys.readouterr().out
+
+
+def test_upper_case_wav_suffixes_are_recordings(tmp_path, capsys):
+    """A copy whose files end in .WAV or .Wav (made on a case-insensitive file system): each is a
+    recording of its category (only .wav was read: they were left out of the manifest, unsaid)."""
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "musan/noise/free-sound"
+    folder.mkdir(parents=True)
+    names = ["noise-free-sound-0000.wav", "noise-free-sound-0001.WAV", "noise-free-sound-0002.Wav"]
+    for i, name in enumerate(names):
+        sf.write(folder / name, 0.1 * rng.standard_normal(16000 * (i + 1)), 16000, subtype="PCM_16")
+    (folder / "ANNOTATIONS").write_text("not audio\n")
+    assert main(["prepare", "musan", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    noise = read_manifest(tmp_path / "out/musan-noise.jsonl")
+    assert [Path(u.audio_filepath).name for u in noise] == names
+    assert [u.duration for u in noise] == pytest.approx([1.0, 2.0, 3.0])
+    assert "musan-noise: 3 utterances, 0 words, 0.00 h, 0 skipped" in capsys.readouterr().out

@@ -226,3 +226,46 @@ def test_cli_download_into_a_folder_with_something_in_the_way(server, serve, tmp
     (tmp_path / "LibriSpeech" / "train-clean-5").rename(tmp_path / "notes.txt")
     assert main(args) == 0
     assert (tmp_path / "LibriSpeech/train-clean-5/.complete").is_file() and len(server.log) == 1
+
+
+def test_a_part_folder_of_the_users_is_refused_before_the_download(server, serve, tmp_path, capsys):
+    """A LibriSpeech/<part>/ folder the user made (their own files, the archive's names) without a
+    .complete marker was taken for an interrupted extraction and extracted over, replacing their
+    transcript. Now it is one line naming it, before anything is fetched, and it is left as it is."""
+    serve("dev-clean")
+    mine = tmp_path / "LibriSpeech/dev-clean/19/198/19-198.trans.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("19-198-0000 MY OWN CORRECTED TRANSCRIPT\n")
+    args = ["download", "dev-clean", "--dest", str(tmp_path), "--base-url", server.url]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        f"asr: error: {tmp_path / 'LibriSpeech/dev-clean'}: holds files that asr download did not extract "
+        "(no .partial or .complete marker in it); not extracted over: move it away, or download to another "
+        "destination\n")
+    assert server.log == [] and not (tmp_path / "dev-clean.tar.gz").exists()
+    assert mine.read_text() == "19-198-0000 MY OWN CORRECTED TRANSCRIPT\n"
+    assert sorted(p.name for p in mine.parent.parent.parent.iterdir()) == ["19"]
+    (tmp_path / "LibriSpeech/dev-clean").rename(tmp_path / "my-dev-clean")
+    assert main(args) == 0
+    assert (tmp_path / "LibriSpeech/dev-clean/.complete").is_file()
+    assert not (tmp_path / "LibriSpeech/dev-clean/.partial").exists()
+
+
+def test_an_interrupted_extraction_of_ours_is_resumed(server, serve, tmp_path):
+    """An extraction the system stopped (here a member name too long) leaves LibriSpeech/<part>/
+    marked .partial, written before its first file: the next run extracts over that folder."""
+    long = "x" * 300
+    folder = "LibriSpeech/dev-clean/19/198"
+    bad = _targz({f"{folder}/19-198.trans.txt": b"19-198-0000 HELLO\n", f"{folder}/{long}": b"y"})
+    serve("dev-clean", payloads={"dev-clean": bad})
+    with pytest.raises(DownloadError, match="File name too long"):
+        fetch_parts(["dev-clean"], tmp_path, base_url=server.url)
+    part = tmp_path / "LibriSpeech/dev-clean"
+    assert (part / ".partial").is_file() and not (part / ".complete").exists()
+    (part / "19/198/19-198.trans.txt").write_bytes(b"19-198-0000 HE")  # as if cut short
+    (tmp_path / "dev-clean.tar.gz").unlink()  # the archive that cannot be extracted here
+    serve("dev-clean")
+    assert fetch_parts(["dev-clean"], tmp_path, base_url=server.url) == [part]
+    assert (part / "19/198/19-198.trans.txt").read_bytes() == b"19-198-0000 HELLO\n"
+    assert (part / ".complete").is_file() and not (part / ".partial").exists()

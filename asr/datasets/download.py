@@ -118,7 +118,7 @@ def _mismatch(path: Path, size: int | None, sha256: str | None, md5: str | None)
     return None
 
 
-def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
+def extract_tar(archive: str | Path, target: str | Path, marker: str | Path | None = None) -> list[Path]:
     """Extract ``archive`` under ``target``; reject members that would land outside it.
 
     Absolute paths, ``..`` components, and symbolic/hard links pointing outside the target are
@@ -130,6 +130,10 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
     needs a folder, a folder where it makes a file: see :func:`_check_room`); a file of the archive
     replaces a regular file of that name (extracting the same archive again). A refused archive
     leaves the target as it was.
+
+    ``marker``, when given, is a file written (its folders made) once the archive has passed those
+    checks, before the first member is extracted: it says that an extraction began there, so that
+    a caller resuming an interrupted one can tell its own folder from one it did not make.
 
     Returns:
         The extracted regular files.
@@ -156,6 +160,8 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
                 while tar.fileobj.read(CHUNK):  # the rest: its CRC, checked only at the end of the stream
                     pass
             target.mkdir(parents=True, exist_ok=True)
+            if marker is not None:
+                _write_marker(archive, Path(marker))
             _extract(tar, archive, target, members)
     except tarfile.FilterError as e:  # checked above; the data filter stays a second guard
         raise DownloadError(f"{archive}: unsafe member ({e})") from None
@@ -163,6 +169,19 @@ def extract_tar(archive: str | Path, target: str | Path) -> list[Path]:
         reason = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
         raise DownloadError(f"{archive}: not a readable tar archive ({reason})") from None
     return [target / m.name for m in members if m.isfile()]
+
+
+def _write_marker(archive: Path, marker: Path) -> None:
+    """Write ``marker`` (naming ``archive``), making its folders.
+
+    Raises:
+        TargetError: the system refused the write (nothing of the archive is extracted).
+    """
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{archive}\n")
+    except OSError as e:
+        raise TargetError(f"{marker}: cannot be written ({e.strerror or e}); nothing of {archive} was extracted") from None
 
 
 def _extract(tar: tarfile.TarFile, archive: Path, target: Path, members: list[tarfile.TarInfo]) -> None:

@@ -85,10 +85,17 @@ def _is_audio(p: Path) -> bool:
 
 
 def is_split_dir(path: Path) -> bool:
-    """True when ``path`` holds ``<speaker>/<chapter>/`` folders with audio or transcripts."""
+    """True when ``path`` holds a ``<speaker>/<chapter>/`` folder in LibriSpeech layout: one with
+    ``<speaker>-<chapter>.trans.txt`` or ``<speaker>-<chapter>-<n>`` audio. Files named otherwise
+    do not make a split: an audio file one level too high in a folder of splits
+    (``<split>/<speaker>/x.flac``) would make that folder look like one split."""
     if not path.is_dir():
         return False
-    return any(_is_audio(p) or (p.is_file() and p.name.endswith(TRANS_SUFFIX)) for p in path.glob("*/*/*"))
+    for p in path.glob("*/*/*"):
+        prefix = f"{p.parent.parent.name}-{p.parent.name}"
+        if (p.name == prefix + TRANS_SUFFIX and p.is_file()) or (p.name.startswith(prefix + "-") and _is_audio(p)):
+            return True
+    return False
 
 
 def find_splits(data_dir: str | Path, names: list[str] | None = None) -> dict[str, Path]:

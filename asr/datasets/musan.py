@@ -6,8 +6,8 @@ writes one manifest per category found (``musan-noise.jsonl``, ``musan-music.jso
 ``text`` is empty: they are for ``augment.noise_manifest``, not for training targets. Durations
 come from the file headers; an unreadable file or folder is listed as a problem and left out.
 
-Layout read: ``musan/<category>/<source>/*.wav`` (the README, LICENSE and ANNOTATIONS files are
-ignored).
+Layout read: ``musan/<category>/<source>/*.wav``, the suffix in any case (``.WAV`` from a copy made on
+another system); the README, LICENSE and ANNOTATIONS files are ignored.
 
 Example:
     >>> CATEGORIES
@@ -45,7 +45,7 @@ def read_category(folder: Path) -> tuple[list[Utterance], list[str], int]:
     utts, problems, closed = [], [], []
     paths = []
     for top, _, files in os.walk(folder, onerror=closed.append):
-        paths += [Path(top) / name for name in files if name.endswith(".wav")]
+        paths += [Path(top) / name for name in files if name.lower().endswith(".wav")]  # .WAV too
     problems += [f"{e.filename}: cannot be read ({e.strerror or e}); its recordings are left out" for e in closed]
     skipped = 0
     for path in sorted(paths):

@@ -6,7 +6,9 @@ download resumes a partial ``.part`` file, is checked against the size and MD5 b
 and an archive is extracted with :func:`asr.datasets.download.extract_tar` (no absolute paths,
 ``..`` members or links out of the target). A part already extracted (its
 ``LibriSpeech/<part>/.complete`` marker exists) or an LM file already downloaded and verified is
-skipped without touching the network.
+skipped without touching the network. An extraction writes ``LibriSpeech/<part>/.partial`` before
+its first file, so that a run after an interrupted one extracts over only a folder it began: a
+part folder holding files but neither marker (the user's own) is refused before the download.
 
 Where the numbers come from (nothing here is guessed; a value no public source gave is ``None``):
 
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 OPENSLR_URL = "https://www.openslr.org/resources"
 DONE_MARKER = ".complete"
+PARTIAL_MARKER = ".partial"  # written before an extraction's first file; removed when it is done
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,9 @@ def fetch_parts(
 
     Archives go to ``dest/<part>.tar.gz`` and extract to ``dest/LibriSpeech/<part>/`` (MUSAN:
     ``dest/musan/``), which then gets a ``.complete`` marker; LM files go to ``dest/lm/``. An interrupted run resumes where it
-    stopped (partial download, or the extraction of a verified archive).
+    stopped (partial download, or the extraction of a verified archive, into the part folder
+    marked ``.partial`` when that extraction began). A part folder that holds files but neither
+    marker is not ours: it is refused before anything is fetched, and left as it is.
 
     Args:
         names: part or group names (see :func:`resolve_parts`).
@@ -174,8 +179,9 @@ def fetch_parts(
         ValueError: an unknown part name.
         DownloadError: a failed transfer, a size or MD5 mismatch (the bad download is removed), a
             file there that is not the published one (kept as it is), an unsafe archive member,
-            something in ``dest`` in a member's way (the archive is kept), or an archive without
-            its ``LibriSpeech/<part>/`` (``musan/``) folder.
+            something in ``dest`` in a member's way (the archive is kept), a part folder that
+            holds files no extraction of ours began, or an archive without its
+            ``LibriSpeech/<part>/`` (``musan/``) folder.
     """
     dest = Path(dest)
     done: list[Path] = []
@@ -185,19 +191,35 @@ def fetch_parts(
             logger.info("part=%s status=done path=%s", name, target)
             done.append(target)
             continue
+        if f.archive:
+            _refuse_foreign(target)
         local = dest / f.filename if f.archive else target
         logger.info("part=%s url=%s size_bytes=%s", name, f.url(base_url), f.size)
         download(f.url(base_url), local, size=f.size, md5=f.md5, timeout_s=timeout_s)
         if f.archive:
             logger.info("part=%s extracting=%s", name, local)
-            extract_tar(local, dest)
-            if not target.is_dir():
+            files = extract_tar(local, dest, marker=target / PARTIAL_MARKER)
+            if not any(p.is_relative_to(target) for p in files):
                 raise DownloadError(f"{local}: the archive holds no {target.relative_to(dest)}/ folder")
             (target / DONE_MARKER).write_text(f"{f.url(base_url)} md5={f.md5}\n")
+            (target / PARTIAL_MARKER).unlink()
             if remove_archive:
                 os.remove(local)
         done.append(target)
     return done
+
+
+def _refuse_foreign(target: Path) -> None:
+    """Refuse the part folder ``target`` when it holds files but no ``.partial`` marker: no
+    extraction of ours began there, and extracting would replace the user's files of those names.
+
+    Raises:
+        DownloadError: naming the folder and what to do, in one line.
+    """
+    if target.is_dir() and not (target / PARTIAL_MARKER).is_file() and any(target.iterdir()):
+        raise DownloadError(f"{target}: holds files that asr download did not extract (no {PARTIAL_MARKER} or "
+                            f"{DONE_MARKER} marker in it); not extracted over: move it away, or download to "
+                            "another destination")
 
 
 def describe_parts() -> str:

@@ -113,6 +113,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   asr prepare librispeech --data-dir "$dev_dir" --out "$data" 2>&1 | tee -a "$exp/log/prepare.log"
 fi
 
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 3 ] && [ ! -s "$data/$train_split.jsonl" ]; then
+  found=$(find "$data" -maxdepth 1 -name '*.jsonl' -printf '%f\n' 2>/dev/null | sed 's/\.jsonl$//' | sort \
+          | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $0 }')
+  echo "run.sh: training manifest $data/$train_split.jsonl missing or empty: --train-split NAME names the split" \
+       "to train on (manifests in $data: ${found:-none})" >&2
+  exit 2
+fi
+
 eval_sets=("$dev")  # an array: a folder's name may hold a space
 [ -f "$data/dev-clean-2.jsonl" ] && [ "$dev" != dev-clean-2 ] && eval_sets+=(dev-clean-2)
 
