@@ -328,12 +328,35 @@ def test_fsdd_download_damaged_or_half_extracted_is_fetched_again(recordings, ht
     assert sorted(p.name for p in found.glob("*.wav")) == sorted(p.name for p in recordings.glob("*_*_*.wav"))
     assert (dl / ".complete").is_file() and len(http_server.log) == 2
 
-    # an extraction cut short: a few files and no marker; the archive kept is extracted again
-    (dl / ".complete").unlink()
+    # an extraction cut short: a few files, marked .partial (written before the first); the archive
+    # kept is extracted again
+    assert not (dl / ".partial").exists()
+    (dl / ".complete").rename(dl / ".partial")
     for path in sorted(found.glob("*.wav"))[5:]:
         path.unlink()
     assert len(list(find_recordings(None, download_dir=dl, url=url).glob("*.wav"))) == 60
     assert len(http_server.log) == 2  # the archive on disk was used, not fetched again
+    assert (dl / ".complete").is_file() and not (dl / ".partial").exists()
+
+
+def test_fsdd_download_folder_of_the_users_is_refused_before_the_download(recordings, http_server, tmp_path):
+    """A download folder holding the user's own files (here an FSDD copy they edited) and neither
+    marker was extracted over, replacing their files of the archive's names; now it is refused
+    before anything is fetched, and left as it is."""
+    http_server.files["/fsdd.tar.gz"] = _fsdd_archive(recordings)
+    dl, url = tmp_path / "dl", f"{http_server.url}/fsdd.tar.gz"
+    mine = dl / "free-spoken-digit-dataset-1.0.10" / "recordings" / "0_theo_0.wav"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own recording")
+    with pytest.raises(DownloadError, match=rf"^{dl}: holds files that were not extracted by asr \(e\.g\. "
+                                            r"free-spoken-digit-dataset-1\.0\.10; no \.partial or \.complete marker\); "
+                                            r"not extracted over: move them away, or give the FSDD folder with "
+                                            r"--data-dir$"):
+        find_recordings(None, download_dir=dl, url=url)
+    assert http_server.log == [] and mine.read_bytes() == b"my own recording"
+    assert sorted(p.name for p in dl.iterdir()) == ["free-spoken-digit-dataset-1.0.10"]
+    mine.parent.parent.rename(tmp_path / "mine")
+    assert len(list(find_recordings(None, download_dir=dl, url=url).glob("*.wav"))) == 60
 
 
 def test_a_preparation_stopped_before_its_summary_is_finished_by_a_rerun(official, recordings, tmp_path, capsys):
@@ -403,16 +426,18 @@ def test_a_manifest_of_a_run_stopped_over_a_finished_one_is_kept_or_replaced(off
 def test_fsdd_download_with_a_file_in_the_way_keeps_the_archive(recordings, http_server, tmp_path):
     """A file where the archive makes its folder is the download folder's fault, not the
     archive's: it is not removed for a download again, and the run after the file is moved
-    extracts it."""
+    extracts it. (In a folder an extraction of ours began, marked .partial: in any other, files
+    not ours are refused before the download.)"""
     http_server.files["/fsdd.tar.gz"] = _fsdd_archive(recordings)
     dl, url = tmp_path / "dl", f"{http_server.url}/fsdd.tar.gz"
     dl.mkdir()
+    (dl / ".partial").write_text("an interrupted extraction\n")
     (dl / "free-spoken-digit-dataset-1.0.10").write_text("mine\n")
     with pytest.raises(TargetError, match=r"fsdd-v1\.0\.10\.tar\.gz: member 'free-spoken-digit-dataset-1\.0\.10/"
                                           r"recordings/0_jackson_10\.wav' needs a folder at .*dl/free-spoken-digit-"
                                           r"dataset-1\.0\.10, where a file is already in the target"):
         find_recordings(None, download_dir=dl, url=url)
-    assert sorted(p.name for p in dl.iterdir()) == ["free-spoken-digit-dataset-1.0.10", "fsdd-v1.0.10.tar.gz"]
+    assert sorted(p.name for p in dl.iterdir()) == [".partial", "free-spoken-digit-dataset-1.0.10", "fsdd-v1.0.10.tar.gz"]
     (dl / "free-spoken-digit-dataset-1.0.10").unlink()
     assert len(list(find_recordings(None, download_dir=dl, url=url).glob("*.wav"))) == 60
     assert len(http_server.log) == 1

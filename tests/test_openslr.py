@@ -240,9 +240,8 @@ def test_a_part_folder_of_the_users_is_refused_before_the_download(server, serve
     assert main(args) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == (
-        f"asr: error: {tmp_path / 'LibriSpeech/dev-clean'}: holds files that asr download did not extract "
-        "(no .partial or .complete marker in it); not extracted over: move it away, or download to another "
-        "destination\n")
+        f"asr: error: {tmp_path / 'LibriSpeech/dev-clean'}: holds files that were not extracted by asr (e.g. 19; "
+        "no .partial or .complete marker); not extracted over: move it away, or download to another destination\n")
     assert server.log == [] and not (tmp_path / "dev-clean.tar.gz").exists()
     assert mine.read_text() == "19-198-0000 MY OWN CORRECTED TRANSCRIPT\n"
     assert sorted(p.name for p in mine.parent.parent.parent.iterdir()) == ["19"]

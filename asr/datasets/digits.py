@@ -22,7 +22,8 @@ from pathlib import Path
 import soundfile as sf
 
 from asr.audio import AudioError, load_audio
-from asr.datasets.download import DownloadError, TargetError, download, extract_tar
+from asr.datasets.download import (DONE_MARKER, PARTIAL_MARKER, DownloadError, TargetError, download, extract_tar,
+                                   refuse_foreign)
 from asr.manifest import Utterance, manifest_lines
 from asr.outputs import atomic_output, check_output, holds
 from asr.paths import file_digest
@@ -57,11 +58,15 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
     (of ``url`` into ``download_dir``) counts as done only once its archive is wholly extracted
     (``download_dir/.complete``); an archive that does not extract is removed, so that the next
     run fetches it again (FSDD publishes no checksum to check it against), unless what stands in
-    the way is in ``download_dir`` (a file where the archive makes a folder, ...).
+    the way is in ``download_dir`` (a file where the archive makes a folder, ...). An extraction
+    marks ``download_dir/.partial`` before its first file, so a run after an interrupted one
+    extracts over what it began; a ``download_dir`` holding other files and neither marker (the
+    user's) is refused before the download.
 
     Raises:
         FileNotFoundError: ``data_dir`` holds no FSDD recordings.
-        DownloadError: the download or its extraction failed.
+        DownloadError: the download or its extraction failed, or ``download_dir`` holds files
+            that no extraction of ours began.
     """
     if data_dir is not None:
         data_dir = Path(data_dir)
@@ -70,13 +75,16 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
                 return candidate
         raise FileNotFoundError(f"{data_dir}: no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) found")
     download_dir = Path(download_dir)
-    done = download_dir / ".complete"
+    done = download_dir / DONE_MARKER
     existing = sorted(download_dir.glob("*/recordings"))
     if existing and done.is_file():
         return existing[0]
-    archive = download(url, download_dir / "fsdd-v1.0.10.tar.gz")
+    archive = download_dir / "fsdd-v1.0.10.tar.gz"
+    refuse_foreign(download_dir, "move them away, or give the FSDD folder with --data-dir",
+                   expected=(archive.name, archive.name + ".part"))
+    download(url, archive)
     try:
-        extract_tar(archive, download_dir)
+        extract_tar(archive, download_dir, marker=download_dir / PARTIAL_MARKER)
     except TargetError:  # the archive is sound: kept for the run after the way is cleared
         raise
     except DownloadError as e:
@@ -86,6 +94,7 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
     if not found:
         raise FileNotFoundError(f"{archive}: the archive holds no recordings/ folder")
     done.write_text(f"{url}\n")
+    (download_dir / PARTIAL_MARKER).unlink()
     return found[0]
 
 

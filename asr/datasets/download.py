@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MAX_LINK_HOPS = 40  # symbolic links followed in one member's path, as the system's own limit (ELOOP)
+DONE_MARKER = ".complete"  # in a folder an archive was wholly extracted into
+PARTIAL_MARKER = ".partial"  # written before an extraction's first file (``extract_tar(marker=)``); removed when done
 
 
 class DownloadError(Exception):
@@ -169,6 +171,26 @@ def extract_tar(archive: str | Path, target: str | Path, marker: str | Path | No
         reason = str(e).splitlines()[0].rstrip(":") if str(e) else type(e).__name__
         raise DownloadError(f"{archive}: not a readable tar archive ({reason})") from None
     return [target / m.name for m in members if m.isfile()]
+
+
+def refuse_foreign(folder: Path, what_to_do: str, expected: tuple[str, ...] = ()) -> None:
+    """Refuse to extract into ``folder`` when it holds files no extraction of ours began there:
+    neither marker (``PARTIAL_MARKER``, ``DONE_MARKER``) is in it, and it holds something besides
+    the names ``expected`` (e.g. the archive being downloaded). Extracting would replace the user's
+    files of the archive's names.
+
+    Raises:
+        DownloadError: naming the folder, one of its files and ``what_to_do``, in one line.
+    """
+    if not folder.is_dir() or any((folder / m).is_file() for m in (PARTIAL_MARKER, DONE_MARKER)):
+        return
+    try:
+        foreign = sorted(p.name for p in folder.iterdir() if p.name not in expected)
+    except OSError as e:
+        raise DownloadError(f"{folder}: cannot be read ({e.strerror or e})") from None
+    if foreign:
+        raise DownloadError(f"{folder}: holds files that were not extracted by asr (e.g. {foreign[0]}; no {PARTIAL_MARKER} "
+                            f"or {DONE_MARKER} marker); not extracted over: {what_to_do}")
 
 
 def _write_marker(archive: Path, marker: Path) -> None:

@@ -41,13 +41,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.datasets.download import DownloadError, download, extract_tar, matches
+from asr.datasets.download import DONE_MARKER, PARTIAL_MARKER, DownloadError, download, extract_tar, matches, refuse_foreign
 
 logger = logging.getLogger(__name__)
 
 OPENSLR_URL = "https://www.openslr.org/resources"
-DONE_MARKER = ".complete"
-PARTIAL_MARKER = ".partial"  # written before an extraction's first file; removed when it is done
 
 
 @dataclass(frozen=True)
@@ -192,7 +190,7 @@ def fetch_parts(
             done.append(target)
             continue
         if f.archive:
-            _refuse_foreign(target)
+            refuse_foreign(target, "move it away, or download to another destination")
         local = dest / f.filename if f.archive else target
         logger.info("part=%s url=%s size_bytes=%s", name, f.url(base_url), f.size)
         download(f.url(base_url), local, size=f.size, md5=f.md5, timeout_s=timeout_s)
@@ -207,19 +205,6 @@ def fetch_parts(
                 os.remove(local)
         done.append(target)
     return done
-
-
-def _refuse_foreign(target: Path) -> None:
-    """Refuse the part folder ``target`` when it holds files but no ``.partial`` marker: no
-    extraction of ours began there, and extracting would replace the user's files of those names.
-
-    Raises:
-        DownloadError: naming the folder and what to do, in one line.
-    """
-    if target.is_dir() and not (target / PARTIAL_MARKER).is_file() and any(target.iterdir()):
-        raise DownloadError(f"{target}: holds files that asr download did not extract (no {PARTIAL_MARKER} or "
-                            f"{DONE_MARKER} marker in it); not extracted over: move it away, or download to "
-                            "another destination")
 
 
 def describe_parts() -> str:
