@@ -154,6 +154,26 @@ def test_srt_of_a_file_whose_name_is_near_the_systems_limit(work, tmp_path):
     assert sorted(p.name for p in srt.iterdir()) == sorted([long.stem + ".srt", "b.srt"])  # and no temporary file
 
 
+def test_srt_names_are_cut_to_the_systems_limit(work, tmp_path):
+    """Two 250-byte stems alike need '<stem>_1.srt' (256 bytes), a 252-byte stem of a '.au' file
+    '<stem>.srt' (256 bytes): each stopped the whole batch ('File name too long', status 2). The
+    stem is now cut to keep the name within 255 bytes, and every file gets its subtitles."""
+    wave, rate = sf.read(work["audio"] / "b.wav")
+    stem = "a" * 250
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / f"{stem}.wav", wave, rate)
+    au = tmp_path / ("b" * 252 + ".au")
+    sf.write(au, wave, rate, format="AU", subtype="PCM_16")
+    srt = tmp_path / "srt"
+    inputs = [str(tmp_path / "x" / f"{stem}.wav"), str(tmp_path / "y" / f"{stem}.wav"), str(au), str(work["flac"])]
+    result = _asr("transcribe", str(work["model"]), *inputs, "--srt", str(srt))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == inputs
+    assert sorted(p.name for p in srt.iterdir()) == sorted(
+        [f"{stem}.srt", f"{stem[:-1]}_1.srt", "b" * 251 + ".srt", work["flac"].stem + ".srt"])
+
+
 def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))

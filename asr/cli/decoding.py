@@ -72,16 +72,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
-    """Write ``folder/<stem>.srt`` (``<stem>_N.srt`` for a stem already used in this run). A file
-    already there is never replaced: the function says so on stderr and returns False."""
+    """Write ``folder/<stem>.srt`` (``<stem>_N.srt`` for a stem already used in this run; see
+    :func:`_srt_name`). A file already there is never replaced: the function says so on stderr and
+    returns False."""
     from asr.outputs import atomic_output
 
-    name, n = stem, 0
-    while name in taken:
-        n += 1
-        name = f"{stem}_{n}"
-    taken.add(name)
-    target = folder / f"{name}.srt"
+    target = folder / _srt_name(stem, taken)
     if os.path.lexists(target):
         print(f"asr: {target}: exists; not overwritten (remove it or choose another --srt folder)", file=sys.stderr)
         return False
@@ -89,6 +85,31 @@ def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
     with atomic_output(target) as tmp:
         tmp.write_text(srt, encoding="utf-8")
     return True
+
+
+NAME_MAX = 255  # bytes of a file name (ext4, XFS, Btrfs, tmpfs)
+
+
+def _srt_name(stem: str, taken: set[str]) -> str:
+    """``<stem>.srt``, or ``<stem>_N.srt`` with the first N from 1 that gives a name not in ``taken``
+    (the names of this run, to which it is added); the stem is cut, a character at a time from its
+    end, to keep the name within ``NAME_MAX`` bytes (an audio name near the limit, or one that
+    needs the ``_N``).
+
+    >>> taken = set()
+    >>> _srt_name("a", taken), _srt_name("a", taken), len(_srt_name("é" * 200, taken).encode())
+    ('a.srt', 'a_1.srt', 254)
+    """
+    n = 0
+    while True:
+        tail = f"_{n}.srt" if n else ".srt"
+        cut = stem
+        while len(os.fsencode(cut + tail)) > NAME_MAX:
+            cut = cut[:-1]
+        if cut + tail not in taken:
+            taken.add(cut + tail)
+            return cut + tail
+        n += 1
 
 
 def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
