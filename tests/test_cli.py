@@ -505,6 +505,19 @@ def test_transcribe_json_8khz_mp3_ogg(work, capsys):
     assert captured.err == ""
 
 
+def test_json_names_a_file_that_is_not_utf8_in_utf8(work, tmp_path):
+    """'caf\\xe9.wav' was written as "caf\\udce9.wav": a lone surrogate, which JSON readers other
+    than Python's refuse or replace. Its byte is now the text '\\xe9', and the output is plain UTF-8."""
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav")
+    shutil.copy(work["audio"] / "b.wav", odd)
+    result = subprocess.run([*ASR, "transcribe", str(work["model"]), odd, "--json"], capture_output=True, env=ENV,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert b"\\ud" not in result.stdout
+    record = json.loads(result.stdout.decode("utf-8"))
+    assert record["path"] == f"{tmp_path}/caf\\xe9.wav"
+
+
 def test_missing_checkpoint_is_one_line_error(work, capsys):
     assert main(["transcribe", str(work["tmp"] / "nope.pt"), str(work["flac"])]) == 2
     _one_line_error(capsys.readouterr().err, "nope.pt", "no such checkpoint")

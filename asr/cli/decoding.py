@@ -53,7 +53,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         if args.srt and not _write_srt(Path(args.srt), Path(path).stem, to_srt(result.words or []), srt_names):
             srt_kept += 1
         if args.json:
-            record = {"path": path, "text": result.text, "duration_s": round(result.duration_s, 3),
+            record = {"path": _json_path(path), "text": result.text, "duration_s": round(result.duration_s, 3),
                       "decode_s": round(result.decode_s, 4),
                       "words": None if result.words is None else [w.to_dict() for w in result.words]}
             if result.nbest is not None and args.nbest > 1:
@@ -85,6 +85,17 @@ def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
     with atomic_output(target) as tmp:
         tmp.write_text(srt, encoding="utf-8")
     return True
+
+
+def _json_path(path: str) -> str:
+    """``path`` as ``--json`` writes it: as it is when it is UTF-8; in a name that is not, each byte
+    that is not UTF-8 as the four characters ``\\xNN``. (Python holds such a byte as a lone surrogate,
+    ``\\udcNN``, which JSON readers other than Python's refuse or replace.)
+
+    >>> _json_path("café.wav"), _json_path(os.fsdecode(b"caf\\xe9.wav"))
+    ('café.wav', 'caf\\\\xe9.wav')
+    """
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 NAME_MAX = 255  # bytes of a file name (ext4, XFS, Btrfs, tmpfs)
