@@ -133,7 +133,8 @@ def read_manifest_report(
 ) -> tuple[list[Utterance], list[ManifestError]]:
     """Like ``read_manifest`` but never raises for a bad line: returns ``(utterances, problems)``,
     one ``ManifestError`` (``manifest.jsonl:LINE: cause``) per bad line; raises ``ManifestError``
-    only when the file itself cannot be read or holds binary data (NUL bytes, as audio does).
+    only when the file itself cannot be read, is UTF-16 or UTF-32 text, or holds binary data (NUL
+    bytes, as audio does). A UTF-8 byte-order mark is skipped.
     """
     base = os.path.dirname(os.path.abspath(path))
     try:
@@ -141,6 +142,9 @@ def read_manifest_report(
             data = f.read()
     except OSError as e:
         raise ManifestError(path, None, f"cannot read manifest: {e.strerror or e}") from None
+    wide = _wide_text(data[:64])
+    if wide:  # Windows Notepad's "Unicode": its NULs are not those of an audio file
+        raise ManifestError(path, None, f"{wide} text: save it as UTF-8")
     if b"\x00" in data[:65536]:  # one line, not a line per chunk of an audio file given by mistake
         raise ManifestError(path, None, "not a JSON-lines manifest (binary data: an audio file or a checkpoint?)")
     raw_lines = data.splitlines()
@@ -162,6 +166,28 @@ def read_manifest_report(
         except ValueError as e:
             problems.append(ManifestError(path, lineno, str(e)))
     return utts, problems
+
+
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+              (b"\xfe\xff", "UTF-16"))  # UTF-32 first: its little-endian mark begins with UTF-16's
+
+
+def _wide_text(head: bytes) -> str | None:
+    """The encoding of ``head``, a file's first bytes, when it is wide text: "UTF-16" or "UTF-32"
+    after the byte-order mark of either, "UTF-16" for text without one whose characters are ASCII
+    (a NUL at every other byte, and at no other byte); None for anything else.
+
+    >>> _wide_text('{"a"'.encode("utf-16")), _wide_text('{"a"'.encode("utf-16-be")), _wide_text(b"RIFF$\\0\\0\\0")
+    ('UTF-16', 'UTF-16', None)
+    """
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return name
+    halves = (head[0::2], head[1::2])
+    for nuls, chars in (halves, halves[::-1]):
+        if len(head) >= 2 and not nuls.strip(b"\x00") and b"\x00" not in chars:
+            return "UTF-16"
+    return None
 
 
 def read_manifest(

@@ -131,6 +131,20 @@ def test_read_manifest_unreadable_file(tmp_path: Path):
     assert str(err.value) == f"{path}: cannot read manifest: No such file or directory"
 
 
+@pytest.mark.parametrize("encoding, name", [("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-16-be", "UTF-16"),
+                                            ("utf-32", "UTF-32")])
+def test_a_manifest_in_utf16_or_utf32_is_named_so(tmp_path, libri, encoding, name):
+    """Windows Notepad saves "Unicode" as UTF-16: its NULs made it 'binary data: an audio file or a
+    checkpoint?'."""
+    path = tmp_path / "m.jsonl"
+    path.write_text(_line(libri[0].audio_filepath) + "\n", encoding=encoding)
+    with pytest.raises(ManifestError) as err:
+        read_manifest(path)
+    assert str(err.value) == f"{path}: {name} text: save it as UTF-8"
+    path.write_text(_line(libri[0].audio_filepath) + "\n", encoding="utf-8-sig")  # a UTF-8 mark is read past
+    assert [u.audio_filepath for u in read_manifest(path)] == [libri[0].audio_filepath]
+
+
 def test_skip_bad_logs_each_problem_and_total(tmp_path, libri, caplog):
     lines = [_line(u.audio_filepath, u.duration, u.text) for u in libri[:5]]
     lines.insert(1, "{oops")
