@@ -1074,6 +1074,19 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
 
 
+def test_evaluate_of_a_manifest_away_from_its_audio_says_so_once(work, shared_data, tmp_path, capsys):
+    """One 'skipped' line per utterance (30 here, hundreds for a real set), then 'no usable
+    utterances': a few are named now, then what is likely wrong, as the error."""
+    manifest = shared_data / "an4-subset" / "asr" / "an4_train.json"
+    assert main(["evaluate", str(work["model"]), str(manifest), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    first = manifest.parent / "tests/data/asr/train/an4/wav/an46-mmap-b.wav"
+    assert len(err) == 4 and err[0] == f"asr: skipped {manifest}:1: audio file not found: {first}"
+    assert err[3] == (f"asr: error: {manifest}: none of the 30 audio files exist (first: {first}); "
+                      "are the paths relative to the manifest's folder?")
+    assert not (tmp_path / "out").exists()
+
+
 def test_evaluate_warns_when_manifest_durations_cut_the_audio(work, tmp_path):
     """Audio is read only up to the manifest's duration: a manifest whose durations are half the
     files' (written at another rate) was scored on half of each recording without a word, where

@@ -215,7 +215,8 @@ def test_an4_manifests_are_relative_to_another_root(shared_data, an4_root, caplo
     with pytest.raises(ManifestError) as err:
         read_manifest(manifest)
     missing = manifest.parent / "tests/data/asr/train/an4/wav/an46-mmap-b.wav"
-    assert str(err.value) == f"{manifest}:1: audio file not found: {missing}"
+    assert str(err.value) == (f"{manifest}: none of the 30 audio files exist (first: {missing}); "
+                              "are the paths relative to the manifest's folder?")
     with caplog.at_level(logging.WARNING, logger="asr.manifest"):
         assert read_manifest(manifest, skip_bad=True) == []
     assert caplog.records[-1].getMessage() == f"{manifest}: skipped 30 of 30 lines"
@@ -228,6 +229,39 @@ def test_an4_manifests_are_relative_to_another_root(shared_data, an4_root, caplo
     utts = read_manifest(moved)
     assert len(utts) == 30 and utts[0].text == "stop"
     assert utts[0].audio_filepath == f"{an4_root}/tests/data/asr/train/an4/wav/an46-mmap-b.wav"
+
+
+def test_audio_paths_that_look_wrong_are_summed_up_after_a_few(shared_data, tmp_path, libri, caplog):
+    """A manifest away from its audio logged one line per utterance (hundreds) and never said why;
+    a few missing files among good ones are still named one by one."""
+    manifest = shared_data / "an4-subset" / "asr" / "an4_train.json"
+    with caplog.at_level(logging.WARNING, logger="asr.manifest"):
+        assert read_manifest(manifest, skip_bad=True) == []
+    missing = [manifest.parent / "tests/data/asr/train/an4/wav" / name
+               for name in ("an46-mmap-b.wav", "an298-fsaf2-b.wav", "an357-mscg2-b.wav")]
+    assert [r.getMessage() for r in caplog.records] == [
+        *(f"{manifest}:{i}: audio file not found: {path}" for i, path in enumerate(missing, start=1)),
+        f"{manifest}: none of the 30 audio files exist (first: {missing[0]}); are the paths relative to the "
+        "manifest's folder?",
+        f"{manifest}: skipped 30 of 30 lines"]
+    # the first 20 lines' audio missing, then some found: the same, with the count
+    lines = [_line(f"wav/{i}.flac") for i in range(24)] + [_line(u.audio_filepath) for u in libri[:2]]
+    path = _write_lines(tmp_path / "m.jsonl", lines)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="asr.manifest"):
+        assert len(read_manifest(path, skip_bad=True)) == 2
+    assert [r.getMessage() for r in caplog.records][3:] == [
+        f"{path}: 24 of the 26 audio files do not exist (first: {tmp_path}/wav/0.flac); are the paths relative "
+        "to the manifest's folder?",
+        f"{path}: skipped 24 of 26 lines"]
+    # missing files among found ones are named each
+    lines = [_line(u.audio_filepath) for u in libri[:19]] + [_line(f"wav/{i}.flac") for i in range(24)]
+    _write_lines(path, lines)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="asr.manifest"):
+        assert len(read_manifest(path, skip_bad=True)) == 19
+    assert len(caplog.records) == 25 and caplog.records[-2].getMessage().endswith("audio file not found: "
+                                                                                  f"{tmp_path}/wav/23.flac")
 
 
 def test_write_read_round_trip(tmp_path: Path, libri: list[Utterance]):

@@ -159,22 +159,27 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
 
 def _manifest_to_score(path: str, batch_s: float) -> tuple[list, int]:
     """The usable utterances of the manifest ``path`` and the number of its lines; each bad line
-    is printed as ``asr: skipped FILE:LINE: cause``, and durations that cut the audio or exceed
-    ``--batch-s`` are warned of.
+    is printed as ``asr: skipped FILE:LINE: cause`` (missing audio files that look like wrong
+    paths: a few, then their sum, ``asr.manifest.missing_audio_summary``), and durations that cut
+    the audio or exceed ``--batch-s`` are warned of.
 
     Raises:
         DecodeError: no line is usable.
+        ManifestError: no line is usable, and the sum of missing audio files says why.
     """
     from asr.data import warn_long_utterances
     from asr.decode import DecodeError
-    from asr.manifest import read_manifest_report
+    from asr.manifest import missing_audio_summary, read_manifest_report
     from asr.run_data import warn_cut_audio
 
     utts, problems = read_manifest_report(path)
-    for problem in problems:
+    listed, summary = missing_audio_summary(path, utts, problems)
+    for problem in listed:
         print(f"asr: skipped {problem}", file=sys.stderr)
     if not utts:
-        raise DecodeError(f"{path}: no usable utterances")
+        raise summary or DecodeError(f"{path}: no usable utterances")
+    if summary:
+        print(f"asr: warning: {summary}", file=sys.stderr)
     warn_cut_audio(path, utts)
     warn_long_utterances(utts, batch_s, "--batch-s")
     return utts, len(utts) + len(problems)
