@@ -462,6 +462,19 @@ def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
     _one_line_error(_asr("transcribe", str(work["model"])).stderr, "no audio files given")
 
 
+def test_a_file_list_that_names_no_file_is_one_line_error(work, capsys, tmp_path):
+    """An empty list (or one of blank lines and comments) ended with status 0 and no word, as if
+    every file had been transcribed."""
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_bytes(b"\n  \r\n# none yet\n")
+    for listing in ("empty.txt", "blank.txt"):
+        assert main(["transcribe", str(work["model"]), "--files-from", str(tmp_path / listing)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"asr: error: {tmp_path / listing}: no file names in it\n"
+    result = _asr("transcribe", str(work["model"]), "--files-from", "-", input="")
+    assert result.returncode == 2 and result.stdout == "" and result.stderr == "asr: error: -: no file names in it\n"
+
+
 def test_audio_given_as_a_manifest_or_file_list_is_one_line_error(work, capsys, tmp_path):
     """An audio file or a checkpoint where a manifest or a list of files belongs (arguments in the
     wrong order) was read line by line: hundreds of 'skipped' lines of binary garbage."""

@@ -128,8 +128,9 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
     needed. A line is taken as the bytes of a file name, so names that are not UTF-8 work too.
 
     Raises:
-        AudioError: ``files_from`` cannot be opened, or its first line holds a NUL byte (binary data);
-            raised here, before any audio is read.
+        AudioError: ``files_from`` cannot be opened, its first line holds a NUL byte (binary data),
+            or it names no file (empty, or only blank lines and comments); raised here, before any
+            audio is read.
     """
     from asr.audio import AudioError
 
@@ -146,13 +147,17 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
         stream.close()
         raise AudioError(f"{files_from}: not a list of file names, one per line (binary data: an audio file? "
                          "find -print0 output?)")
+    lines = (os.fsdecode(raw.rstrip(b"\r\n")) for raw in itertools.chain([first], stream))  # spaces are part of a name
+    names = (line for line in lines if line.strip() and not line.startswith("#"))
+    first_name = next(names, None)  # read up to it now: a list without one is refused before any audio is read
+    if first_name is None:
+        stream.close()
+        raise AudioError(f"{files_from}: no file names in it")
 
     def listed() -> Iterator[str]:
         with stream:
-            for raw in itertools.chain([first], stream):
-                line = os.fsdecode(raw.rstrip(b"\r\n"))  # the name as written: spaces are part of it
-                if line.strip() and not line.startswith("#"):
-                    yield line
+            yield first_name
+            yield from names
 
     return itertools.chain(audio, listed())
 
