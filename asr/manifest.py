@@ -124,7 +124,7 @@ def _parse_entry(entry: Any, base: str, check_audio: bool, source: str) -> Utter
     speaker = _field(entry, "speaker", (str, int), "a string") if has["speaker"] else None
     path = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
     if check_audio and not os.path.isfile(path):
-        raise ValueError(f"{'a folder, not an audio file' if os.path.isdir(path) else 'audio file not found'}: {path}")
+        raise ValueError(f"{'a folder, not an audio file' if os.path.isdir(path) else MISSING_AUDIO}: {path}")
     return Utterance(path, duration, text, offset, None if speaker is None else str(speaker), source)
 
 
@@ -133,7 +133,8 @@ def read_manifest_report(
 ) -> tuple[list[Utterance], list[ManifestError]]:
     """Like ``read_manifest`` but never raises for a bad line: returns ``(utterances, problems)``,
     one ``ManifestError`` (``manifest.jsonl:LINE: cause``) per bad line; raises ``ManifestError``
-    only when the file itself cannot be read or holds binary data (NUL bytes, as audio does).
+    only when the file itself cannot be read, is UTF-16 or UTF-32 text, or holds binary data (NUL
+    bytes, as audio does). A UTF-8 byte-order mark is skipped.
     """
     base = os.path.dirname(os.path.abspath(path))
     try:
@@ -141,6 +142,9 @@ def read_manifest_report(
             data = f.read()
     except OSError as e:
         raise ManifestError(path, None, f"cannot read manifest: {e.strerror or e}") from None
+    wide = _wide_text(data[:64])
+    if wide:  # Windows Notepad's "Unicode": its NULs are not those of an audio file
+        raise ManifestError(path, None, f"{wide} text: save it as UTF-8")
     if b"\x00" in data[:65536]:  # one line, not a line per chunk of an audio file given by mistake
         raise ManifestError(path, None, "not a JSON-lines manifest (binary data: an audio file or a checkpoint?)")
     raw_lines = data.splitlines()
@@ -164,6 +168,59 @@ def read_manifest_report(
     return utts, problems
 
 
+MISSING_AUDIO = "audio file not found"  # the cause of a line whose audio file does not exist
+MISSING_IN_A_ROW = 20  # lines from the first on whose audio is missing: the paths are wrong, not the files
+MISSING_NAMED = 3  # missing files named one by one before one line sums up the paths that look wrong
+
+
+def missing_audio_summary(path: str | os.PathLike, utts: Sequence[Utterance],
+                          problems: list[ManifestError]) -> tuple[list[ManifestError], ManifestError | None]:
+    """The problems of :func:`read_manifest_report` to name one by one, and one that sums up the
+    missing audio files when the paths rather than the files look wrong: more than ``MISSING_NAMED``
+    missing, and no line's audio found, or none of the first ``MISSING_IN_A_ROW`` lines'. Then only
+    the first ``MISSING_NAMED`` missing files are named, and the sum is ``MANIFEST: none of the N
+    audio files exist (first: PATH); are the paths relative to the manifest's folder?`` (``M of
+    the N ... do not exist`` when some do). Otherwise: ``(problems, None)``.
+    """
+    missing = [p for p in problems if p.cause.startswith(f"{MISSING_AUDIO}: ")]
+    others = [p for p in problems if not p.cause.startswith(f"{MISSING_AUDIO}: ")]
+    first_found = int(utts[0].source.rpartition(":")[2]) if utts and utts[0].source else math.inf
+    leading = problems[:MISSING_IN_A_ROW]
+    in_a_row = len(leading) == MISSING_IN_A_ROW and leading == missing[:MISSING_IN_A_ROW] \
+        and (leading[-1].line or 0) < first_found
+    if len(missing) <= MISSING_NAMED or not (in_a_row or (not utts and not others)):
+        return problems, None
+    listed = sorted(missing[:MISSING_NAMED] + others, key=lambda p: p.line or 0)
+    total = len(utts) + len(missing)
+    how_many = f"none of the {total} audio files exist" if not utts else \
+        f"{len(missing)} of the {total} audio files do not exist"
+    first = missing[0].cause[len(MISSING_AUDIO) + 2:]
+    return listed, ManifestError(path, None, f"{how_many} (first: {first}); "
+                                             "are the paths relative to the manifest's folder?")
+
+
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+              (b"\xfe\xff", "UTF-16"))  # UTF-32 first: its little-endian mark begins with UTF-16's
+
+
+def _wide_text(head: bytes) -> str | None:
+    """The encoding of ``head``, a file's first bytes, when it is wide text: "UTF-16" or "UTF-32"
+    after the byte-order mark of either, "UTF-16" for text without one whose characters are ASCII
+    (a NUL at every other byte, and at no other byte); None for anything else.
+
+    >>> _wide_text('{"a"'.encode("utf-16")), _wide_text('{"a"'.encode("utf-16-be")), _wide_text(b"RIFF$\\0\\0\\0")
+    ('UTF-16', 'UTF-16', None)
+    """
+    for bom, name in _WIDE_BOMS:
+        if head.startswith(bom):
+            return name
+    halves = (head[0::2], head[1::2])
+    for nuls, chars in (halves, halves[::-1]):
+        if len(head) >= 2 and not nuls.strip(b"\x00") and b"\x00" not in chars:
+            return "UTF-16"
+    return None
+
+
 def read_manifest(
     path: str | os.PathLike, skip_bad: bool = False, check_audio: bool = True
 ) -> list[Utterance]:
@@ -172,7 +229,9 @@ def read_manifest(
     Args:
         path: the manifest; relative audio paths resolve against its folder.
         skip_bad: log each bad line and the total skipped (``logger.warning``) and return the
-            good ones, instead of raising on the first bad line.
+            good ones, instead of raising on the first bad line. Audio files missing from every
+            line, or from the first ones, are named a few and then summed up in one line (see
+            :func:`missing_audio_summary`).
         check_audio: check that each audio file exists (a missing one is a bad line).
 
     Returns:
@@ -180,12 +239,14 @@ def read_manifest(
 
     Raises:
         ManifestError: ``manifest.jsonl:LINE: cause`` for the first bad line (unless
-            ``skip_bad``), or ``manifest.jsonl: cause`` when the file cannot be read.
+            ``skip_bad``; the sum of :func:`missing_audio_summary` when there is one), or
+            ``manifest.jsonl: cause`` when the file cannot be read.
     """
     utts, problems = read_manifest_report(path, check_audio=check_audio)
+    listed, summary = missing_audio_summary(path, utts, problems)
     if problems and not skip_bad:
-        raise problems[0]
-    for problem in problems:
+        raise summary or problems[0]
+    for problem in listed + ([summary] if summary else []):
         logger.warning("%s", problem)
     if problems:
         logger.warning("%s: skipped %d of %d lines", path, len(problems), len(problems) + len(utts))

@@ -277,6 +277,16 @@ def paper_row_hint(test_set: str) -> str | None:
     return close[0] if close else None
 
 
+def _percent(value: float) -> str:
+    """A measured WER in the table: two decimals, in powers of ten from 100,000 % on (any finite
+    number is read, and 1e300 took 301 digits).
+
+    >>> _percent(12.5), _percent(1e300), _percent(1e-300)
+    ('12.50', '1e+300', '0.00')
+    """
+    return f"{value:.2f}" if value < 1e5 else f"{value:.3g}"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -291,7 +301,7 @@ def comparison_table(results: list[MeasuredResult]) -> str:
     known = {row.key for row in PAPER_ROWS}
 
     def measured(r: MeasuredResult) -> str:
-        return (f"{r.wer:.2f} | {_cell(r.train_data)} | {_cell(r.model)} | {_cell(r.decoding)} | "
+        return (f"{_percent(r.wer)} | {_cell(r.train_data)} | {_cell(r.model)} | {_cell(r.decoding)} | "
                 f"{_cell(r.hardware)} | {_cell(' '.join(x for x in (r.commit, r.date) if x)) or '-'}")
 
     for row in PAPER_ROWS:

@@ -154,6 +154,26 @@ def test_srt_of_a_file_whose_name_is_near_the_systems_limit(work, tmp_path):
     assert sorted(p.name for p in srt.iterdir()) == sorted([long.stem + ".srt", "b.srt"])  # and no temporary file
 
 
+def test_srt_names_are_cut_to_the_systems_limit(work, tmp_path):
+    """Two 250-byte stems alike need '<stem>_1.srt' (256 bytes), a 252-byte stem of a '.au' file
+    '<stem>.srt' (256 bytes): each stopped the whole batch ('File name too long', status 2). The
+    stem is now cut to keep the name within 255 bytes, and every file gets its subtitles."""
+    wave, rate = sf.read(work["audio"] / "b.wav")
+    stem = "a" * 250
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / f"{stem}.wav", wave, rate)
+    au = tmp_path / ("b" * 252 + ".au")
+    sf.write(au, wave, rate, format="AU", subtype="PCM_16")
+    srt = tmp_path / "srt"
+    inputs = [str(tmp_path / "x" / f"{stem}.wav"), str(tmp_path / "y" / f"{stem}.wav"), str(au), str(work["flac"])]
+    result = _asr("transcribe", str(work["model"]), *inputs, "--srt", str(srt))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == inputs
+    assert sorted(p.name for p in srt.iterdir()) == sorted(
+        [f"{stem}.srt", f"{stem[:-1]}_1.srt", "b" * 251 + ".srt", work["flac"].stem + ".srt"])
+
+
 def test_output_the_system_refuses_is_one_line(work, tmp_path, capsys):
     flac = str(work["flac"])
     result = _asr("transcribe", str(work["model"]), flac, "--srt", str(work["model"]))
@@ -442,6 +462,19 @@ def test_transcribe_files_from_a_list_or_stdin(work, tmp_path):
     _one_line_error(_asr("transcribe", str(work["model"])).stderr, "no audio files given")
 
 
+def test_a_file_list_that_names_no_file_is_one_line_error(work, capsys, tmp_path):
+    """An empty list (or one of blank lines and comments) ended with status 0 and no word, as if
+    every file had been transcribed."""
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_bytes(b"\n  \r\n# none yet\n")
+    for listing in ("empty.txt", "blank.txt"):
+        assert main(["transcribe", str(work["model"]), "--files-from", str(tmp_path / listing)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"asr: error: {tmp_path / listing}: no file names in it\n"
+    result = _asr("transcribe", str(work["model"]), "--files-from", "-", input="")
+    assert result.returncode == 2 and result.stdout == "" and result.stderr == "asr: error: -: no file names in it\n"
+
+
 def test_audio_given_as_a_manifest_or_file_list_is_one_line_error(work, capsys, tmp_path):
     """An audio file or a checkpoint where a manifest or a list of files belongs (arguments in the
     wrong order) was read line by line: hundreds of 'skipped' lines of binary garbage."""
@@ -483,6 +516,19 @@ def test_transcribe_json_8khz_mp3_ogg(work, capsys):
     for r in records[1:]:  # ogg and mp3 hold the same audio as the flac (mp3: +- one frame of padding)
         assert r["duration_s"] == pytest.approx(flac_s, abs=0.06)
     assert captured.err == ""
+
+
+def test_json_names_a_file_that_is_not_utf8_in_utf8(work, tmp_path):
+    """'caf\\xe9.wav' was written as "caf\\udce9.wav": a lone surrogate, which JSON readers other
+    than Python's refuse or replace. Its byte is now the text '\\xe9', and the output is plain UTF-8."""
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav")
+    shutil.copy(work["audio"] / "b.wav", odd)
+    result = subprocess.run([*ASR, "transcribe", str(work["model"]), odd, "--json"], capture_output=True, env=ENV,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert b"\\ud" not in result.stdout
+    record = json.loads(result.stdout.decode("utf-8"))
+    assert record["path"] == f"{tmp_path}/caf\\xe9.wav"
 
 
 def test_missing_checkpoint_is_one_line_error(work, capsys):
@@ -1039,6 +1085,19 @@ def test_evaluate_reports_bad_manifest_line(work, tmp_path, capsys, caplog):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"asr: skipped {tmp_path / 'empty.jsonl'}:1: invalid JSON")
     assert err[1:] == [f"asr: error: {tmp_path / 'empty.jsonl'}: no usable utterances"]
+
+
+def test_evaluate_of_a_manifest_away_from_its_audio_says_so_once(work, shared_data, tmp_path, capsys):
+    """One 'skipped' line per utterance (30 here, hundreds for a real set), then 'no usable
+    utterances': a few are named now, then what is likely wrong, as the error."""
+    manifest = shared_data / "an4-subset" / "asr" / "an4_train.json"
+    assert main(["evaluate", str(work["model"]), str(manifest), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    first = manifest.parent / "tests/data/asr/train/an4/wav/an46-mmap-b.wav"
+    assert len(err) == 4 and err[0] == f"asr: skipped {manifest}:1: audio file not found: {first}"
+    assert err[3] == (f"asr: error: {manifest}: none of the 30 audio files exist (first: {first}); "
+                      "are the paths relative to the manifest's folder?")
+    assert not (tmp_path / "out").exists()
 
 
 def test_evaluate_warns_when_manifest_durations_cut_the_audio(work, tmp_path):

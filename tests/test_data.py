@@ -131,6 +131,20 @@ def test_read_manifest_unreadable_file(tmp_path: Path):
     assert str(err.value) == f"{path}: cannot read manifest: No such file or directory"
 
 
+@pytest.mark.parametrize("encoding, name", [("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-16-be", "UTF-16"),
+                                            ("utf-32", "UTF-32")])
+def test_a_manifest_in_utf16_or_utf32_is_named_so(tmp_path, libri, encoding, name):
+    """Windows Notepad saves "Unicode" as UTF-16: its NULs made it 'binary data: an audio file or a
+    checkpoint?'."""
+    path = tmp_path / "m.jsonl"
+    path.write_text(_line(libri[0].audio_filepath) + "\n", encoding=encoding)
+    with pytest.raises(ManifestError) as err:
+        read_manifest(path)
+    assert str(err.value) == f"{path}: {name} text: save it as UTF-8"
+    path.write_text(_line(libri[0].audio_filepath) + "\n", encoding="utf-8-sig")  # a UTF-8 mark is read past
+    assert [u.audio_filepath for u in read_manifest(path)] == [libri[0].audio_filepath]
+
+
 def test_skip_bad_logs_each_problem_and_total(tmp_path, libri, caplog):
     lines = [_line(u.audio_filepath, u.duration, u.text) for u in libri[:5]]
     lines.insert(1, "{oops")
@@ -201,7 +215,8 @@ def test_an4_manifests_are_relative_to_another_root(shared_data, an4_root, caplo
     with pytest.raises(ManifestError) as err:
         read_manifest(manifest)
     missing = manifest.parent / "tests/data/asr/train/an4/wav/an46-mmap-b.wav"
-    assert str(err.value) == f"{manifest}:1: audio file not found: {missing}"
+    assert str(err.value) == (f"{manifest}: none of the 30 audio files exist (first: {missing}); "
+                              "are the paths relative to the manifest's folder?")
     with caplog.at_level(logging.WARNING, logger="asr.manifest"):
         assert read_manifest(manifest, skip_bad=True) == []
     assert caplog.records[-1].getMessage() == f"{manifest}: skipped 30 of 30 lines"
@@ -214,6 +229,39 @@ def test_an4_manifests_are_relative_to_another_root(shared_data, an4_root, caplo
     utts = read_manifest(moved)
     assert len(utts) == 30 and utts[0].text == "stop"
     assert utts[0].audio_filepath == f"{an4_root}/tests/data/asr/train/an4/wav/an46-mmap-b.wav"
+
+
+def test_audio_paths_that_look_wrong_are_summed_up_after_a_few(shared_data, tmp_path, libri, caplog):
+    """A manifest away from its audio logged one line per utterance (hundreds) and never said why;
+    a few missing files among good ones are still named one by one."""
+    manifest = shared_data / "an4-subset" / "asr" / "an4_train.json"
+    with caplog.at_level(logging.WARNING, logger="asr.manifest"):
+        assert read_manifest(manifest, skip_bad=True) == []
+    missing = [manifest.parent / "tests/data/asr/train/an4/wav" / name
+               for name in ("an46-mmap-b.wav", "an298-fsaf2-b.wav", "an357-mscg2-b.wav")]
+    assert [r.getMessage() for r in caplog.records] == [
+        *(f"{manifest}:{i}: audio file not found: {path}" for i, path in enumerate(missing, start=1)),
+        f"{manifest}: none of the 30 audio files exist (first: {missing[0]}); are the paths relative to the "
+        "manifest's folder?",
+        f"{manifest}: skipped 30 of 30 lines"]
+    # the first 20 lines' audio missing, then some found: the same, with the count
+    lines = [_line(f"wav/{i}.flac") for i in range(24)] + [_line(u.audio_filepath) for u in libri[:2]]
+    path = _write_lines(tmp_path / "m.jsonl", lines)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="asr.manifest"):
+        assert len(read_manifest(path, skip_bad=True)) == 2
+    assert [r.getMessage() for r in caplog.records][3:] == [
+        f"{path}: 24 of the 26 audio files do not exist (first: {tmp_path}/wav/0.flac); are the paths relative "
+        "to the manifest's folder?",
+        f"{path}: skipped 24 of 26 lines"]
+    # missing files among found ones are named each
+    lines = [_line(u.audio_filepath) for u in libri[:19]] + [_line(f"wav/{i}.flac") for i in range(24)]
+    _write_lines(path, lines)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="asr.manifest"):
+        assert len(read_manifest(path, skip_bad=True)) == 19
+    assert len(caplog.records) == 25 and caplog.records[-2].getMessage().endswith("audio file not found: "
+                                                                                  f"{tmp_path}/wav/23.flac")
 
 
 def test_write_read_round_trip(tmp_path: Path, libri: list[Utterance]):

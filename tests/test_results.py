@@ -47,6 +47,13 @@ def test_paper_rows_are_the_papers_table():
     assert len({r.key for r in PAPER_ROWS}) == 11
 
 
+def test_table_keeps_huge_and_tiny_wers_short():
+    """A record's WER of 1e300 (any finite number is read) filled a row with 301 digits."""
+    rows = _rows(comparison_table([_result(wer=1e300), _result("mine", 1e-300), _result("big", 123456.0)]))
+    assert [r for r in rows if r[1] == "LibriSpeech test-clean"][0][5] == "1e+300"
+    assert [r[5] for r in rows if r[0] == "other"] == ["0.00", "1.23e+05"]
+
+
 def test_table_without_results_says_not_run():
     rows = _rows(comparison_table([]))
     assert [r[1] for r in rows] == list(PAPER)

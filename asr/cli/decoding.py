@@ -53,7 +53,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         if args.srt and not _write_srt(Path(args.srt), Path(path).stem, to_srt(result.words or []), srt_names):
             srt_kept += 1
         if args.json:
-            record = {"path": path, "text": result.text, "duration_s": round(result.duration_s, 3),
+            record = {"path": _json_path(path), "text": result.text, "duration_s": round(result.duration_s, 3),
                       "decode_s": round(result.decode_s, 4),
                       "words": None if result.words is None else [w.to_dict() for w in result.words]}
             if result.nbest is not None and args.nbest > 1:
@@ -72,16 +72,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
-    """Write ``folder/<stem>.srt`` (``<stem>_N.srt`` for a stem already used in this run). A file
-    already there is never replaced: the function says so on stderr and returns False."""
+    """Write ``folder/<stem>.srt`` (``<stem>_N.srt`` for a stem already used in this run; see
+    :func:`_srt_name`). A file already there is never replaced: the function says so on stderr and
+    returns False."""
     from asr.outputs import atomic_output
 
-    name, n = stem, 0
-    while name in taken:
-        n += 1
-        name = f"{stem}_{n}"
-    taken.add(name)
-    target = folder / f"{name}.srt"
+    target = folder / _srt_name(stem, taken)
     if os.path.lexists(target):
         print(f"asr: {target}: exists; not overwritten (remove it or choose another --srt folder)", file=sys.stderr)
         return False
@@ -91,13 +87,50 @@ def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
     return True
 
 
+def _json_path(path: str) -> str:
+    """``path`` as ``--json`` writes it: as it is when it is UTF-8; in a name that is not, each byte
+    that is not UTF-8 as the four characters ``\\xNN``. (Python holds such a byte as a lone surrogate,
+    ``\\udcNN``, which JSON readers other than Python's refuse or replace.)
+
+    >>> _json_path("café.wav"), _json_path(os.fsdecode(b"caf\\xe9.wav"))
+    ('café.wav', 'caf\\\\xe9.wav')
+    """
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+NAME_MAX = 255  # bytes of a file name (ext4, XFS, Btrfs, tmpfs)
+
+
+def _srt_name(stem: str, taken: set[str]) -> str:
+    """``<stem>.srt``, or ``<stem>_N.srt`` with the first N from 1 that gives a name not in ``taken``
+    (the names of this run, to which it is added); the stem is cut, a character at a time from its
+    end, to keep the name within ``NAME_MAX`` bytes (an audio name near the limit, or one that
+    needs the ``_N``).
+
+    >>> taken = set()
+    >>> _srt_name("a", taken), _srt_name("a", taken), len(_srt_name("é" * 200, taken).encode())
+    ('a.srt', 'a_1.srt', 254)
+    """
+    n = 0
+    while True:
+        tail = f"_{n}.srt" if n else ".srt"
+        cut = stem
+        while len(os.fsencode(cut + tail)) > NAME_MAX:
+            cut = cut[:-1]
+        if cut + tail not in taken:
+            taken.add(cut + tail)
+            return cut + tail
+        n += 1
+
+
 def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
     """``audio``, then the paths listed in ``files_from`` ('-': stdin), one per line, read as they are
     needed. A line is taken as the bytes of a file name, so names that are not UTF-8 work too.
 
     Raises:
-        AudioError: ``files_from`` cannot be opened, or its first line holds a NUL byte (binary data);
-            raised here, before any audio is read.
+        AudioError: ``files_from`` cannot be opened, its first line holds a NUL byte (binary data),
+            or it names no file (empty, or only blank lines and comments); raised here, before any
+            audio is read.
     """
     from asr.audio import AudioError
 
@@ -114,35 +147,44 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
         stream.close()
         raise AudioError(f"{files_from}: not a list of file names, one per line (binary data: an audio file? "
                          "find -print0 output?)")
+    lines = (os.fsdecode(raw.rstrip(b"\r\n")) for raw in itertools.chain([first], stream))  # spaces are part of a name
+    names = (line for line in lines if line.strip() and not line.startswith("#"))
+    first_name = next(names, None)  # read up to it now: a list without one is refused before any audio is read
+    if first_name is None:
+        stream.close()
+        raise AudioError(f"{files_from}: no file names in it")
 
     def listed() -> Iterator[str]:
         with stream:
-            for raw in itertools.chain([first], stream):
-                line = os.fsdecode(raw.rstrip(b"\r\n"))  # the name as written: spaces are part of it
-                if line.strip() and not line.startswith("#"):
-                    yield line
+            yield first_name
+            yield from names
 
     return itertools.chain(audio, listed())
 
 
 def _manifest_to_score(path: str, batch_s: float) -> tuple[list, int]:
     """The usable utterances of the manifest ``path`` and the number of its lines; each bad line
-    is printed as ``asr: skipped FILE:LINE: cause``, and durations that cut the audio or exceed
-    ``--batch-s`` are warned of.
+    is printed as ``asr: skipped FILE:LINE: cause`` (missing audio files that look like wrong
+    paths: a few, then their sum, ``asr.manifest.missing_audio_summary``), and durations that cut
+    the audio or exceed ``--batch-s`` are warned of.
 
     Raises:
         DecodeError: no line is usable.
+        ManifestError: no line is usable, and the sum of missing audio files says why.
     """
     from asr.data import warn_long_utterances
     from asr.decode import DecodeError
-    from asr.manifest import read_manifest_report
+    from asr.manifest import missing_audio_summary, read_manifest_report
     from asr.run_data import warn_cut_audio
 
     utts, problems = read_manifest_report(path)
-    for problem in problems:
+    listed, summary = missing_audio_summary(path, utts, problems)
+    for problem in listed:
         print(f"asr: skipped {problem}", file=sys.stderr)
     if not utts:
-        raise DecodeError(f"{path}: no usable utterances")
+        raise summary or DecodeError(f"{path}: no usable utterances")
+    if summary:
+        print(f"asr: warning: {summary}", file=sys.stderr)
     warn_cut_audio(path, utts)
     warn_long_utterances(utts, batch_s, "--batch-s")
     return utts, len(utts) + len(problems)

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "command line")
     p.add_argument("--batch-s", type=float, default=120.0, help="padded audio seconds per batch (default 120)")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per file: text, duration, decode time, word timestamps and confidences")
+                   help="one JSON object per file: path, text, duration, decode time, word timestamps and "
+                        "confidences (a byte of a file name that is not UTF-8 is written as the text \\xNN)")
     p.add_argument("--srt", type=_path, metavar="DIR",
                    help="also write DIR/<audio name>.srt subtitles from word timestamps")
     p.add_argument("--max-segment-s", type=float, default=40.0,
