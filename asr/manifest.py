@@ -142,7 +142,7 @@ def read_manifest_report(
             data = f.read()
     except OSError as e:
         raise ManifestError(path, None, f"cannot read manifest: {e.strerror or e}") from None
-    wide = _wide_text(data[:64])
+    wide = wide_text(data[:64])
     if wide:  # Windows Notepad's "Unicode": its NULs are not those of an audio file
         raise ManifestError(path, None, f"{wide} text: save it as UTF-8")
     if b"\x00" in data[:65536]:  # one line, not a line per chunk of an audio file given by mistake
@@ -203,12 +203,12 @@ _WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), 
               (b"\xfe\xff", "UTF-16"))  # UTF-32 first: its little-endian mark begins with UTF-16's
 
 
-def _wide_text(head: bytes) -> str | None:
+def wide_text(head: bytes) -> str | None:
     """The encoding of ``head``, a file's first bytes, when it is wide text: "UTF-16" or "UTF-32"
     after the byte-order mark of either, "UTF-16" for text without one whose characters are ASCII
     (a NUL at every other byte, and at no other byte); None for anything else.
 
-    >>> _wide_text('{"a"'.encode("utf-16")), _wide_text('{"a"'.encode("utf-16-be")), _wide_text(b"RIFF$\\0\\0\\0")
+    >>> wide_text('{"a"'.encode("utf-16")), wide_text('{"a"'.encode("utf-16-be")), wide_text(b"RIFF$\\0\\0\\0")
     ('UTF-16', 'UTF-16', None)
     """
     for bom, name in _WIDE_BOMS:

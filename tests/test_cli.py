@@ -475,6 +475,15 @@ def test_a_file_list_that_names_no_file_is_one_line_error(work, capsys, tmp_path
     assert result.returncode == 2 and result.stdout == "" and result.stderr == "asr: error: -: no file names in it\n"
 
 
+def test_a_file_list_in_utf16_is_named_so(work, capsys, tmp_path):
+    """A list saved as "Unicode" by Notepad (UTF-16) was refused as binary data."""
+    listing = tmp_path / "list.txt"
+    for encoding in ("utf-16", "utf-16-le"):  # with and without the byte-order mark
+        listing.write_bytes(f"{work['flac']}\n".encode(encoding))
+        assert main(["transcribe", str(work["model"]), "--files-from", str(listing)]) == 2
+        assert capsys.readouterr() == ("", f"asr: error: {listing}: UTF-16 text: save the list as UTF-8\n")
+
+
 def test_audio_given_as_a_manifest_or_file_list_is_one_line_error(work, capsys, tmp_path):
     """An audio file or a checkpoint where a manifest or a list of files belongs (arguments in the
     wrong order) was read line by line: hundreds of 'skipped' lines of binary garbage."""

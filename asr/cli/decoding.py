@@ -133,6 +133,7 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
             audio is read.
     """
     from asr.audio import AudioError
+    from asr.manifest import wide_text
 
     if files_from is None:
         return iter(audio)
@@ -143,6 +144,10 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
     except OSError as e:
         raise AudioError(f"{files_from}: cannot read the file list ({e.strerror or e})") from None
     first = stream.readline(1 << 20)
+    wide = wide_text(first[:64])
+    if wide:  # Windows Notepad's "Unicode"
+        stream.close()
+        raise AudioError(f"{files_from}: {wide} text: save the list as UTF-8")
     if b"\0" in first:  # an audio file given as the list: one line, not a skipped "name" per chunk of it
         stream.close()
         raise AudioError(f"{files_from}: not a list of file names, one per line (binary data: an audio file? "
