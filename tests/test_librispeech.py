@@ -438,6 +438,10 @@ def test_a_stray_audio_file_in_a_folder_of_splits_does_not_make_it_one_split(tre
     utts, problems, skipped = read_split(split)
     assert len(utts) == 7 and skipped == 1
     assert problems == [f"{split / '4088'}: 1 audio files outside a chapter folder; skipped"]
+    # the one at other/y.flac (no speaker, no chapter) was dropped without a word
+    utts, problems, skipped = read_split(root / "other")
+    assert len(utts) == 7 and skipped == 1
+    assert problems == [f"{root / 'other'}: 1 audio files outside a speaker's chapter folder; skipped"]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

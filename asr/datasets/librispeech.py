@@ -253,7 +253,12 @@ def read_split(split_dir: str | Path) -> tuple[list[Utterance], list[str], int]:
     utts: list[Utterance] = []
     problems: list[str] = []
     skipped = 0
-    for speaker_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+    top = sorted(split_dir.iterdir())
+    stray = [p for p in top if _is_audio(p)]
+    if stray:  # <split>/x.flac: no speaker or chapter to take them from
+        problems.append(f"{split_dir}: {len(stray)} audio files outside a speaker's chapter folder; skipped")
+        skipped += len(stray)
+    for speaker_dir in (p for p in top if p.is_dir()):
         try:
             entries = sorted(speaker_dir.iterdir())
             chapters = [p for p in entries if p.is_dir()]
