@@ -428,17 +428,29 @@ def collate(items: Sequence[Example | Unreadable]) -> Batch:
 class ReadLog:
     """Warns once of each unreadable file, and logs each note, of the batches it is shown, however
     many epochs or scorings read them again: ``report(batch)`` in the process that iterates the
-    loader."""
+    loader. (Or, to report for several processes: ``log(unseen(...))`` of what they gathered.)"""
 
     def __init__(self):
-        self._reported: set[str | Note] = set()
+        self._seen: set[str | Note] = set()
 
     def report(self, batch: Batch) -> None:
-        for message in batch.unreadable:
-            if message not in self._reported:
-                self._reported.add(message)
-                logger.warning("skipped unreadable audio: %s", message)
-        for note in batch.notes:
-            if note not in self._reported:
-                self._reported.add(note)
-                note.log()
+        self.log(self.unseen(batch.unreadable + batch.notes))
+
+    def unseen(self, items: Iterable[str | Note]) -> list[str | Note]:
+        """Those of ``items`` (``Batch.unreadable`` messages and ``Batch.notes``) not seen before,
+        in order, each once; they count as seen from now on."""
+        fresh = []
+        for item in items:
+            if item not in self._seen:
+                self._seen.add(item)
+                fresh.append(item)
+        return fresh
+
+    @staticmethod
+    def log(items: Iterable[str | Note]) -> None:
+        """Warn of each unreadable file's message, and log each note as it was logged."""
+        for item in items:
+            if isinstance(item, Note):
+                item.log()
+            else:
+                logger.warning("skipped unreadable audio: %s", item)

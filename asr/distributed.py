@@ -87,6 +87,15 @@ def main_rank_logs(info: DistInfo) -> Iterator[None]:
         logging.disable(before)
 
 
+def gather_lists(items: list, info: DistInfo) -> list:
+    """Every rank's ``items`` (picklable), rank by rank, on every rank (a collective: all ranks call it)."""
+    if not info.enabled:
+        return list(items)
+    lists: list[list | None] = [None] * info.world_size
+    dist.all_gather_object(lists, items)
+    return [item for rank_items in lists for item in rank_items or []]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

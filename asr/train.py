@@ -33,9 +33,10 @@ from asr.augment import SpecAugment, WaveAugment
 from asr.averaging import ModelEMA
 from asr.config import config_to_dict
 from asr.ctc_loss import ctc_losses
-from asr.data import DurationBatchSampler, ReadLog, SpeechDataset, collate, seed_of, warn_long_utterances
+from asr.data import Batch, DurationBatchSampler, ReadLog, SpeechDataset, collate, seed_of, warn_long_utterances
 from asr.decode import DecodeError
-from asr.distributed import any_rank, any_rank_each, barrier, init_distributed, main_rank_logs, shutdown
+from asr.distributed import (any_rank, any_rank_each, barrier, gather_lists, init_distributed, main_rank_logs,
+                             shutdown)
 from asr.evaluate import evaluate_utterances
 from asr.features import FeatureExtractor
 from asr.interrupts import CtrlC, ignore_sigint
@@ -198,8 +199,7 @@ class Trainer:
                 window = LogWindow()
                 unreadable = 0  # batches of this epoch with no readable file
                 for batch in loader:
-                    self.read_log.report(batch)
-                    if any_rank(batch.size == 0, self.dist):  # every file of a rank's batch unreadable:
+                    if self.report_reading(batch):  # every file of a rank's batch unreadable:
                         progress.batches_done += 1  # all ranks skip the step and its collectives
                         progress.skipped_batches += 1
                         unreadable += batch.size == 0
@@ -296,6 +296,18 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return float(loss.detach()) * len(losses) / max(1, len(losses) - num_bad), audio_s, grad_norm
+
+    def report_reading(self, batch: Batch) -> bool:
+        """Log the unreadable files and the reading's warnings of ``batch`` not seen before in the
+        run; under torchrun, rank 0 logs those of every rank, each once. True on every rank when
+        some rank's batch has no readable file (a collective: all ranks call it, once a batch)."""
+        news = self.read_log.unseen(batch.unreadable + batch.notes)
+        empty, any_news = any_rank_each([batch.size == 0, bool(news)], self.dist)
+        if any_news and self.dist.enabled:
+            everyone = gather_lists(news, self.dist)
+            news = news + self.read_log.unseen(everyone) if self.dist.is_main else []
+        self.read_log.log(news)
+        return empty
 
     def score_dev(self, event: dict) -> bool:
         """Score the dev set with the weights to ship, into ``event`` (WER, CER and the seconds it
