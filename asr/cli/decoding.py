@@ -77,7 +77,7 @@ def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
     returns False."""
     from asr.outputs import atomic_output
 
-    target = folder / _srt_name(stem, taken)
+    target = folder / _srt_name(stem, taken, _name_max(folder))
     if os.path.lexists(target):
         print(f"asr: {target}: exists; not overwritten (remove it or choose another --srt folder)", file=sys.stderr)
         return False
@@ -98,24 +98,35 @@ def _json_path(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-NAME_MAX = 255  # bytes of a file name (ext4, XFS, Btrfs, tmpfs)
+NAME_MAX = 255  # bytes of a file name (ext4, XFS, Btrfs, tmpfs), where the system does not say
 
 
-def _srt_name(stem: str, taken: set[str]) -> str:
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes (eCryptfs: 143)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return NAME_MAX
+    return limit if limit > 0 else NAME_MAX  # (-1: no limit it can tell)
+
+
+def _srt_name(stem: str, taken: set[str], name_max: int = NAME_MAX) -> str:
     """``<stem>.srt``, or ``<stem>_N.srt`` with the first N from 1 that gives a name not in ``taken``
     (the names of this run, to which it is added); the stem is cut, a character at a time from its
-    end, to keep the name within ``NAME_MAX`` bytes (an audio name near the limit, or one that
+    end, to keep the name within ``name_max`` bytes (an audio name near the limit, or one that
     needs the ``_N``).
 
     >>> taken = set()
     >>> _srt_name("a", taken), _srt_name("a", taken), len(_srt_name("é" * 200, taken).encode())
     ('a.srt', 'a_1.srt', 254)
+    >>> len(_srt_name("a" * 200, taken, name_max=143))  # eCryptfs
+    143
     """
     n = 0
     while True:
         tail = f"_{n}.srt" if n else ".srt"
         cut = stem
-        while len(os.fsencode(cut + tail)) > NAME_MAX:
+        while len(os.fsencode(cut + tail)) > name_max:
             cut = cut[:-1]
         if cut + tail not in taken:
             taken.add(cut + tail)
