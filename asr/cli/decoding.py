@@ -90,7 +90,9 @@ def _write_srt(folder: Path, stem: str, srt: str, taken: set[str]) -> bool:
 def _json_path(path: str) -> str:
     """``path`` as ``--json`` writes it: as it is when it is UTF-8; in a name that is not, each byte
     that is not UTF-8 as the four characters ``\\xNN``. (Python holds such a byte as a lone surrogate,
-    ``\\udcNN``, which JSON readers other than Python's refuse or replace.)
+    ``\\udcNN``, which JSON readers other than Python's refuse or replace.) A name that holds
+    those four characters itself reads the same: the form is for people and UTF-8 readers, not a
+    way back to the bytes.
 
     >>> _json_path("café.wav"), _json_path(os.fsdecode(b"caf\\xe9.wav"))
     ('café.wav', 'caf\\\\xe9.wav')
