@@ -23,7 +23,7 @@ import soundfile as sf
 
 from asr.audio import AudioError, load_audio
 from asr.datasets.download import (DONE_MARKER, PARTIAL_MARKER, DownloadError, TargetError, download, extract_tar,
-                                   refuse_foreign)
+                                   mark_extracted, refuse_foreign)
 from asr.manifest import Utterance, manifest_lines
 from asr.outputs import atomic_output, check_output, holds
 from asr.paths import file_digest
@@ -93,8 +93,7 @@ def find_recordings(data_dir: str | Path | None, download_dir: str | Path = "dat
     found = sorted(download_dir.glob("*/recordings"))
     if not found:
         raise FileNotFoundError(f"{archive}: the archive holds no recordings/ folder")
-    done.write_text(f"{url}\n")
-    (download_dir / PARTIAL_MARKER).unlink()
+    mark_extracted(download_dir, f"{url}\n")
     return found[0]
 
 

@@ -193,6 +193,13 @@ def refuse_foreign(folder: Path, what_to_do: str, expected: tuple[str, ...] = ()
                             f"or {DONE_MARKER} marker); not extracted over: {what_to_do}")
 
 
+def mark_extracted(folder: Path, note: str) -> None:
+    """Mark ``folder`` wholly extracted: ``DONE_MARKER`` (holding ``note``, e.g. the URL) in place
+    of the ``PARTIAL_MARKER`` its extraction began with."""
+    (folder / DONE_MARKER).write_text(note)
+    (folder / PARTIAL_MARKER).unlink()
+
+
 def _write_marker(archive: Path, marker: Path) -> None:
     """Write ``marker`` (naming ``archive``), making its folders.
 

@@ -84,6 +84,14 @@ def _is_audio(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
 
 
+def _folder(path: str | Path) -> Path:
+    """``path``, a folder; else FileNotFoundError: 'not a folder' or 'no such folder'."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: {'not a folder' if path.exists() else 'no such folder'}")
+    return path
+
+
 def is_split_dir(path: Path) -> bool:
     """True when ``path`` holds a ``<speaker>/<chapter>/`` folder in LibriSpeech layout: one with
     ``<speaker>-<chapter>.trans.txt`` or ``<speaker>-<chapter>-<n>`` audio. Files named otherwise
@@ -112,9 +120,7 @@ def find_splits(data_dir: str | Path, names: list[str] | None = None) -> dict[st
         FileNotFoundError: no split there, or a named split is missing (the message lists those
             found) or cannot be read. A folder of splits that cannot be read, not named, is warned of.
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: {'not a folder' if data_dir.exists() else 'no such folder'}")
+    data_dir = _folder(data_dir)
     closed: dict[str, str] = {}  # folders that may be splits but cannot be read: name -> why
     if is_split_dir(data_dir):
         found = {data_dir.name: data_dir}
@@ -247,9 +253,7 @@ def read_split(split_dir: str | Path) -> tuple[list[Utterance], list[str], int]:
     Raises:
         FileNotFoundError: ``split_dir`` is not a folder.
     """
-    split_dir = Path(split_dir)
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"{split_dir}: {'not a folder' if split_dir.exists() else 'no such folder'}")
+    split_dir = _folder(split_dir)
     utts: list[Utterance] = []
     problems: list[str] = []
     skipped = 0

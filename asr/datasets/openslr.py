@@ -41,7 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from asr.datasets.download import DONE_MARKER, PARTIAL_MARKER, DownloadError, download, extract_tar, matches, refuse_foreign
+from asr.datasets.download import (DONE_MARKER, PARTIAL_MARKER, DownloadError, download, extract_tar, mark_extracted,
+                                   matches, refuse_foreign)
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +200,7 @@ def fetch_parts(
             files = extract_tar(local, dest, marker=target / PARTIAL_MARKER)
             if not any(p.is_relative_to(target) for p in files):
                 raise DownloadError(f"{local}: the archive holds no {target.relative_to(dest)}/ folder")
-            (target / DONE_MARKER).write_text(f"{f.url(base_url)} md5={f.md5}\n")
-            (target / PARTIAL_MARKER).unlink()
+            mark_extracted(target, f"{f.url(base_url)} md5={f.md5}\n")
             if remove_archive:
                 os.remove(local)
         done.append(target)
