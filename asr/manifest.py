@@ -12,6 +12,7 @@ line is a ``ManifestError`` naming the file and line.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import math
@@ -199,21 +200,29 @@ def missing_audio_summary(path: str | os.PathLike, utts: Sequence[Utterance],
                                              "are the paths relative to the manifest's folder?")
 
 
-_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
-              (b"\xfe\xff", "UTF-16"))  # UTF-32 first: its little-endian mark begins with UTF-16's
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe", "utf-16-le"),
+              (b"\xfe\xff", "utf-16-be"))  # UTF-32 first: its little-endian mark begins with UTF-16's
 
 
 def wide_text(head: bytes) -> str | None:
     """The encoding of ``head``, a file's first bytes, when it is wide text: "UTF-16" or "UTF-32"
-    after the byte-order mark of either, "UTF-16" for text without one whose characters are ASCII
-    (a NUL at every other byte, and at no other byte); None for anything else.
+    after the byte-order mark of either when what follows it reads as text in that encoding, "UTF-16"
+    for text without one whose characters are ASCII (a NUL at every other byte, and at no other
+    byte); None for anything else. An MPEG Layer I frame with a checksum begins with UTF-16's
+    little-endian mark: its audio data is not text.
 
     >>> wide_text('{"a"'.encode("utf-16")), wide_text('{"a"'.encode("utf-16-be")), wide_text(b"RIFF$\\0\\0\\0")
     ('UTF-16', 'UTF-16', None)
+    >>> wide_text(bytes.fromhex("fffe14c0") + bytes(60))  # an MP1 frame: header, checksum, silence
     """
-    for bom, name in _WIDE_BOMS:
+    for bom, codec in _WIDE_BOMS:
         if head.startswith(bom):
-            return name
+            try:  # the head may end inside a character: decode what is whole
+                text = codecs.getincrementaldecoder(codec)().decode(head[len(bom):])
+            except UnicodeDecodeError:
+                return None
+            readable = all(c.isprintable() or c in "\t\n\r" for c in text)
+            return codec[:6].upper() if readable else None
     halves = (head[0::2], head[1::2])
     for nuls, chars in (halves, halves[::-1]):
         if len(head) >= 2 and not nuls.strip(b"\x00") and b"\x00" not in chars:

@@ -145,6 +145,17 @@ def test_a_manifest_in_utf16_or_utf32_is_named_so(tmp_path, libri, encoding, nam
     assert [u.audio_filepath for u in read_manifest(path)] == [libri[0].audio_filepath]
 
 
+def test_an_mpeg_layer1_file_given_as_manifest_is_not_called_utf16(tmp_path):
+    """An MPEG Layer I frame with a checksum begins with the bytes of UTF-16's byte-order mark."""
+    frame = bytes.fromhex("fffe14c0") + bytes(28)  # 32 kbit/s, 48 kHz, mono: 32 bytes of silence
+    path = tmp_path / "take.mp1"
+    path.write_bytes(frame * 50)
+    assert sf.info(str(path)).frames == 50 * 384  # it is audio, read by libsndfile's MPEG decoder
+    with pytest.raises(ManifestError) as err:
+        read_manifest(path)
+    assert str(err.value) == f"{path}: not a JSON-lines manifest (binary data: an audio file or a checkpoint?)"
+
+
 def test_skip_bad_logs_each_problem_and_total(tmp_path, libri, caplog):
     lines = [_line(u.audio_filepath, u.duration, u.text) for u in libri[:5]]
     lines.insert(1, "{oops")
