@@ -14,6 +14,7 @@ but belong to no word.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -133,20 +134,33 @@ def _srt_time(seconds: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
 
 
-def to_srt(words: list[WordTiming], max_words: int = 10, max_duration_s: float = 5.0, max_gap_s: float = 1.0) -> str:
+def to_srt(words: list[WordTiming], max_words: int = 10, max_duration_s: float = 5.0, max_gap_s: float = 1.0,
+           min_shown_s: float = 1.0) -> str:
     """SRT subtitles from word timings: a cue ends at ``max_words`` words, ``max_duration_s``, or a pause.
+
+    A cue stays on screen ``min_shown_s`` at least, or until the next one begins: CTC times a word by
+    its labels' frames, which cover a fraction of the word's sound (a quarter of a spoken digit), so
+    a one-word cue would flash for a tenth of a second.
 
     Example:
         >>> ws = [WordTiming("hi", 0.1, 0.3, 0.9), WordTiming("there", 0.35, 0.6, 0.8),
-        ...       WordTiming("again", 2.0, 2.4, 0.7)]
-        >>> print(to_srt(ws), end="")
+        ...       WordTiming("again", 2.0, 2.4, 0.7), WordTiming("bye", 2.5, 2.6, 0.7)]
+        >>> print(to_srt(ws, max_words=1), end="")
         1
-        00:00:00,100 --> 00:00:00,600
-        hi there
+        00:00:00,100 --> 00:00:00,350
+        hi
         <BLANKLINE>
         2
-        00:00:02,000 --> 00:00:02,400
+        00:00:00,350 --> 00:00:01,350
+        there
+        <BLANKLINE>
+        3
+        00:00:02,000 --> 00:00:02,500
         again
+        <BLANKLINE>
+        4
+        00:00:02,500 --> 00:00:03,500
+        bye
     """
     cues: list[list[WordTiming]] = []
     for w in words:
@@ -156,6 +170,8 @@ def to_srt(words: list[WordTiming], max_words: int = 10, max_duration_s: float =
             cues.append([w])
         else:
             cue.append(w)
-    blocks = [f"{n}\n{_srt_time(c[0].start_s)} --> {_srt_time(c[-1].end_s)}\n{' '.join(w.word for w in c)}\n"
-              for n, c in enumerate(cues, start=1)]
+    starts = [c[0].start_s for c in cues[1:]] + [math.inf]
+    ends = [max(c[-1].end_s, min(c[0].start_s + min_shown_s, next_start)) for c, next_start in zip(cues, starts)]
+    blocks = [f"{n}\n{_srt_time(c[0].start_s)} --> {_srt_time(end)}\n{' '.join(w.word for w in c)}\n"
+              for n, (c, end) in enumerate(zip(cues, ends), start=1)]
     return "\n".join(blocks)

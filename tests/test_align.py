@@ -90,6 +90,9 @@ def test_srt_cues():
     blocks = srt.strip().split("\n\n")
     assert len(blocks) == 4  # 5 + 5 + 2 words, then a cue after the long pause
     assert blocks[0].splitlines() == ["1", "00:00:00,000 --> 00:00:02,400", "w0 w1 w2 w3 w4"]
-    assert blocks[3].splitlines()[1] == "01:02:05,000 --> 01:02:05,250"
+    assert blocks[2].splitlines()[1] == "00:00:05,000 --> 00:00:06,000"  # 0.9 s of words, shown for 1 s
+    assert blocks[3].splitlines()[1] == "01:02:05,000 --> 01:02:06,000"
+    assert to_srt(words, max_words=5, min_shown_s=0).strip().split("\n\n")[3].splitlines()[1] == \
+        "01:02:05,000 --> 01:02:05,250"
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}", b.splitlines()[1]) for b in blocks)
     assert to_srt([]) == ""
