@@ -27,6 +27,10 @@ AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 MIN_SAMPLE_RATE = 8000  # Hz; narrower-band audio is rejected
 MAX_SAMPLE_RATE = 768_000  # Hz; the highest rate audio interfaces record at; a larger one is a damaged header
 MAX_STREAM_BYTES = 2**31  # a pipe, device or file object is read into memory, up to this much
+# The names of the audio files a folder given to ``asr transcribe`` stands for: what libsndfile and
+# the SPHERE reader open (WSJ's discs: .wv1, .wv2), compared in lower case
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".sph", ".wv1", ".wv2", ".aif", ".aiff",
+                  ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64")
 SOUNDFILE_ERRORS = (RuntimeError, OSError, EOFError, ValueError, TypeError)  # what soundfile raises for bad data
 # A WAV writer that cannot seek back to its header (writing to a pipe: `sox ... -t wav -`, `arecord |`,
 # `ffmpeg ... -f wav -`) leaves a placeholder data size there, 0x7FFFF000 (sox), 0x80000000 (arecord),

@@ -119,6 +119,26 @@ def test_usage_errors_and_no_command_are_one_line_with_status_2():
     assert result.returncode == 2 and result.stdout == "" and "COMMAND" in result.stderr
 
 
+def test_a_folder_stands_for_the_audio_files_under_it(work, tmp_path):
+    """`asr transcribe CKPT recordings/` was 'skipped recordings: is a directory, not an audio file'."""
+    folder = tmp_path / "recordings"
+    (folder / "day 2").mkdir(parents=True)
+    (folder / ".trash").mkdir()
+    shutil.copy(work["audio"] / "b.wav", folder / "B.WAV")
+    shutil.copy(work["audio"] / "a.ogg", folder / "day 2" / "a.ogg")
+    shutil.copy(work["audio"] / "b.wav", folder / ".trash" / "old.wav")  # hidden: left out
+    shutil.copy(work["audio"] / "b.wav", folder / ".b.wav")
+    (folder / "notes.txt").write_text("not audio\n")
+    (tmp_path / "empty").mkdir()
+    result = _asr("transcribe", str(work["model"]), str(folder), str(tmp_path / "empty"), str(work["audio"] / "b.wav"))
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
+        str(folder / "B.WAV"), str(folder / "day 2" / "a.ogg"), str(work["audio"] / "b.wav")]
+    assert result.stderr.splitlines() == [
+        f"asr: skipped {tmp_path / 'empty'}: a folder without audio files (.wav .flac .ogg .oga .opus .mp3 .sph .wv1 "
+        ".wv2 .aif .aiff .aifc .au .snd .caf .w64 .rf64)", "asr: 1 of 4 files could not be read"]
+    assert result.returncode == 1
+
+
 def test_srt_never_replaces_a_subtitle_file(work, tmp_path):
     """Subtitles a user has corrected by hand survive a second run: that file is left alone, the
     transcript is still printed, the others are written, and the exit status says something was kept."""

@@ -36,13 +36,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if args.nbest > 1 and not (_wants_beam(args) and args.json):  # it would be dropped without a word
         raise DecodeError(f"--nbest {args.nbest}: lists the hypotheses of a beam search in --json output; "
                           "add --json and one of --lm, --lexicon, --lexicon-free or --beam-size")
-    paths = _audio_paths(args.audio, args.files_from)
+    audio, empty_folders = _with_folders_opened(args.audio)
+    paths = _audio_paths(audio, args.files_from)
     recognizer = load_recognizer(args.checkpoint, device=args.device)
     decoder = beam_decoder(args, recognizer.tokenizer, nbest=args.nbest)
     transcriber = Transcriber(recognizer, max_batch_s=args.batch_s, decoder=decoder,
                               word_timestamps=bool(args.json or args.srt), max_segment_s=args.max_segment_s)
     srt_names: set[str] = set()
-    failed = total = srt_kept = 0
+    failed = total = empty_folders
+    srt_kept = 0
     for result in transcriber.transcribe_iter(paths):
         total += 1
         if isinstance(result, AudioError):
@@ -178,6 +180,30 @@ def _audio_paths(audio: list[str], files_from: str | None) -> Iterator[str]:
             yield from names
 
     return itertools.chain(audio, listed())
+
+
+def _with_folders_opened(audio: list[str]) -> tuple[list[str], int]:
+    """``audio`` with each folder replaced by the files under it whose suffix is an audio file's
+    (``asr.audio_source.AUDIO_SUFFIXES``, any case), sorted by path, hidden files and folders left
+    out; and the number of folders without one, each printed as a skipped input."""
+    from asr.audio_source import AUDIO_SUFFIXES
+
+    opened: list[str] = []
+    empty = 0
+    for name in audio:
+        if not os.path.isdir(name):
+            opened.append(name)
+            continue
+        found = []
+        for folder, subfolders, files in os.walk(name):
+            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+            found += [os.path.join(folder, f) for f in files
+                      if not f.startswith(".") and os.path.splitext(f)[1].lower() in AUDIO_SUFFIXES]
+        if not found:
+            print(f"asr: skipped {name}: a folder without audio files ({' '.join(AUDIO_SUFFIXES)})", file=sys.stderr)
+            empty += 1
+        opened += sorted(found)
+    return opened, empty
 
 
 def _manifest_to_score(path: str, batch_s: float) -> tuple[list, int]:

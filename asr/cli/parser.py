@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("transcribe", help="transcribe audio files: one 'path<TAB>text' line each")
     p.add_argument("checkpoint", type=_path)
-    p.add_argument("audio", nargs="*", help="audio files (wav, flac, ogg, mp3, sph; any sample rate)")
+    p.add_argument("audio", nargs="*", help="audio files (wav, flac, ogg, mp3, sph; any sample rate), or folders: the audio "
+                                                "files under them, by name, sorted")
     p.add_argument("--files-from", type=_path, metavar="LIST",
                    help="also transcribe the audio files listed in LIST, one path per line ('-': stdin; blank lines "
                         "and lines starting with # are skipped), read as the work goes: for lists too long for a "
