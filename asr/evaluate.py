@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,10 @@ from asr.recognizer import Recognizer
 from asr.text import normalize_text
 
 logger = logging.getLogger(__name__)
+
+
+class EvaluationStopped(Exception):
+    """A scoring stopped between two batches because its ``should_stop`` said so (e.g. on Ctrl-C)."""
 
 
 @dataclass
@@ -131,7 +135,7 @@ def utterance_ids(utts: Sequence[Utterance]) -> list[str]:
 
 def batch_log_probs(
     recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, cache: AudioCache | None = None,
-    read_log: ReadLog | None = None,
+    read_log: ReadLog | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, float]]:
     """Run the recognizer (in eval mode) over ``utts`` in duration-sorted batches of at most
     ``batch_s`` padded audio-seconds; yields each batch's utterance indices, CTC log-probs
@@ -140,6 +144,9 @@ def batch_log_probs(
     as are the warnings logged while reading them (``asr.read_notes``);
     one too short for the model gets output length 0 (logged: an empty hypothesis). ``cache`` holds decoded audio (e.g. the dev set a trainer scores every epoch).
     The global random state is left as it was, so scoring inside a training run does not change it.
+
+    Raises:
+        EvaluationStopped: ``should_stop()`` returned True, which is asked before each batch is run.
     """
     recognizer.eval()
     dataset = SpeechDataset(list(utts), recognizer.tokenizer, sample_rate=recognizer.features.cfg.sample_rate,
@@ -149,6 +156,8 @@ def batch_log_probs(
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator())
     read_log = read_log or ReadLog()
     for batch in loader:
+        if should_stop is not None and should_stop():
+            raise EvaluationStopped
         read_log.report(batch)
         if batch.size:
             log_probs, out_lens = recognizer.log_probs(batch.waves, batch.wave_lens)
@@ -171,6 +180,7 @@ def none_readable(utts: Sequence[Utterance], purpose: str) -> DecodeError:
 def evaluate_utterances(
     recognizer: Recognizer, utts: Sequence[Utterance], batch_s: float = 300.0, decoder: Decoder | None = None,
     cache: AudioCache | None = None, jobs: int = 1, read_log: ReadLog | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> EvalResult:
     """Decode ``utts`` in duration-sorted batches and score them against their transcripts.
 
@@ -180,30 +190,37 @@ def evaluate_utterances(
     the result does not depend on ``jobs``.
     ``cache`` holds decoded audio (e.g. the dev set a trainer scores after every epoch);
     ``read_log`` warns of the unreadable files and the reading's warnings (see :func:`batch_log_probs`).
+    ``should_stop`` is asked before each batch; when it returns True, the scoring stops there.
 
     Restores the recognizer's train/eval mode afterwards, so it can run inside a training loop.
+
+    Raises:
+        EvaluationStopped: ``should_stop`` returned True.
+        DecodeError: none of the audio could be read.
     """
     was_training = recognizer.model.training
     hyps: list[Hypothesis | None] = [None] * len(utts)
     deferred: dict[int, torch.Tensor] = {}  # index -> (T, V) log-probs, decoded after the model has run
     start = time.perf_counter()
     audio_s = 0.0
-    for indices, log_probs, out_lens, batch_audio_s in batch_log_probs(recognizer, utts, batch_s, cache,
-                                                                       read_log):
-        audio_s += batch_audio_s
-        if decoder is None:  # greedy, batched
-            for index, hyp in zip(indices, greedy_decode(log_probs, out_lens, recognizer.tokenizer)):
+    try:
+        for indices, log_probs, out_lens, batch_audio_s in batch_log_probs(recognizer, utts, batch_s, cache,
+                                                                           read_log, should_stop):
+            audio_s += batch_audio_s
+            if decoder is None:  # greedy, batched
+                for index, hyp in zip(indices, greedy_decode(log_probs, out_lens, recognizer.tokenizer)):
+                    hyps[index] = hyp
+            else:
+                for b, index in enumerate(indices):
+                    deferred[index] = log_probs[b, : int(out_lens[b])].cpu()  # (T_b, V)
+        if deferred:
+            for index, hyp in zip(deferred, decode_utterances(decoder, list(deferred.values()), jobs)):
                 hyps[index] = hyp
-        else:
-            for b, index in enumerate(indices):
-                deferred[index] = log_probs[b, : int(out_lens[b])].cpu()  # (T_b, V)
-    if deferred:
-        for index, hyp in zip(deferred, decode_utterances(decoder, list(deferred.values()), jobs)):
-            hyps[index] = hyp
+    finally:
+        if was_training:
+            recognizer.model.train()
+            recognizer.features.train()
     decode_s = time.perf_counter() - start
-    if was_training:
-        recognizer.model.train()
-        recognizer.features.train()
     unreadable = sum(h is None for h in hyps)
     if unreadable:
         logger.warning("skipped %d of %d utterances with unreadable audio (not scored)", unreadable, len(utts))

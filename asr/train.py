@@ -37,7 +37,7 @@ from asr.data import Batch, DurationBatchSampler, ReadLog, SpeechDataset, collat
 from asr.decode import DecodeError
 from asr.distributed import (any_rank, any_rank_each, barrier, gather_lists, init_distributed, main_rank_logs,
                              shutdown)
-from asr.evaluate import evaluate_utterances
+from asr.evaluate import EvaluationStopped, evaluate_utterances
 from asr.features import FeatureExtractor
 from asr.interrupts import CtrlC, ignore_sigint
 from asr.model import DeepSpeech2
@@ -159,10 +159,11 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train until the epochs, ``max_steps`` or ``max_minutes`` end. A resumed run that had already
         reached its epochs or ``max_steps`` trains nothing and leaves its files as they are (it writes
-        ``model.pt`` only if that is missing); its result repeats the run's steps and epochs."""
+        ``model.pt`` only if that is missing); its result repeats the run's steps and epochs. One
+        stopped in the dev scoring of an epoch's end does that end first (see :meth:`end_epoch`)."""
         cfg, progress = self.cfg, self.progress
         reached = progress.limit_reached(cfg.max_steps, cfg.epochs)
-        if reached:
+        if reached and progress.batches_done < self.steps_per_epoch:
             logger.warning("resume: the run already reached %s (step=%d epoch=%d); nothing to train",
                            reached, progress.step, progress.epoch)
             if self.dist.is_main and not (self.run_dir / "model.pt").is_file():  # stopped before writing it
@@ -173,7 +174,6 @@ class Trainer:
             return self.result(stopped_early=progress.epoch < cfg.epochs)
         start = time.monotonic()
         start_step = progress.step
-        stopped_early = False
         log_path = self.run_dir / "train_log.jsonl"
         if self.dist.is_main:
             trim_log(log_path, progress.step)  # drop events after the checkpoint we start from
@@ -182,7 +182,7 @@ class Trainer:
                 CtrlC(on_request=self._warn_of_stop) as ctrl_c:
             # Ctrl-C: the step is finished and saved; torchrun's launcher sends SIGINT to every rank
             stack.callback(self.wait_for_checkpoints)  # also when training fails
-            while progress.epoch < cfg.epochs and not stopped_early:
+            while progress.epoch < cfg.epochs:
                 self.sampler.set_epoch(progress.epoch)
                 self.sampler.load_state_dict({"epoch": progress.epoch, "batches_done": progress.batches_done})
                 self.dataset.set_epoch(progress.epoch)  # the waveform augmentation's draws: (seed, epoch, utterance)
@@ -197,6 +197,7 @@ class Trainer:
                 self.features.train()
                 self.spec_augment.train()
                 window = LogWindow()
+                over_time = False  # also when no batch is left: an epoch resumed at its end
                 unreadable = 0  # batches of this epoch with no readable file
                 for batch in loader:
                     if self.report_reading(batch):  # every file of a rank's batch unreadable:
@@ -226,23 +227,23 @@ class Trainer:
                     requested, over_time = any_rank_each([ctrl_c.requested, over_minutes], self.dist)  # all ranks
                     if requested:  # stop at the same step
                         self.stop_on_request()
-                    over_steps = cfg.max_steps and progress.step >= cfg.max_steps
-                    if over_steps or over_time:
-                        stopped_early = progress.batches_done < self.steps_per_epoch or progress.epoch + 1 < cfg.epochs
+                    if over_time or (cfg.max_steps and progress.step >= cfg.max_steps):
                         break
                 if any_rank(unreadable == self.steps_per_epoch, self.dist):  # not a model to save as trained
                     raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read "
                                      "(the files are named above); nothing was trained")
-                if progress.batches_done >= self.steps_per_epoch:
-                    self.end_epoch(log, start)
+                if progress.batches_done >= self.steps_per_epoch:  # a Ctrl-C stops the dev scoring too
+                    self.end_epoch(log, start, lambda: ctrl_c.requested)
                 else:  # max_steps or max_minutes inside the epoch
-                    self.stop_inside_epoch(log, start)
+                    self.stop_inside_epoch(log, start, lambda: ctrl_c.requested)
+                if over_time or (cfg.max_steps and progress.step >= cfg.max_steps):
+                    break
         if self.dist.is_main:
             self.write_final_model()
             self.wait_for_checkpoints()
         barrier(self.dist)
         shutdown(self.dist)
-        return self.result(stopped_early=bool(stopped_early))
+        return self.result(stopped_early=progress.epoch < cfg.epochs)
 
     def result(self, stopped_early: bool) -> TrainResult:
         p = self.progress
@@ -309,13 +310,14 @@ class Trainer:
         self.read_log.log(news)
         return empty
 
-    def score_dev(self, event: dict) -> bool:
+    def score_dev(self, event: dict, should_stop: Callable[[], bool]) -> bool:
         """Score the dev set with the weights to ship, into ``event`` (WER, CER and the seconds it
-        took, ``dev_s``); True when it is the best so far."""
+        took, ``dev_s``); True when it is the best so far. Raises EvaluationStopped when
+        ``should_stop()`` is true before one of its batches."""
         t0 = time.monotonic()
         try:
             result = evaluate_utterances(self.recognizer(), self.dev_utts, batch_s=self.cfg.data.eval_batch_s,
-                                         cache=self.audio_cache, read_log=self.read_log)
+                                         cache=self.audio_cache, read_log=self.read_log, should_stop=should_stop)
         except DecodeError as e:  # none of the dev audio could be read (each file is named above)
             raise TrainError(str(e)) from None
         event.update(dev_wer=result.report.wer, dev_cer=result.report.cer, dev_s=time.monotonic() - t0)
@@ -324,15 +326,25 @@ class Trainer:
             self.progress.best_dev_wer = result.report.wer
         return improved
 
-    def end_epoch(self, log, start: float) -> None:
+    def end_epoch(self, log, start: float, should_stop: Callable[[], bool]) -> None:
+        """The dev set scored (rank 0, while the other ranks wait), ``last.pt``, ``best.pt`` when the
+        scoring improved on it, the epoch's checkpoint and its log event. A Ctrl-C in the scoring
+        (``should_stop``) stops it, and every rank, before the rest: ``last.pt`` then holds the
+        epoch with all its batches done, and ``--resume`` begins with this end."""
         progress = self.progress
         event = {"event": "epoch", "epoch": progress.epoch, "step": progress.step,
                  "elapsed_s": time.monotonic() - start}
         improved = not self.dev_utts  # without a dev set, best.pt is the newest checkpoint
         last_epoch = progress.epoch + 1 >= self.cfg.epochs
+        stopped = False
         if self.dev_utts and self.dist.is_main and ((progress.epoch + 1) % self.cfg.data.dev_every_epochs == 0
                                                     or last_epoch):
-            improved = self.score_dev(event)
+            try:
+                improved = self.score_dev(event, should_stop)
+            except EvaluationStopped:
+                stopped = True
+        if any_rank(stopped, self.dist):  # the other ranks wait here while rank 0 scores the dev set
+            self.stop_on_request(" in the dev scoring of the epoch's end", "scores the dev set and goes on")
         progress.epoch += 1
         progress.batches_done = 0
         self.save("last.pt", with_train_state=True)
@@ -342,33 +354,41 @@ class Trainer:
             self.checkpoints.save_epoch(progress.epoch, self.recognizer(), self.metrics())
         event["best_dev_wer"] = progress.best_dev_wer
         write_event(log, event, self.on_event)
-        barrier(self.dist)  # the other ranks wait while rank 0 scores the dev set
 
-    def stop_inside_epoch(self, log, start: float) -> None:
+    def stop_inside_epoch(self, log, start: float, should_stop: Callable[[], bool]) -> None:
         """A stop by ``max_steps`` or ``max_minutes``: the dev set scores the last weights, so that
-        ``model.pt`` is not an older epoch's when these are better."""
+        ``model.pt`` is not an older epoch's when these are better. A Ctrl-C in the scoring stops it
+        and every rank (``last.pt`` of the step; ``--resume`` does not score it)."""
+        stopped = False
         if self.dev_utts and self.dist.is_main:
             event = {"event": "stop", "epoch": self.progress.epoch, "step": self.progress.step,
                      "elapsed_s": time.monotonic() - start}
-            if self.score_dev(event):
-                self.save("best.pt")
-            event["best_dev_wer"] = self.progress.best_dev_wer
-            write_event(log, event, self.on_event)
+            try:
+                if self.score_dev(event, should_stop):
+                    self.save("best.pt")
+                event["best_dev_wer"] = self.progress.best_dev_wer
+                write_event(log, event, self.on_event)
+            except EvaluationStopped:
+                stopped = True
+        if any_rank(stopped, self.dist):  # the other ranks wait here while rank 0 scores the dev set
+            self.stop_on_request(" in the dev scoring of the stop, which is not done")
         self.save("last.pt", with_train_state=True)
 
-    def stop_on_request(self) -> None:
+    def stop_on_request(self, where: str = "", resume: str = "goes on from there") -> None:
         """Ctrl-C: ``last.pt`` of this step (rank 0 writes it), then KeyboardInterrupt on every rank
         (the CLI's ``asr: interrupted``, status 130). ``--resume`` goes on from this step as if the
-        run had not stopped. The other ranks wait until rank 0 has written it: torchrun ends the
-        ranks still running (SIGTERM) once one has ended, and rank 0 was killed in its save now
-        and then. For the same reason each rank then ignores SIGTERM: the stop is done, and rank 0's
+        run had not stopped (``where`` and ``resume``, in its message: where a stop not after a step
+        is, and what ``--resume`` does there). The other ranks wait until rank 0 has written it:
+        torchrun ends the ranks still running (SIGTERM) once one has ended, and rank 0 was killed in
+        its save now and then. For the same reason each rank then ignores SIGTERM: the stop is done, and rank 0's
         last line (``asr: interrupted``) must still come out (torchrun kills after 30 s anyway)."""
         self.save("last.pt", with_train_state=True)
         self.wait_for_checkpoints()
         if self.dist.is_main:
-            logger.warning("stopped at step=%d (epoch %d, batch %d of %d); %s holds it: the same command with "
-                           "--resume goes on from there", self.progress.step, self.progress.epoch + 1,
-                           self.progress.batches_done, self.steps_per_epoch, self.run_dir / "last.pt")
+            p = self.progress
+            logger.warning("stopped at step=%d (epoch %d, batch %d of %d)%s; %s holds it: the same command with "
+                           "--resume %s", p.step, p.epoch + 1, p.batches_done, self.steps_per_epoch, where,
+                           self.run_dir / "last.pt", resume)
         barrier(self.dist)
         if self.dist.enabled and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -377,10 +397,11 @@ class Trainer:
     def _warn_of_stop(self) -> None:
         """The first Ctrl-C's message (rank 0's, under torchrun: its launcher signals every rank once)."""
         if not self.dist.enabled:
-            logger.warning("interrupted: stopping after this step to save last.pt (Ctrl-C again stops at once, "
-                           "losing the steps since the last checkpoint)")
+            logger.warning("interrupted: stopping after this step (or this batch of the dev scoring) to save last.pt "
+                           "(Ctrl-C again stops at once, losing the steps since the last checkpoint)")
         elif self.dist.is_main:
-            logger.warning("interrupted: every rank stops after this step, and rank 0 saves last.pt")
+            logger.warning("interrupted: every rank stops after this step (or this batch of the dev scoring), and "
+                           "rank 0 saves last.pt")
 
     # ----------------------------------------------------------------------------- checkpoints
 

@@ -120,6 +120,50 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves_it(shared_
 
 
 @pytest.mark.slow
+def test_ctrl_c_under_torchrun_in_rank_0s_dev_scoring_stops_every_rank_and_resume_scores_it(shared_data, tmp_path):
+    """Rank 0 scores the dev set at an epoch's end while the other ranks wait. A Ctrl-C then was
+    noticed after the scoring only, and one longer than the launcher's 30 s lost the epoch; now the
+    scoring stops at its next batch, every rank learns it where it waits, rank 0 saves the epoch
+    without its end, every rank exits with one line, and --resume does the end."""
+    manifest, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    write_manifest(manifest, _digits(shared_data, 8))
+    corrupt = tmp_path / "corrupt.wav"  # shortest, so scored first: its warning says the scoring has begun
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense" * 4)
+    write_manifest(dev, [Utterance(audio_filepath=str(corrupt), duration=0.1, text="one"),
+                         *_digits(shared_data, 100) * 3])  # ~2 s to score
+    config = tmp_path / "conf.yaml"
+    config.write_text("preset: tiny\nepochs: 2\nthreads: 1\nlog_every_steps: 1\n"
+                      f"data:\n  max_batch_s: 1.0\n  dev_manifest: {dev}\n  eval_batch_s: 0.6\n")  # 2 steps per rank
+    out = tmp_path / "run"
+    run = subprocess.Popen(_torchrun_train(config, out, manifest), cwd=REPO, env=_ENV, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    err = ""
+    for line in run.stderr:
+        err += line
+        if "skipped unreadable audio: " in line and str(corrupt) in line:  # rank 0's first batch of the scoring
+            os.killpg(run.pid, signal.SIGINT)  # as the terminal sends it: to the launcher's process group
+            break
+    err += run.communicate(timeout=120)[1]
+    lines = err.splitlines()
+    assert lines.count("asr: interrupted") == 2 and "Traceback" not in err.split("asr: interrupted")[0], err
+    assert sum("stopped at step=2 (epoch 1, batch 2 of 2) in the dev scoring of the epoch's end; " in line
+               for line in lines) == 1, err  # said by rank 0
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["step", "step"]  # the scoring did not finish
+    saved = torch.load(out / "last.pt", weights_only=True)["train_state"]
+    assert (saved["step"], saved["epoch"], saved["batches_done"]) == (2, 0, 2)
+
+    resumed = subprocess.run(_torchrun_train(config, out, manifest, "--resume"), cwd=REPO, env=_ENV,
+                             capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    events = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["step"]) for e in events] == [("step", 1), ("step", 2), ("epoch", 2), ("step", 3),
+                                                          ("step", 4), ("epoch", 4)]
+    assert all("dev_wer" in e for e in events if e["event"] == "epoch")
+    assert torch.load(out / "model.pt", weights_only=True)["metrics"]["step"] in (2, 4)
+
+
+@pytest.mark.slow
 def test_a_batch_unreadable_on_one_rank_is_skipped_by_every_rank(shared_data, tmp_path):
     """One rank's batch of unreadable files was skipped by that rank alone, while the other ran the
     step and waited in its collectives for a rank that was one step ahead: the ranks fell out of step

@@ -202,6 +202,104 @@ def test_ctrl_c_saves_the_step_and_resume_stays_exact(libri, tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_ctrl_c_in_the_dev_scoring_stops_it_and_resume_scores_it_exactly(libri, tmp_path):
+    """Ctrl-C in the dev scoring of an epoch's end (which took minutes on a large dev set, and under
+    torchrun lost the epoch once its launcher killed the ranks) stops the scoring at its next
+    batch and saves last.pt with the epoch's batches done, its end not; --resume does that end
+    (scoring, best.pt, the epoch's event) and ends as the uninterrupted run."""
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
+    corrupt = tmp_path / "corrupt.wav"  # shortest, so scored first: its warning says the scoring has begun
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense" * 4)
+    dev = _manifest(tmp_path / "dev.jsonl", [{"audio_filepath": str(corrupt), "duration": 0.1, "text": "A"},
+                                             *[libri[u] for u in SHORT * 10]])  # 80 batches more: ~1 s
+    config = tmp_path / "conf.yaml"
+    config.write_text("preset: tiny\ndevice: cpu\nthreads: 1\nlog_every_steps: 1\nepochs: 2\nseed: 7\n"
+                      "features:\n  kind: fbank\n  dither: 30.0\nmodel:\n  dropout: 0.3\n"
+                      f"data:\n  train_manifest: {manifest}\n  dev_manifest: {dev}\n  max_batch_size: 2\n"
+                      "  eval_batch_s: 3.5\n  num_workers: 1\n")  # 3 steps an epoch; one dev utterance a batch
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("WORLD_SIZE", None)
+
+    def train_cli(out: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "asr.cli", "train", str(config), f"out_dir={out}", *extra],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+
+    whole = train_cli(tmp_path / "whole")
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+    run = train_cli(tmp_path / "b")
+    err = ""
+    for line in run.stderr:
+        err += line
+        if "skipped unreadable audio: " in line and str(corrupt) in line:  # the first scoring's first batch
+            os.killpg(run.pid, signal.SIGINT)  # as the terminal sends it
+            break
+    err += run.communicate(timeout=120)[1]
+    assert run.returncode == 130, err
+    assert "Traceback" not in err and err.rstrip().endswith("asr: interrupted"), err
+    assert ("stopped at step=3 (epoch 1, batch 3 of 3) in the dev scoring of the epoch's end; "
+            f"{tmp_path / 'b' / 'last.pt'} holds it: the same command with --resume scores the dev set and goes on"
+            in err), err
+
+    def events(run_dir: Path) -> list[dict]:
+        return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+    assert [e["event"] for e in events(tmp_path / "b")] == ["step"] * 3  # the scoring did not finish
+    saved = load_checkpoint(tmp_path / "b" / "last.pt")["train_state"]
+    assert (saved["step"], saved["epoch"], saved["batches_done"], saved["best_dev_wer"]) == (3, 0, 3, None)
+    assert not (tmp_path / "b" / "best.pt").exists()
+    resumed = train_cli(tmp_path / "b", "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+
+    def ends(run_dir: Path) -> list[tuple]:
+        return [(e["epoch"], e["step"], e["dev_wer"], e["dev_cer"], e["best_dev_wer"])
+                for e in events(run_dir) if e["event"] == "epoch"]
+
+    assert ends(tmp_path / "b") == ends(tmp_path / "whole") and len(ends(tmp_path / "b")) == 2
+    assert _fingerprint(tmp_path / "b") == _fingerprint(tmp_path / "whole")
+    assert [f[0] for f in _fingerprint(tmp_path / "b")] == list(range(1, 7))
+    for name in ("best.pt", "model.pt", "last.pt"):
+        a, b = (load_checkpoint(tmp_path / run / name) for run in ("whole", "b"))
+        assert a["metrics"] == b["metrics"], name
+        assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"]), name
+
+
+class _CtrlCOnScoring(logging.Handler):
+    """Sends the process SIGINT when the dev scoring warns of its unreadable file (its first batch)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("skipped unreadable audio: "):
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_in_the_dev_scoring_at_max_steps_is_scored_by_resume_which_stops_there(libri, tmp_path):
+    """max_steps at an epoch's end and a Ctrl-C in that end's dev scoring: --resume with the same
+    max_steps, which the run has reached, still does the end left (it did nothing, and the run's
+    last scoring was lost), and trains nothing more."""
+    manifest = _manifest(tmp_path / "train.jsonl", [libri[u] for u in SHORT[:6]])
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt nonsense" * 4)
+    dev = _manifest(tmp_path / "dev.jsonl", [{"audio_filepath": str(corrupt), "duration": 0.1, "text": "A"},
+                                             *[libri[u] for u in SHORT[6:]]])
+    cfg = _config(tmp_path / "run", manifest, *RESUME_OVERRIDES, f"data.dev_manifest={dev}", "data.eval_batch_s=3.5",
+                  "max_steps=3")  # the end of epoch 1 of 3
+    handler = _CtrlCOnScoring()
+    logging.getLogger("asr").addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    finally:
+        logging.getLogger("asr").removeHandler(handler)
+    saved = load_checkpoint(cfg.run_dir / "last.pt")["train_state"]
+    assert (saved["step"], saved["epoch"], saved["batches_done"]) == (3, 0, 3)
+    result = train(cfg, resume=True)
+    assert (result.steps, result.epochs_done, result.stopped_early) == (3, 1, True)
+    events = [json.loads(line) for line in (cfg.run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["step"]) for e in events] == [("step", 1), ("step", 2), ("step", 3), ("epoch", 3)]
+    assert events[-1]["dev_wer"] == result.best_dev_wer is not None
+    assert load_checkpoint(cfg.run_dir / "model.pt")["metrics"]["step"] == 3
+
+
 def test_resume_inside_an_epoch_refuses_other_training_data_or_batching(libri, tmp_path, capsys):
     """A run stopped at batch 2 of 3 resumed over a manifest of 2 utterances (1 batch) failed with a
     ValueError traceback from the sampler; one with as many batches resumed silently into batches
