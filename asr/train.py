@@ -227,7 +227,7 @@ class Trainer:
                     requested, over_time = any_rank_each([ctrl_c.requested, over_minutes], self.dist)  # all ranks
                     if requested:  # stop at the same step
                         self.stop_on_request()
-                    if over_time or (cfg.max_steps and progress.step >= cfg.max_steps):
+                    if over_time or progress.limit_reached(cfg.max_steps, cfg.epochs):
                         break
                 if any_rank(unreadable == self.steps_per_epoch, self.dist):  # not a model to save as trained
                     raise TrainError(f"{cfg.data.train_manifest}: none of the training audio could be read "
@@ -236,7 +236,7 @@ class Trainer:
                     self.end_epoch(log, start, lambda: ctrl_c.requested)
                 else:  # max_steps or max_minutes inside the epoch
                     self.stop_inside_epoch(log, start, lambda: ctrl_c.requested)
-                if over_time or (cfg.max_steps and progress.step >= cfg.max_steps):
+                if over_time or progress.limit_reached(cfg.max_steps, cfg.epochs):  # (epochs: the loop ends too)
                     break
         if self.dist.is_main:
             self.write_final_model()
