@@ -47,6 +47,9 @@ class ModelEMA:
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        for m in self.module.modules():  # a copy's cuDNN RNN weights lie apart, compacted at every call
+            if isinstance(m, nn.RNNBase):
+                m.flatten_parameters()  # (with a warning at the first); on the CPU it does nothing
 
     def decay_at(self, num_updates: int) -> float:
         """The decay used by update number ``num_updates`` (1-based)."""

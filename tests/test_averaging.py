@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,19 @@ def test_ema_state_round_trips():
     assert all(torch.equal(a, b) for a, b in zip(ema.module.state_dict().values(), other.module.state_dict().values()))
     with pytest.raises(ValueError, match="decay"):
         ModelEMA(model, decay=1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_ema_copy_of_a_cuda_gru_keeps_its_weights_in_one_chunk():
+    # On an H100 the dev scoring of the EMA's copy warned that the RNN weights "are not part of single
+    # contiguous chunk of memory" and so are compacted at every call (2026-11-25, exp/gpu/A3)
+    model = nn.GRU(4, 8, num_layers=2, bidirectional=True, batch_first=True).cuda()
+    ema = ModelEMA(model, decay=0.9)
+    for _ in range(2):  # after an update (in place) too
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ema.module(torch.randn(2, 5, 4, device="cuda"))
+        ema.update(model)
 
 
 # -------------------------------------------------------------------------------- averaging
