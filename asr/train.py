@@ -19,7 +19,9 @@ import logging
 import math
 import multiprocessing
 import os
+import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +57,17 @@ from asr.tokenizer import tokenizer_from_dict
 logger = logging.getLogger(__name__)
 
 _FORK = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """The peaks so far, in GiB, that an epoch or stop event carries: this process's resident memory
+    (``rss_peak_gb``; data-loader workers are processes of their own) and, on CUDA, what PyTorch
+    allocated on the device (``gpu_peak_gb``), the figure to size ``data.max_batch_s`` by."""
+    per_gb = 2**30 if sys.platform == "darwin" else 2**20  # ru_maxrss: bytes on macOS, KiB on Linux
+    peak = {"rss_peak_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / per_gb, 3)}
+    if device.type == "cuda":
+        peak["gpu_peak_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+    return peak
 
 
 @dataclass
@@ -353,7 +366,7 @@ class Trainer:
         if self.dist.is_main:
             self.checkpoints.save_epoch(progress.epoch, self.recognizer(), self.metrics())
         event["best_dev_wer"] = progress.best_dev_wer
-        write_event(log, event, self.on_event)
+        write_event(log, event | peak_memory(self.device), self.on_event)
 
     def stop_inside_epoch(self, log, start: float, should_stop: Callable[[], bool]) -> None:
         """A stop by ``max_steps`` or ``max_minutes``: the dev set scores the last weights, so that
@@ -367,7 +380,7 @@ class Trainer:
                 if self.score_dev(event, should_stop):
                     self.save("best.pt")
                 event["best_dev_wer"] = self.progress.best_dev_wer
-                write_event(log, event, self.on_event)
+                write_event(log, event | peak_memory(self.device), self.on_event)
             except EvaluationStopped:
                 stopped = True
         if any_rank(stopped, self.dist):  # the other ranks wait here while rank 0 scores the dev set

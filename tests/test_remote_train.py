@@ -29,6 +29,8 @@ def test_plan_epochs_fits_the_budget():
     train_s = 1260.0 - 30.0 - 10.0
     assert plan["epochs"] == int(0.9 * train_s / plan["epoch_s"]) == 26
     assert plan["max_minutes"] == round(train_s / 60, 2)
+    assert "gpu_peak_gb" not in plan  # a probe on the CPU
+    assert plan_epochs(steps + [stop | {"gpu_peak_gb": 5.7}], 75.0, 1260.0, 5)["gpu_peak_gb"] == 5.7
     with pytest.raises(RemoteError, match="too few steps"):
         plan_epochs(steps[:1] + [stop], 75.0, 1260.0, 5)
     with pytest.raises(RemoteError, match="did not score the dev set"):

@@ -969,3 +969,20 @@ def test_a_dev_manifest_without_a_usable_line_is_an_error(libri, tmp_path, capsy
     assert main(["train", str(conf), f"out_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"asr: error: {missing}: no usable dev utterances (data.dev_manifest); nothing to score the model on"]
+
+
+def test_epoch_and_stop_events_carry_the_peak_memory(libri, tmp_path):
+    """An epoch's end and a stop inside an epoch log the process's peak resident memory (on CUDA also
+    the peak allocated on the device, ``gpu_peak_gb``: what a larger data.max_batch_s would need)."""
+    import resource
+
+    two = _manifest(tmp_path / "two.jsonl", [libri[u] for u in SHORT[:2]])
+    run = tmp_path / "run"
+    train(_config(run, two, f"data.dev_manifest={two}", "data.max_batch_size=1", "epochs=2", "max_steps=3"))
+    events = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    ends = [e for e in events if e["event"] in ("epoch", "stop")]
+    assert [e["event"] for e in ends] == ["epoch", "stop"]  # 2 batches an epoch: step 3 is inside epoch 2
+    peak_now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    for e in ends:
+        assert 0.05 < e["rss_peak_gb"] <= peak_now + 1e-3, e  # this process: torch alone is over 50 MB
+        assert "gpu_peak_gb" not in e

@@ -194,7 +194,8 @@ def plan_epochs(events: list[dict], probe_wall_s: float, budget_s: float, dev_ev
     event says how long the dev scoring took (``dev_s``); what else the probe spent outside its
     training loop (imports, CMVN statistics, audio cache, checkpoints) is start-up, paid again by
     the run, as is one more dev scoring by the recipe's evaluation stage. ``margin`` of the rest
-    goes to training (epoch ends also write checkpoints, which the probe does not time).
+    goes to training (epoch ends also write checkpoints, which the probe does not time). On a GPU
+    the plan also gives the probe's peak of allocated GPU memory (``gpu_peak_gb``).
 
     Example:
         >>> steps = [{"event": "step", "run_steps": n, "elapsed_s": 5.0 + n, "batches": 40} for n in (5, 10, 15)]
@@ -215,9 +216,12 @@ def plan_epochs(events: list[dict], probe_wall_s: float, budget_s: float, dev_ev
     epoch_s = last["batches"] * step_s + dev_s / dev_every
     train_s = budget_s - startup_s - dev_s  # the recipe scores the dev set once more after training
     epochs = max(1, math.floor(margin * train_s / epoch_s))
-    return {"epochs": epochs, "max_minutes": round(max(train_s, 60.0) / 60, 2), "step_s": round(step_s, 3),
+    plan = {"epochs": epochs, "max_minutes": round(max(train_s, 60.0) / 60, 2), "step_s": round(step_s, 3),
             "steps_per_epoch": last["batches"], "dev_s": round(dev_s, 3), "startup_s": round(startup_s, 1),
             "epoch_s": round(epoch_s, 1), "budget_s": budget_s}
+    if "gpu_peak_gb" in stops[-1]:  # the probe's batches on the GPU: the headroom for larger ones
+        plan["gpu_peak_gb"] = stops[-1]["gpu_peak_gb"]
+    return plan
 
 
 def watch(exp: Path, seconds: float, every: float) -> bool:
